@@ -1,0 +1,1 @@
+//! SIP codec (stub; being written).

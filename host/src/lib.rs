@@ -1,0 +1,3 @@
+//! Switchyard host: transports, transactions, proxy core, registrar and location store.
+
+pub mod net;
