@@ -1,3 +1,24 @@
-//! Switchyard host: transports, transactions, proxy core, registrar and location store.
+//! Switchyard host: a stateful SIP proxy and registrar.
+//!
+//! Layers, bottom up (docs/architecture.md has the full picture):
+//! - [`transport`]: UDP/TCP sockets, framing, connection reuse.
+//! - [`transaction`]: RFC 3261 §17 state machines, sans-IO.
+//! - [`proxy`]: RFC 3261 §16 request checks, routing and forking, sans-IO.
+//! - [`registrar`] and [`location`]: RFC 3261 §10.3 and the binding store.
+//! - [`egress`]: RFC 3263 next-hop resolution and the egress allowlist.
+//! - [`policy`]: the hook interface routing policies implement.
+//! - [`node`]: wires them together; the path of a message is in `node/core.rs`.
 
+pub mod config;
+pub mod egress;
+pub mod location;
 pub mod net;
+pub mod node;
+pub mod policy;
+pub mod proxy;
+pub mod registrar;
+pub mod transaction;
+pub mod transport;
+
+pub use config::Config;
+pub use node::{Node, NodeHandle, NodeParts};

@@ -1,1 +1,100 @@
-fn main() {}
+//! The `switchyard` command line: run a node, check a config file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchyard::config::Config;
+use switchyard::transport::ListenerSpec;
+use switchyard::Node;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Stateful SIP proxy and registrar")]
+struct Cli {
+    /// Log level or filter (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a proxy node (UDP+TCP on 0.0.0.0:5060 and the embedded store by default).
+    Run {
+        /// TOML configuration file (every key optional).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listener, e.g. `udp:127.0.0.1:5090` or `tcp:[::1]:5060`; repeatable; replaces `listen`.
+        #[arg(long = "listen", value_name = "PROTO:ADDR:PORT")]
+        listen: Vec<ListenerSpec>,
+        /// A domain the registrar serves; repeatable; replaces `domains`.
+        #[arg(long = "domain", value_name = "DOMAIN")]
+        domain: Vec<String>,
+        /// Host[:port] to put in Via / Record-Route (needed behind a wildcard listener).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// This node's id.
+        #[arg(long)]
+        node_id: Option<String>,
+    },
+    /// Validate a configuration file and print the effective settings.
+    CheckConfig {
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file)?;
+            println!("{}: ok", file.display());
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Run { config, listen, domain, advertise, node_id } => {
+            let mut cfg = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            if !listen.is_empty() {
+                cfg.listen = listen;
+            }
+            if !domain.is_empty() {
+                cfg.domains = domain;
+            }
+            if advertise.is_some() {
+                cfg.advertise = advertise;
+            }
+            if let Some(id) = node_id {
+                cfg.node_id = id;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(async {
+                let node = Node::start(cfg).await?;
+                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                tracing::info!("shutting down");
+                node.shutdown().await;
+                Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Editing by splicing. A proxy forwards almost every byte unchanged
+//! (RFC 3261 §16.6 only adds a Via, maybe a Record-Route, pops a Route,
+//! rewrites the Request-URI and Max-Forwards), so instead of re-serialising
+//! a message the [`Editor`] records byte-range replacements against the
+//! original buffer and copies everything else verbatim in one pass.
+//!
+//! The body is never touched, so Content-Length stays valid.
+
+use std::io::Write as _;
+
+use bytes::Bytes;
+
+use crate::header::HeaderName;
+use crate::message::{HeaderSpan, SipMessage, Span, StartLine};
+use crate::scan::CommaSplit;
+use crate::via::Via;
+
+/// Replace `buf[start..end]` with `arena[text]` (`start == end`: insert).
+#[derive(Debug, Clone, Copy)]
+struct Splice {
+    start: u32,
+    end: u32,
+    /// Tie-break among splices at the same `start`: lower first.
+    order: u32,
+    text: (u32, u32),
+}
+
+/// Builder of an edited copy of a message. See the module docs.
+///
+/// Edits refer to the original message; when two edits overlap, the one
+/// starting first wins and the other is dropped (e.g. setting `received`
+/// on a Via value that is also being removed).
+#[derive(Debug)]
+pub struct Editor<'m> {
+    msg: &'m SipMessage,
+    arena: Vec<u8>,
+    splices: Vec<Splice>,
+    next_order: u32,
+    /// Values to pop per header name (applied in `finish`).
+    pops: Vec<(HeaderName, u32)>,
+    removed: Vec<HeaderName>,
+    request_uri: Option<Splice>,
+    max_forwards: Option<Splice>,
+    via_received: Vec<Splice>,
+}
+
+/// Orders pushes so that the latest push ends up topmost.
+const PUSH_BASE: u32 = u32::MAX / 2;
+
+impl<'m> Editor<'m> {
+    pub(crate) fn new(msg: &'m SipMessage) -> Self {
+        Editor {
+            msg,
+            arena: Vec::with_capacity(256),
+            splices: Vec::new(),
+            next_order: 0,
+            pops: Vec::new(),
+            removed: Vec::new(),
+            request_uri: None,
+            max_forwards: None,
+            via_received: Vec::new(),
+        }
+    }
+
+    fn text(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> (u32, u32) {
+        let start = self.arena.len() as u32;
+        f(&mut self.arena);
+        (start, self.arena.len() as u32)
+    }
+
+    fn lines(&self, name: HeaderName) -> impl Iterator<Item = &'m HeaderSpan> + use<'m> {
+        let msg: &'m SipMessage = self.msg;
+        msg.headers.iter().filter(move |h| h.name == name)
+    }
+
+    /// Insert `Name: value` as a new line above the first line of that
+    /// header (so it becomes the topmost value: push Via, push
+    /// Record-Route, push Path), or above the first header if absent.
+    /// Several pushes of the same header stack: the last one ends on top.
+    /// [`HeaderName::Other`] has no spelling: use [`Editor::push_raw_header`].
+    pub fn push_header(&mut self, name: HeaderName, value: &str) -> &mut Self {
+        if name == HeaderName::Other {
+            return self;
+        }
+        self.push_raw_header(name.as_str(), value)
+    }
+
+    /// Like [`Editor::push_header`] with an explicit name.
+    pub fn push_raw_header(&mut self, raw_name: &str, value: &str) -> &mut Self {
+        let name = HeaderName::parse(raw_name);
+        let at = match name {
+            HeaderName::Other => None,
+            n => self.lines(n).next().map(|h| h.line.start),
+        }
+        .unwrap_or(self.msg.headers_start);
+        let text = self.text(|a| line(a, raw_name, value));
+        self.next_order += 1;
+        self.splices.push(Splice {
+            start: at,
+            end: at,
+            order: PUSH_BASE - self.next_order,
+            text,
+        });
+        self
+    }
+
+    /// Add `Name: value` after the last header line.
+    pub fn append_header(&mut self, raw_name: &str, value: &str) -> &mut Self {
+        let at = self.msg.headers_end;
+        let needs_crlf = at > 0 && self.msg.buf.get(at as usize - 1) != Some(&b'\n');
+        let text = self.text(|a| {
+            if needs_crlf {
+                a.extend_from_slice(b"\r\n");
+            }
+            line(a, raw_name, value)
+        });
+        self.next_order += 1;
+        self.splices.push(Splice {
+            start: at,
+            end: at,
+            order: PUSH_BASE + self.next_order,
+            text,
+        });
+        self
+    }
+
+    /// Remove the first remaining value of `name` (pop a Route entry, or
+    /// the top Via of a response, RFC 3261 §16.7 step 3). A line left
+    /// without values is removed entirely. Calls accumulate: two calls pop
+    /// two values.
+    pub fn remove_first_value(&mut self, name: HeaderName) -> &mut Self {
+        match self.pops.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => self.pops.push((name, 1)),
+        }
+        self
+    }
+
+    /// Remove every line of `name`.
+    pub fn remove_headers(&mut self, name: HeaderName) -> &mut Self {
+        if !self.removed.contains(&name) {
+            self.removed.push(name);
+        }
+        self
+    }
+
+    /// Replace the Request-URI (RFC 3261 §16.6 step 2). No-op on responses.
+    pub fn set_request_uri(&mut self, uri: &str) -> &mut Self {
+        if let StartLine::Request { uri: span, .. } = self.msg.start {
+            let text = self.text(|a| a.extend_from_slice(uri.as_bytes()));
+            self.request_uri = Some(Splice {
+                start: span.start,
+                end: span.end,
+                order: 0,
+                text,
+            });
+        }
+        self
+    }
+
+    /// Set Max-Forwards to `n`: replace the value of the first line, or add
+    /// the header if absent (RFC 3261 §16.6 step 3).
+    pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
+        let existing = self.lines(HeaderName::MaxForwards).next().map(|h| h.value);
+        let (start, end, text) = match existing {
+            Some(v) => (v.start, v.end, self.text(|a| _ = write!(a, "{n}"))),
+            None => {
+                let at = self.msg.headers_end;
+                let needs_crlf = at > 0 && self.msg.buf.get(at as usize - 1) != Some(&b'\n');
+                let text = self.text(|a| {
+                    if needs_crlf {
+                        a.extend_from_slice(b"\r\n");
+                    }
+                    _ = write!(a, "Max-Forwards: {n}\r\n");
+                });
+                (at, at, text)
+            }
+        };
+        self.max_forwards = Some(Splice {
+            start,
+            end,
+            order: 0,
+            text,
+        });
+        self
+    }
+
+    /// RFC 3261 §18.2.1 / RFC 3581 §4: set `received=` on the top Via
+    /// (replacing an existing value) and fill in a client's `rport`
+    /// (a Via without `rport` is left without it: only a client that asked
+    /// gets the port). `None` leaves the respective parameter alone.
+    pub fn set_top_via_received(
+        &mut self,
+        received: Option<&str>,
+        rport: Option<u16>,
+    ) -> &mut Self {
+        self.via_received.clear();
+        let msg: &'m SipMessage = self.msg;
+        let Some(line) = self.lines(HeaderName::Via).next() else {
+            return self;
+        };
+        let line_text = msg.text(line.value);
+        let Some(value) = CommaSplit::new(line_text).next() else {
+            return self;
+        };
+        let Ok(via) = Via::parse(value) else {
+            return self;
+        };
+        let base = msg.buf.as_ptr() as usize;
+        let off = |s: &str| (s.as_ptr() as usize - base) as u32;
+        let mut received_done = received.is_none();
+        let mut edits = Vec::new();
+        for (name, val) in via.params.iter() {
+            if !received_done && name.eq_ignore_ascii_case("received") {
+                let r = received.unwrap_or_default();
+                let text = self.text(|a| _ = write!(a, "received={r}"));
+                let end = val.map_or(off(name) + name.len() as u32, |v| off(v) + v.len() as u32);
+                edits.push(Splice {
+                    start: off(name),
+                    end,
+                    order: 0,
+                    text,
+                });
+                received_done = true;
+            } else if let (Some(p), true) = (rport, name.eq_ignore_ascii_case("rport")) {
+                let text = self.text(|a| _ = write!(a, "rport={p}"));
+                let end = val.map_or(off(name) + name.len() as u32, |v| off(v) + v.len() as u32);
+                edits.push(Splice {
+                    start: off(name),
+                    end,
+                    order: 0,
+                    text,
+                });
+            }
+        }
+        if !received_done {
+            let r = received.unwrap_or_default();
+            let at = off(via.raw) + via.raw.len() as u32;
+            let text = self.text(|a| _ = write!(a, ";received={r}"));
+            edits.push(Splice {
+                start: at,
+                end: at,
+                order: 0,
+                text,
+            });
+        }
+        self.via_received = edits;
+        self
+    }
+
+    /// Apply a pending pop list to produce removal splices.
+    fn pop_splices(&self, out: &mut Vec<Splice>) {
+        let msg = self.msg;
+        let base = msg.buf.as_ptr() as usize;
+        for name in &self.removed {
+            for h in self.lines(*name) {
+                out.push(removal(h.line));
+            }
+        }
+        for &(name, count) in &self.pops {
+            if self.removed.contains(&name) {
+                continue;
+            }
+            let mut left = count as usize;
+            for h in self.lines(name) {
+                if left == 0 {
+                    break;
+                }
+                let values: Vec<&str> = CommaSplit::new(msg.text(h.value)).collect();
+                if left >= values.len() {
+                    out.push(removal(h.line));
+                    left -= values.len();
+                } else {
+                    let start = values[0].as_ptr() as usize - base;
+                    let end = values[left].as_ptr() as usize - base;
+                    out.push(removal(Span {
+                        start: start as u32,
+                        end: end as u32,
+                    }));
+                    left = 0;
+                }
+            }
+        }
+    }
+
+    /// Write the edited message into `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut all: Vec<Splice> = Vec::with_capacity(self.splices.len() + 8);
+        all.extend_from_slice(&self.splices);
+        all.extend(self.request_uri);
+        all.extend(self.max_forwards);
+        all.extend_from_slice(&self.via_received);
+        self.pop_splices(&mut all);
+        // Inserts before replacements at the same offset, then by order.
+        all.sort_unstable_by_key(|s| (s.start, s.end != s.start, s.order));
+        let buf: &[u8] = &self.msg.buf;
+        out.reserve(buf.len() + self.arena.len());
+        let mut cursor = 0usize;
+        for s in &all {
+            let (start, end) = (s.start as usize, s.end as usize);
+            if start < cursor {
+                continue; // overlaps an earlier edit: dropped
+            }
+            out.extend_from_slice(&buf[cursor..start]);
+            out.extend_from_slice(&self.arena[s.text.0 as usize..s.text.1 as usize]);
+            cursor = end;
+        }
+        out.extend_from_slice(&buf[cursor..]);
+    }
+
+    /// The edited message.
+    pub fn finish(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.msg.buf.len() + self.arena.len());
+        self.write_to(&mut out);
+        Bytes::from(out)
+    }
+}
+
+fn removal(span: Span) -> Splice {
+    Splice {
+        start: span.start,
+        end: span.end,
+        order: 0,
+        text: (0, 0),
+    }
+}
+
+fn line(a: &mut Vec<u8>, name: &str, value: &str) {
+    a.extend_from_slice(name.as_bytes());
+    a.extend_from_slice(b": ");
+    a.extend_from_slice(value.as_bytes());
+    a.extend_from_slice(b"\r\n");
+}

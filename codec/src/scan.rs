@@ -1,0 +1,176 @@
+//! Low-level lexical helpers shared by the typed parsers: token classes,
+//! LWS trimming (folded lines count as LWS), and quote- and `<>`-aware
+//! splitting.
+
+use std::borrow::Cow;
+
+use crate::ParseError;
+
+/// RFC 3261 §25.1 `token` characters.
+#[inline]
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// Non-empty string made only of `token` characters.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
+/// Linear white space, including the CR/LF of a folded line: callers only
+/// ever see header values, where CRLF is always followed by WSP.
+#[inline]
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+pub(crate) fn trim_lws(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+}
+
+/// Index of the first `needle` byte outside quoted strings and `<...>`.
+pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut in_quote = false;
+    let mut angle = false;
+    while i < b.len() {
+        let c = b[i];
+        if in_quote {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_quote = false,
+                _ => {}
+            }
+        } else if angle {
+            if c == b'>' {
+                angle = false;
+            }
+        } else if c == needle {
+            return Some(i);
+        } else if c == b'"' {
+            in_quote = true;
+        } else if c == b'<' {
+            angle = true;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Splits a header value at top-level commas (RFC 3261 §7.3.1), ignoring
+/// commas inside quoted strings and `<...>`. Elements are LWS-trimmed and
+/// empty elements are yielded (so `a,,b` is visibly malformed to callers);
+/// an all-blank value yields nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct CommaSplit<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> CommaSplit<'a> {
+    pub(crate) fn new(value: &'a str) -> Self {
+        let t = trim_lws(value);
+        CommaSplit {
+            rest: if t.is_empty() { None } else { Some(t) },
+        }
+    }
+}
+
+impl<'a> Iterator for CommaSplit<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        match find_unquoted(rest, b',') {
+            Some(i) => {
+                self.rest = Some(&rest[i + 1..]);
+                Some(trim_lws(&rest[..i]))
+            }
+            None => {
+                self.rest = None;
+                Some(trim_lws(rest))
+            }
+        }
+    }
+}
+
+/// Length of the quoted string starting at `s[0] == '"'`, both quotes
+/// included, honouring `\` escapes (RFC 3261 §25.1 `quoted-pair`).
+pub(crate) fn quoted_len(s: &str) -> Result<usize, ParseError> {
+    let b = s.as_bytes();
+    debug_assert_eq!(b.first(), Some(&b'"'));
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Ok(i + 1),
+            _ => i += 1,
+        }
+    }
+    Err(ParseError::UnterminatedQuote)
+}
+
+/// Remove surrounding quotes and resolve `\` escapes. Unquoted input is
+/// returned as is.
+pub(crate) fn unquote(s: &str) -> Cow<'_, str> {
+    let s = trim_lws(s);
+    if s.len() < 2 || !s.starts_with('"') || !s.ends_with('"') {
+        return Cow::Borrowed(s);
+    }
+    let inner = &s[1..s.len() - 1];
+    if !inner.contains('\\') {
+        return Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Parse a run of ASCII digits into a `u32`, rejecting empty input,
+/// non-digits and overflow (RFC 4475 §3.1.2.4 overlarge scalars).
+pub(crate) fn parse_u32(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comma_split_respects_quotes_and_angles() {
+        let v: Vec<_> = CommaSplit::new(r#""a, \"b" <sip:x@y;p=1,2>, <sip:z>;q=0.5 ,,"#).collect();
+        assert_eq!(
+            v,
+            vec![r#""a, \"b" <sip:x@y;p=1,2>"#, "<sip:z>;q=0.5", "", ""]
+        );
+        assert_eq!(CommaSplit::new("  ").count(), 0);
+    }
+
+    #[test]
+    fn unquote_resolves_escapes() {
+        assert_eq!(unquote(r#""a\"b\\c""#), r#"a"b\c"#);
+        assert_eq!(unquote("plain"), "plain");
+        assert!(matches!(unquote(r#""x""#), Cow::Borrowed("x")));
+    }
+
+    #[test]
+    fn quoted_len_detects_unterminated() {
+        assert_eq!(quoted_len(r#""ab\"c" rest"#), Ok(7));
+        assert_eq!(quoted_len(r#""abc"#), Err(ParseError::UnterminatedQuote));
+    }
+}

@@ -1,0 +1,381 @@
+//! SIP, SIPS and tel URIs (RFC 3261 §19.1, §25.1; RFC 3966; RFC 5118 for
+//! IPv6 references). Other schemes are kept opaque: a proxy must carry
+//! them (RFC 4475 §3.1.4.4) even if it cannot route to them.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::ParseError;
+use crate::params::Params;
+
+/// URI scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Sip,
+    Sips,
+    Tel,
+    /// Any other scheme; the full text is in [`Uri::raw`].
+    Other,
+}
+
+/// The host part of a URI or Via `sent-by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Host<'a> {
+    /// A host name (or, for non-SIP schemes, the opaque part).
+    Domain(&'a str),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl<'a> Host<'a> {
+    /// Parse `hostname / IPv4address / IPv6reference` (RFC 3261 §25.1).
+    /// An IPv6 address must be bracketed (RFC 5118 §4.2).
+    pub fn parse(s: &'a str) -> Result<Host<'a>, ParseError> {
+        if let Some(inner) = s.strip_prefix('[') {
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or(ParseError::Uri("unterminated IPv6 reference"))?;
+            return inner
+                .parse()
+                .map(Host::V6)
+                .map_err(|_| ParseError::Uri("invalid IPv6 address"));
+        }
+        if s.is_empty() {
+            return Err(ParseError::Uri("empty host"));
+        }
+        if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            // All-numeric: must be an IPv4 address (a hostname's top label
+            // starts with a letter).
+            return s
+                .parse()
+                .map(Host::V4)
+                .map_err(|_| ParseError::Uri("invalid IPv4 address"));
+        }
+        let b = s.as_bytes();
+        let ok = b
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_');
+        if !ok || b[0] == b'.' || b[0] == b'-' {
+            return Err(ParseError::Uri("invalid host name"));
+        }
+        Ok(Host::Domain(s))
+    }
+
+    /// IP address, if the host is a literal.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match *self {
+            Host::V4(a) => Some(a.into()),
+            Host::V6(a) => Some(a.into()),
+            Host::Domain(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Domain(d) => f.write_str(d),
+            Host::V4(a) => write!(f, "{a}"),
+            Host::V6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// A parsed URI borrowing from the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uri<'a> {
+    pub scheme: Scheme,
+    pub user: Option<&'a str>,
+    pub password: Option<&'a str>,
+    /// For `tel:` the global/local number; for other non-SIP schemes
+    /// everything after the colon.
+    pub host: Host<'a>,
+    pub port: Option<u16>,
+    pub params: Params<'a>,
+    /// `?h=v&...` without the question mark.
+    pub headers: Option<&'a str>,
+    /// The whole URI as written.
+    pub raw: &'a str,
+}
+
+impl<'a> Uri<'a> {
+    /// Parse a URI. SIP and SIPS URIs are checked against RFC 3261 §25.1;
+    /// any other `scheme:opaque` is accepted as [`Scheme::Other`].
+    pub fn parse(s: &'a str) -> Result<Uri<'a>, ParseError> {
+        let colon = s.find(':').ok_or(ParseError::Uri("missing scheme"))?;
+        let scheme_str = &s[..colon];
+        let b = scheme_str.as_bytes();
+        if b.is_empty()
+            || !b[0].is_ascii_alphabetic()
+            || !b
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        {
+            return Err(ParseError::Uri("invalid scheme"));
+        }
+        let rest = &s[colon + 1..];
+        if rest
+            .bytes()
+            .any(|c| c <= b' ' || c == 0x7f || c == b'<' || c == b'>' || c == b'"')
+        {
+            return Err(ParseError::Uri("whitespace or delimiter inside URI"));
+        }
+        let scheme = if scheme_str.eq_ignore_ascii_case("sip") {
+            Scheme::Sip
+        } else if scheme_str.eq_ignore_ascii_case("sips") {
+            Scheme::Sips
+        } else if scheme_str.eq_ignore_ascii_case("tel") {
+            Scheme::Tel
+        } else {
+            if rest.is_empty() {
+                return Err(ParseError::Uri("empty opaque part"));
+            }
+            return Ok(Uri {
+                scheme: Scheme::Other,
+                user: None,
+                password: None,
+                host: Host::Domain(rest),
+                port: None,
+                params: Params::default(),
+                headers: None,
+                raw: s,
+            });
+        };
+        if scheme == Scheme::Tel {
+            let (number, params) = match rest.find(';') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            if number.is_empty() {
+                return Err(ParseError::Uri("empty telephone number"));
+            }
+            return Ok(Uri {
+                scheme,
+                user: None,
+                password: None,
+                host: Host::Domain(number),
+                port: None,
+                params: Params::parse(params).map_err(|_| ParseError::Uri("invalid parameter"))?,
+                headers: None,
+                raw: s,
+            });
+        }
+        parse_sip(scheme, s, rest)
+    }
+
+    /// `transport` URI parameter (RFC 3261 §19.1.1).
+    pub fn transport(&self) -> Option<&'a str> {
+        self.params.get("transport").flatten()
+    }
+
+    /// `lr` flag: the element is a loose router (RFC 3261 §16.4, §19.1.1).
+    pub fn is_lr(&self) -> bool {
+        self.params.contains("lr")
+    }
+
+    /// `maddr` URI parameter.
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params.get("maddr").flatten()
+    }
+
+    /// `user` URI parameter (`phone`, `ip`, ...).
+    pub fn user_param(&self) -> Option<&'a str> {
+        self.params.get("user").flatten()
+    }
+
+    /// True for `sip:` and `sips:`.
+    pub fn is_sip(&self) -> bool {
+        matches!(self.scheme, Scheme::Sip | Scheme::Sips)
+    }
+}
+
+fn parse_sip<'a>(scheme: Scheme, raw: &'a str, rest: &'a str) -> Result<Uri<'a>, ParseError> {
+    // userinfo never contains an unescaped '@' and neither do the host,
+    // params or headers, so the first '@' ends the userinfo.
+    let (userinfo, hostpart) = match rest.find('@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
+    let (user, password) = match userinfo {
+        Some(ui) => {
+            let (u, p) = match ui.find(':') {
+                Some(i) => (&ui[..i], Some(&ui[i + 1..])),
+                None => (ui, None),
+            };
+            if u.is_empty() {
+                return Err(ParseError::Uri("empty user part"));
+            }
+            check_escapes(u)?;
+            (Some(u), p)
+        }
+        None => (None, None),
+    };
+    let (hostport, after) = if hostpart.starts_with('[') {
+        let close = hostpart
+            .find(']')
+            .ok_or(ParseError::Uri("unterminated IPv6 reference"))?;
+        let end = hostpart[close..]
+            .find([';', '?'])
+            .map_or(hostpart.len(), |i| close + i);
+        (&hostpart[..end], &hostpart[end..])
+    } else {
+        let end = hostpart.find([';', '?']).unwrap_or(hostpart.len());
+        (&hostpart[..end], &hostpart[end..])
+    };
+    let (host, port) = split_host_port(hostport)?;
+    let (params, headers) = match after.find('?') {
+        Some(i) => (&after[..i], Some(&after[i + 1..])),
+        None => (after, None),
+    };
+    check_escapes(params)?;
+    if let Some(h) = headers {
+        check_escapes(h)?;
+    }
+    let params = Params::parse(params).map_err(|_| ParseError::Uri("invalid URI parameter"))?;
+    Ok(Uri {
+        scheme,
+        user,
+        password,
+        host,
+        port,
+        params,
+        headers,
+        raw,
+    })
+}
+
+/// Split `host [":" port]`, where host may be a bracketed IPv6 reference.
+pub(crate) fn split_host_port(s: &str) -> Result<(Host<'_>, Option<u16>), ParseError> {
+    let (h, p) = if s.starts_with('[') {
+        let close = s
+            .find(']')
+            .ok_or(ParseError::Uri("unterminated IPv6 reference"))?;
+        match &s[close + 1..] {
+            "" => (&s[..=close], None),
+            tail => match tail.strip_prefix(':') {
+                Some(p) => (&s[..=close], Some(p)),
+                None => return Err(ParseError::Uri("garbage after IPv6 reference")),
+            },
+        }
+    } else {
+        match s.find(':') {
+            Some(i) => (&s[..i], Some(&s[i + 1..])),
+            None => (s, None),
+        }
+    };
+    let port = match p {
+        None => None,
+        Some(p) => Some(parse_port(p)?),
+    };
+    Ok((Host::parse(h)?, port))
+}
+
+fn parse_port(p: &str) -> Result<u16, ParseError> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::Uri("invalid port"));
+    }
+    p.parse().map_err(|_| ParseError::Uri("port out of range"))
+}
+
+/// Every `%` must start a `%HH` escape (RFC 3261 §25.1 `escaped`).
+fn check_escapes(s: &str) -> Result<(), ParseError> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'%', &b[i..]) {
+        let p = i + off;
+        if p + 2 >= b.len() || !b[p + 1].is_ascii_hexdigit() || !b[p + 2].is_ascii_hexdigit() {
+            return Err(ParseError::Uri("invalid %-escape"));
+        }
+        i = p + 3;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Uri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scheme {
+            Scheme::Other => f.write_str(self.raw),
+            Scheme::Tel => write!(f, "tel:{}{}", self.host, self.params),
+            Scheme::Sip | Scheme::Sips => {
+                f.write_str(if self.scheme == Scheme::Sip {
+                    "sip:"
+                } else {
+                    "sips:"
+                })?;
+                if let Some(u) = self.user {
+                    f.write_str(u)?;
+                    if let Some(p) = self.password {
+                        write!(f, ":{p}")?;
+                    }
+                    f.write_str("@")?;
+                }
+                write!(f, "{}", self.host)?;
+                if let Some(p) = self.port {
+                    write!(f, ":{p}")?;
+                }
+                write!(f, "{}", self.params)?;
+                if let Some(h) = self.headers {
+                    write!(f, "?{h}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uri_parts() {
+        let u = Uri::parse("sips:alice:secret@[2001:db8::10]:5061;transport=tcp;lr?Subject=hi")
+            .unwrap();
+        assert_eq!(u.scheme, Scheme::Sips);
+        assert_eq!(u.user, Some("alice"));
+        assert_eq!(u.password, Some("secret"));
+        assert_eq!(u.host, Host::V6("2001:db8::10".parse().unwrap()));
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.transport(), Some("tcp"));
+        assert!(u.is_lr());
+        assert_eq!(u.headers, Some("Subject=hi"));
+        assert_eq!(
+            u.to_string(),
+            "sips:alice:secret@[2001:db8::10]:5061;transport=tcp;lr?Subject=hi"
+        );
+    }
+
+    #[test]
+    fn ipv6_port_ambiguity_rfc5118() {
+        // RFC 5118 §4.3: the last group belongs to the address, no port.
+        let u = Uri::parse("sip:[2001:db8::10:5070]").unwrap();
+        assert_eq!(u.port, None);
+        let u = Uri::parse("sip:[2001:db8::10]:5070").unwrap();
+        assert_eq!(u.port, Some(5070));
+        assert!(Uri::parse("sip:user@[2001:db8::10").is_err());
+        assert!(Uri::parse("sip:user@2001:db8::10").is_err());
+    }
+
+    #[test]
+    fn user_part_may_hold_semicolons_and_escapes() {
+        let u = Uri::parse("sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user, Some("user;par=u%40example.net"));
+        assert_eq!(u.host, Host::Domain("example.com"));
+        assert!(u.params.is_empty());
+        assert!(Uri::parse("sip:us%zzer@example.com").is_err());
+        assert!(Uri::parse("sip:user@example.com%").is_err());
+    }
+
+    #[test]
+    fn other_schemes_are_opaque_and_tel_is_typed() {
+        let u = Uri::parse("isbn:2983792873").unwrap();
+        assert_eq!(u.scheme, Scheme::Other);
+        assert_eq!(u.to_string(), "isbn:2983792873");
+        let t = Uri::parse("tel:+1-201-555-0123;phone-context=example.com").unwrap();
+        assert_eq!(t.scheme, Scheme::Tel);
+        assert_eq!(t.host, Host::Domain("+1-201-555-0123"));
+        assert!(Uri::parse("no-scheme").is_err());
+        assert!(Uri::parse("sip:user@exa mple.com").is_err());
+        assert!(Uri::parse("sip:host:99999").is_err());
+    }
+}

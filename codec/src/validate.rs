@@ -1,0 +1,148 @@
+//! Receiver-side validation (RFC 3261 §8.2, §16.3 step 1, §18.3;
+//! RFC 4475; RFC 5118). The proxy core separately applies the §16.3 rules
+//! that need configuration (416, 420, 482, 483).
+
+use std::fmt;
+
+use crate::ParseError;
+use crate::header::HeaderName;
+use crate::message::SipMessage;
+
+/// Why a request must be refused, ready to become a response line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: u16,
+    /// Reason phrase naming the problem (RFC 3261 §21.4.1).
+    pub reason: String,
+}
+
+impl Rejection {
+    fn bad(reason: impl fmt::Display) -> Rejection {
+        Rejection {
+            code: 400,
+            reason: format!("Bad Request ({reason})"),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.reason)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl From<ParseError> for Rejection {
+    fn from(e: ParseError) -> Self {
+        Rejection::bad(e)
+    }
+}
+
+/// Check a request as a receiving proxy must before acting on it.
+pub fn validate_request(msg: &SipMessage) -> Result<(), Rejection> {
+    let Some(method) = msg.method() else {
+        return Err(Rejection::bad("not a request"));
+    };
+    // RFC 3261 §8.2.2 / RFC 4475 §3.1.2.16.
+    if msg.version() != "SIP/2.0" {
+        return Err(Rejection {
+            code: 505,
+            reason: "Version Not Supported".into(),
+        });
+    }
+    if !msg.start_line_strict {
+        return Err(Rejection::bad("malformed Request-Line"));
+    }
+    msg.request_uri()
+        .map_err(|e| Rejection::bad(format_args!("Request-URI: {e}")))?;
+    // RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Max-Forwards, Via.
+    for h in [
+        HeaderName::To,
+        HeaderName::From,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::Via,
+    ] {
+        if msg.header(h).is_none() {
+            return Err(ParseError::MissingHeader(h).into());
+        }
+    }
+    for h in msg.headers.iter() {
+        if h.name.is_single_valued() && msg.header_count(h.name) > 1 {
+            return Err(ParseError::MultipleValues(h.name).into());
+        }
+    }
+    for h in [
+        HeaderName::To,
+        HeaderName::From,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
+        if msg.header_values(h).count() > 1 && h != HeaderName::CSeq {
+            // RFC 4475 §3.1.4.8: single-valued headers with several values.
+            if h == HeaderName::CallId || msg.header(h).is_some_and(|v| !v.contains('"')) {
+                return Err(ParseError::MultipleValues(h).into());
+            }
+        }
+    }
+    msg.to()?;
+    msg.from()?;
+    msg.call_id()?;
+    let cseq = msg.cseq()?;
+    // RFC 3261 §8.1.1.5; RFC 4475 §3.1.2.17/18.
+    if &cseq.method != method {
+        return Err(Rejection::bad("CSeq method does not match Request-Line"));
+    }
+    for v in msg.vias() {
+        v?;
+    }
+    if let Some(mf) = msg.max_forwards()?
+        && mf > 255
+    {
+        return Err(Rejection::bad("Max-Forwards out of range"));
+    }
+    msg.expires()?;
+    for h in [HeaderName::Route, HeaderName::RecordRoute, HeaderName::Path] {
+        for v in msg.header_values(h) {
+            crate::NameAddr::parse(v).map_err(|e| e.in_header(h))?;
+        }
+    }
+    msg.contacts()?;
+    // RFC 3261 §18.3: Content-Length larger than the bytes received.
+    match msg.content_length()? {
+        Some(n) if n > msg.raw_body_len() => {
+            return Err(Rejection::bad("Content-Length exceeds message body"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Check a response before matching it to a client transaction; invalid
+/// responses are silently dropped (RFC 3261 §18.1.2).
+pub fn validate_response(msg: &SipMessage) -> Result<(), ParseError> {
+    if msg.is_request() {
+        return Err(ParseError::StartLine("not a response"));
+    }
+    if msg.version() != "SIP/2.0" {
+        return Err(ParseError::StartLine("unsupported version"));
+    }
+    msg.top_via()?;
+    for v in msg.vias() {
+        v?;
+    }
+    msg.from()?;
+    msg.to()?;
+    msg.call_id()?;
+    msg.cseq()?;
+    if let Some(n) = msg.content_length()?
+        && n > msg.raw_body_len()
+    {
+        return Err(ParseError::InvalidHeader {
+            header: HeaderName::ContentLength,
+            problem: "exceeds message body",
+        });
+    }
+    Ok(())
+}

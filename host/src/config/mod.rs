@@ -1,0 +1,291 @@
+//! Configuration: one TOML file (every key optional) plus CLI overrides.
+//!
+//! Every key is documented with its default in `docs/operations.md`. Unknown
+//! keys are refused so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::egress::EgressConfig;
+use crate::net::Transport;
+use crate::registrar::RegistrarConfig;
+use crate::transaction::TimerConfig;
+use crate::transport::{ListenerSpec, TransportConfig};
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's identity in the cluster; recorded in bindings it stores.
+    pub node_id: String,
+    /// Sockets to listen on, as `udp:ADDR:PORT` or `tcp:ADDR:PORT`.
+    pub listen: Vec<ListenerSpec>,
+    /// Host (and optional port) this node puts in Via, Record-Route and Path.
+    /// Needed when listening on a wildcard address.
+    pub advertise: Option<String>,
+    /// SIP domains this proxy is authoritative for (registrar and location).
+    pub domains: Vec<String>,
+    pub tenants: TenantsConfig,
+    pub timers: TimersConfig,
+    pub limits: LimitsConfig,
+    pub registrar: RegistrarConfig,
+    pub store: StoreConfig,
+    pub egress: EgressConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: "switchyard-1".into(),
+            listen: vec![
+                ListenerSpec {
+                    transport: Transport::Udp,
+                    addr: (Ipv4Addr::UNSPECIFIED, 5060).into(),
+                },
+                ListenerSpec {
+                    transport: Transport::Tcp,
+                    addr: (Ipv4Addr::UNSPECIFIED, 5060).into(),
+                },
+            ],
+            advertise: None,
+            domains: Vec::new(),
+            tenants: TenantsConfig::default(),
+            timers: TimersConfig::default(),
+            limits: LimitsConfig::default(),
+            registrar: RegistrarConfig::default(),
+            store: StoreConfig::default(),
+            egress: EgressConfig::default(),
+        }
+    }
+}
+
+/// Domain → tenant mapping. Unknown domains belong to `default`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsConfig {
+    pub default: String,
+    pub domains: BTreeMap<String, String>,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        TenantsConfig {
+            default: "default".into(),
+            domains: BTreeMap::new(),
+        }
+    }
+}
+
+/// RFC 3261 timers, in milliseconds, and the proxy's INVITE Timer C.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimersConfig {
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+    /// §16.6 step 11: a proxied INVITE branch with no final response is
+    /// cancelled after this long (RFC minimum 3 minutes; lower it for PBX-style
+    /// ring timeouts).
+    pub timer_c_ms: u64,
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        TimersConfig {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            timer_c_ms: 180_000,
+        }
+    }
+}
+
+impl TimersConfig {
+    pub fn transaction(&self) -> TimerConfig {
+        TimerConfig {
+            t1: Duration::from_millis(self.t1_ms),
+            t2: Duration::from_millis(self.t2_ms),
+            t4: Duration::from_millis(self.t4_ms),
+        }
+    }
+
+    pub fn timer_c(&self) -> Duration {
+        Duration::from_millis(self.timer_c_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest SIP message accepted, in bytes (larger: 513 or drop/close).
+    pub max_message_size: usize,
+    /// A TCP connection with no complete message for this long is closed.
+    pub tcp_idle_timeout_ms: u64,
+    /// UDP sockets per UDP listener (SO_REUSEPORT); 0 = one per core.
+    pub udp_sockets: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_size: 64 * 1024,
+            tcp_idle_timeout_ms: 120_000,
+            udp_sockets: 0,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn transport(&self) -> TransportConfig {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        TransportConfig {
+            max_message_size: self.max_message_size,
+            tcp_idle_timeout: Duration::from_millis(self.tcp_idle_timeout_ms),
+            udp_sockets_per_listener: if self.udp_sockets == 0 {
+                cores
+            } else {
+                self.udp_sockets
+            },
+            ..TransportConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `embedded` (in-process, single node). `cassandra` comes with its issue.
+    pub backend: String,
+    /// Shards of the embedded store (lock striping).
+    pub shards: usize,
+    /// How often expired bindings are purged, in milliseconds.
+    pub purge_interval_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: "embedded".into(),
+            shards: 64,
+            purge_interval_ms: 1000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file. Errors name the file, line and key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses TOML text; `origin` names it in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: origin.to_string(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.is_empty() {
+            return Err("key `listen`: at least one listener is needed".into());
+        }
+        let t = &self.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
+            return Err("key `timers`: need 0 < t1_ms <= t2_ms".into());
+        }
+        let r = &self.registrar;
+        if r.min_expires > r.max_expires
+            || r.default_expires < r.min_expires
+            || r.default_expires > r.max_expires
+        {
+            return Err(
+                "key `registrar`: need min_expires <= default_expires <= max_expires".into(),
+            );
+        }
+        if self.store.backend != "embedded" {
+            return Err(format!(
+                "key `store.backend`: unknown backend {:?} (available: \"embedded\")",
+                self.store.backend
+            ));
+        }
+        if self.limits.max_message_size < 1024 {
+            return Err("key `limits.max_message_size`: must be at least 1024 bytes".into());
+        }
+        Ok(())
+    }
+
+    /// A configuration for tests: the given listeners and domains, short
+    /// timers, egress locked to loopback and no DNS.
+    pub fn for_tests(listen: &[&str], domains: &[&str]) -> Config {
+        let mut c = Config {
+            listen: listen
+                .iter()
+                .map(|s| s.parse().expect("listener spec"))
+                .collect(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            ..Config::default()
+        };
+        c.egress.allow = vec!["127.0.0.0/8".parse().unwrap()];
+        c.egress.dns = false;
+        c.timers.t1_ms = 100;
+        c.timers.timer_c_ms = 10_000;
+        c.limits.udp_sockets = 1;
+        c
+    }
+
+    /// The tenant a domain belongs to.
+    pub fn tenant_of<'a>(&'a self, domain: &str) -> &'a str {
+        self.tenants
+            .domains
+            .iter()
+            .find(|(d, _)| d.eq_ignore_ascii_case(domain))
+            .map_or(self.tenants.default.as_str(), |(_, t)| t.as_str())
+    }
+
+    /// Host[:port] to advertise in Via / Record-Route for a listener.
+    pub fn advertised_for(&self, local: std::net::SocketAddr) -> String {
+        if let Some(a) = &self.advertise {
+            return a.clone();
+        }
+        let ip = if local.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            local.ip()
+        };
+        match ip {
+            IpAddr::V4(v4) => format!("{v4}:{}", local.port()),
+            IpAddr::V6(v6) => format!("[{v6}]:{}", local.port()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

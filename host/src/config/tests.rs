@@ -1,0 +1,57 @@
+use super::*;
+
+#[test]
+fn empty_file_is_the_default_config() {
+    let c = Config::parse("", "empty.toml").unwrap();
+    assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.listen[0].addr.port(), 5060);
+    assert_eq!(c.store.backend, "embedded");
+}
+
+#[test]
+fn quickstart_example_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.toml");
+    let c = Config::load(Path::new(path)).unwrap();
+    assert!(!c.domains.is_empty());
+}
+
+#[test]
+fn unknown_key_is_refused_with_line_and_key() {
+    let err = Config::parse("node_id = \"a\"\n[timers]\nt1 = 5\n", "bad.toml").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("bad.toml:"), "{msg}");
+    assert!(msg.contains("line 3"), "{msg}");
+    assert!(msg.contains("t1"), "{msg}");
+}
+
+#[test]
+fn inconsistent_values_are_refused() {
+    let err = Config::parse("[registrar]\nmin_expires = 100\nmax_expires = 50\n", "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("min_expires"), "{err}");
+    let err = Config::parse("[store]\nbackend = \"redis\"\n", "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("store.backend"), "{err}");
+}
+
+#[test]
+fn tenants_map_domains_and_fall_back_to_default() {
+    let c = Config::parse(
+        "[tenants]\ndefault = \"public\"\ndomains = { \"acme.test\" = \"acme\" }\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.tenant_of("ACME.test"), "acme");
+    assert_eq!(c.tenant_of("other.test"), "public");
+}
+
+#[test]
+fn wildcard_listener_advertises_loopback_unless_configured() {
+    let mut c = Config::default();
+    assert_eq!(c.advertised_for("0.0.0.0:5060".parse().unwrap()), "127.0.0.1:5060");
+    assert_eq!(c.advertised_for("[::1]:5070".parse().unwrap()), "[::1]:5070");
+    c.advertise = Some("pbx.test:5060".into());
+    assert_eq!(c.advertised_for("0.0.0.0:5060".parse().unwrap()), "pbx.test:5060");
+}

@@ -1,0 +1,101 @@
+//! The storage contract every location backend implements.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::location::{Aor, Binding};
+use crate::registrar::{RegisterOutcome, RegisterUpdate, RuleError};
+
+/// Where bindings live. Implemented by the embedded store and by distributed
+/// backends; every implementation must pass [`crate::location::conformance`].
+///
+/// Costs are part of the contract so the proxy's latency is predictable on a
+/// remote backend: `register` is at most two store round trips (read the AOR,
+/// then one conditional write), `lookup` exactly one.
+///
+/// `now` is an argument rather than read from the clock so the same rules can
+/// be tested in virtual time, and so every node of a cluster computes expiry
+/// from the time the request arrived rather than when the store got to it.
+#[async_trait]
+pub trait LocationStore: Send + Sync + 'static {
+    /// Applies a REGISTER to `aor` atomically: reads the AOR's bindings,
+    /// runs [`crate::registrar::apply`] on them and commits the result only
+    /// if no other register for the same AOR committed in between (the
+    /// backend retries or serialises; two concurrent REGISTERs never lose an
+    /// update). On [`RegisterError::Rejected`] nothing changes.
+    async fn register(
+        &self,
+        aor: &Aor,
+        update: &RegisterUpdate,
+        now: SystemTime,
+    ) -> Result<RegisterOutcome, RegisterError>;
+
+    /// The unexpired bindings of `aor` at `now`, in no particular order
+    /// (callers sort by [`Binding::q_or_default`] as they need). Empty when
+    /// the AOR is unknown.
+    async fn lookup(&self, aor: &Aor, now: SystemTime) -> Result<Vec<Binding>, StoreError>;
+
+    /// Removes bindings that expired at or before `now` and returns how many
+    /// were removed. Must not cost more than the number of due bindings (no
+    /// full scan per tick). Backends that expire data natively (Cassandra
+    /// TTL) return `Ok(0)` and report [`LocationStore::expires_natively`].
+    async fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError>;
+
+    /// Short backend name for logs and metrics (`"embedded"`, `"cassandra"`).
+    fn backend(&self) -> &'static str;
+
+    /// True when the storage itself drops expired bindings, so
+    /// [`LocationStore::purge_expired`] has nothing to do.
+    fn expires_natively(&self) -> bool {
+        false
+    }
+}
+
+/// A store failure: the request could not be served, through no fault of
+/// the request. The registrar and proxy answer 503 with Retry-After
+/// (RFC 3261 §21.5.4) so UAs come back later instead of giving up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached (connection refused, no live node).
+    #[error("location store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend did not answer within the configured timeout.
+    #[error("location store timed out after {0:?}")]
+    Timeout(Duration),
+    /// The store refuses work to protect itself (circuit breaker open,
+    /// too many requests in flight).
+    #[error("location store overloaded")]
+    Overloaded,
+    /// Concurrent writers to one AOR kept winning the conditional write
+    /// until the retry budget ran out.
+    #[error("location store contention on {aor}")]
+    Contention { aor: String },
+    /// The backend answered with something we cannot use (bad row, schema
+    /// mismatch).
+    #[error("location store error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// A Retry-After hint in seconds for the 503 this error turns into:
+    /// longer for an outage than for transient pressure.
+    pub fn retry_after_secs(&self) -> u32 {
+        match self {
+            StoreError::Contention { .. } | StoreError::Overloaded => 1,
+            StoreError::Timeout(_) => 5,
+            StoreError::Unavailable(_) | StoreError::Backend(_) => 30,
+        }
+    }
+}
+
+/// Why [`LocationStore::register`] did not commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The request broke the registrar rules (out-of-order CSeq → 500).
+    #[error(transparent)]
+    Rejected(#[from] RuleError),
+    /// The store failed (→ 503 with Retry-After).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,272 @@
+//! The path of a message through a node, in one place:
+//!
+//! ```text
+//! transport ─▶ on_inbound ─▶ parse ─▶ request?  ─▶ validate (codec) ─▶ ACK / CANCEL / server transaction match
+//!                                    │                                   └▶ new ProxyTx ─▶ route (§16.3–16.5, registrar, policy)
+//!                                    │                                                     └▶ fork ─▶ branches (§16.6)
+//!                                    └▶ response? ─▶ client transaction match ─▶ fork context (§16.7) ─▶ upstream
+//! ```
+//!
+//! Everything protocol-shaped lives in sans-IO modules (`transaction`,
+//! `proxy`, `registrar`); this file only moves messages between them, the
+//! transports and the location store.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use switchyard_codec::{self as codec, FrameError, Method, SipMessage};
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::Stats;
+use super::proxy_tx::{Output, ProxyTx, TxRef};
+use super::tables::Tables;
+use super::timers::TimerDriver;
+use crate::config::Config;
+use crate::egress::Egress;
+use crate::location::LocationStore;
+use crate::net::Source;
+use crate::policy::PolicyResolver;
+use crate::proxy::identity::Identity;
+use crate::transaction::{ClientKey, ServerKey};
+use crate::transport::{InboundEvent, InboundHandler, Transports};
+
+/// What the node knows once its sockets are bound.
+pub(crate) struct Wiring {
+    pub transports: Arc<Transports>,
+    pub identity: Identity,
+}
+
+pub(crate) struct Core {
+    /// Lets the socket callbacks hand work to a task that owns the core.
+    pub me: std::sync::Weak<Core>,
+    pub config: Config,
+    pub wiring: OnceLock<Wiring>,
+    pub store: Arc<dyn LocationStore>,
+    pub policies: Arc<dyn PolicyResolver>,
+    pub egress: Egress,
+    pub tables: Tables,
+    pub timers: TimerDriver,
+    pub stats: Stats,
+}
+
+impl InboundHandler for Core {
+    fn on_inbound(&self, ev: InboundEvent) {
+        // The handler runs on the socket's receive task: hand the message to
+        // its own task so a slow store lookup never stalls the socket.
+        let Some(core) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move { core.handle(ev).await });
+    }
+}
+
+impl Core {
+    pub fn wiring(&self) -> &Wiring {
+        self.wiring.get().expect("node wired before traffic")
+    }
+
+    async fn handle(self: Arc<Self>, ev: InboundEvent) {
+        match ev {
+            InboundEvent::Message(inbound) => match SipMessage::parse(inbound.data) {
+                Ok(msg) if msg.is_request() => self.on_request(msg, inbound.source).await,
+                Ok(msg) => self.on_response(msg, inbound.source).await,
+                Err(e) => {
+                    // Not even a start line and headers: nothing to address a
+                    // response to (RFC 3261 §16.3 step 1 still wants an answer,
+                    // but there is no Via to send it by).
+                    self.stats.dropped_malformed.inc();
+                    debug!(from = %inbound.source.remote, error = %e, "dropped unparseable message");
+                }
+            },
+            InboundEvent::FramingError {
+                source,
+                partial,
+                error,
+            } => self.on_framing_error(source, partial, error).await,
+        }
+    }
+
+    /// TCP stream errors: answer when the head of the message can be parsed
+    /// (400 for a missing Content-Length, 513 for an oversized message), then
+    /// close, as the stream cannot be re-synchronised.
+    async fn on_framing_error(&self, source: Source, partial: Bytes, error: FrameError) {
+        let (code, reason) = match error {
+            FrameError::TooLarge => (513, "Message Too Large"),
+            FrameError::MissingContentLength => (400, "Missing Content-Length"),
+            _ => (400, "Malformed Message"),
+        };
+        self.stats.dropped_malformed.inc();
+        if let Ok(msg) = SipMessage::parse(head_only(partial))
+            && msg.is_request()
+            && msg.method() != Some(&Method::Ack)
+        {
+            let resp = codec::response_to(&msg, code, reason).build();
+            let _ = self.wiring().transports.reply(&source, resp).await;
+        }
+        self.wiring().transports.close(&source);
+    }
+
+    async fn on_request(self: &Arc<Self>, msg: SipMessage, source: Source) {
+        self.stats.requests_in.inc();
+        if let Err(rej) = codec::validate_request(&msg) {
+            self.stats.rejected.inc();
+            if msg.method() != Some(&Method::Ack) {
+                let resp = codec::response_to(&msg, rej.code, &rej.reason).build();
+                let _ = self.wiring().transports.reply(&source, resp).await;
+            }
+            return;
+        }
+        let Some(key) = server_key(&msg) else {
+            let resp = codec::response_to(&msg, 400, "Bad Via").build();
+            let _ = self.wiring().transports.reply(&source, resp).await;
+            return;
+        };
+        let span = info_span!("request", call_id = msg.call_id().unwrap_or("-"), branch = %key.branch());
+        async {
+            match msg.method() {
+                Some(Method::Ack) => self.on_ack(msg, source, key).await,
+                Some(Method::Cancel) => self.on_cancel(msg, source, key).await,
+                _ => self.on_new_or_retransmitted(msg, source, key).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn on_new_or_retransmitted(self: &Arc<Self>, msg: SipMessage, source: Source, key: ServerKey) {
+        let now = Instant::now();
+        let tx = match self.tables.server_or_insert(key, |k| ProxyTx::new(self, msg.clone(), source, k.clone(), now)) {
+            (tx, false) => {
+                // §17.2.1/§17.2.2: a retransmission is absorbed by its
+                // transaction, which re-sends its last response.
+                self.stats.retransmissions_absorbed.inc();
+                let out = tx.lock().on_retransmission(now);
+                self.execute(&tx, out).await;
+                return;
+            }
+            (tx, true) => tx,
+        };
+        self.timers.arm(&tx);
+        let out = super::routing::route(self, &tx, &msg, source).await;
+        self.execute(&tx, out).await;
+    }
+
+    /// ACK for a non-2xx final belongs to our INVITE server transaction
+    /// (hop-by-hop, §17.2.1); any other ACK is end-to-end and is forwarded
+    /// statelessly along the dialog's route (§16.11 / RFC 6026).
+    async fn on_ack(self: &Arc<Self>, msg: SipMessage, source: Source, key: ServerKey) {
+        let invite_key = ServerKey::new(key.branch(), key.sent_by(), "INVITE");
+        if let Some(tx) = self.tables.server(&invite_key) {
+            let absorbed = tx.lock().on_ack(Instant::now());
+            if let Some(out) = absorbed {
+                self.execute(&tx, out).await;
+                return;
+            }
+        }
+        super::stateless::forward_request(self, &msg, source).await;
+    }
+
+    /// §16.10: a CANCEL matching a pending INVITE is answered 200 at once and
+    /// cancels every branch; one that matches nothing gets 481.
+    async fn on_cancel(self: &Arc<Self>, msg: SipMessage, source: Source, key: ServerKey) {
+        let (code, reason) = match self.tables.server(&ServerKey::new(key.branch(), key.sent_by(), "INVITE")) {
+            Some(tx) => {
+                let out = tx.lock().cancel(Instant::now());
+                self.execute(&tx, out).await;
+                (200, "OK")
+            }
+            None => (481, "Call/Transaction Does Not Exist"),
+        };
+        let resp = codec::response_to(&msg, code, reason).build();
+        let _ = self.wiring().transports.reply(&source, resp).await;
+    }
+
+    async fn on_response(self: &Arc<Self>, msg: SipMessage, source: Source) {
+        self.stats.responses_in.inc();
+        if codec::validate_response(&msg).is_err() {
+            self.stats.dropped_malformed.inc();
+            return;
+        }
+        let Some(key) = client_key(&msg) else {
+            self.stats.dropped_stray.inc();
+            return;
+        };
+        match self.tables.client(&key) {
+            Some((tx, role)) => {
+                let out = tx.lock().on_response(role, msg, Instant::now());
+                self.execute(&tx, out).await;
+            }
+            // §16.7: no matching transaction (e.g. a retransmitted 2xx after
+            // the INVITE transaction ended): forward it statelessly.
+            None => super::stateless::forward_response(self, msg, source).await,
+        }
+    }
+
+    /// Performs what a transaction step asked for, outside its lock, then
+    /// feeds back what happened (new branches resolved, send failures).
+    pub(crate) async fn execute(self: &Arc<Self>, tx: &TxRef, mut outputs: Vec<Output>) {
+        while !outputs.is_empty() {
+            let mut follow_up = Vec::new();
+            for out in outputs.drain(..) {
+                match out {
+                    Output::Reply { source, data } => {
+                        if let Err(e) = self.wiring().transports.reply(&source, data).await {
+                            warn!(to = %source.remote, error = %e, "cannot send response upstream");
+                        }
+                    }
+                    Output::Send { branch, dest, data } => {
+                        if let Err(e) = self.wiring().transports.send(dest.transport, dest.addr, data).await {
+                            debug!(to = %dest.addr, error = %e, "branch send failed");
+                            follow_up.extend(tx.lock().on_send_error(branch, Instant::now()));
+                        }
+                    }
+                    Output::Start { branch, target, hop } => {
+                        let dest = super::stateless::resolve(self, &hop).await;
+                        follow_up.extend(tx.lock().start_branch(branch, target, dest, self, Instant::now()));
+                    }
+                    Output::Register { key, role } => self.tables.insert_client(key, tx, role),
+                    Output::Unregister { key } => self.tables.remove_client(&key),
+                    Output::Finished { key } => {
+                        self.tables.remove_server(&key);
+                        self.timers.disarm(tx);
+                    }
+                }
+            }
+            outputs = follow_up;
+        }
+        self.timers.arm(tx);
+    }
+}
+
+/// §17.2.3: the server transaction key from the top Via (ACK and CANCEL
+/// callers map it to the INVITE's key themselves).
+fn server_key(msg: &SipMessage) -> Option<ServerKey> {
+    let via = msg.top_via().ok()?;
+    let method = msg.method()?;
+    let branch = via.branch()?;
+    let sent_by = match via.port {
+        Some(p) => format!("{}:{p}", via.host),
+        None => via.host.to_string(),
+    };
+    Some(ServerKey::new(branch, &sent_by, method.as_str()))
+}
+
+/// §17.1.3: the client transaction key from the top Via branch and CSeq method.
+fn client_key(msg: &SipMessage) -> Option<ClientKey> {
+    let via = msg.top_via().ok()?;
+    let cseq = msg.cseq().ok()?;
+    Some(ClientKey::new(via.branch()?, cseq.method.as_str()))
+}
+
+/// The header block of a partial message (for addressing an error response).
+fn head_only(partial: Bytes) -> Bytes {
+    match memchr_crlfcrlf(&partial) {
+        Some(end) => partial.slice(..end + 4),
+        None => partial,
+    }
+}
+
+fn memchr_crlfcrlf(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n")
+}

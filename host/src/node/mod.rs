@@ -1,0 +1,164 @@
+//! A running Switchyard node: binds the transports, owns the transaction
+//! tables and timers, and connects them to the proxy core, registrar and
+//! location store. `core.rs` shows the path of a message.
+
+mod core;
+mod proxy_tx;
+mod routing;
+mod stateless;
+mod tables;
+mod timers;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use self::core::{Core, Wiring};
+use crate::config::Config;
+use crate::egress::Egress;
+use crate::location::{EmbeddedStore, LocationStore};
+use crate::net::Transport;
+use crate::policy::{DefaultPolicy, PolicyResolver, SinglePolicy};
+use crate::proxy::identity::{Identity, LocalAddress};
+use crate::transport::Transports;
+
+/// A monotonically increasing event counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Node-level counters (see docs/operations.md for their metric names).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests_in: Counter,
+    pub responses_in: Counter,
+    pub retransmissions_absorbed: Counter,
+    pub rejected: Counter,
+    pub dropped_malformed: Counter,
+    pub dropped_stray: Counter,
+    pub egress_refused: Counter,
+}
+
+/// What a node is built from besides its config; the defaults give the
+/// single-node product (embedded store, built-in policy).
+pub struct NodeParts {
+    pub store: Option<Arc<dyn LocationStore>>,
+    pub policies: Option<Arc<dyn PolicyResolver>>,
+}
+
+pub struct Node;
+
+impl Node {
+    pub async fn start(config: Config) -> anyhow::Result<NodeHandle> {
+        Self::start_with(config, NodeParts { store: None, policies: None }).await
+    }
+
+    pub async fn start_with(config: Config, parts: NodeParts) -> anyhow::Result<NodeHandle> {
+        config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+        let store = parts
+            .store
+            .unwrap_or_else(|| Arc::new(EmbeddedStore::with_shards(config.store.shards)));
+        let policies = parts
+            .policies
+            .unwrap_or_else(|| Arc::new(SinglePolicy(Arc::new(DefaultPolicy))));
+        let egress = Egress::from_config(&config.egress).context("egress configuration")?;
+        let core = Arc::new_cyclic(|me| Core {
+            me: me.clone(),
+            config: config.clone(),
+            wiring: OnceLock::new(),
+            store: store.clone(),
+            policies,
+            egress,
+            tables: Default::default(),
+            timers: Default::default(),
+            stats: Default::default(),
+        });
+        let transports = Transports::bind(&config.listen, config.limits.transport(), core.clone())
+            .await
+            .context("binding listeners")?;
+        let addresses = transports
+            .local_addrs()
+            .into_iter()
+            .map(|(t, addr)| LocalAddress::new(t, &config.advertised_for(addr)))
+            .collect();
+        let identity = Identity::new(&config.domains, addresses);
+        let _ = core.wiring.set(Wiring { transports: transports.clone(), identity });
+
+        let mut tasks = vec![tokio::spawn(timers::TimerDriver::run(Arc::downgrade(&core)))];
+        if !store.expires_natively() {
+            let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
+            tasks.push(tokio::spawn(purge_loop(store.clone(), every)));
+        }
+        for (t, addr) in transports.local_addrs() {
+            info!(transport = %t, %addr, node = %config.node_id, "listening");
+        }
+        Ok(NodeHandle { core, transports, tasks })
+    }
+}
+
+async fn purge_loop(store: Arc<dyn LocationStore>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.purge_expired(SystemTime::now()).await {
+            warn!(error = %e, "purging expired bindings failed");
+        }
+    }
+}
+
+/// A started node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
+pub struct NodeHandle {
+    core: Arc<Core>,
+    transports: Arc<Transports>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// The bound listener addresses (port 0 in the config resolved).
+    pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
+        self.transports.local_addrs()
+    }
+
+    /// The first bound address of `transport`.
+    pub fn addr(&self, transport: Transport) -> SocketAddr {
+        self.local_addrs()
+            .into_iter()
+            .find(|(t, _)| *t == transport)
+            .map(|(_, a)| a)
+            .expect("no listener for that transport")
+    }
+
+    pub fn store(&self) -> Arc<dyn LocationStore> {
+        self.core.store.clone()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.core.stats
+    }
+
+    /// Live (server, client) transactions and armed timers.
+    pub fn live_transactions(&self) -> (usize, usize, usize) {
+        let (s, c) = self.core.tables.counts();
+        (s, c, self.core.timers.len())
+    }
+
+    pub async fn shutdown(self) {
+        self.transports.shutdown().await;
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}

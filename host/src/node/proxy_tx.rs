@@ -1,0 +1,582 @@
+//! One proxied request: its server transaction, the response context that
+//! forks it (§16.7) and one client transaction per branch (§16.6), glued
+//! together. All methods are synchronous and run under the transaction's
+//! lock; they return [`Output`]s that the node performs after unlocking.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use switchyard_codec::{self as codec, HeaderName, Method, SipMessage};
+use tracing::debug;
+
+use super::core::Core;
+use crate::egress::Destination;
+use crate::net::Source;
+use crate::policy::{
+    BranchFailure, CompletionSummary, FailureDecision, Policy, PolicyCtx, ResponseDecision,
+    ResponseInfo,
+};
+use crate::proxy::fork::{BranchId, FinalResponse, ForkAction, ResponseContext, Target};
+use crate::proxy::request::{self, ForwardSpec, Reject, RouteState};
+use crate::transaction::{
+    ClientEvent, ClientKey, ClientTransaction, Disposition, Kind, ServerEvent, ServerKey,
+    ServerState, ServerTransaction, TimerConfig,
+};
+
+pub(crate) type TxRef = Arc<Mutex<ProxyTx>>;
+
+/// Which client transaction of a [`ProxyTx`] a response belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Branch(BranchId),
+    Cancel(BranchId),
+}
+
+/// Work for the node to do outside the lock.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// Send upstream over the flow the request arrived on.
+    Reply { source: Source, data: Bytes },
+    /// Send a branch's request (or its CANCEL/ACK) downstream.
+    Send {
+        branch: BranchId,
+        dest: Destination,
+        data: Bytes,
+    },
+    /// Resolve `hop` (RFC 3263) and then call [`ProxyTx::start_branch`].
+    Start {
+        branch: BranchId,
+        target: Target,
+        hop: String,
+    },
+    Register { key: ClientKey, role: Role },
+    Unregister { key: ClientKey },
+    Finished { key: ServerKey },
+}
+
+/// How to build every forwarded copy of this request (fixed once routed).
+#[derive(Debug, Clone)]
+pub(crate) struct Forwarding {
+    pub routes: RouteState,
+    pub record_route: bool,
+    pub received: Option<String>,
+    pub rport: Option<u16>,
+    pub loop_hash: String,
+}
+
+struct BranchSlot {
+    key: Option<ClientKey>,
+    client: Option<ClientTransaction>,
+    dest: Option<Destination>,
+    request: Bytes,
+    cancel: Option<(ClientKey, ClientTransaction)>,
+    timer_c: Option<Instant>,
+}
+
+pub(crate) struct ProxyTx {
+    pub id: u64,
+    key: ServerKey,
+    server: ServerTransaction,
+    source: Source,
+    pub request: SipMessage,
+    invite: bool,
+    to_tag: String,
+    timers: TimerConfig,
+    timer_c: Duration,
+    pub tenant: String,
+    policy: Option<Arc<dyn Policy>>,
+    pctx: PolicyCtx,
+    fork: Option<ResponseContext<SipMessage>>,
+    forwarding: Option<Forwarding>,
+    branches: Vec<BranchSlot>,
+    pub cancel_requested: bool,
+    final_status: Option<u16>,
+    started: Instant,
+    finished: bool,
+}
+
+impl ProxyTx {
+    pub fn new(core: &Core, request: SipMessage, source: Source, key: ServerKey, now: Instant) -> Self {
+        let invite = request.method() == Some(&Method::Invite);
+        let kind = if invite { Kind::Invite } else { Kind::NonInvite };
+        let timers = core.config.timers.transaction();
+        ProxyTx {
+            id: core.timers.next_id(),
+            key,
+            server: ServerTransaction::new(kind, source.transport, &timers),
+            source,
+            request,
+            invite,
+            to_tag: format!("sy{:012x}", rand::random::<u64>() >> 16),
+            timers,
+            timer_c: core.config.timers.timer_c(),
+            tenant: String::new(),
+            policy: None,
+            pctx: PolicyCtx::default(),
+            fork: None,
+            forwarding: None,
+            branches: Vec::new(),
+            cancel_requested: false,
+            final_status: None,
+            started: now,
+            finished: false,
+        }
+    }
+
+    /// Answers locally (100 Trying, errors, registrar results, timeouts).
+    pub fn respond(&mut self, code: u16, reason: &str, headers: &[(String, String)], now: Instant) -> Vec<Output> {
+        let mut b = codec::response_to(&self.request, code, reason);
+        if code > 100 {
+            b = b.to_tag(&self.to_tag);
+        }
+        for (n, v) in headers {
+            b = b.header(n, v);
+        }
+        self.respond_bytes(code, b.build(), now)
+    }
+
+    /// Sends a complete response through the server transaction.
+    pub fn respond_bytes(&mut self, code: u16, data: Bytes, now: Instant) -> Vec<Output> {
+        if code >= 200 && self.final_status.is_none() {
+            self.final_status = Some(code);
+        }
+        if let Err(e) = self.server.respond(code, data, now) {
+            debug!(error = %e, "response not sent");
+        }
+        self.pump(now)
+    }
+
+    pub fn reject(&mut self, rej: &Reject, now: Instant) -> Vec<Output> {
+        self.respond(rej.code, &rej.reason, &rej.headers, now)
+    }
+
+    pub fn on_retransmission(&mut self, now: Instant) -> Vec<Output> {
+        self.server.on_retransmission();
+        self.pump(now)
+    }
+
+    /// `None` when the ACK is not ours to absorb (it acknowledges a 2xx).
+    pub fn on_ack(&mut self, now: Instant) -> Option<Vec<Output>> {
+        if !self.invite || self.server.state() != ServerState::Completed {
+            return None;
+        }
+        match self.server.on_ack(now) {
+            Disposition::Absorb => Some(self.pump(now)),
+            Disposition::PassUp => None,
+        }
+    }
+
+    pub fn cancel(&mut self, now: Instant) -> Vec<Output> {
+        self.cancel_requested = true;
+        match &mut self.fork {
+            Some(fork) if self.final_status.is_none() => fork.cancel(),
+            _ => {}
+        }
+        self.pump(now)
+    }
+
+    /// Begins forking once routing chose the targets.
+    pub fn start_fork(
+        &mut self,
+        targets: Vec<Target>,
+        forwarding: Forwarding,
+        policy: Arc<dyn Policy>,
+        pctx: PolicyCtx,
+        now: Instant,
+    ) -> Vec<Output> {
+        if self.cancel_requested {
+            return self.respond(487, "Request Terminated", &[], now);
+        }
+        self.forwarding = Some(forwarding);
+        self.policy = Some(policy);
+        self.pctx = pctx;
+        let mut fork = ResponseContext::new(self.invite, targets);
+        fork.start();
+        self.fork = Some(fork);
+        self.pump(now)
+    }
+
+    /// The next hop for a branch has been resolved (or refused).
+    pub fn start_branch(
+        &mut self,
+        branch: BranchId,
+        target: Target,
+        dest: Result<Destination, Reject>,
+        core: &Core,
+        now: Instant,
+    ) -> Vec<Output> {
+        let dest = match dest {
+            Ok(d) => d,
+            Err(rej) => {
+                if let Some(f) = &mut self.fork {
+                    f.on_local_failure(branch, rej.code);
+                }
+                return self.pump(now);
+            }
+        };
+        let Some(fw) = &self.forwarding else {
+            return Vec::new();
+        };
+        let identity = &core.wiring().identity;
+        let out_addr = identity.address_for(dest.transport);
+        let branch_id = request::new_branch(&fw.loop_hash);
+        let via = format!("SIP/2.0/{} {};branch={branch_id}", dest.transport, out_addr.advertised);
+        let mut record_route = Vec::new();
+        if fw.record_route {
+            // Double Record-Route when the request changes transport, so each
+            // side of the dialog reaches us the way it can (RFC 5658 style).
+            let in_addr = identity.address_for(self.source.transport);
+            record_route.push(out_addr.record_route());
+            if in_addr.advertised != out_addr.advertised || in_addr.transport != out_addr.transport {
+                record_route.push(in_addr.record_route());
+            }
+        }
+        let routes: Option<Vec<String>> = if !target.route.is_empty() {
+            Some(target.route.iter().cloned().chain(fw.routes.routes.iter().cloned()).collect())
+        } else if fw.routes.changed {
+            Some(fw.routes.routes.clone())
+        } else {
+            None
+        };
+        let data = request::build_forward(
+            &self.request,
+            &ForwardSpec {
+                request_uri: &target.uri,
+                routes: routes.as_deref(),
+                record_route: &record_route,
+                via: &via,
+                received: fw.received.as_deref(),
+                rport: fw.rport,
+            },
+        );
+        let kind = if self.invite { Kind::Invite } else { Kind::NonInvite };
+        let method = self.request.method().map(|m| m.as_str().to_string()).unwrap_or_default();
+        let key = ClientKey::new(&branch_id, &method);
+        let client = ClientTransaction::new(kind, dest.transport, data.clone(), &self.timers, now);
+        let slot = &mut self.branches[branch];
+        slot.key = Some(key.clone());
+        slot.client = Some(client);
+        slot.dest = Some(dest);
+        slot.request = data;
+        if self.invite {
+            slot.timer_c = Some(now + self.timer_c);
+        }
+        let mut out = vec![Output::Register { key, role: Role::Branch(branch) }];
+        out.extend(self.pump(now));
+        out
+    }
+
+    pub fn on_response(&mut self, role: Role, msg: SipMessage, now: Instant) -> Vec<Output> {
+        let Some(status) = msg.status() else {
+            return Vec::new();
+        };
+        match role {
+            Role::Cancel(b) => {
+                if let Some((_, c)) = &mut self.branches[b].cancel {
+                    c.on_response(status, now, |_| Bytes::new());
+                }
+            }
+            Role::Branch(b) => {
+                let slot = &mut self.branches[b];
+                let Some(client) = &mut slot.client else {
+                    return Vec::new();
+                };
+                let request = &slot.request;
+                let disposition = client.on_response(status, now, |_| build_ack(request, &msg));
+                if disposition == Disposition::PassUp {
+                    if (101..200).contains(&status) && slot.timer_c.is_some() {
+                        // §16.8: a provisional response restarts Timer C.
+                        slot.timer_c = Some(now + self.timer_c);
+                    }
+                    if status >= 200 {
+                        slot.timer_c = None;
+                    }
+                    self.deliver(b, status, msg);
+                }
+            }
+        }
+        self.pump(now)
+    }
+
+    fn deliver(&mut self, branch: BranchId, status: u16, msg: SipMessage) {
+        if let Some(policy) = &self.policy
+            && status < 200
+        {
+            let info = ResponseInfo { tenant: &self.tenant, status, message: msg.as_bytes() };
+            if policy.on_response(&info, &mut self.pctx) == ResponseDecision::Drop {
+                return;
+            }
+        }
+        let Some(fork) = &mut self.fork else {
+            return;
+        };
+        if status < 200 {
+            fork.on_provisional(branch, status, msg);
+        } else {
+            fork.on_final(branch, status, msg);
+        }
+    }
+
+    pub fn on_send_error(&mut self, branch: BranchId, now: Instant) -> Vec<Output> {
+        if let Some(c) = &mut self.branches[branch].client {
+            c.on_transport_error();
+        }
+        self.pump(now)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Output> {
+        self.server.handle_timeout(now);
+        for (i, slot) in self.branches.iter_mut().enumerate() {
+            if let Some(c) = &mut slot.client {
+                c.handle_timeout(now);
+            }
+            if let Some((_, c)) = &mut slot.cancel {
+                c.handle_timeout(now);
+            }
+            if slot.timer_c.is_some_and(|t| t <= now) {
+                slot.timer_c = None;
+                match (&mut slot.client, slot.cancel.is_some(), &mut self.fork) {
+                    // §9.1: no final response 64*T1 after our CANCEL: give up on the branch.
+                    (Some(c), true, Some(f)) => {
+                        c.terminate();
+                        f.on_timeout(i);
+                    }
+                    (_, false, Some(f)) => f.on_timer_c(i),
+                    _ => {}
+                }
+            }
+        }
+        self.pump(now)
+    }
+
+    /// The earliest instant at which [`Self::handle_timeout`] has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut next = self.server.poll_timeout();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
+        };
+        for slot in &self.branches {
+            consider(slot.client.as_ref().and_then(|c| c.poll_timeout()));
+            consider(slot.cancel.as_ref().and_then(|(_, c)| c.poll_timeout()));
+            consider(slot.timer_c);
+        }
+        next
+    }
+
+    /// Drains every state machine until none has more to say.
+    fn pump(&mut self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        loop {
+            let mut progressed = false;
+            while let Some(action) = self.fork.as_mut().and_then(|f| f.poll_action()) {
+                progressed = true;
+                self.on_fork_action(action, now, &mut out);
+            }
+            for (i, slot) in self.branches.iter_mut().enumerate() {
+                let Some(dest) = slot.dest else { continue };
+                if let Some(c) = &mut slot.client {
+                    while let Some(data) = c.poll_transmit() {
+                        out.push(Output::Send { branch: i, dest, data });
+                    }
+                    while let Some(ev) = c.poll_event() {
+                        progressed = true;
+                        match (ev, self.fork.as_mut()) {
+                            (ClientEvent::Timeout, Some(f)) => f.on_timeout(i),
+                            (ClientEvent::TransportError, Some(f)) => f.on_transport_error(i),
+                            (ClientEvent::Terminated, _) => {
+                                if let Some(k) = slot.key.take() {
+                                    out.push(Output::Unregister { key: k });
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if let Some((key, c)) = &mut slot.cancel {
+                    while let Some(data) = c.poll_transmit() {
+                        out.push(Output::Send { branch: i, dest, data });
+                    }
+                    while let Some(ev) = c.poll_event() {
+                        if matches!(ev, ClientEvent::Terminated) {
+                            out.push(Output::Unregister { key: key.clone() });
+                        }
+                    }
+                }
+            }
+            while let Some(data) = self.server.poll_transmit() {
+                out.push(Output::Reply { source: self.source, data });
+            }
+            while let Some(ev) = self.server.poll_event() {
+                if matches!(ev, ServerEvent::Terminated) {
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if !self.finished && self.is_done() {
+            self.finished = true;
+            self.complete(now);
+            for slot in &mut self.branches {
+                if let Some(k) = slot.key.take() {
+                    out.push(Output::Unregister { key: k });
+                }
+                if let Some((k, _)) = slot.cancel.take() {
+                    out.push(Output::Unregister { key: k });
+                }
+            }
+            out.push(Output::Finished { key: self.key.clone() });
+        }
+        out
+    }
+
+    fn on_fork_action(&mut self, action: ForkAction<SipMessage>, now: Instant, out: &mut Vec<Output>) {
+        match action {
+            ForkAction::StartBranch(branch, target) => {
+                debug_assert_eq!(branch, self.branches.len());
+                self.branches.push(BranchSlot {
+                    key: None,
+                    client: None,
+                    dest: None,
+                    request: Bytes::new(),
+                    cancel: None,
+                    timer_c: None,
+                });
+                let hop = self.next_hop(&target);
+                out.push(Output::Start { branch, target, hop });
+            }
+            ForkAction::CancelBranch(b) => {
+                let slot = &mut self.branches[b];
+                if slot.cancel.is_some() || slot.request.is_empty() {
+                    return;
+                }
+                let Ok(forwarded) = SipMessage::parse(slot.request.clone()) else {
+                    return;
+                };
+                let data = codec::build_cancel(&forwarded);
+                let Some(branch_id) = forwarded.top_via().ok().and_then(|v| v.branch().map(str::to_owned)) else {
+                    return;
+                };
+                let key = ClientKey::new(&branch_id, "CANCEL");
+                let Some(dest) = slot.dest else { return };
+                let c = ClientTransaction::new(Kind::NonInvite, dest.transport, data, &self.timers, now);
+                out.push(Output::Register { key: key.clone(), role: Role::Cancel(b) });
+                slot.cancel = Some((key, c));
+                slot.timer_c = Some(now + self.timers.transaction_timeout());
+            }
+            ForkAction::Forward(msg) => self.forward_upstream(msg, now),
+            ForkAction::Final(FinalResponse::Received(msg)) => {
+                if msg.status() == Some(503) {
+                    // §16.7 step 6: a 503 is never relayed; the downstream
+                    // element's overload is not the caller's business.
+                    out.extend(self.respond(500, "Server Internal Error", &[], now));
+                } else {
+                    self.forward_upstream(msg, now);
+                }
+            }
+            ForkAction::Final(FinalResponse::Local(code)) => {
+                out.extend(self.respond(code, reason_for(code), &[], now));
+            }
+            ForkAction::Exhausted => self.on_exhausted(),
+        }
+    }
+
+    /// All branches failed: the policy may fail over to new targets (§16.7 step 4 is ours to shape).
+    fn on_exhausted(&mut self) {
+        let Some(fork) = &mut self.fork else { return };
+        let decision = match &self.policy {
+            Some(p) => p.on_branch_failure(
+                &BranchFailure {
+                    tenant: &self.tenant,
+                    request_uri: self.request.request_uri_str().unwrap_or(""),
+                    best_status: fork.best_status(),
+                    branches_tried: fork.branch_count(),
+                },
+                &mut self.pctx,
+            ),
+            None => FailureDecision::Fail,
+        };
+        match decision {
+            FailureDecision::Fail => fork.conclude(),
+            FailureDecision::Relay { targets } => fork.add_targets(targets),
+            FailureDecision::Reply { code, .. } => fork.conclude_with(code),
+        }
+    }
+
+    /// §16.7 step 9: remove our Via and send through the server transaction.
+    fn forward_upstream(&mut self, msg: SipMessage, now: Instant) {
+        let Some(status) = msg.status() else { return };
+        let data = msg.edit().remove_first_value(HeaderName::Via).finish();
+        if status >= 200 && self.final_status.is_none() {
+            self.final_status = Some(status);
+        }
+        if let Err(e) = self.server.respond(status, data, now) {
+            debug!(error = %e, status, "response not forwarded");
+        }
+    }
+
+    fn next_hop(&self, target: &Target) -> String {
+        let routes = self.forwarding.as_ref().map(|f| &f.routes.routes);
+        let first = target
+            .route
+            .first()
+            .or_else(|| routes.and_then(|r| r.first()));
+        match first {
+            Some(r) => request::strip_angle(r).to_string(),
+            None => target.uri.clone(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.server.is_terminated()
+            && self.branches.iter().all(|s| {
+                s.client.as_ref().is_none_or(|c| c.is_terminated())
+                    && s.cancel.as_ref().is_none_or(|(_, c)| c.is_terminated())
+            })
+    }
+
+    fn complete(&mut self, now: Instant) {
+        if let Some(p) = &self.policy {
+            let summary = CompletionSummary {
+                tenant: &self.tenant,
+                method: self.request.method().map_or("", |m| m.as_str()),
+                final_status: self.final_status.unwrap_or(0),
+                duration: now.saturating_duration_since(self.started),
+                branches_tried: self.branches.len(),
+            };
+            p.on_complete(&summary, &mut self.pctx);
+        }
+    }
+}
+
+fn build_ack(forwarded: &Bytes, response: &SipMessage) -> Bytes {
+    match SipMessage::parse(forwarded.clone()) {
+        Ok(req) => codec::build_ack_for_non2xx(&req, response),
+        Err(_) => Bytes::new(),
+    }
+}
+
+pub(crate) fn reason_for(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        200 => "OK",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        487 => "Request Terminated",
+        500 => "Server Internal Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        _ => "Error",
+    }
+}

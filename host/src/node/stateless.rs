@@ -1,0 +1,121 @@
+//! Stateless forwarding (RFC 3261 §16.11): ACKs for 2xx, which are end-to-end
+//! and have no transaction at the proxy, and responses that match no client
+//! transaction (a 2xx retransmitted after the INVITE transaction ended).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use switchyard_codec::{HeaderName, SipMessage};
+use tracing::debug;
+
+use super::core::Core;
+use super::routing::rfc3581;
+use crate::egress::{Destination, NextHop, Target as HopTarget};
+use crate::net::{Source, Transport};
+use crate::proxy::request::{self, ForwardSpec, Reject};
+
+/// Resolves a next-hop URI (RFC 3263) and applies the egress allowlist.
+/// Failures become the status the branch ends with: 403 for a forbidden
+/// destination, 503 when nothing could be found or reached.
+pub(crate) async fn resolve(core: &Core, hop: &str) -> Result<Destination, Reject> {
+    let uri = switchyard_codec::Uri::parse(hop).map_err(|_| Reject::new(400, "Bad Next Hop URI"))?;
+    let next = NextHop::from_uri_parts(
+        &uri.host.to_string(),
+        uri.port,
+        uri.transport(),
+        uri.maddr(),
+        uri.scheme == switchyard_codec::Scheme::Sips,
+    )
+    .map_err(|e| Reject::new(503, e.to_string()))?;
+    match core.egress.resolve(&next).await {
+        Ok(dests) => dests
+            .first()
+            .copied()
+            .ok_or_else(|| Reject::new(503, "No Destination")),
+        Err(crate::egress::EgressError::Forbidden(addr)) => {
+            core.stats.egress_refused.inc();
+            Err(Reject::new(403, format!("Forbidden Destination {addr}")))
+        }
+        Err(e) => Err(Reject::new(503, e.to_string())),
+    }
+}
+
+pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: Source) {
+    let identity = &core.wiring().identity;
+    let Ok(routes) = request::preprocess_routes(msg, identity) else {
+        return;
+    };
+    let hop = match routes.routes.first() {
+        Some(r) => request::strip_angle(r).to_string(),
+        None => routes.request_uri.clone(),
+    };
+    if routes.routes.is_empty()
+        && switchyard_codec::Uri::parse(&hop).is_ok_and(|u| identity.is_me(&u))
+    {
+        debug!("stateless request addressed to ourselves dropped");
+        return;
+    }
+    let dest = match resolve(core, &hop).await {
+        Ok(d) => d,
+        Err(rej) => {
+            debug!(hop, reason = rej.reason, "stateless request not forwarded");
+            return;
+        }
+    };
+    let (received, rport) = rfc3581(msg, &source);
+    let via = format!(
+        "SIP/2.0/{} {};branch={}",
+        dest.transport,
+        identity.address_for(dest.transport).advertised,
+        request::new_branch(&request::loop_hash(msg))
+    );
+    let data = request::build_forward(
+        msg,
+        &ForwardSpec {
+            request_uri: &routes.request_uri,
+            routes: routes.changed.then_some(&routes.routes[..]),
+            record_route: &[],
+            via: &via,
+            received: received.as_deref(),
+            rport,
+        },
+    );
+    if let Err(e) = core.wiring().transports.send(dest.transport, dest.addr, data).await {
+        debug!(to = %dest.addr, error = %e, "stateless forward failed");
+    }
+}
+
+/// §16.7 for a response with no transaction: drop our Via and send it to the
+/// next Via's received/rport (RFC 3581) or sent-by.
+pub(crate) async fn forward_response(core: &Arc<Core>, msg: SipMessage, _source: Source) {
+    let ours = msg
+        .top_via()
+        .ok()
+        .and_then(|v| v.branch().map(|b| b.starts_with(request::BRANCH_PREFIX)))
+        .unwrap_or(false);
+    if !ours {
+        core.stats.dropped_stray.inc();
+        return;
+    }
+    let Some(Ok(next)) = msg.vias().nth(1) else {
+        core.stats.dropped_stray.inc();
+        return;
+    };
+    let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
+    let port = next.rport().flatten().or(next.port).unwrap_or(5060);
+    let host = next.received().map(str::to_owned).unwrap_or_else(|| next.host.to_string());
+    let addr = match host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => match HopTarget::parse(&host) {
+            Ok(t) => match core.egress.resolver().resolve(&NextHop::new(t).with_port(port)).await {
+                Ok(d) if !d.is_empty() => d[0].addr,
+                _ => return,
+            },
+            Err(_) => return,
+        },
+    };
+    let data = msg.edit().remove_first_value(HeaderName::Via).finish();
+    if let Err(e) = core.wiring().transports.send(transport, addr, data).await {
+        debug!(to = %addr, error = %e, "stateless response forward failed");
+    }
+}

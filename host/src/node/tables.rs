@@ -1,0 +1,94 @@
+//! The node's transaction tables: server transactions by their §17.2.3 key,
+//! client transactions (branches and their CANCELs) by their §17.1.3 key.
+//! Sharded so the receive tasks of all cores rarely contend.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::proxy_tx::{ProxyTx, Role, TxRef};
+use crate::transaction::{ClientKey, ServerKey};
+
+const SHARDS: usize = 32;
+
+struct Sharded<K, V> {
+    hasher: RandomState,
+    shards: Vec<Mutex<HashMap<K, V>>>,
+}
+
+impl<K: Hash + Eq, V> Sharded<K, V> {
+    fn new() -> Self {
+        Sharded {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, key: &K) -> &Mutex<HashMap<K, V>> {
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}
+
+pub(crate) struct Tables {
+    servers: Sharded<ServerKey, TxRef>,
+    clients: Sharded<ClientKey, (Weak<Mutex<ProxyTx>>, Role)>,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Tables {
+            servers: Sharded::new(),
+            clients: Sharded::new(),
+        }
+    }
+}
+
+impl Tables {
+    /// Finds the server transaction for `key`, or inserts the one `make`
+    /// builds. Returns whether it was inserted (false: a retransmission).
+    pub fn server_or_insert(&self, key: ServerKey, make: impl FnOnce(&ServerKey) -> ProxyTx) -> (TxRef, bool) {
+        let mut shard = self.servers.shard(&key).lock();
+        if let Some(tx) = shard.get(&key) {
+            return (tx.clone(), false);
+        }
+        let tx = Arc::new(Mutex::new(make(&key)));
+        shard.insert(key, tx.clone());
+        (tx, true)
+    }
+
+    pub fn server(&self, key: &ServerKey) -> Option<TxRef> {
+        self.servers.shard(key).lock().get(key).cloned()
+    }
+
+    pub fn remove_server(&self, key: &ServerKey) {
+        self.servers.shard(key).lock().remove(key);
+    }
+
+    pub fn insert_client(&self, key: ClientKey, tx: &TxRef, role: Role) {
+        self.clients
+            .shard(&key)
+            .lock()
+            .insert(key, (Arc::downgrade(tx), role));
+    }
+
+    pub fn client(&self, key: &ClientKey) -> Option<(TxRef, Role)> {
+        let shard = self.clients.shard(key).lock();
+        let (weak, role) = shard.get(key)?;
+        Some((weak.upgrade()?, *role))
+    }
+
+    pub fn remove_client(&self, key: &ClientKey) {
+        self.clients.shard(key).lock().remove(key);
+    }
+
+    /// Live (server, client) transactions, for metrics and leak tests.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.servers.len(), self.clients.len())
+    }
+}

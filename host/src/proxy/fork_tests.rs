@@ -1,0 +1,164 @@
+use super::*;
+
+fn t(uri: &str, q: u16) -> Target {
+    Target {
+        uri: uri.into(),
+        q,
+        route: Vec::new(),
+    }
+}
+
+fn drain(ctx: &mut ResponseContext<&'static str>) -> Vec<ForkAction<&'static str>> {
+    std::iter::from_fn(|| ctx.poll_action()).collect()
+}
+
+#[test]
+fn empty_target_set_is_480() {
+    let mut ctx = ResponseContext::<&str>::new(true, vec![]);
+    ctx.start();
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Local(480))]);
+}
+
+#[test]
+fn equal_q_forks_in_parallel_and_first_2xx_cancels_the_rest() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 500), t("sip:b", 500)]);
+    ctx.start();
+    assert_eq!(
+        drain(&mut ctx),
+        vec![
+            ForkAction::StartBranch(0, t("sip:a", 500)),
+            ForkAction::StartBranch(1, t("sip:b", 500)),
+        ]
+    );
+    ctx.on_provisional(0, 180, "180a");
+    ctx.on_provisional(1, 180, "180b");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("180a"), ForkAction::Forward("180b")]);
+    ctx.on_final(1, 200, "200b");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("200b"), ForkAction::CancelBranch(0)]);
+    // The cancelled branch's 487 is absorbed: the 2xx was the final answer.
+    ctx.on_final(0, 487, "487a");
+    assert!(drain(&mut ctx).is_empty());
+    assert!(ctx.is_concluded());
+}
+
+#[test]
+fn busy_on_highest_q_moves_to_next_group() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:low", 100), t("sip:high", 900)]);
+    ctx.start();
+    assert_eq!(drain(&mut ctx), vec![ForkAction::StartBranch(0, t("sip:high", 900))]);
+    ctx.on_final(0, 486, "486");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::StartBranch(1, t("sip:low", 100))]);
+    ctx.on_final(1, 200, "200");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("200")]);
+}
+
+#[test]
+fn exhausted_then_best_response_wins() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 1000)]);
+    ctx.start();
+    drain(&mut ctx);
+    ctx.on_final(0, 503, "503");
+    assert!(drain(&mut ctx).is_empty(), "waits for the other branch");
+    ctx.on_final(1, 404, "404");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
+    ctx.conclude();
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Received("404"))]);
+}
+
+#[test]
+fn policy_can_add_failover_targets_after_exhaustion() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:phone", 1000)]);
+    ctx.start();
+    drain(&mut ctx);
+    ctx.on_final(0, 486, "486");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
+    ctx.add_targets(vec![t("sip:voicemail", 1000)]);
+    assert_eq!(drain(&mut ctx), vec![ForkAction::StartBranch(1, t("sip:voicemail", 1000))]);
+    ctx.on_final(1, 200, "200vm");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("200vm")]);
+}
+
+#[test]
+fn six_xx_cancels_pending_and_stops_serial_forking() {
+    let mut ctx = ResponseContext::new(
+        true,
+        vec![t("sip:a", 1000), t("sip:b", 1000), t("sip:later", 10)],
+    );
+    ctx.start();
+    drain(&mut ctx);
+    ctx.on_provisional(1, 180, "180b");
+    drain(&mut ctx);
+    ctx.on_final(0, 603, "603");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::CancelBranch(1)]);
+    ctx.on_final(1, 487, "487");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Received("603"))]);
+}
+
+#[test]
+fn timeout_without_any_response_is_408() {
+    let mut ctx = ResponseContext::<&str>::new(true, vec![t("sip:a", 1000)]);
+    ctx.start();
+    drain(&mut ctx);
+    ctx.on_timeout(0);
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
+    ctx.conclude();
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Local(408))]);
+}
+
+#[test]
+fn received_response_beats_local_timeout() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 1000)]);
+    ctx.start();
+    drain(&mut ctx);
+    ctx.on_timeout(0);
+    ctx.on_final(1, 480, "480");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
+    ctx.conclude();
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Received("480"))]);
+}
+
+#[test]
+fn cancel_waits_for_a_provisional_before_cancelling_a_branch() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)]);
+    ctx.start();
+    drain(&mut ctx);
+    ctx.cancel();
+    assert!(drain(&mut ctx).is_empty(), "no CANCEL before a provisional (§16.10)");
+    ctx.on_provisional(0, 100, "100");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::CancelBranch(0)]);
+    ctx.on_final(0, 487, "487");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Received("487"))]);
+}
+
+#[test]
+fn timer_c_cancels_a_ringing_branch_and_serial_forking_continues() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 10)]);
+    ctx.start();
+    drain(&mut ctx);
+    ctx.on_provisional(0, 180, "180");
+    drain(&mut ctx);
+    ctx.on_timer_c(0);
+    assert_eq!(drain(&mut ctx), vec![ForkAction::CancelBranch(0)]);
+    ctx.on_final(0, 487, "487");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::StartBranch(1, t("sip:b", 10))]);
+}
+
+#[test]
+fn non_invite_is_never_cancelled() {
+    let mut ctx = ResponseContext::new(false, vec![t("sip:a", 1000), t("sip:b", 1000)]);
+    ctx.start();
+    drain(&mut ctx);
+    ctx.on_provisional(1, 183, "183");
+    drain(&mut ctx);
+    ctx.on_final(0, 200, "200");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("200")]);
+}
+
+#[test]
+fn ranking_prefers_6xx_then_lowest_class() {
+    assert!(rank(603) < rank(302));
+    assert!(rank(302) < rank(486));
+    assert!(rank(401) < rank(486));
+    assert!(rank(486) < rank(408));
+    assert!(rank(486) < rank(500));
+}

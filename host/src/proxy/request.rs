@@ -1,0 +1,205 @@
+//! Request processing of RFC 3261 §16.3 (validation), §16.4 (route
+//! pre-processing) and §16.6 (building each forwarded copy). Pure functions
+//! over a parsed message: the node decides what to do with the results.
+
+use std::hash::{Hash, Hasher};
+
+use bytes::Bytes;
+use switchyard_codec::{HeaderName, Method, Scheme, SipMessage, Uri};
+
+use super::identity::Identity;
+
+/// A request refused before forwarding, with the response to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub code: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reject {
+    pub fn new(code: u16, reason: impl Into<String>) -> Self {
+        Reject {
+            code,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Magic cookie (§8.1.1.7) plus our own marker, so we recognise our branches.
+pub const BRANCH_PREFIX: &str = "z9hG4bKsy";
+
+/// §16.3: everything that must hold before a request is proxied. Syntax
+/// (step 1) is the codec's `validate_request`, run by the caller first.
+pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), Reject> {
+    // Step 2: URI scheme. We route sip: and sips:; tel: needs a policy.
+    let uri = msg
+        .request_uri()
+        .map_err(|_| Reject::new(400, "Bad Request-URI"))?;
+    if !matches!(uri.scheme, Scheme::Sip | Scheme::Sips) {
+        return Err(Reject::new(416, "Unsupported URI Scheme"));
+    }
+    // Step 3: Max-Forwards. OPTIONS at zero is answered by the proxy (§11), the caller handles that.
+    let mf = msg
+        .max_forwards()
+        .map_err(|_| Reject::new(400, "Bad Max-Forwards"))?;
+    if mf == Some(0) && msg.method() != Some(&Method::Options) {
+        return Err(Reject::new(483, "Too Many Hops"));
+    }
+    // Step 4: loop detection, by recomputing the loop hash we put in our branches.
+    let hash = loop_hash(msg);
+    for via in msg.vias().flatten() {
+        let ours = identity.addresses().iter().any(|a| {
+            let sent_by = match via.port {
+                Some(p) => format!("{}:{p}", via.host),
+                None => format!("{}:5060", via.host),
+            };
+            sent_by.eq_ignore_ascii_case(&a.advertised)
+                || (via.port.is_none() && via.host.to_string().eq_ignore_ascii_case(&a.advertised))
+        });
+        if ours
+            && let Some(b) = via.branch()
+            && b.strip_prefix(BRANCH_PREFIX)
+                .and_then(|rest| rest.split('.').next())
+                == Some(hash.as_str())
+        {
+            return Err(Reject::new(482, "Loop Detected"));
+        }
+    }
+    // Step 5: Proxy-Require. We implement no proxy extensions yet.
+    let unsupported: Vec<&str> = msg.option_tags(HeaderName::ProxyRequire).collect();
+    if !unsupported.is_empty() {
+        let mut r = Reject::new(420, "Bad Extension");
+        r.headers
+            .push(("Unsupported".into(), unsupported.join(", ")));
+        return Err(r);
+    }
+    Ok(())
+}
+
+/// The loop-detection part of our branch (§16.6 step 8): a hash of the fields
+/// that stay the same when a request comes back to us unchanged. A spiral
+/// (same request, new Request-URI) hashes differently and is allowed.
+pub fn loop_hash(msg: &SipMessage) -> String {
+    let mut h = std::hash::DefaultHasher::new();
+    msg.request_uri_str().hash(&mut h);
+    msg.from().ok().and_then(|f| f.tag().map(str::to_owned)).hash(&mut h);
+    msg.to().ok().and_then(|t| t.tag().map(str::to_owned)).hash(&mut h);
+    msg.call_id().ok().hash(&mut h);
+    msg.cseq().ok().map(|c| c.seq).hash(&mut h);
+    for v in msg.header_values(HeaderName::ProxyRequire) {
+        v.hash(&mut h);
+    }
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// A fresh branch for one forwarded copy: cookie, loop hash, random part.
+pub fn new_branch(loop_hash: &str) -> String {
+    format!("{BRANCH_PREFIX}{loop_hash}.{:016x}", rand::random::<u64>())
+}
+
+/// The request's route state after §16.4 pre-processing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteState {
+    /// The Request-URI to use (replaced when the previous hop was a strict router).
+    pub request_uri: String,
+    /// Remaining Route values, top first, after removing our own.
+    pub routes: Vec<String>,
+    /// Whether Route headers or the Request-URI changed and must be rewritten.
+    pub changed: bool,
+}
+
+/// §16.4: if the Request-URI is ours (a strict router put our Record-Route
+/// URI there), the real target is the last Route value; then every top Route
+/// value that names us is removed.
+pub fn preprocess_routes(msg: &SipMessage, identity: &Identity) -> Result<RouteState, Reject> {
+    let mut routes: Vec<String> = msg
+        .routes()
+        .map_err(|_| Reject::new(400, "Bad Route header"))?
+        .iter()
+        .map(|r| r.raw.trim().to_string())
+        .collect();
+    let mut request_uri = msg.request_uri_str().unwrap_or_default().to_string();
+    let mut changed = false;
+    let ruri_is_me = msg.request_uri().map(|u| identity.is_me(&u)).unwrap_or(false);
+    if ruri_is_me
+        && let Some(last) = routes.pop()
+    {
+        request_uri = strip_angle(&last).to_string();
+        changed = true;
+    }
+    while let Some(top) = routes.first() {
+        let is_me = Uri::parse(strip_angle(top))
+            .map(|u| identity.is_me(&u))
+            .unwrap_or(false);
+        if !is_me {
+            break;
+        }
+        routes.remove(0);
+        changed = true;
+    }
+    Ok(RouteState {
+        request_uri,
+        routes,
+        changed,
+    })
+}
+
+/// The `uri` inside `<...>` (drops display name and header parameters).
+pub fn strip_angle(value: &str) -> &str {
+    let v = value.trim();
+    match (v.find('<'), v.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v.split(';').next().unwrap_or(v),
+    }
+}
+
+/// How one forwarded copy differs from the received request (§16.6).
+#[derive(Debug, Clone)]
+pub struct ForwardSpec<'a> {
+    pub request_uri: &'a str,
+    /// The complete Route set to send (pushed Path first), when it changed.
+    pub routes: Option<&'a [String]>,
+    /// Record-Route values to push (top first), for dialog-forming requests.
+    pub record_route: &'a [String],
+    /// Our Via header value, with its branch.
+    pub via: &'a str,
+    /// RFC 3581: values to write into the received top Via.
+    pub received: Option<&'a str>,
+    pub rport: Option<u16>,
+}
+
+/// Builds the bytes of a forwarded request by splicing the original.
+pub fn build_forward(msg: &SipMessage, spec: &ForwardSpec<'_>) -> Bytes {
+    let mut e = msg.edit();
+    if msg.request_uri_str() != Some(spec.request_uri) {
+        e.set_request_uri(spec.request_uri);
+    }
+    let mf = msg.max_forwards().ok().flatten().unwrap_or(71);
+    e.set_max_forwards(mf.saturating_sub(1).min(70));
+    if let Some(routes) = spec.routes {
+        e.remove_headers(HeaderName::Route);
+        if !routes.is_empty() {
+            e.push_header(HeaderName::Route, &routes.join(", "));
+        }
+    }
+    if !spec.record_route.is_empty() {
+        e.push_header(HeaderName::RecordRoute, &spec.record_route.join(", "));
+    }
+    if spec.received.is_some() || spec.rport.is_some() {
+        e.set_top_via_received(spec.received, spec.rport);
+    }
+    e.push_header(HeaderName::Via, spec.via);
+    e.finish()
+}
+
+/// Methods that create dialogs and therefore get our Record-Route (§16.6 step 4;
+/// we record-route every initial request except REGISTER, like Kamailio's `record_route()`).
+pub fn wants_record_route(method: &Method) -> bool {
+    !matches!(method, Method::Register | Method::Cancel | Method::Ack)
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

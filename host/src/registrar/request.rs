@@ -1,0 +1,292 @@
+//! REGISTER → [`RegisterUpdate`]: everything RFC 3261 §10.3 steps 3–7 decide
+//! from the request alone, before the location store is touched.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use switchyard_codec::{Contacts, HeaderName, Method, NameAddr, Scheme, SipMessage, Uri};
+
+use crate::location::{Aor, AorError, BindingKey, q_from_str};
+use crate::net::Source;
+use crate::registrar::{ContactUpdate, ContactsUpdate, RegisterUpdate, RegistrarConfig};
+
+/// The option tags this registrar implements (RFC 3261 §10.3 step 3).
+const SUPPORTED: &[&str] = &["path"];
+
+/// User-Agent values are kept for operators, not parsed: cap them so a
+/// hostile UA cannot inflate every stored binding.
+const MAX_USER_AGENT: usize = 256;
+
+/// Why a REGISTER is refused before reaching the store; each variant is one
+/// final response (see [`Reject::response`](crate::registrar::Reject::response)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    /// 400: the request is malformed; the text names the problem and is
+    /// used as the reason phrase.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: the To URI is not an address-of-record we can register
+    /// (§10.3 step 5).
+    #[error("address-of-record not usable: {0}")]
+    NotFound(AorError),
+    /// 420 with `Unsupported`: the request requires extensions we lack
+    /// (§10.3 step 3, §8.2.2.3).
+    #[error("unsupported extensions: {}", .0.join(", "))]
+    BadExtension(Vec<String>),
+    /// 421 with `Require`: a Path was inserted but the UA did not declare
+    /// support for `path` (RFC 3327 §5.3).
+    #[error("extension {0} required")]
+    ExtensionRequired(&'static str),
+    /// 423 with `Min-Expires`: a contact asked for less than the minimum
+    /// interval (§10.3 step 7, §10.2.8).
+    #[error("interval too brief, minimum {min_expires} s")]
+    IntervalTooBrief { min_expires: u32 },
+}
+
+fn bad(problem: impl ToString) -> Reject {
+    Reject::BadRequest(problem.to_string())
+}
+
+/// Validates a REGISTER and turns it into the update the store applies.
+///
+/// Returns the address-of-record from the To header (§10.3 step 5); whether
+/// its domain is one we serve, and for which tenant, is the caller's policy.
+/// `node` is this node's id, recorded on every binding written.
+pub fn parse_register(
+    msg: &SipMessage,
+    config: &RegistrarConfig,
+    source: Source,
+    node: Option<&str>,
+) -> Result<(Aor, RegisterUpdate), Reject> {
+    if msg.method() != Some(&Method::Register) {
+        return Err(bad("Not a REGISTER"));
+    }
+    let to = msg.to().map_err(bad)?;
+    let aor = Aor::from_uri(&to.uri).map_err(Reject::NotFound)?;
+    let call_id = msg.call_id().map_err(bad)?.to_owned();
+    let cseq = msg.cseq().map_err(bad)?.seq;
+
+    let unsupported: Vec<String> = msg
+        .option_tags(HeaderName::Require)
+        .filter(|tag| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag)))
+        .map(str::to_owned)
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(Reject::BadExtension(unsupported));
+    }
+
+    // RFC 3327 §5.3: Path is stored only if the UA can cope with it; an edge
+    // proxy that adds Path for a UA that cannot would make it unreachable.
+    let path: Vec<String> = msg
+        .paths()
+        .map_err(bad)?
+        .iter()
+        .map(|hop| hop.raw.to_owned())
+        .collect();
+    let path_supported = msg
+        .option_tags(HeaderName::Supported)
+        .any(|tag| tag.eq_ignore_ascii_case("path"));
+    if !path.is_empty() && !path_supported {
+        return Err(Reject::ExtensionRequired("path"));
+    }
+
+    let header_expires = match msg.header(HeaderName::Expires) {
+        Some(value) => Some(delta_seconds(value).ok_or_else(|| bad("Invalid Expires header"))?),
+        None => None,
+    };
+    let contacts = match msg.contacts().map_err(bad)? {
+        // §10.3 step 6: `*` is only valid alone and with Expires: 0.
+        Contacts::Star if header_expires == Some(0) => ContactsUpdate::RemoveAll,
+        Contacts::Star => return Err(bad("Contact * requires Expires: 0")),
+        Contacts::List(list) if list.is_empty() => ContactsUpdate::Fetch,
+        Contacts::List(list) => {
+            let updates = list
+                .iter()
+                .map(|contact| contact_update(contact, header_expires, config))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Checked after every contact parsed, so a malformed request gets
+            // its 400 rather than a 423 it could never satisfy.
+            if updates
+                .iter()
+                .any(|u| u.expires != 0 && u.expires < config.min_expires)
+            {
+                return Err(Reject::IntervalTooBrief {
+                    min_expires: config.min_expires,
+                });
+            }
+            ContactsUpdate::Set(updates)
+        }
+    };
+
+    let user_agent = msg
+        .header(HeaderName::UserAgent)
+        .map(|ua| truncate(ua.trim(), MAX_USER_AGENT).to_owned())
+        .filter(|ua| !ua.is_empty());
+    let update = RegisterUpdate {
+        call_id,
+        cseq,
+        contacts,
+        path,
+        source,
+        node: node.map(str::to_owned),
+        user_agent,
+    };
+    Ok((aor, update))
+}
+
+/// One Contact value: expiry from its parameter, else the Expires header,
+/// else the default (§10.3 step 7), shortened to the maximum.
+fn contact_update(
+    contact: &NameAddr<'_>,
+    header_expires: Option<u32>,
+    config: &RegistrarConfig,
+) -> Result<ContactUpdate, Reject> {
+    let params = &contact.params;
+    let expires = match params.get("expires") {
+        Some(value) => Some(
+            value
+                .and_then(delta_seconds)
+                .ok_or_else(|| bad("Invalid Contact expires parameter"))?,
+        ),
+        None => None,
+    };
+    let expires = expires
+        .or(header_expires)
+        .unwrap_or(config.default_expires)
+        .min(config.max_expires);
+    let q = match params.get("q") {
+        Some(value) => Some(
+            value
+                .and_then(q_from_str)
+                .ok_or_else(|| bad("Invalid Contact q"))?,
+        ),
+        None => None,
+    };
+    let instance = contact
+        .sip_instance()
+        .map(Cow::into_owned)
+        .filter(|instance| !instance.is_empty());
+    let reg_id = match params.get("reg-id") {
+        Some(value) => Some(
+            value
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|id| *id > 0)
+                .ok_or_else(|| bad("Invalid Contact reg-id"))?,
+        ),
+        None => None,
+    };
+    // A reg-id names a flow of an instance (RFC 5626 §4.2); without the
+    // instance it identifies nothing, so the contact URI stays the identity.
+    let reg_id = reg_id.filter(|_| instance.is_some());
+    let contact_key = contact_key(&contact.uri);
+    let key = match &instance {
+        Some(instance) => BindingKey::instance(instance, reg_id),
+        None => BindingKey::Contact(contact_key.clone()),
+    };
+    Ok(ContactUpdate {
+        key,
+        contact: contact.uri.raw.to_owned(),
+        contact_key,
+        instance,
+        reg_id,
+        q,
+        expires,
+    })
+}
+
+/// The comparison form of a contact URI (RFC 3261 §19.1.4): scheme and
+/// host lowercased, user and password unescaped and case-sensitive, the
+/// port kept as written (an explicit default port is *not* equal to none),
+/// the parameters that must match when present in either URI (`transport`,
+/// `user`, `ttl`, `method`, `maddr`) lowercased and sorted, and the headers
+/// sorted.
+///
+/// Other URI parameters are left out: §19.1.4 compares them only when both
+/// URIs carry them, which no single key can express, and in practice they
+/// are per-registration decorations (`ob`, `rinstance`) that should not
+/// split one contact into two bindings.
+pub fn contact_key(uri: &Uri<'_>) -> String {
+    if !matches!(uri.scheme, Scheme::Sip | Scheme::Sips) {
+        // tel:, mailto: and friends are stored, never routed by us: compare
+        // them as written apart from the scheme's case.
+        return match uri.raw.split_once(':') {
+            Some((scheme, rest)) => format!("{}:{rest}", scheme.to_ascii_lowercase()),
+            None => uri.raw.to_owned(),
+        };
+    }
+    let mut key = String::with_capacity(uri.raw.len());
+    key.push_str(if uri.scheme == Scheme::Sips {
+        "sips:"
+    } else {
+        "sip:"
+    });
+    if let Some(user) = uri.user {
+        key.push_str(&crate::location::percent_decode(user));
+        if let Some(password) = uri.password {
+            key.push(':');
+            key.push_str(&crate::location::percent_decode(password));
+        }
+        key.push('@');
+    }
+    key.push_str(&uri.host.to_string().to_ascii_lowercase());
+    if let Some(port) = uri.port {
+        let _ = write!(key, ":{port}");
+    }
+    let mut params: Vec<(String, Option<String>)> = uri
+        .params
+        .iter()
+        .filter(|(name, _)| {
+            ["transport", "user", "ttl", "method", "maddr"]
+                .iter()
+                .any(|significant| name.eq_ignore_ascii_case(significant))
+        })
+        .map(|(name, value)| {
+            (
+                name.to_ascii_lowercase(),
+                value.map(str::to_ascii_lowercase),
+            )
+        })
+        .collect();
+    params.sort();
+    for (name, value) in params {
+        key.push(';');
+        key.push_str(&name);
+        if let Some(value) = value {
+            key.push('=');
+            key.push_str(&value);
+        }
+    }
+    if let Some(headers) = uri.headers {
+        let mut headers: Vec<&str> = headers.split('&').collect();
+        headers.sort_unstable();
+        key.push('?');
+        key.push_str(&headers.join("&"));
+    }
+    key
+}
+
+/// `delta-seconds` (RFC 3261 §20.19): digits only; values past u32 saturate
+/// (the maximum clamp applies anyway; RFC 4475 §3.1.2.4 lets us treat a
+/// huge value as "very long" rather than as an error).
+fn delta_seconds(text: &str) -> Option<u32> {
+    let text = text.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<u32>().unwrap_or(u32::MAX))
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

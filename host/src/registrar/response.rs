@@ -1,0 +1,157 @@
+//! Registrar responses: the 200 OK of RFC 3261 §10.3 step 8 and the
+//! rejections of steps 3–7.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use switchyard_codec::{HeaderName, SipMessage, response_to};
+
+use crate::location::{Binding, StoreError, q_to_string};
+use crate::registrar::{Reject, RuleError};
+
+/// The 200 OK listing every current binding of the AOR with the seconds it
+/// has left (§10.3 step 8), the Path the request carried (RFC 3327 §5.3:
+/// the UA learns the route its registrar will use) and a Date header
+/// (§10.3 step 8 "SHOULD", lets simple UAs set their clock).
+pub fn ok_response(msg: &SipMessage, bindings: &[Binding], now: SystemTime) -> Bytes {
+    let mut sorted: Vec<&Binding> = bindings.iter().filter(|b| !b.is_expired(now)).collect();
+    // Highest preference first, then a stable order, so UAs and tests see
+    // the same list every time.
+    sorted.sort_by(|a, b| {
+        b.q_or_default()
+            .cmp(&a.q_or_default())
+            .then_with(|| a.contact.cmp(&b.contact))
+    });
+    let contacts: Vec<String> = sorted.iter().map(|b| contact_value(b, now)).collect();
+    let paths: Vec<&str> = msg.header_all(HeaderName::Path).collect();
+
+    let mut response = response_to(msg, 200, "OK").to_tag(&to_tag());
+    for contact in &contacts {
+        response = response.header("Contact", contact);
+    }
+    for path in &paths {
+        response = response.header("Path", path);
+    }
+    let date = http_date(now);
+    response.header("Date", &date).build()
+}
+
+/// One Contact value of the 200 OK: the URI as registered plus the
+/// parameters the UA needs to recognise its own binding (RFC 5626 §6
+/// echoes `+sip.instance` and `reg-id`).
+fn contact_value(binding: &Binding, now: SystemTime) -> String {
+    let mut value = format!(
+        "<{}>;expires={}",
+        binding.contact,
+        binding.remaining_secs(now)
+    );
+    if let Some(q) = binding.q {
+        let _ = write!(value, ";q={}", q_to_string(q));
+    }
+    if let Some(instance) = &binding.instance {
+        let _ = write!(value, ";+sip.instance=\"{instance}\"");
+    }
+    if let Some(reg_id) = binding.reg_id {
+        let _ = write!(value, ";reg-id={reg_id}");
+    }
+    value
+}
+
+impl Reject {
+    /// The status code and reason phrase of this rejection.
+    pub fn status(&self) -> (u16, String) {
+        match self {
+            // The reason phrase names the problem (issue requirement: a 400
+            // must say what is wrong).
+            Reject::BadRequest(problem) => (400, problem.clone()),
+            Reject::NotFound(_) => (404, "Not Found".into()),
+            Reject::BadExtension(_) => (420, "Bad Extension".into()),
+            Reject::ExtensionRequired(_) => (421, "Extension Required".into()),
+            Reject::IntervalTooBrief { .. } => (423, "Interval Too Brief".into()),
+        }
+    }
+
+    /// The final response to `msg` for this rejection, with the header each
+    /// code requires (Unsupported, Require, Min-Expires).
+    pub fn response(&self, msg: &SipMessage) -> Bytes {
+        let (code, reason) = self.status();
+        let response = response_to(msg, code, &reason).to_tag(&to_tag());
+        match self {
+            Reject::BadExtension(tags) => response.header("Unsupported", &tags.join(", ")),
+            Reject::ExtensionRequired(tag) => response.header("Require", tag),
+            Reject::IntervalTooBrief { min_expires } => {
+                response.header("Min-Expires", &min_expires.to_string())
+            }
+            Reject::BadRequest(_) | Reject::NotFound(_) => response,
+        }
+        .build()
+    }
+}
+
+/// 500 for a REGISTER the rules refused (§10.3 steps 6–7: the update is
+/// aborted and "the request fails"; 500 is what RFC 3261 implementations
+/// answer, and it tells the UA nothing was changed).
+pub fn rule_error_response(msg: &SipMessage, error: &RuleError) -> Bytes {
+    let reason = match error {
+        RuleError::OutOfOrder { .. } => "Out Of Order CSeq",
+    };
+    response_to(msg, 500, reason).to_tag(&to_tag()).build()
+}
+
+/// 503 with Retry-After for a store failure (RFC 3261 §21.5.4): the UA keeps
+/// its registration state and retries instead of treating it as final.
+pub fn store_error_response(msg: &SipMessage, error: &StoreError) -> Bytes {
+    response_to(msg, 503, "Service Unavailable")
+        .to_tag(&to_tag())
+        .header("Retry-After", &error.retry_after_secs().to_string())
+        .build()
+}
+
+/// A To tag for a response we originate (§8.2.6.2); REGISTER creates no
+/// dialog, so it only has to be present and random.
+fn to_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// RFC 1123 date in GMT as SIP's Date header wants it (RFC 3261 §20.17),
+/// e.g. `Sat, 13 Nov 2010 23:29:00 GMT`.
+pub fn http_date(time: SystemTime) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[month as usize - 1],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month 1–12, day 1–31), after Howard
+/// Hinnant's `civil_from_days` (proleptic Gregorian, eras of 400 years).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+#[path = "response_tests.rs"]
+mod tests;

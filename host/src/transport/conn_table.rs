@@ -1,0 +1,133 @@
+//! Open TCP connections, inbound and outbound alike, so that a response goes
+//! back over the connection its request came in on (RFC 3261 §18.2.2) and a
+//! request to a peer reuses any connection we already have with it (§18.1.1).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use super::signal::CloseSignal;
+
+/// A handle to one connection: its flow addresses, its writer queue and its
+/// close signal. Cheap to clone; the lock is only held to copy one out.
+#[derive(Debug, Clone)]
+pub(super) struct Conn {
+    pub id: u64,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub tx: mpsc::Sender<Bytes>,
+    pub close: Arc<CloseSignal>,
+}
+
+/// Keyed by remote address. Several connections can share one remote when they
+/// end on different local addresses (two listeners), so each key holds a short
+/// list, newest last.
+#[derive(Debug, Default)]
+pub(super) struct ConnTable {
+    by_remote: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
+    next_id: AtomicU64,
+}
+
+impl ConnTable {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn insert(&self, conn: Conn) {
+        self.by_remote
+            .lock()
+            .entry(conn.remote)
+            .or_default()
+            .push(conn);
+    }
+
+    /// Removes by id, so a connection that is going away never removes a newer
+    /// one to the same peer.
+    pub fn remove(&self, remote: SocketAddr, id: u64) {
+        let mut map = self.by_remote.lock();
+        if let Some(list) = map.get_mut(&remote) {
+            list.retain(|c| c.id != id);
+            if list.is_empty() {
+                map.remove(&remote);
+            }
+        }
+    }
+
+    /// The connection of one flow (a `Source`), even if it is closing: a reply
+    /// to a message that failed framing still goes out before the close.
+    pub fn by_flow(&self, remote: SocketAddr, local: SocketAddr) -> Option<Conn> {
+        let map = self.by_remote.lock();
+        map.get(&remote)?
+            .iter()
+            .rev()
+            .find(|c| c.local == local)
+            .cloned()
+    }
+
+    /// The newest open connection to `remote`, for new requests.
+    pub fn by_remote(&self, remote: SocketAddr) -> Option<Conn> {
+        let map = self.by_remote.lock();
+        map.get(&remote)?
+            .iter()
+            .rev()
+            .find(|c| !c.close.is_closed())
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_remote.lock().values().map(Vec::len).sum()
+    }
+
+    pub fn close_all(&self) {
+        for list in self.by_remote.lock().values() {
+            for conn in list {
+                conn.close.close();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(table: &ConnTable, remote: &str, local: &str) -> Conn {
+        let (tx, _rx) = mpsc::channel(1);
+        let conn = Conn {
+            id: table.next_id(),
+            remote: remote.parse().unwrap(),
+            local: local.parse().unwrap(),
+            tx,
+            close: Arc::default(),
+        };
+        table.insert(conn.clone());
+        conn
+    }
+
+    #[test]
+    fn finds_by_flow_and_newest_open_by_remote() {
+        let table = ConnTable::default();
+        let a = conn(&table, "127.0.0.2:4000", "127.0.0.1:5060");
+        let b = conn(&table, "127.0.0.2:4000", "127.0.0.1:5070");
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.by_remote(a.remote).unwrap().id, b.id);
+        assert_eq!(table.by_flow(a.remote, a.local).unwrap().id, a.id);
+
+        b.close.close();
+        assert_eq!(table.by_remote(a.remote).unwrap().id, a.id);
+        // A closing flow is still found for its replies.
+        assert_eq!(table.by_flow(b.remote, b.local).unwrap().id, b.id);
+
+        table.remove(b.remote, b.id);
+        table.remove(a.remote, a.id + 100); // unknown id: no effect
+        assert_eq!(table.len(), 1);
+        table.remove(a.remote, a.id);
+        assert!(table.by_remote(a.remote).is_none());
+        assert_eq!(table.len(), 0);
+    }
+}

@@ -1,0 +1,321 @@
+//! The I/O layer under the proxy: UDP and TCP listeners, outbound TCP
+//! connections, stream framing and flow-aware sending (RFC 3261 §18).
+//!
+//! The proxy core sees only [`Transports`] (bind, send, reply, close) and
+//! [`InboundHandler`] (complete messages in). Sockets, framing and connection
+//! reuse stay in here, so TLS or WebSocket can join as another
+//! [`Transport`] variant without the core changing.
+//!
+//! Tasks per listener: one receive task per UDP socket (N sockets share the
+//! port with SO_REUSEPORT), one accept task per TCP listener, and a reader and
+//! a writer task per TCP connection, inbound or outbound.
+
+mod config;
+mod conn_table;
+mod error;
+mod signal;
+mod stats;
+mod tcp;
+mod udp;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchyard_codec::FrameError;
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, info};
+
+pub use self::config::{ListenerSpec, TransportConfig};
+use self::conn_table::{Conn, ConnTable};
+pub use self::error::{ListenerSpecError, TransportError};
+use self::signal::ShutdownToken;
+use self::stats::Counters;
+pub use self::stats::TransportStats;
+use self::udp::UdpListener;
+use crate::net::{Source, Transport};
+
+/// One complete SIP message and where it came from.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub data: Bytes,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone)]
+pub enum InboundEvent {
+    Message(Inbound),
+    /// A TCP stream could not be framed (no Content-Length, too large,
+    /// malformed). The connection is closed as soon as `on_inbound` returns,
+    /// after flushing anything queued to it: to answer 400/513, build the
+    /// response from `partial` and queue it with [`Transports::try_reply`]
+    /// *inside* the handler call.
+    FramingError {
+        source: Source,
+        partial: Bytes,
+        error: FrameError,
+    },
+}
+
+/// Receives everything the transports read. Called on the receiving task, so
+/// it must not block: spawn for anything asynchronous.
+pub trait InboundHandler: Send + Sync + 'static {
+    fn on_inbound(&self, event: InboundEvent);
+}
+
+impl<F: Fn(InboundEvent) + Send + Sync + 'static> InboundHandler for F {
+    fn on_inbound(&self, event: InboundEvent) {
+        self(event)
+    }
+}
+
+/// State the I/O tasks share. Tasks hold this, never [`Transports`], so
+/// dropping the last `Arc<Transports>` stops them.
+struct Shared {
+    cfg: TransportConfig,
+    handler: Arc<dyn InboundHandler>,
+    stats: Counters,
+    conns: ConnTable,
+}
+
+/// All listeners and connections of a node. Share it as `Arc<Transports>`.
+/// (A handler that needs to send should hold a `Weak` to it, or call
+/// [`shutdown`](Self::shutdown): tasks keep the handler alive.)
+pub struct Transports {
+    shared: Arc<Shared>,
+    udp: Vec<UdpListener>,
+    tcp: Vec<SocketAddr>,
+    connector: tcp::Connector,
+    /// `true` = stop. Every task holds a receiver, so `closed()` on this sender
+    /// tells when the last one has finished.
+    stop: watch::Sender<bool>,
+}
+
+impl Transports {
+    /// Binds every listener, then starts its tasks. Fails as a whole if any
+    /// address cannot be bound (nothing is left running).
+    pub async fn bind(
+        specs: &[ListenerSpec],
+        cfg: TransportConfig,
+        handler: Arc<dyn InboundHandler>,
+    ) -> Result<Arc<Self>, TransportError> {
+        cfg.validate()?;
+        let mut udp = Vec::new();
+        let mut tcp_listeners = Vec::new();
+        for spec in specs {
+            match spec.transport {
+                Transport::Udp => udp.push(UdpListener::bind(
+                    spec.addr,
+                    cfg.udp_sockets_per_listener,
+                    cfg.udp_recv_buffer,
+                )?),
+                Transport::Tcp => tcp_listeners.push(tcp::bind_listener(spec.addr)?),
+            }
+        }
+        let shared = Arc::new(Shared {
+            cfg,
+            handler,
+            stats: Counters::default(),
+            conns: ConnTable::default(),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let token = ShutdownToken::new(stop_rx);
+        for listener in &udp {
+            listener.spawn_receivers(&shared, &token);
+            info!(local = %listener.local, sockets = shared.cfg.udp_sockets_per_listener, "listening on UDP");
+        }
+        let mut tcp = Vec::new();
+        for (listener, local) in tcp_listeners {
+            let span = tracing::debug_span!("tcp_listener", %local);
+            tokio::spawn(
+                tcp::accept_loop(shared.clone(), listener, token.clone()).instrument(span),
+            );
+            info!(%local, "listening on TCP");
+            tcp.push(local);
+        }
+        Ok(Arc::new(Transports {
+            shared,
+            udp,
+            tcp,
+            connector: tcp::Connector::default(),
+            stop,
+        }))
+    }
+
+    /// The bound addresses, port 0 resolved, in listener order per transport.
+    pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
+        let udp = self.udp.iter().map(|l| (Transport::Udp, l.local));
+        udp.chain(self.tcp.iter().map(|&a| (Transport::Tcp, a)))
+            .collect()
+    }
+
+    /// Sends a new message (typically a request) to `dest` and returns the flow
+    /// it went out on. UDP leaves from a listener socket of the destination's
+    /// family, so the peer sees our listening port (RFC 3261 §18.1.1). TCP
+    /// reuses any open connection to `dest`, inbound or outbound, else connects.
+    pub async fn send(
+        &self,
+        transport: Transport,
+        dest: SocketAddr,
+        data: Bytes,
+    ) -> Result<Source, TransportError> {
+        self.check_running()?;
+        match transport {
+            Transport::Udp => {
+                let listener = udp::pick_listener(&self.udp, dest)
+                    .ok_or(TransportError::NoListener { transport, dest })?;
+                listener.send_to(&self.shared, dest, &data).await?;
+                Ok(Source {
+                    transport,
+                    remote: dest,
+                    local: listener.local,
+                })
+            }
+            Transport::Tcp => self.send_tcp(dest, data).await,
+        }
+    }
+
+    /// Sends a response over the flow its request arrived on: the same TCP
+    /// connection, or from the same local UDP socket address. If that TCP
+    /// connection is gone, connects to `source.remote` (RFC 3261 §18.2.2).
+    pub async fn reply(&self, source: &Source, data: Bytes) -> Result<(), TransportError> {
+        self.check_running()?;
+        match source.transport {
+            Transport::Udp => {
+                self.udp_listener(source)?
+                    .send_to(&self.shared, source.remote, &data)
+                    .await
+            }
+            Transport::Tcp => {
+                let data = match self.shared.conns.by_flow(source.remote, source.local) {
+                    Some(conn) => match conn.tx.send(data).await {
+                        Ok(()) => return Ok(()),
+                        Err(mpsc::error::SendError(data)) => data,
+                    },
+                    None => data,
+                };
+                self.send_tcp(source.remote, data).await.map(drop)
+            }
+        }
+    }
+
+    /// [`reply`](Self::reply) without waiting, for use inside
+    /// [`InboundHandler::on_inbound`] (e.g. the 400 for a framing error). A full
+    /// queue is [`TransportError::WouldBlock`]; there is no reconnect.
+    pub fn try_reply(&self, source: &Source, data: Bytes) -> Result<(), TransportError> {
+        self.check_running()?;
+        let remote = source.remote;
+        match source.transport {
+            Transport::Udp => self
+                .udp_listener(source)?
+                .try_send_to(&self.shared, remote, &data),
+            Transport::Tcp => {
+                let conn = self
+                    .shared
+                    .conns
+                    .by_flow(remote, source.local)
+                    .ok_or(TransportError::ConnectionClosed { remote })?;
+                conn.tx.try_send(data).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => TransportError::WouldBlock { remote },
+                    mpsc::error::TrySendError::Closed(_) => {
+                        TransportError::ConnectionClosed { remote }
+                    }
+                })
+            }
+        }
+    }
+
+    /// Closes a TCP flow after flushing what is queued to it. No-op for UDP.
+    pub fn close(&self, source: &Source) {
+        if source.transport == Transport::Tcp
+            && let Some(conn) = self.shared.conns.by_flow(source.remote, source.local)
+        {
+            conn.close.close();
+        }
+    }
+
+    /// Stops every listener and connection and waits until all tasks are done
+    /// (queued TCP writes are flushed first). Sends fail afterwards.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        self.shared.conns.close_all();
+        self.stop.closed().await;
+        info!("transports shut down");
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        let mut stats = self.shared.stats.snapshot();
+        stats.tcp_open_connections = self.shared.conns.len() as u64;
+        stats.udp_rx_per_socket = self
+            .udp
+            .iter()
+            .flat_map(UdpListener::rx_per_socket)
+            .collect();
+        stats
+    }
+
+    fn check_running(&self) -> Result<(), TransportError> {
+        if *self.stop.borrow() {
+            Err(TransportError::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn udp_listener(&self, source: &Source) -> Result<&UdpListener, TransportError> {
+        self.udp
+            .iter()
+            .find(|l| l.local == source.local)
+            .ok_or(TransportError::NoListener {
+                transport: Transport::Udp,
+                dest: source.remote,
+            })
+    }
+
+    async fn send_tcp(&self, dest: SocketAddr, data: Bytes) -> Result<Source, TransportError> {
+        let flow = |conn: &Conn| Source {
+            transport: Transport::Tcp,
+            remote: conn.remote,
+            local: conn.local,
+        };
+        let mut data = data;
+        if let Some(conn) = self.shared.conns.by_remote(dest) {
+            match conn.tx.send(data).await {
+                Ok(()) => return Ok(flow(&conn)),
+                // It closed under us: fall through to a fresh connection.
+                Err(mpsc::error::SendError(d)) => data = d,
+            }
+        }
+        let token = ShutdownToken::new(self.stop.subscribe());
+        let conn = self
+            .connector
+            .connect(&self.shared, dest, self.tcp_source_ip(dest), &token)
+            .await?;
+        conn.tx
+            .send(data)
+            .await
+            .map_err(|_| TransportError::ConnectionClosed { remote: dest })?;
+        Ok(flow(&conn))
+    }
+
+    /// Outbound connections leave from a TCP listener's address when one of the
+    /// right family can reach `dest`; the port is always ephemeral.
+    fn tcp_source_ip(&self, dest: SocketAddr) -> Option<IpAddr> {
+        self.tcp.iter().map(SocketAddr::ip).find(|ip| {
+            ip.is_ipv4() == dest.is_ipv4()
+                && !ip.is_unspecified()
+                && ip.is_loopback() == dest.ip().is_loopback()
+        })
+    }
+}
+
+impl Drop for Transports {
+    fn drop(&mut self) {
+        // Without this, tasks would run on until the runtime ends.
+        self.stop.send_replace(true);
+        self.shared.conns.close_all();
+    }
+}

@@ -1,0 +1,417 @@
+//! TCP: listeners, outbound connects, and the per-connection reader and writer
+//! tasks. The reader frames the stream with `switchyard_codec::frame`; the
+//! writer owns the write half and drains an mpsc queue, so no lock is ever held
+//! across a socket write.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use parking_lot::Mutex;
+use socket2::{Domain, Protocol, Socket, Type};
+use switchyard_codec::{FrameError, Framing, frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::{Instrument, debug, trace, warn};
+
+use super::conn_table::Conn;
+use super::signal::{CloseSignal, ShutdownToken};
+use super::stats::{add, bump};
+use super::{Inbound, InboundEvent, Shared, TransportError};
+use crate::net::{Source, Transport};
+
+/// RFC 5626 §3.5.1: a CRLFCRLF ping is answered with a single CRLF pong.
+const PING: &[u8] = b"\r\n\r\n";
+const PONG: &[u8] = b"\r\n";
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Returns the listener and its actual address (port 0 resolved).
+pub(super) fn bind_listener(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), TransportError> {
+    let listen = || -> io::Result<(TcpListener, SocketAddr)> {
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if addr.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
+        // A restarted proxy must be able to listen while old connections sit in
+        // TIME_WAIT. (No SO_REUSEPORT: one accept loop is plenty.)
+        sock.set_reuse_address(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(1024)?;
+        let listener = TcpListener::from_std(sock.into())?;
+        let local = listener.local_addr()?;
+        Ok((listener, local))
+    };
+    listen().map_err(|source| TransportError::Bind {
+        transport: Transport::Tcp,
+        addr,
+        source,
+    })
+}
+
+pub(super) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut token: ShutdownToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = token.wait() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                if shared.conns.len() >= shared.cfg.tcp_max_connections {
+                    bump(&shared.stats.tcp_refused);
+                    warn!(%remote, "tcp_max_connections reached, refusing connection");
+                    continue;
+                }
+                bump(&shared.stats.tcp_accepted);
+                if let Err(e) = spawn_connection(&shared, stream, "inbound", &token) {
+                    debug!(%remote, error = %e, "accepted connection unusable");
+                }
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning on the error.
+                bump(&shared.stats.recv_errors);
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Registers a connected stream in the table and starts its two tasks.
+pub(super) fn spawn_connection(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    direction: &'static str,
+    token: &ShutdownToken,
+) -> io::Result<Conn> {
+    let remote = stream.peer_addr()?;
+    let local = stream.local_addr()?;
+    // SIP messages are written whole; Nagle would only delay them.
+    stream.set_nodelay(true)?;
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel(shared.cfg.tcp_send_queue);
+    let conn = Conn {
+        id: shared.conns.next_id(),
+        remote,
+        local,
+        tx,
+        close: Arc::new(CloseSignal::default()),
+    };
+    shared.conns.insert(conn.clone());
+    let span = tracing::debug_span!("tcp", id = conn.id, %remote, %local, direction);
+    debug!(parent: &span, "connection open");
+    tokio::spawn(
+        write_loop(
+            shared.clone(),
+            wr,
+            rx,
+            conn.close.clone(),
+            remote,
+            token.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    tokio::spawn(read_loop(shared.clone(), rd, conn.clone(), token.clone()).instrument(span));
+    Ok(conn)
+}
+
+#[derive(Debug)]
+enum CloseReason {
+    Local,
+    Shutdown,
+    PeerClosed,
+    Idle,
+    SlowMessage,
+    Framing,
+    Io(io::Error),
+}
+
+async fn read_loop(
+    shared: Arc<Shared>,
+    mut rd: OwnedReadHalf,
+    conn: Conn,
+    mut token: ShutdownToken,
+) {
+    let cfg = &shared.cfg;
+    let source = Source {
+        transport: Transport::Tcp,
+        remote: conn.remote,
+        local: conn.local,
+    };
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Progress means a complete message or keep-alive; bytes alone are not, or
+    // a slowloris trickling one byte a second would never time out.
+    let mut last_progress = Instant::now();
+    let mut partial_since: Option<Instant> = None;
+    let why = loop {
+        let idle_deadline = last_progress + cfg.tcp_idle_timeout;
+        let (deadline, timeout_reason) = match partial_since {
+            Some(t) if t + cfg.tcp_message_timeout < idle_deadline => {
+                (t + cfg.tcp_message_timeout, CloseReason::SlowMessage)
+            }
+            _ => (idle_deadline, CloseReason::Idle),
+        };
+        buf.reserve(READ_CHUNK);
+        let read = tokio::select! {
+            biased;
+            _ = conn.close.wait() => break CloseReason::Local,
+            _ = token.wait() => break CloseReason::Shutdown,
+            _ = sleep_until(deadline) => break timeout_reason,
+            r = rd.read_buf(&mut buf) => r,
+        };
+        match read {
+            Ok(0) => break CloseReason::PeerClosed,
+            Ok(n) => add(&shared.stats.tcp_rx_bytes, n as u64),
+            Err(e) => break CloseReason::Io(e),
+        }
+        let now = Instant::now();
+        if drain_frames(&shared, &conn, &source, &mut buf, &mut last_progress, now).is_err() {
+            break CloseReason::Framing;
+        }
+        // When the current partial message started: leftovers after a complete
+        // frame start a new message now.
+        partial_since = if buf.is_empty() {
+            None
+        } else if last_progress == now {
+            Some(now)
+        } else {
+            partial_since.or(Some(now))
+        };
+    };
+    match &why {
+        CloseReason::Idle | CloseReason::SlowMessage => bump(&shared.stats.tcp_timed_out),
+        CloseReason::Io(error) => {
+            bump(&shared.stats.recv_errors);
+            debug!(%error, "tcp read failed");
+        }
+        _ => {}
+    }
+    debug!(reason = ?why, "connection closing");
+    // Out of the table first, so no new message is queued to a dead flow; the
+    // writer still flushes what is queued (e.g. a 400 for a framing error).
+    shared.conns.remove(conn.remote, conn.id);
+    conn.close.close();
+}
+
+/// Hands every complete message in `buf` to the handler. On a framing error the
+/// handler gets the unframeable bytes and the error is returned (the caller
+/// closes: the stream position is lost, so nothing after it can be trusted).
+fn drain_frames(
+    shared: &Shared,
+    conn: &Conn,
+    source: &Source,
+    buf: &mut BytesMut,
+    last_progress: &mut Instant,
+    now: Instant,
+) -> Result<(), FrameError> {
+    let max = shared.cfg.max_message_size;
+    loop {
+        let framing = match frame(buf, max) {
+            // Defensive: never buffer more than one maximal message.
+            Framing::Incomplete if buf.len() > max => Framing::Error(FrameError::TooLarge),
+            other => other,
+        };
+        match framing {
+            Framing::Incomplete => return Ok(()),
+            Framing::KeepAlive(n) => {
+                buf.advance(n);
+                *last_progress = now;
+                // Only a CRLFCRLF ping is answered. A lone CRLF is a pong or
+                // padding before a message (RFC 3261 §7.5); answering it could
+                // start an endless ping-pong with another proxy.
+                if n == PING.len() {
+                    bump(&shared.stats.tcp_keepalives);
+                    // A full queue means plenty of traffic is flowing anyway.
+                    let _ = conn.tx.try_send(Bytes::from_static(PONG));
+                }
+            }
+            Framing::Complete(n) => {
+                // Copy out (see the UDP receive loop for why) and keep the buffer.
+                let data = Bytes::copy_from_slice(&buf[..n]);
+                buf.advance(n);
+                *last_progress = now;
+                bump(&shared.stats.tcp_rx_messages);
+                trace!(len = n, "tcp message");
+                let inbound = Inbound {
+                    data,
+                    source: *source,
+                };
+                shared.handler.on_inbound(InboundEvent::Message(inbound));
+            }
+            Framing::Error(error) => {
+                bump(&shared.stats.tcp_framing_errors);
+                debug!(%error, "framing error");
+                let partial = buf.split().freeze();
+                shared.handler.on_inbound(InboundEvent::FramingError {
+                    source: *source,
+                    partial,
+                    error,
+                });
+                return Err(error);
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    close: Arc<CloseSignal>,
+    remote: SocketAddr,
+    // Not awaited: the writer stops via `close` (the reader closes on shutdown)
+    // so queued bytes are flushed; holding it lets `shutdown` wait for the flush.
+    _token: ShutdownToken,
+) {
+    let write_timeout = shared.cfg.tcp_write_timeout;
+    let write = async |wr: &mut OwnedWriteHalf, data: Bytes| -> bool {
+        let ok = matches!(
+            timeout(write_timeout, wr.write_all(&data)).await,
+            Ok(Ok(()))
+        );
+        if ok {
+            bump(&shared.stats.tcp_tx_messages);
+            add(&shared.stats.tcp_tx_bytes, data.len() as u64);
+        } else {
+            bump(&shared.stats.send_errors);
+            debug!(%remote, "tcp write failed or timed out");
+        }
+        ok
+    };
+    loop {
+        tokio::select! {
+            // Queue first: whatever was queued before a close still goes out.
+            biased;
+            msg = rx.recv() => {
+                // None: every sender is gone, nothing more can be queued.
+                let Some(data) = msg else { break };
+                if !write(&mut wr, data).await {
+                    break;
+                }
+            }
+            _ = close.wait() => {
+                while let Ok(data) = rx.try_recv() {
+                    if !write(&mut wr, data).await {
+                        break;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    close.close();
+    // From here a send fails (and `reply` reconnects) rather than queueing
+    // into a connection that will never write it.
+    rx.close();
+    // FIN after the last queued byte; the socket is released when both halves drop.
+    let _ = timeout(write_timeout, wr.shutdown()).await;
+}
+
+/// One in-flight connect per destination: concurrent sends to a new peer share
+/// it instead of each opening a connection.
+type ConnectOutcome = Option<Result<Conn, io::ErrorKind>>;
+
+#[derive(Debug, Default)]
+pub(super) struct Connector {
+    in_flight: Mutex<HashMap<SocketAddr, watch::Receiver<ConnectOutcome>>>,
+}
+
+impl Connector {
+    pub async fn connect(
+        &self,
+        shared: &Arc<Shared>,
+        dest: SocketAddr,
+        local_ip: Option<std::net::IpAddr>,
+        token: &ShutdownToken,
+    ) -> Result<Conn, TransportError> {
+        let leader = {
+            let mut in_flight = self.in_flight.lock();
+            match in_flight.get(&dest) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    in_flight.insert(dest, rx);
+                    Ok(tx)
+                }
+            }
+        };
+        let tx = match leader {
+            Ok(tx) => tx,
+            Err(mut rx) => {
+                let outcome = rx.wait_for(Option::is_some).await.map(|v| v.clone());
+                return match outcome {
+                    Ok(Some(Ok(conn))) => Ok(conn),
+                    Ok(Some(Err(kind))) => Err(connect_err(dest, kind.into())),
+                    // The leader was cancelled mid-connect.
+                    _ => Err(connect_err(dest, io::ErrorKind::Interrupted.into())),
+                };
+            }
+        };
+        // Removes the in-flight entry even if this future is dropped mid-connect.
+        let _entry = InFlightEntry {
+            connector: self,
+            dest,
+        };
+        let result = open(shared, dest, local_ip, token).await;
+        tx.send_replace(Some(
+            result.as_ref().map(Conn::clone).map_err(io::Error::kind),
+        ));
+        match result {
+            Ok(conn) => {
+                bump(&shared.stats.tcp_connected);
+                Ok(conn)
+            }
+            Err(e) => {
+                bump(&shared.stats.tcp_connect_failures);
+                debug!(%dest, error = %e, "tcp connect failed");
+                Err(connect_err(dest, e))
+            }
+        }
+    }
+}
+
+struct InFlightEntry<'a> {
+    connector: &'a Connector,
+    dest: SocketAddr,
+}
+
+impl Drop for InFlightEntry<'_> {
+    fn drop(&mut self) {
+        self.connector.in_flight.lock().remove(&self.dest);
+    }
+}
+
+fn connect_err(dest: SocketAddr, source: io::Error) -> TransportError {
+    TransportError::Connect { dest, source }
+}
+
+async fn open(
+    shared: &Arc<Shared>,
+    dest: SocketAddr,
+    local_ip: Option<std::net::IpAddr>,
+    token: &ShutdownToken,
+) -> io::Result<Conn> {
+    let sock = if dest.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = local_ip {
+        // Leave from the listener's address on a multi-homed host.
+        sock.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = timeout(shared.cfg.tcp_connect_timeout, sock.connect(dest))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    spawn_connection(shared, stream, "outbound", token)
+}

@@ -1,0 +1,230 @@
+//! UDP listeners: N sockets per address sharing the port with SO_REUSEPORT,
+//! one receive task each, so datagram parsing spreads over every core.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::{Instrument, debug, trace, warn};
+
+use super::signal::ShutdownToken;
+use super::stats::{add, bump};
+use super::{Inbound, InboundEvent, Shared, TransportError};
+use crate::net::{Source, Transport};
+
+/// One UDP listener address and the sockets bound to it.
+#[derive(Debug)]
+pub(super) struct UdpListener {
+    pub local: SocketAddr,
+    sockets: Vec<(Arc<UdpSocket>, Arc<AtomicU64>)>,
+    /// Round-robin cursor for sends; any socket of the group has the same
+    /// source address, so the choice only spreads the send-side locking.
+    next: AtomicUsize,
+}
+
+impl UdpListener {
+    /// Binds `count` sockets to `addr` (port 0: a free port, the same for all).
+    pub fn bind(
+        addr: SocketAddr,
+        count: usize,
+        recv_buffer: usize,
+    ) -> Result<Self, TransportError> {
+        let bind_err = |source| TransportError::Bind {
+            transport: Transport::Udp,
+            addr,
+            source,
+        };
+        // SO_REUSEPORT would silently share the port with another process of the
+        // same user (say, a second proxy) and split its traffic. A probe bound
+        // without it fails if anything holds the port, and resolves port 0.
+        let local = {
+            let probe = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+            probe.local_addr().map_err(bind_err)?
+        };
+        let sockets = (0..count)
+            .map(|_| {
+                let sock = reuseport_socket(local, recv_buffer).map_err(bind_err)?;
+                Ok((Arc::new(sock), Arc::new(AtomicU64::new(0))))
+            })
+            .collect::<Result<Vec<_>, TransportError>>()?;
+        Ok(UdpListener {
+            local,
+            sockets,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn spawn_receivers(&self, shared: &Arc<Shared>, token: &ShutdownToken) {
+        for (index, (sock, rx_count)) in self.sockets.iter().enumerate() {
+            let span = tracing::debug_span!("udp", local = %self.local, socket = index);
+            let task = recv_loop(
+                shared.clone(),
+                sock.clone(),
+                self.local,
+                rx_count.clone(),
+                token.clone(),
+            );
+            tokio::spawn(task.instrument(span));
+        }
+    }
+
+    pub fn rx_per_socket(&self) -> impl Iterator<Item = (SocketAddr, u64)> + '_ {
+        self.sockets
+            .iter()
+            .map(|(_, n)| (self.local, n.load(Ordering::Relaxed)))
+    }
+
+    fn socket(&self) -> &UdpSocket {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sockets.len();
+        &self.sockets[i].0
+    }
+
+    pub async fn send_to(
+        &self,
+        shared: &Shared,
+        dest: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), TransportError> {
+        let result = self.socket().send_to(data, dest).await;
+        self.account(shared, dest, data.len(), result)
+    }
+
+    /// Non-blocking send for use inside an `InboundHandler`.
+    pub fn try_send_to(
+        &self,
+        shared: &Shared,
+        dest: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), TransportError> {
+        match self.socket().try_send_to(data, dest) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                bump(&shared.stats.send_errors);
+                Err(TransportError::WouldBlock { remote: dest })
+            }
+            result => self.account(shared, dest, data.len(), result),
+        }
+    }
+
+    fn account(
+        &self,
+        shared: &Shared,
+        dest: SocketAddr,
+        len: usize,
+        result: io::Result<usize>,
+    ) -> Result<(), TransportError> {
+        match result {
+            Ok(_) => {
+                bump(&shared.stats.udp_tx_messages);
+                add(&shared.stats.udp_tx_bytes, len as u64);
+                trace!(local = %self.local, %dest, len, "udp sent");
+                Ok(())
+            }
+            Err(source) => {
+                bump(&shared.stats.send_errors);
+                debug!(local = %self.local, %dest, error = %source, "udp send failed");
+                Err(TransportError::Send { dest, source })
+            }
+        }
+    }
+}
+
+/// The listener to send a new UDP request to `dest` from: same address family,
+/// preferring one whose address can actually reach `dest` (a loopback listener
+/// for a loopback destination, a wildcard or routable one otherwise).
+pub(super) fn pick_listener(listeners: &[UdpListener], dest: SocketAddr) -> Option<&UdpListener> {
+    let score = |l: &UdpListener| {
+        let ip = l.local.ip();
+        if ip.is_unspecified() {
+            1
+        } else if ip.is_loopback() == dest.ip().is_loopback() {
+            2
+        } else {
+            0
+        }
+    };
+    listeners
+        .iter()
+        .filter(|l| l.local.is_ipv4() == dest.is_ipv4())
+        .max_by_key(|l| score(l))
+}
+
+fn reuseport_socket(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Lets [::]:5060 and 0.0.0.0:5060 be two separate listeners.
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_port(true)?;
+    if let Err(e) = sock.set_recv_buffer_size(recv_buffer) {
+        warn!(%addr, error = %e, "could not set UDP receive buffer size");
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
+async fn recv_loop(
+    shared: Arc<Shared>,
+    sock: Arc<UdpSocket>,
+    local: SocketAddr,
+    rx_count: Arc<AtomicU64>,
+    mut token: ShutdownToken,
+) {
+    let max = shared.cfg.max_message_size;
+    // One byte more than allowed, so an oversized datagram shows as n > max
+    // instead of being silently truncated to a plausible-looking message.
+    let mut buf = vec![0u8; max + 1];
+    loop {
+        let (n, remote) = tokio::select! {
+            biased;
+            _ = token.wait() => break,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // e.g. ECONNREFUSED echoed from an earlier send: not fatal.
+                    bump(&shared.stats.recv_errors);
+                    debug!(error = %e, "udp recv error");
+                    continue;
+                }
+            },
+        };
+        bump(&rx_count);
+        let datagram = &buf[..n];
+        if n > max {
+            // We cannot trust a truncated message enough to address a 513 to it.
+            bump(&shared.stats.udp_dropped_oversize);
+            debug!(%remote, "dropped oversized datagram");
+            continue;
+        }
+        if is_keepalive(datagram) {
+            bump(&shared.stats.udp_keepalives);
+            continue;
+        }
+        bump(&shared.stats.udp_rx_messages);
+        add(&shared.stats.udp_rx_bytes, n as u64);
+        // Copying into an exact-size buffer keeps a long-lived message (held by a
+        // transaction) from pinning a large shared receive buffer; ~600 bytes of
+        // memcpy is noise next to parsing.
+        let data = Bytes::copy_from_slice(datagram);
+        let source = Source {
+            transport: Transport::Udp,
+            remote,
+            local,
+        };
+        shared
+            .handler
+            .on_inbound(InboundEvent::Message(Inbound { data, source }));
+    }
+}
+
+/// CRLF (or empty) datagrams are NAT keep-alives some UAs send over UDP; they
+/// are not SIP messages and deserve no parse error.
+fn is_keepalive(datagram: &[u8]) -> bool {
+    datagram
+        .iter()
+        .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
+}
