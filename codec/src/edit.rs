@@ -293,13 +293,13 @@ impl<'m> Editor<'m> {
         self.pop_splices(&mut all);
         // Inserts before replacements at the same offset, then by order.
         all.sort_unstable_by_key(|s| (s.start, s.end != s.start, s.order));
-        let buf: &[u8] = &self.msg.buf;
+        let buf: &[u8] = &self.msg.buf[..self.msg.message_end()];
         out.reserve(buf.len() + self.arena.len());
         let mut cursor = 0usize;
         for s in &all {
             let (start, end) = (s.start as usize, s.end as usize);
-            if start < cursor {
-                continue; // overlaps an earlier edit: dropped
+            if start < cursor || end > buf.len() {
+                continue; // overlaps an earlier edit, or past the end: dropped
             }
             out.extend_from_slice(&buf[cursor..start]);
             out.extend_from_slice(&self.arena[s.text.0 as usize..s.text.1 as usize]);

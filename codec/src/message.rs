@@ -456,6 +456,13 @@ impl SipMessage {
         start..start + len
     }
 
+    /// End of the message proper: extra datagram bytes after the body
+    /// announced by Content-Length are not part of it (RFC 3261 §18.3,
+    /// RFC 4475 §3.1.1.8), so a forwarded copy must not carry them.
+    pub(crate) fn message_end(&self) -> usize {
+        self.body_range().end
+    }
+
     /// Bytes after the blank line, whatever Content-Length says.
     pub(crate) fn raw_body_len(&self) -> usize {
         self.buf.len() - self.body_start as usize
@@ -529,7 +536,14 @@ fn parse_start_line(sl: &[u8], base: usize) -> Result<(StartLine, Span, bool), P
             strict,
         ));
     }
-    // Request-Line = Method SP Request-URI SP SIP-Version
+    // Request-Line = Method SP Request-URI SP SIP-Version. Trailing SPs
+    // (RFC 4475 §3.1.2.10) are tolerated here and flagged as non-strict.
+    let full_len = sl.len();
+    let mut sl_len = full_len;
+    while sl_len > 0 && sl[sl_len - 1] == b' ' {
+        sl_len -= 1;
+    }
+    let sl = &sl[..sl_len];
     let sp_last = memchr::memrchr(b' ', sl).unwrap_or(sp1);
     if sp_last == sp1 {
         return Err(ParseError::StartLine(
@@ -557,7 +571,10 @@ fn parse_start_line(sl: &[u8], base: usize) -> Result<(StartLine, Span, bool), P
         return Err(ParseError::StartLine("empty Request-URI"));
     }
     let uri = &sl[us..ue];
-    let strict = us == sp1 + 1 && ue == sp_last && !uri.iter().any(|&c| is_lws(c));
+    let strict = us == sp1 + 1
+        && ue == sp_last
+        && sl_len == full_len
+        && !uri.iter().any(|&c| is_lws(c));
     Ok((
         StartLine::Request {
             method,

@@ -60,7 +60,11 @@ impl<'a> NameAddr<'a> {
             if !after.is_empty() && !after.starts_with(';') {
                 return Err(ParseError::Address("unexpected text after >"));
             }
-            (&inner[..gt], after)
+            let uri = &inner[..gt];
+            if uri.bytes().any(is_lws) {
+                return Err(ParseError::Address("whitespace inside <>"));
+            }
+            (uri, after)
         } else {
             let (u, p) = match rest.find(';') {
                 Some(i) => (trim_lws(&rest[..i]), trim_lws(&rest[i..])),

@@ -54,8 +54,14 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), Rejection> {
     if !msg.start_line_strict {
         return Err(Rejection::bad("malformed Request-Line"));
     }
-    msg.request_uri()
+    let ruri = msg
+        .request_uri()
         .map_err(|e| Rejection::bad(format_args!("Request-URI: {e}")))?;
+    // RFC 3261 §19.1.5 / RFC 4475 §3.1.2.11: headers are not allowed in a
+    // Request-URI.
+    if ruri.is_sip() && ruri.headers.is_some() {
+        return Err(Rejection::bad("headers in Request-URI"));
+    }
     // RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Max-Forwards, Via.
     for h in [
         HeaderName::To,
@@ -73,25 +79,19 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), Rejection> {
             return Err(ParseError::MultipleValues(h.name).into());
         }
     }
-    for h in [
-        HeaderName::To,
-        HeaderName::From,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ] {
-        if msg.header_values(h).count() > 1 && h != HeaderName::CSeq {
-            // RFC 4475 §3.1.4.8: single-valued headers with several values.
-            if h == HeaderName::CallId || msg.header(h).is_some_and(|v| !v.contains('"')) {
-                return Err(ParseError::MultipleValues(h).into());
-            }
-        }
-    }
     msg.to()?;
     msg.from()?;
     msg.call_id()?;
     let cseq = msg.cseq()?;
     // RFC 3261 §8.1.1.5; RFC 4475 §3.1.2.17/18.
     if &cseq.method != method {
+        // RFC 4475 §3.1.2.18: for an unknown method 501 is preferred.
+        if matches!(method, crate::Method::Other(_)) {
+            return Err(Rejection {
+                code: 501,
+                reason: "Not Implemented (CSeq method does not match Request-Line)".into(),
+            });
+        }
         return Err(Rejection::bad("CSeq method does not match Request-Line"));
     }
     for v in msg.vias() {
@@ -109,6 +109,13 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), Rejection> {
         }
     }
     msg.contacts()?;
+    // RFC 3261 §20.17: the only time zone allowed is GMT (RFC 4475
+    // §3.1.2.12).
+    if let Some(date) = msg.header(HeaderName::Date)
+        && !date.trim_end().ends_with(" GMT")
+    {
+        return Err(Rejection::bad("Date must be in GMT"));
+    }
     // RFC 3261 §18.3: Content-Length larger than the bytes received.
     match msg.content_length()? {
         Some(n) if n > msg.raw_body_len() => {

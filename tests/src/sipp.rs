@@ -115,7 +115,10 @@ enum Role {
 enum Scenario {
     File(PathBuf),
     /// Rendered from a template; written into the run directory at spawn.
-    Rendered { name: String, xml: String },
+    Rendered {
+        name: String,
+        xml: String,
+    },
 }
 
 impl Scenario {
@@ -170,7 +173,10 @@ impl Sipp {
     /// `uac_invite_expect.xml.in`, because SIPp cannot take a response code
     /// from its command line. Key: domain.
     pub fn uac_expect(code: u16) -> Self {
-        assert!((300..700).contains(&code), "uac_expect wants a failure code, got {code}");
+        assert!(
+            (300..700).contains(&code),
+            "uac_expect wants a failure code, got {code}"
+        );
         let template_path = scenario_dir().join(UAC_INVITE_EXPECT_TEMPLATE);
         let template = fs::read_to_string(&template_path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", template_path.display()));
@@ -341,18 +347,11 @@ impl Sipp {
 
     /// The command line; writes the scenario and CSV it needs into `dir`.
     fn args(&self, dir: &Path) -> Vec<String> {
-        let mut args: Vec<String> = Vec::new();
-        let mut push = |a: &str, b: String| {
-            args.push(a.into());
-            args.push(b);
-        };
-        match self.role {
-            Role::Client => {
-                let remote = self.remote.expect("a SIPp caller needs .remote(addr)");
-                // SIPp wants the remote host as the first free argument.
-                args.push(remote.to_string());
-            }
-            Role::Server => {}
+        let mut args = Args::default();
+        if self.role == Role::Client {
+            // SIPp takes the remote host as its one free argument.
+            let remote = self.remote.expect("a SIPp caller needs .remote(addr)");
+            args.flag(&remote.to_string());
         }
         let scenario = match &self.scenario {
             Scenario::File(path) => path.clone(),
@@ -362,65 +361,75 @@ impl Sipp {
                 path
             }
         };
-        push("-sf", path_arg(&scenario));
-        push("-t", self.transport.flag().into());
+        args.opt("-sf", path_arg(&scenario));
+        args.opt("-t", self.transport.flag());
         if let Some((ip, port)) = self.local {
-            push("-i", ip.to_string());
+            args.opt("-i", ip);
             if port != 0 {
-                push("-p", port.to_string());
+                args.opt("-p", port);
             }
+            // Send from that address too, not just advertise it.
+            args.flag("-bind_local");
         }
         match (self.role, self.calls) {
-            (_, Some(n)) => push("-m", n.to_string()),
-            (Role::Client, None) => push("-m", "1".into()),
+            (_, Some(n)) => args.opt("-m", n),
+            (Role::Client, None) => args.opt("-m", 1),
             (Role::Server, None) => {}
         }
         if let Some(r) = self.rate {
-            push("-r", r.to_string());
+            args.opt("-r", r);
         }
         if let Some(l) = self.limit {
-            push("-l", l.to_string());
+            args.opt("-l", l);
         }
         if let Some(d) = self.pause {
-            push("-d", d.as_millis().to_string());
+            args.opt("-d", d.as_millis());
         }
         if let Some(users) = &self.users {
             let path = dir.join("users.csv");
             write(&path, &users_csv(users));
-            push("-inf", path_arg(&path));
+            args.opt("-inf", path_arg(&path));
         } else if let Some(inf) = &self.inf {
-            push("-inf", path_arg(inf));
+            args.opt("-inf", path_arg(inf));
         }
-        for (k, v) in &self.keys {
-            args.push("-key".into());
-            args.push(k.clone());
-            args.push(v.clone());
+        for (key, value) in &self.keys {
+            args.flag("-key");
+            args.opt(key, value);
         }
-        let mut push = |a: &str, b: String| {
-            args.push(a.into());
-            args.push(b);
-        };
-        push("-trace_stat", String::new());
-        push("-stf", path_arg(&dir.join("stat.csv")));
-        push("-trace_screen", String::new());
-        push("-screen_file", path_arg(&dir.join("screen.log")));
-        push("-trace_err", String::new());
-        push("-error_file", path_arg(&dir.join("errors.log")));
+        args.flag("-trace_stat");
+        args.opt("-stf", path_arg(&dir.join("stat.csv")));
+        args.flag("-trace_screen");
+        args.opt("-screen_file", path_arg(&dir.join("screen.log")));
+        args.flag("-trace_err");
+        args.opt("-error_file", path_arg(&dir.join("errors.log")));
         if self.trace_messages {
-            push("-trace_msg", String::new());
-            push("-message_file", path_arg(&dir.join("messages.log")));
+            args.flag("-trace_msg");
+            args.opt("-message_file", path_arg(&dir.join("messages.log")));
         }
-        // Empty strings above stand for flags without a value.
-        args.retain(|a| !a.is_empty());
-        args.push("-bind_local".into());
         // No keyboard: SIPp would otherwise poll stdin for commands.
-        args.push("-nostdin".into());
+        args.flag("-nostdin");
         if self.no_retrans {
-            args.push("-nr".into());
+            args.flag("-nr");
         }
-        args.extend(self.extra.iter().cloned());
-        write(&dir.join("command.txt"), &args.join(" "));
-        args
+        for extra in &self.extra {
+            args.flag(extra);
+        }
+        write(&dir.join("command.txt"), &args.0.join(" "));
+        args.0
+    }
+}
+
+#[derive(Default)]
+struct Args(Vec<String>);
+
+impl Args {
+    fn flag(&mut self, flag: &str) {
+        self.0.push(flag.to_string());
+    }
+
+    fn opt(&mut self, flag: &str, value: impl ToString) {
+        self.0.push(flag.to_string());
+        self.0.push(value.to_string());
     }
 }
 
@@ -603,7 +612,11 @@ impl fmt::Display for SippResult {
             self.failed,
             self.retransmissions,
         )?;
-        for (title, text) in [("screen", &self.screen), ("errors", &self.errors), ("stderr", &self.stderr)] {
+        for (title, text) in [
+            ("screen", &self.screen),
+            ("errors", &self.errors),
+            ("stderr", &self.stderr),
+        ] {
             if !text.trim().is_empty() {
                 writeln!(f, "--- {title}\n{}", text.trim_end())?;
             }
@@ -627,7 +640,8 @@ pub fn is_bound(transport: SippTransport, addr: SocketAddr) -> bool {
         let text = fs::read_to_string(format!("/proc/net/{file}")).unwrap_or_default();
         text.lines().skip(1).any(|line| {
             let mut fields = line.split_whitespace().skip(1);
-            let (Some(local), Some(_remote), Some(state)) = (fields.next(), fields.next(), fields.next())
+            let (Some(local), Some(_remote), Some(state)) =
+                (fields.next(), fields.next(), fields.next())
             else {
                 return false;
             };
@@ -659,7 +673,11 @@ fn parse_proc_addr(field: &str) -> Option<(IpAddr, u16)> {
     let (ip_hex, port_hex) = field.split_once(':')?;
     let port = u16::from_str_radix(port_hex, 16).ok()?;
     let word = |i: usize| -> Option<[u8; 4]> {
-        Some(u32::from_str_radix(ip_hex.get(i * 8..i * 8 + 8)?, 16).ok()?.to_ne_bytes())
+        Some(
+            u32::from_str_radix(ip_hex.get(i * 8..i * 8 + 8)?, 16)
+                .ok()?
+                .to_ne_bytes(),
+        )
     };
     let ip = match ip_hex.len() {
         8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
@@ -684,7 +702,7 @@ fn parse_stats(csv: &str) -> HashMap<String, String> {
     let Some(header) = lines.next() else {
         return HashMap::new();
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return HashMap::new();
     };
     header
@@ -698,9 +716,9 @@ fn parse_stats(csv: &str) -> HashMap<String, String> {
 /// repartition screens; the first one (message counts) is what explains a
 /// failure.
 fn first_screen(screen: &str) -> String {
-    let end = screen.find("Statistics Screen").map_or(screen.len(), |i| {
-        screen[..i].rfind('\n').unwrap_or(i)
-    });
+    let end = screen
+        .find("Statistics Screen")
+        .map_or(screen.len(), |i| screen[..i].rfind('\n').unwrap_or(i));
     head(&screen[..end], 60)
 }
 
@@ -736,7 +754,9 @@ fn find_sipp() -> PathBuf {
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join("sipp"))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("sipp not found: apt-get install sip-tester (CI installs it in .ci/run)"))
+        .unwrap_or_else(|| {
+            panic!("sipp not found: apt-get install sip-tester (CI installs it in .ci/run)")
+        })
 }
 
 /// A fresh directory per run: SIPp writes its traces there.

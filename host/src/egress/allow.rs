@@ -83,14 +83,12 @@ impl fmt::Display for Allowlist {
 
 /// Rewrites an IPv4-mapped IPv6 block (inside `::ffff:0:0/96`) as an IPv4 block.
 fn canonical_net(net: IpNet) -> IpNet {
-    if let IpNet::V6(v6) = net {
-        if let Some(v4) = v6.network().to_ipv4_mapped() {
-            if v6.prefix_len() >= 96 {
-                if let Ok(v4net) = Ipv4Net::new(v4, v6.prefix_len() - 96) {
-                    return IpNet::V4(v4net);
-                }
-            }
-        }
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.network().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+        && let Ok(v4net) = Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return IpNet::V4(v4net);
     }
     net
 }

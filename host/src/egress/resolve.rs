@@ -84,11 +84,11 @@ impl Rfc3263Resolver {
     async fn answer(&self, query: &Query, records: &mut Records) -> Result<(), EgressError> {
         // A static entry also stands in for A/AAAA of an SRV target, like a
         // hosts file would (its port is ignored there: SRV gives the port).
-        if let Query::Addr(name) = query {
-            if let Some(entries) = self.statics.get(name) {
-                records.insert_addrs(name, entries.iter().map(|e| e.ip).collect());
-                return Ok(());
-            }
+        if let Query::Addr(name) = query
+            && let Some(entries) = self.statics.get(name)
+        {
+            records.insert_addrs(name, entries.iter().map(|e| e.ip).collect());
+            return Ok(());
         }
         let Some(dns) = &self.dns else {
             let name = match query {
@@ -108,12 +108,12 @@ impl Rfc3263Resolver {
 #[async_trait]
 impl Resolver for Rfc3263Resolver {
     async fn resolve(&self, hop: &NextHop) -> Result<Vec<Destination>, EgressError> {
-        if let Target::Domain(name) = &hop.target {
-            if let Some(entries) = self.statics.get(name) {
-                let dests = select::from_static(hop, entries, &self.transports)?;
-                debug!(%hop, ?dests, "resolved from static hosts");
-                return Ok(dests);
-            }
+        if let Target::Domain(name) = &hop.target
+            && let Some(entries) = self.statics.get(name)
+        {
+            let dests = select::from_static(hop, entries, &self.transports)?;
+            debug!(%hop, ?dests, "resolved from static hosts");
+            return Ok(dests);
         }
         // One seed per resolution: each re-plan replays the same RFC 2782
         // draws, so the walk converges instead of wandering to new targets.

@@ -177,3 +177,27 @@ fn resident_bytes() -> usize {
     let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     pages * 4096
 }
+
+#[tokio::test]
+async fn periodic_purge_reclaims_expired_bindings() {
+    let store = std::sync::Arc::new(EmbeddedStore::new());
+    // Already expired by the real clock the purger reads.
+    let past = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let request = update("c", 1, vec![contact("sip:a@127.0.0.2", 60)]);
+    store.register(&aor(1), &request, past).await.unwrap();
+    assert_eq!(store.binding_count(), 1);
+    // The first tick fires at once: yielding lets the purger run it, so the
+    // test needs neither sleeps nor a paused clock.
+    let purger = tokio::spawn(crate::location::purge_periodically(
+        store.clone(),
+        Duration::from_secs(3600),
+    ));
+    for _ in 0..100 {
+        if store.binding_count() == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(store.binding_count(), 0);
+    purger.abort();
+}

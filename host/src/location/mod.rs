@@ -22,4 +22,4 @@ pub(crate) use aor::percent_decode;
 pub use aor::{Aor, AorError};
 pub use binding::{Binding, BindingKey, q_from_str, q_to_string};
 pub use embedded::EmbeddedStore;
-pub use store::{LocationStore, RegisterError, StoreError};
+pub use store::{LocationStore, RegisterError, StoreError, purge_periodically};

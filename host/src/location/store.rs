@@ -1,5 +1,6 @@
 //! The storage contract every location backend implements.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -98,4 +99,30 @@ pub enum RegisterError {
     /// The store failed (→ 503 with Retry-After).
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Purges expired bindings every `period` for as long as the returned future
+/// runs (spawn it once per node, abort it on shutdown). Does nothing for a
+/// backend that [expires natively](LocationStore::expires_natively).
+///
+/// Lookups already hide expired bindings, so this only reclaims memory; a
+/// failed or late purge is logged and retried on the next tick.
+pub async fn purge_periodically(store: Arc<dyn LocationStore>, period: Duration) {
+    if store.expires_natively() {
+        return;
+    }
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.purge_expired(SystemTime::now()).await {
+            Ok(0) => {}
+            Ok(purged) => {
+                tracing::debug!(purged, backend = store.backend(), "expired bindings purged")
+            }
+            Err(error) => {
+                tracing::warn!(%error, backend = store.backend(), "purging expired bindings failed")
+            }
+        }
+    }
 }

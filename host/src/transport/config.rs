@@ -94,9 +94,13 @@ pub struct TransportConfig {
     pub tcp_connect_timeout: Duration,
     /// A single write stalled this long (peer not reading) closes the connection.
     pub tcp_write_timeout: Duration,
+    /// After a framing error, how long the connection stays open for the core's
+    /// 400/513 if the core neither replies and closes it. Zero closes at once.
+    pub tcp_error_linger: Duration,
     /// Messages queued per TCP connection before `send` waits (back-pressure).
     pub tcp_send_queue: usize,
-    /// Inbound connections beyond this are refused at accept.
+    /// While this many connections (inbound and outbound) are open, new inbound
+    /// ones are refused at accept.
     pub tcp_max_connections: usize,
 }
 
@@ -112,6 +116,7 @@ impl Default for TransportConfig {
             tcp_message_timeout: Duration::from_secs(32),
             tcp_connect_timeout: Duration::from_secs(5),
             tcp_write_timeout: Duration::from_secs(10),
+            tcp_error_linger: Duration::from_secs(2),
             tcp_send_queue: 1024,
             tcp_max_connections: 16 * 1024,
         }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -22,6 +22,15 @@ pub(super) struct Conn {
     pub local: SocketAddr,
     pub tx: mpsc::Sender<Bytes>,
     pub close: Arc<CloseSignal>,
+    /// Set after a framing error: the flow still takes the reply to the
+    /// broken message, but no new requests.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl Conn {
+    pub fn is_usable_for_new_requests(&self) -> bool {
+        !self.close.is_closed() && !self.draining.load(Ordering::Acquire)
+    }
 }
 
 /// Keyed by remote address. Several connections can share one remote when they
@@ -75,7 +84,7 @@ impl ConnTable {
         map.get(&remote)?
             .iter()
             .rev()
-            .find(|c| !c.close.is_closed())
+            .find(|c| c.is_usable_for_new_requests())
             .cloned()
     }
 
@@ -104,6 +113,7 @@ mod tests {
             local: local.parse().unwrap(),
             tx,
             close: Arc::default(),
+            draining: Arc::default(),
         };
         table.insert(conn.clone());
         conn
@@ -118,6 +128,8 @@ mod tests {
         assert_eq!(table.by_remote(a.remote).unwrap().id, b.id);
         assert_eq!(table.by_flow(a.remote, a.local).unwrap().id, a.id);
 
+        b.draining.store(true, Ordering::Release);
+        assert_eq!(table.by_remote(a.remote).unwrap().id, a.id);
         b.close.close();
         assert_eq!(table.by_remote(a.remote).unwrap().id, a.id);
         // A closing flow is still found for its replies.

@@ -49,10 +49,11 @@ pub struct Inbound {
 pub enum InboundEvent {
     Message(Inbound),
     /// A TCP stream could not be framed (no Content-Length, too large,
-    /// malformed). The connection is closed as soon as `on_inbound` returns,
-    /// after flushing anything queued to it: to answer 400/513, build the
-    /// response from `partial` and queue it with [`Transports::try_reply`]
-    /// *inside* the handler call.
+    /// malformed); `partial` holds the unframeable bytes. Reading stops, but
+    /// the flow stays writable: answer 400/513 built from `partial` with
+    /// [`Transports::reply`] (or `try_reply`), then call
+    /// [`Transports::close`]. A flow the core leaves alone is closed after
+    /// `tcp_error_linger`. It takes no new requests meanwhile.
     FramingError {
         source: Source,
         partial: Bytes,
@@ -145,7 +146,8 @@ impl Transports {
         }))
     }
 
-    /// The bound addresses, port 0 resolved, in listener order per transport.
+    /// The bound addresses, port 0 resolved: UDP listeners first, then TCP,
+    /// each in the order of the specs.
     pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
         let udp = self.udp.iter().map(|l| (Transport::Udp, l.local));
         udp.chain(self.tcp.iter().map(|&a| (Transport::Tcp, a)))

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -106,6 +107,7 @@ pub(super) fn spawn_connection(
         local,
         tx,
         close: Arc::new(CloseSignal::default()),
+        draining: Arc::default(),
     };
     shared.conns.insert(conn.clone());
     let span = tracing::debug_span!("tcp", id = conn.id, %remote, %local, direction);
@@ -195,6 +197,17 @@ async fn read_loop(
             debug!(%error, "tcp read failed");
         }
         _ => {}
+    }
+    if matches!(why, CloseReason::Framing) {
+        // The stream position is lost, so stop reading, but keep the flow
+        // writable: the core answers 400/513 from its own task and then calls
+        // `close`. The linger bounds how long a silent core keeps it open.
+        conn.draining.store(true, Ordering::Release);
+        tokio::select! {
+            _ = conn.close.wait() => {}
+            _ = token.wait() => {}
+            _ = tokio::time::sleep(cfg.tcp_error_linger) => {}
+        }
     }
     debug!(reason = ?why, "connection closing");
     // Out of the table first, so no new message is queued to a dead flow; the

@@ -109,10 +109,10 @@ async fn start() -> Dnsmasq {
                 last_error = format!("dnsmasq exited with {status}: {stderr}");
                 break;
             }
-            if let Ok(ips) = probe.addrs("a.switchyard.test").await {
-                if !ips.is_empty() {
-                    return server;
-                }
+            if let Ok(ips) = probe.addrs("a.switchyard.test").await
+                && !ips.is_empty()
+            {
+                return server;
             }
             assert!(
                 Instant::now() < deadline,

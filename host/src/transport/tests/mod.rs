@@ -22,6 +22,17 @@ use crate::net::Transport;
 /// What the test handler answers a framing error with, as the core would.
 pub(super) const BAD_FRAMING: &[u8] = b"SIP/2.0 400 Bad Framing\r\nContent-Length: 0\r\n\r\n";
 
+/// How the test handler answers a framing error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnFramingError {
+    /// Like the proxy core: `reply` then `close` from a spawned task.
+    ReplyAsync,
+    /// `try_reply` and `close` inside the handler call.
+    ReplyInHandler,
+    /// Leave the flow to the transport's linger timeout.
+    Ignore,
+}
+
 /// Transports bound for a test, with every inbound event recorded in order.
 pub(super) struct Harness {
     pub transports: Arc<Transports>,
@@ -30,17 +41,35 @@ pub(super) struct Harness {
 
 impl Harness {
     pub async fn start(specs: &[&str], cfg: TransportConfig) -> Harness {
+        Self::start_with(specs, cfg, OnFramingError::ReplyAsync).await
+    }
+
+    pub async fn start_with(
+        specs: &[&str],
+        cfg: TransportConfig,
+        on_framing_error: OnFramingError,
+    ) -> Harness {
         let (tx, events) = mpsc::unbounded_channel();
         let me: Arc<OnceLock<Weak<Transports>>> = Arc::default();
         let handler = {
             let me = me.clone();
             move |event: InboundEvent| {
-                if let InboundEvent::FramingError { source, .. } = &event {
-                    // Answer inside the call, before the transport closes the flow.
-                    if let Some(transports) = me.get().and_then(Weak::upgrade) {
-                        transports
-                            .try_reply(source, Bytes::from_static(BAD_FRAMING))
-                            .unwrap();
+                if let InboundEvent::FramingError { source, .. } = &event
+                    && let Some(transports) = me.get().and_then(Weak::upgrade)
+                {
+                    let (source, answer) = (*source, Bytes::from_static(BAD_FRAMING));
+                    match on_framing_error {
+                        OnFramingError::ReplyAsync => {
+                            tokio::spawn(async move {
+                                transports.reply(&source, answer).await.unwrap();
+                                transports.close(&source);
+                            });
+                        }
+                        OnFramingError::ReplyInHandler => {
+                            transports.try_reply(&source, answer).unwrap();
+                            transports.close(&source);
+                        }
+                        OnFramingError::Ignore => {}
                     }
                 }
                 let _ = tx.send(event);

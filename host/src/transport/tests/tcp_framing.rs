@@ -95,20 +95,50 @@ async fn lone_crlf_before_a_message_is_skipped_unanswered() {
     assert_eq!(h.transports.stats().tcp_keepalives, 0);
 }
 
-#[tokio::test]
-async fn missing_content_length_is_reported_answered_and_closed() {
-    let (mut h, addr) = start().await;
-    let mut ua = connect(addr).await;
-    let bad = "OPTIONS sip:p@127.0.0.1 SIP/2.0\r\nCall-ID: no-cl\r\nCSeq: 1 OPTIONS\r\n\r\n";
-    write(&mut ua, bad.as_bytes()).await;
+const NO_CONTENT_LENGTH: &str =
+    "OPTIONS sip:p@127.0.0.1 SIP/2.0\r\nCall-ID: no-cl\r\nCSeq: 1 OPTIONS\r\n\r\n";
+
+/// Missing Content-Length: the handler gets the bytes, its 400 goes out,
+/// then the stream is closed (the UA's read returns 0).
+async fn missing_content_length_case(on_framing_error: OnFramingError) {
+    let cfg = TransportConfig {
+        tcp_error_linger: Duration::from_secs(3600),
+        ..config()
+    };
+    let mut h = Harness::start_with(&["tcp:127.0.0.1:0"], cfg, on_framing_error).await;
+    let mut ua = connect(h.addr(Transport::Tcp)).await;
+    write(&mut ua, NO_CONTENT_LENGTH.as_bytes()).await;
 
     let (source, partial, error) = framing_error(&mut h).await;
     assert_eq!(error, FrameError::MissingContentLength);
     assert_eq!(source.remote, ua.local_addr().unwrap());
-    assert_eq!(partial, bad.as_bytes());
-    // The handler's 400 is flushed, then the stream is closed (read returns 0).
+    assert_eq!(partial, NO_CONTENT_LENGTH.as_bytes());
+    // With an hour of linger, only the handler's close can end the stream.
     assert_eq!(read_until_closed(&mut ua).await, BAD_FRAMING);
     assert_eq!(h.transports.stats().tcp_framing_errors, 1);
+}
+
+#[tokio::test]
+async fn missing_content_length_answered_from_a_task_then_closed() {
+    missing_content_length_case(OnFramingError::ReplyAsync).await;
+}
+
+#[tokio::test]
+async fn missing_content_length_answered_in_the_handler_then_closed() {
+    missing_content_length_case(OnFramingError::ReplyInHandler).await;
+}
+
+#[tokio::test]
+async fn unanswered_framing_error_is_closed_after_the_linger() {
+    let cfg = TransportConfig {
+        tcp_error_linger: Duration::from_millis(200),
+        ..config()
+    };
+    let mut h = Harness::start_with(&["tcp:127.0.0.1:0"], cfg, OnFramingError::Ignore).await;
+    let mut ua = connect(h.addr(Transport::Tcp)).await;
+    write(&mut ua, NO_CONTENT_LENGTH.as_bytes()).await;
+    framing_error(&mut h).await;
+    assert!(read_until_closed(&mut ua).await.is_empty());
 }
 
 #[tokio::test]

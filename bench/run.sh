@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# Switchyard vs Kamailio 5.6: the same SIPp scenarios against both proxies.
+#
+#   bench/run.sh                   # build switchyard (release), run everything
+#   SKIP_BUILD=1 bench/run.sh      # use the existing target/release/switchyard
+#   TARGETS=kamailio bench/run.sh  # one proxy only (kamailio, switchyard)
+#
+# Measures, per proxy:
+#   register  the highest REGISTER rate (SIPp -r) at which < 0.1% of the
+#             REGISTERs fail and SIPp achieves >= 95% of the rate; users are
+#             drawn in turn from 10k distinct AORs (each step registers
+#             STEP_SECS seconds' worth).
+#   calls     the same for calls INVITE -> 100/180 -> 200 -> ACK -> BYE -> 200
+#             through the proxy to a registered SIPp UAS (record-routed).
+#   memory    RSS (switchyard: VmRSS; kamailio: PSS summed over its
+#             processes, its location table lives in shared memory) of a
+#             fresh proxy before and after 100k distinct bindings.
+# Rates go up by doubling until a step fails, then bisect BISECT times.
+# Everything is on 127.0.0.x; every process started here is stopped on exit.
+# Only 2 cores on the reference machine: SIPp UAC, SIPp UAS and the proxy
+# share them, so absolute figures are low; the ratio is what matters.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SCEN="$ROOT/tests/sipp"
+DOMAIN=bench.test
+TARGETS=${TARGETS:-"switchyard kamailio"}
+STEP_SECS=${STEP_SECS:-5}          # length of one rate step
+BISECT=${BISECT:-3}                # bisection rounds after the doubling stops
+REG_START=${REG_START:-1000}       # first REGISTER/s step
+REG_MAX=${REG_MAX:-64000}
+CALL_START=${CALL_START:-200}      # first calls/s step
+CALL_MAX=${CALL_MAX:-16000}
+USERS=${USERS:-10000}
+MEM_USERS=${MEM_USERS:-100000}
+MEM_RATE=${MEM_RATE:-4000}         # REGISTER/s while filling the table
+MEM_SETTLE=${MEM_SETTLE:-34}       # seconds: let Timer J (32 s) retire the REGISTER transactions
+MAX_FAIL_PPM=1000                  # 0.1 %
+MIN_ACHIEVED_PCT=95
+
+SY_ADDR=127.0.0.10   # switchyard
+KAM_ADDR=127.0.0.20  # kamailio
+PORT=5060
+UAC_IP=127.0.0.40
+# One UAS per proxy so that a straggler from one run never meets the other.
+declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31)
+UAS_PORT=5070
+
+WORK=$(mktemp -d /tmp/switchyard-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        # Give each a moment, then insist.
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [[ -n "${KEEP:-}" ]]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+forget_pid() { # drop a stopped pid from the cleanup list
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget_pid "$1"
+}
+
+# Wait until something listens on udp ADDR:PORT (reads the socket table; no sleeping guess).
+wait_udp_bound() {
+    local addr=$1 port=$2 i
+    for i in $(seq 500); do
+        ss -Hlun "src $addr:$port" 2>/dev/null | grep -q . && return 0
+        sleep 0.01
+    done
+    return 1
+}
+
+users_csv() { # users_csv FILE N [PREFIX]
+    awk -v n="$2" -v p="${3:-user}" 'BEGIN { print "SEQUENTIAL"; for (i = 0; i < n; i++) printf "%s%d;\n", p, i }' >"$1"
+}
+
+# stat FILE COLUMN -> the last row's value of that -trace_stat column.
+stat() {
+    awk -F';' -v col="$2" '
+        NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+        NF > 1  { v = $c }
+        END     { print (c && v != "" ? v : 0) }' "$1"
+}
+
+# ElapsedTime(C) is HH:MM:SS:usec.
+elapsed_secs() {
+    stat "$1" 'ElapsedTime(C)' | awk -F: '{ printf "%.3f", $1 * 3600 + $2 * 60 + $3 + $4 / 1e6 }'
+}
+
+# Common SIPp flags: big socket buffers (the default 64 KiB drops datagrams
+# at these rates, which would measure SIPp, not the proxy), no keyboard,
+# statistics and errors into files, and a receive timeout so a lost
+# message fails its call in seconds instead of hanging the step.
+SIPP_COMMON=(-nostdin -bind_local -buff_size 4194304 -recv_timeout 4000
+    -max_recv_loops 10000 -max_sched_loops 10000 -trace_stat -fd 3600 -trace_err)
+
+# run_uac NAME PROXY SCENARIO RATE CALLS [extra sipp args]
+# -> prints "successful failed elapsed_seconds"
+run_uac() {
+    local name=$1 proxy=$2 scenario=$3 rate=$4 calls=$5
+    shift 5
+    local stf="$WORK/$name.stat"
+    rm -f "$stf"
+    # Bounded: the calls themselves plus retransmission/timeout slack.
+    timeout $((calls / rate + 30)) sipp "$proxy:$PORT" -sf "$scenario" \
+        -i "$UAC_IP" -r "$rate" -m "$calls" -l $((rate * 5 + 100)) \
+        -stf "$stf" -error_file "$WORK/$name.err" "${SIPP_COMMON[@]}" "$@" \
+        >/dev/null 2>"$WORK/$name.stderr" || true
+    if [[ ! -s $stf ]]; then
+        echo "0 $calls 1"
+        return
+    fi
+    echo "$(stat "$stf" 'SuccessfulCall(C)') $(stat "$stf" 'FailedCall(C)') $(elapsed_secs "$stf")"
+}
+
+# verdict RATE CALLS SUCCESSFUL FAILED ELAPSED -> exit 0 if the step passed
+verdict() {
+    local rate=$1 calls=$2 ok=$3 failed=$4 elapsed=$5
+    awk -v r="$rate" -v n="$calls" -v ok="$ok" -v f="$failed" -v e="$elapsed" \
+        -v ppm="$MAX_FAIL_PPM" -v pct="$MIN_ACHIEVED_PCT" 'BEGIN {
+            done = ok + f
+            if (done < n) exit 1                          # calls never finished
+            if (f * 1e6 > ppm * done) exit 1              # too many failures
+            if (e <= 0 || ok / e < r * pct / 100) exit 1  # rate not achieved
+            exit 0 }'
+}
+
+# ramp START MAX STEP_FN -> RAMP_RESULT = the highest passing rate (0 if none).
+# STEP_FN RATE -> exit 0 if that rate passes. (Not a $(subshell): the step
+# functions record details in globals.)
+ramp() {
+    local rate=$1 max=$2 step_fn=$3 good=0 bad=0 i mid
+    while ((rate <= max)); do
+        if "$step_fn" "$rate"; then good=$rate; rate=$((rate * 2)); else bad=$rate; break; fi
+    done
+    if ((bad == 0)); then RAMP_RESULT=$good; return; fi
+    # Bisect between the last pass (maybe 0) and the first failure.
+    local low=$good high=$bad
+    for ((i = 0; i < BISECT; i++)); do
+        mid=$(((low + high) / 2))
+        ((mid > low)) || break
+        if "$step_fn" "$mid"; then low=$mid; else high=$mid; fi
+    done
+    RAMP_RESULT=$low
+}
+
+# --- proxies --------------------------------------------------------------
+
+start_switchyard() {
+    local bin="$ROOT/target/release/switchyard"
+    [[ -x $bin ]] || return 1
+    "$bin" run --listen "udp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log warn \
+        >"$WORK/switchyard.log" 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_udp_bound "$SY_ADDR" "$PORT" || { log "switchyard did not bind $SY_ADDR:$PORT"; tail -5 "$WORK/switchyard.log" >&2; stop_pid "$PROXY_PID"; return 1; }
+}
+
+# -n 2: two UDP worker processes for the one listening socket, i.e. one per
+# core. Kamailio's UDP workers each block in recvfrom() and run the whole
+# script; more workers than cores only adds context switches and contention
+# on the shared tm/usrloc locks, and here the cores are also shared with the
+# two SIPp processes. -m 256: shared memory (transactions + 100k bindings),
+# -M 16: per-process private memory.
+start_kamailio() {
+    kamailio -f "$ROOT/bench/kamailio.cfg" -DD -E -m 256 -M 16 -n 2 \
+        -A "LISTEN_IP=$KAM_ADDR" -A "LISTEN_PORT=$PORT" >"$WORK/kamailio.log" 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_udp_bound "$KAM_ADDR" "$PORT" || { log "kamailio did not bind $KAM_ADDR:$PORT"; tail -5 "$WORK/kamailio.log" >&2; stop_pid "$PROXY_PID"; return 1; }
+}
+
+start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
+    case $1 in
+        switchyard) PROXY_ADDR=$SY_ADDR; start_switchyard ;;
+        kamailio) PROXY_ADDR=$KAM_ADDR; start_kamailio ;;
+    esac
+}
+
+# Memory of the proxy in bytes: switchyard's VmRSS; for kamailio the PSS of
+# the main process and all its children (shared memory counted once).
+proxy_mem() {
+    local target=$1 pid=$2
+    if [[ $target == switchyard ]]; then
+        awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$pid/status"
+    else
+        local p total=0 pss
+        for p in $pid $(pgrep -P "$pid"); do
+            pss=$(awk '/^Pss:/ { print $2 * 1024 }' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+            total=$((total + ${pss:-0}))
+        done
+        echo "$total"
+    fi
+}
+
+# --- benchmarks -----------------------------------------------------------
+
+register_step() {
+    local rate=$1 calls=$((rate * STEP_SECS)) res
+    res=$(run_uac "reg-$TARGET-$rate" "$PROXY_ADDR" "$SCEN/uac_register.xml" "$rate" "$calls" \
+        -inf "$WORK/users.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080)
+    read -r ok failed elapsed <<<"$res"
+    if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
+        log "  REGISTER $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
+        REG_DETAIL[$TARGET]="$ok ok / $failed failed in ${elapsed}s"
+        return 0
+    fi
+    log "  REGISTER $rate/s: $ok ok, $failed failed in ${elapsed}s: FAIL"
+    return 1
+}
+
+call_step() {
+    local rate=$1 calls=$((rate * STEP_SECS)) res
+    res=$(run_uac "call-$TARGET-$rate" "$PROXY_ADDR" "$SCEN/uac_call.xml" "$rate" "$calls" \
+        -inf "$WORK/users.csv" -key domain "$DOMAIN" -d 0 -p 5081)
+    read -r ok failed elapsed <<<"$res"
+    if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
+        log "  calls $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
+        CALL_DETAIL[$TARGET]="$ok ok / $failed failed in ${elapsed}s"
+        return 0
+    fi
+    log "  calls $rate/s: $ok ok, $failed failed in ${elapsed}s: FAIL"
+    return 1
+}
+
+start_uas() {
+    sipp -sf "$SCEN/uas_answer.xml" -i "${UAS_IP[$TARGET]}" -p "$UAS_PORT" \
+        -nostdin -bind_local -buff_size 4194304 -max_recv_loops 10000 -max_sched_loops 10000 \
+        -trace_err -error_file "$WORK/uas-$TARGET.err" >/dev/null 2>"$WORK/uas-$TARGET.stderr" &
+    UAS_PID=$!
+    PIDS+=("$UAS_PID")
+    wait_udp_bound "${UAS_IP[$TARGET]}" "$UAS_PORT" || { log "UAS did not start"; return 1; }
+}
+
+bench_target() {
+    TARGET=$1
+    log "== $TARGET"
+    if ! start_proxy "$TARGET"; then
+        log "$TARGET unavailable: skipped"
+        return
+    fi
+    start_uas
+    log "REGISTER ramp from $REG_START/s, ${STEP_SECS}s steps, $USERS users"
+    ramp "$REG_START" "$REG_MAX" register_step
+    REG[$TARGET]=$RAMP_RESULT
+    # Every user must be bound to the UAS before the calls, whatever the ramp did.
+    run_uac "bind-$TARGET" "$PROXY_ADDR" "$SCEN/uac_register.xml" 2000 "$USERS" \
+        -inf "$WORK/users.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080 >/dev/null
+    log "call ramp from $CALL_START/s"
+    ramp "$CALL_START" "$CALL_MAX" call_step
+    CALLS[$TARGET]=$RAMP_RESULT
+    stop_pid "$UAS_PID"
+    stop_pid "$PROXY_PID"
+
+    log "memory: $MEM_USERS bindings at $MEM_RATE/s into a fresh $TARGET"
+    start_proxy "$TARGET" || return 0
+    sleep 1 # let it finish allocating its start-up state before the baseline
+    local before after res ok failed
+    before=$(proxy_mem "$TARGET" "$PROXY_PID")
+    res=$(run_uac "mem-$TARGET" "$PROXY_ADDR" "$SCEN/uac_register.xml" "$MEM_RATE" "$MEM_USERS" \
+        -inf "$WORK/users-mem.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5082)
+    read -r ok failed _ <<<"$res"
+    log "  $ok registered, $failed failed; settling ${MEM_SETTLE}s"
+    sleep "$MEM_SETTLE"
+    after=$(proxy_mem "$TARGET" "$PROXY_PID")
+    MEM_BEFORE[$TARGET]=$before
+    MEM_AFTER[$TARGET]=$after
+    MEM_OK[$TARGET]=$ok
+    stop_pid "$PROXY_PID"
+}
+
+# --- main -----------------------------------------------------------------
+
+command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester" >&2; exit 1; }
+declare -A REG CALLS REG_DETAIL CALL_DETAIL MEM_BEFORE MEM_AFTER MEM_OK
+
+if [[ " $TARGETS " == *" switchyard "* && -z "${SKIP_BUILD:-}" ]]; then
+    log "building switchyard (release)"
+    (cd "$ROOT" && cargo build --release -p switchyard >"$WORK/build.log" 2>&1) ||
+        log "switchyard build failed (see $WORK/build.log with KEEP=1): its rows will be pending"
+fi
+users_csv "$WORK/users.csv" "$USERS"
+users_csv "$WORK/users-mem.csv" "$MEM_USERS" mem
+
+START=$SECONDS
+for t in $TARGETS; do bench_target "$t"; done
+
+# --- report ---------------------------------------------------------------
+
+fmt_bytes() { awk -v b="$1" 'BEGIN { if (b >= 1048576) printf "%.1f MiB", b / 1048576; else printf "%.0f B", b }'; }
+per_binding() { # TARGET -> bytes per binding, or empty
+    local t=$1
+    [[ -n ${MEM_AFTER[$t]:-} && ${MEM_OK[$t]:-0} -gt 0 ]] || return 0
+    awk -v a="${MEM_AFTER[$t]}" -v b="${MEM_BEFORE[$t]}" -v n="${MEM_OK[$t]}" 'BEGIN { printf "%.0f", (a - b) / n }'
+}
+ratio() { # A B -> A/B, or "-"
+    [[ -n $1 && -n $2 && $2 != 0 ]] || { echo "-"; return; }
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'
+}
+
+sy_pb=$(per_binding switchyard)
+kam_pb=$(per_binding kamailio)
+echo
+echo "Switchyard vs Kamailio 5.6 ($(nproc) cores, SIPp $(sipp -v 2>/dev/null | awk '/SIPp v/ { print $2; exit }'), ${STEP_SECS}s steps, fail < 0.1%)"
+printf '%-34s %14s %14s %9s\n' "metric" "switchyard" "kamailio" "ratio"
+printf '%-34s %14s %14s %9s\n' "REGISTER/s ($USERS users)" "${REG[switchyard]:-pending}" "${REG[kamailio]:-pending}" "$(ratio "${REG[switchyard]:-}" "${REG[kamailio]:-}")"
+printf '%-34s %14s %14s %9s\n' "calls/s (INVITE..BYE via proxy)" "${CALLS[switchyard]:-pending}" "${CALLS[kamailio]:-pending}" "$(ratio "${CALLS[switchyard]:-}" "${CALLS[kamailio]:-}")"
+printf '%-34s %14s %14s %9s\n' "memory before ($MEM_USERS bindings)" \
+    "$([[ -n ${MEM_BEFORE[switchyard]:-} ]] && fmt_bytes "${MEM_BEFORE[switchyard]}" || echo pending)" \
+    "$([[ -n ${MEM_BEFORE[kamailio]:-} ]] && fmt_bytes "${MEM_BEFORE[kamailio]}" || echo pending)" ""
+printf '%-34s %14s %14s %9s\n' "memory after" \
+    "$([[ -n ${MEM_AFTER[switchyard]:-} ]] && fmt_bytes "${MEM_AFTER[switchyard]}" || echo pending)" \
+    "$([[ -n ${MEM_AFTER[kamailio]:-} ]] && fmt_bytes "${MEM_AFTER[kamailio]}" || echo pending)" ""
+printf '%-34s %14s %14s %9s\n' "bytes per binding" "${sy_pb:-pending}" "${kam_pb:-pending}" "$(ratio "$sy_pb" "$kam_pb")"
+echo "(memory: switchyard VmRSS; kamailio PSS summed over its processes. Ratio > 1 is better for rates, worse for memory.)"
+for t in $TARGETS; do
+    [[ -n ${REG_DETAIL[$t]:-} ]] && echo "$t best REGISTER step: ${REG_DETAIL[$t]}"
+    [[ -n ${CALL_DETAIL[$t]:-} ]] && echo "$t best call step: ${CALL_DETAIL[$t]}"
+done
+echo "bench time: $((SECONDS - START))s"
