@@ -33,6 +33,10 @@ REG_MAX=${REG_MAX:-64000}
 CALL_START=${CALL_START:-200}      # first calls/s step
 CALL_MAX=${CALL_MAX:-16000}
 USERS=${USERS:-10000}
+# Between ACK and BYE. Not 0: a multi-worker proxy may relay an ACK and a
+# BYE sent back to back in the wrong order, and the UAS (strict: it checks
+# the ACK arrives) would count that as a failed call.
+CALL_HOLD_MS=${CALL_HOLD_MS:-20}
 MEM_USERS=${MEM_USERS:-100000}
 MEM_RATE=${MEM_RATE:-4000}         # REGISTER/s while filling the table
 MEM_SETTLE=${MEM_SETTLE:-34}       # seconds: let Timer J (32 s) retire the REGISTER transactions
@@ -103,11 +107,6 @@ stat() {
         END     { print (c && v != "" ? v : 0) }' "$1"
 }
 
-# ElapsedTime(C) is HH:MM:SS:usec.
-elapsed_secs() {
-    stat "$1" 'ElapsedTime(C)' | awk -F: '{ printf "%.3f", $1 * 3600 + $2 * 60 + $3 + $4 / 1e6 }'
-}
-
 # Common SIPp flags: big socket buffers (the default 64 KiB drops datagrams
 # at these rates, which would measure SIPp, not the proxy), no keyboard,
 # statistics and errors into files, and a receive timeout so a lost
@@ -120,18 +119,21 @@ SIPP_COMMON=(-nostdin -bind_local -buff_size 4194304 -recv_timeout 4000
 run_uac() {
     local name=$1 proxy=$2 scenario=$3 rate=$4 calls=$5
     shift 5
-    local stf="$WORK/$name.stat"
+    local stf="$WORK/$name.stat" t0 t1
     rm -f "$stf"
+    # Wall clock, not SIPp's ElapsedTime: the stat file only has whole seconds.
+    t0=$(date +%s.%N)
     # Bounded: the calls themselves plus retransmission/timeout slack.
     timeout $((calls / rate + 30)) sipp "$proxy:$PORT" -sf "$scenario" \
         -i "$UAC_IP" -r "$rate" -m "$calls" -l $((rate * 5 + 100)) \
         -stf "$stf" -error_file "$WORK/$name.err" "${SIPP_COMMON[@]}" "$@" \
         >/dev/null 2>"$WORK/$name.stderr" || true
+    t1=$(date +%s.%N)
     if [[ ! -s $stf ]]; then
         echo "0 $calls 1"
         return
     fi
-    echo "$(stat "$stf" 'SuccessfulCall(C)') $(stat "$stf" 'FailedCall(C)') $(elapsed_secs "$stf")"
+    echo "$(stat "$stf" 'SuccessfulCall(C)') $(stat "$stf" 'FailedCall(C)') $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
 }
 
 # verdict RATE CALLS SUCCESSFUL FAILED ELAPSED -> exit 0 if the step passed
@@ -217,7 +219,10 @@ proxy_mem() {
 # --- benchmarks -----------------------------------------------------------
 
 register_step() {
-    local rate=$1 calls=$((rate * STEP_SECS)) res
+    # (Two statements: in one `local`, $((rate * ...)) would be expanded
+    # before rate is assigned, and see the caller's rate.)
+    local rate=$1 calls res
+    calls=$((rate * STEP_SECS))
     res=$(run_uac "reg-$TARGET-$rate" "$PROXY_ADDR" "$SCEN/uac_register.xml" "$rate" "$calls" \
         -inf "$WORK/users.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080)
     read -r ok failed elapsed <<<"$res"
@@ -231,9 +236,10 @@ register_step() {
 }
 
 call_step() {
-    local rate=$1 calls=$((rate * STEP_SECS)) res
+    local rate=$1 calls res
+    calls=$((rate * STEP_SECS))
     res=$(run_uac "call-$TARGET-$rate" "$PROXY_ADDR" "$SCEN/uac_call.xml" "$rate" "$calls" \
-        -inf "$WORK/users.csv" -key domain "$DOMAIN" -d 0 -p 5081)
+        -inf "$WORK/users.csv" -key domain "$DOMAIN" -d "$CALL_HOLD_MS" -p 5081)
     read -r ok failed elapsed <<<"$res"
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
         log "  calls $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"

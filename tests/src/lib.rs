@@ -5,6 +5,7 @@
 //! without port clashes, and every node runs with egress locked to
 //! 127.0.0.0/8 and no DNS: nothing a test does can leave this machine.
 
+pub mod sipp;
 pub mod ua;
 
 use switchyard::net::Transport;
@@ -40,4 +41,19 @@ pub fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// Waits for a SIPp run without blocking the runtime the node runs on.
+pub async fn finish(child: sipp::SippChild) -> sipp::SippResult {
+    tokio::task::spawn_blocking(move || child.wait()).await.expect("sipp waiter")
+}
+
+/// Stops a SIPp callee and collects its result.
+pub async fn stop(child: sipp::SippChild) -> sipp::SippResult {
+    tokio::task::spawn_blocking(move || child.stop()).await.expect("sipp stopper")
+}
+
+/// `127.0.a.b` as an IP address.
+pub fn ip(a: u8, b: u8) -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, a, b))
 }

@@ -186,7 +186,7 @@ async fn periodic_purge_reclaims_expired_bindings() {
     let request = update("c", 1, vec![contact("sip:a@127.0.0.2", 60)]);
     store.register(&aor(1), &request, past).await.unwrap();
     assert_eq!(store.binding_count(), 1);
-    // The first tick fires at once: yielding lets the purger run it, so the
+    // The purger purges as soon as it first runs: yielding lets it, so the
     // test needs neither sleeps nor a paused clock.
     let purger = tokio::spawn(crate::location::purge_periodically(
         store.clone(),

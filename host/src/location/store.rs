@@ -111,10 +111,7 @@ pub async fn purge_periodically(store: Arc<dyn LocationStore>, period: Duration)
     if store.expires_natively() {
         return;
     }
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
         match store.purge_expired(SystemTime::now()).await {
             Ok(0) => {}
             Ok(purged) => {
@@ -124,5 +121,8 @@ pub async fn purge_periodically(store: Arc<dyn LocationStore>, period: Duration)
                 tracing::warn!(%error, backend = store.backend(), "purging expired bindings failed")
             }
         }
+        // A fixed pause after each purge rather than a fixed rate: a slow
+        // purge never queues up behind itself.
+        tokio::time::sleep(period).await;
     }
 }

@@ -83,6 +83,8 @@ enum BranchState {
 struct Branch {
     state: BranchState,
     cancel_pending: bool,
+    /// Cancelled because Timer C fired: its 487 means "no answer" (408).
+    timed_out: bool,
 }
 
 /// Response context of one proxied request.
@@ -165,6 +167,12 @@ impl<M> ResponseContext<M> {
         if b.state == BranchState::Done {
             return;
         }
+        if b.timed_out && status == 487 {
+            // §16.8: the caller hears "no answer" (408), as from Kamailio's
+            // fr_inv_timer, not the 487 our own CANCEL provoked.
+            self.local_failure(branch, 408);
+            return;
+        }
         b.state = BranchState::Done;
         b.cancel_pending = false;
         match status {
@@ -220,9 +228,10 @@ impl<M> ResponseContext<M> {
 
     /// Timer C fired for an INVITE branch (§16.8): cancel it; its 487 ends it.
     pub fn on_timer_c(&mut self, branch: BranchId) {
-        if let Some(b) = self.branches.get(branch)
+        if let Some(b) = self.branches.get_mut(branch)
             && b.state != BranchState::Done
         {
+            b.timed_out = true;
             self.request_cancel(branch);
         }
     }
@@ -327,6 +336,7 @@ impl<M> ResponseContext<M> {
             self.branches.push(Branch {
                 state: BranchState::Trying,
                 cancel_pending: false,
+                timed_out: false,
             });
             self.actions.push_back(ForkAction::StartBranch(id, target));
         }

@@ -141,6 +141,26 @@ fn timer_c_cancels_a_ringing_branch_and_serial_forking_continues() {
     assert_eq!(drain(&mut ctx), vec![ForkAction::CancelBranch(0)]);
     ctx.on_final(0, 487, "487");
     assert_eq!(drain(&mut ctx), vec![ForkAction::StartBranch(1, t("sip:b", 10))]);
+    ctx.on_final(1, 487, "487 from b");
+    ctx.conclude();
+    // The first branch's 487 was our own doing: it counts as 408, so the
+    // second branch's real 487 wins.
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted, ForkAction::Final(FinalResponse::Received("487 from b"))]);
+}
+
+#[test]
+fn ringing_without_answer_until_timer_c_is_408() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)]);
+    ctx.start();
+    drain(&mut ctx);
+    ctx.on_provisional(0, 180, "180");
+    drain(&mut ctx);
+    ctx.on_timer_c(0);
+    assert_eq!(drain(&mut ctx), vec![ForkAction::CancelBranch(0)]);
+    ctx.on_final(0, 487, "487");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
+    ctx.conclude();
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Local(408))]);
 }
 
 #[test]
