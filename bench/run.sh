@@ -95,6 +95,18 @@ wait_udp_bound() {
     return 1
 }
 
+# Wait until nothing is bound to ADDR:PORT (udp or tcp): a proxy's worker
+# processes may outlive its main process for a moment.
+wait_port_free() {
+    local addr=$1 port=$2 i
+    for i in $(seq 500); do
+        ss -Hlun "src $addr:$port" 2>/dev/null | grep -q . ||
+            ss -Hltn "src $addr:$port" 2>/dev/null | grep -q . || return 0
+        sleep 0.01
+    done
+    return 1
+}
+
 users_csv() { # users_csv FILE N [PREFIX]
     awk -v n="$2" -v p="${3:-user}" 'BEGIN { print "SEQUENTIAL"; for (i = 0; i < n; i++) printf "%s%d;\n", p, i }' >"$1"
 }
@@ -195,8 +207,18 @@ start_kamailio() {
 
 start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
     case $1 in
-        switchyard) PROXY_ADDR=$SY_ADDR; start_switchyard ;;
-        kamailio) PROXY_ADDR=$KAM_ADDR; start_kamailio ;;
+        switchyard) PROXY_ADDR=$SY_ADDR ;;
+        kamailio) PROXY_ADDR=$KAM_ADDR ;;
+    esac
+    # Never measure a stale instance that still holds the address.
+    if ! wait_port_free "$PROXY_ADDR" "$PORT"; then
+        log "$PROXY_ADDR:$PORT is taken by another process:"
+        ss -Hlunp "src $PROXY_ADDR:$PORT" >&2 || true
+        return 1
+    fi
+    case $1 in
+        switchyard) start_switchyard ;;
+        kamailio) start_kamailio ;;
     esac
 }
 

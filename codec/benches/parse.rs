@@ -30,7 +30,7 @@ Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n\
 CSeq: 314159 INVITE\r\n\
 Contact: <sip:alice@192.0.2.101:5060;ob>;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";reg-id=1\r\n\
 Content-Type: application/sdp\r\n\
-Content-Length: 142\r\n\
+Content-Length: 136\r\n\
 \r\n\
 v=0\r\n\
 o=alice 2890844526 2890844526 IN IP4 192.0.2.101\r\n\

@@ -28,7 +28,7 @@ use crate::location::LocationStore;
 use crate::net::Source;
 use crate::policy::PolicyResolver;
 use crate::proxy::identity::Identity;
-use crate::transaction::{ClientKey, ServerKey};
+use crate::transaction::{ClientKey, ServerKey, is_rfc3261_branch};
 use crate::transport::{InboundEvent, InboundHandler, Transports};
 
 /// What the node knows once its sockets are bound.
@@ -118,7 +118,7 @@ impl Core {
             return;
         }
         let Some(key) = server_key(&msg) else {
-            let resp = codec::response_to(&msg, 400, "Bad Via").build();
+            let resp = codec::response_to(&msg, 400, "Bad Via or Method").build();
             let _ = self.wiring().transports.reply(&source, resp).await;
             return;
         };
@@ -244,12 +244,28 @@ impl Core {
 fn server_key(msg: &SipMessage) -> Option<ServerKey> {
     let via = msg.top_via().ok()?;
     let method = msg.method()?;
-    let branch = via.branch()?;
     let sent_by = match via.port {
         Some(p) => format!("{}:{p}", via.host),
         None => via.host.to_string(),
     };
-    Some(ServerKey::new(branch, &sent_by, method.as_str()))
+    match via.branch() {
+        Some(branch) if is_rfc3261_branch(branch) => Some(ServerKey::new(branch, &sent_by, method.as_str())),
+        _ => Some(ServerKey::new(&rfc2543_branch(msg), &sent_by, method.as_str())),
+    }
+}
+
+/// §17.2.3's fallback for RFC 2543 clients (no magic cookie): the
+/// transaction is identified by Request-URI, From tag, Call-ID, CSeq number
+/// and top Via. The To tag is left out so the ACK of a non-2xx matches too.
+fn rfc2543_branch(msg: &SipMessage) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    msg.request_uri_str().hash(&mut h);
+    msg.from().ok().and_then(|f| f.tag().map(str::to_owned)).hash(&mut h);
+    msg.call_id().ok().hash(&mut h);
+    msg.cseq().ok().map(|c| c.seq).hash(&mut h);
+    msg.top_via().ok().map(|v| v.raw.to_owned()).hash(&mut h);
+    format!("rfc2543-{:016x}", h.finish())
 }
 
 /// §17.1.3: the client transaction key from the top Via branch and CSeq method.

@@ -44,7 +44,10 @@ pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), Reject> {
     let mf = msg
         .max_forwards()
         .map_err(|_| Reject::new(400, "Bad Max-Forwards"))?;
-    if mf == Some(0) && msg.method() != Some(&Method::Options) {
+    // RFC 4475 §3.1.4.11: only an OPTIONS addressed to the proxy itself is
+    // answered at zero hops; anything else stops here.
+    let options_for_us = msg.method() == Some(&Method::Options) && identity.is_addressed_to_proxy(&uri);
+    if mf == Some(0) && !options_for_us {
         return Err(Reject::new(483, "Too Many Hops"));
     }
     // Step 4: loop detection, by recomputing the loop hash we put in our branches.
