@@ -136,8 +136,11 @@ impl TimersConfig {
 pub struct LimitsConfig {
     /// Largest SIP message accepted, in bytes (larger: 513 or drop/close).
     pub max_message_size: usize,
-    /// A TCP connection with no complete message for this long is closed.
+    /// A TCP connection with no traffic at all for this long is closed.
     pub tcp_idle_timeout_ms: u64,
+    /// A TCP message must be complete this long after its first byte
+    /// (slowloris protection).
+    pub tcp_message_timeout_ms: u64,
     /// UDP sockets per UDP listener (SO_REUSEPORT); 0 = one per core.
     pub udp_sockets: usize,
 }
@@ -146,7 +149,8 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_message_size: 64 * 1024,
-            tcp_idle_timeout_ms: 120_000,
+            tcp_idle_timeout_ms: 180_000,
+            tcp_message_timeout_ms: 32_000,
             udp_sockets: 0,
         }
     }
@@ -158,6 +162,7 @@ impl LimitsConfig {
         TransportConfig {
             max_message_size: self.max_message_size,
             tcp_idle_timeout: Duration::from_millis(self.tcp_idle_timeout_ms),
+            tcp_message_timeout: Duration::from_millis(self.tcp_message_timeout_ms),
             udp_sockets_per_listener: if self.udp_sockets == 0 {
                 cores
             } else {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use switchyard_codec::FrameError;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tracing::{Instrument, debug, trace, warn};
@@ -175,9 +176,9 @@ async fn recv_loop(
     mut token: ShutdownToken,
 ) {
     let max = shared.cfg.max_message_size;
-    // One byte more than allowed, so an oversized datagram shows as n > max
-    // instead of being silently truncated to a plausible-looking message.
-    let mut buf = vec![0u8; max + 1];
+    // Room for any datagram (and at least one byte more than allowed), so an
+    // oversized one shows as n > max instead of a plausible truncated message.
+    let mut buf = vec![0u8; (max + 1).max(65_536)];
     loop {
         let (n, remote) = tokio::select! {
             biased;
@@ -195,9 +196,17 @@ async fn recv_loop(
         bump(&rx_count);
         let datagram = &buf[..n];
         if n > max {
-            // We cannot trust a truncated message enough to address a 513 to it.
+            // The core answers 513 if the header block (within the first
+            // `max` bytes) parses well enough to address a response, and
+            // drops it otherwise (RFC 3261 §18.1.1 / §21.5.14).
             bump(&shared.stats.udp_dropped_oversize);
-            debug!(%remote, "dropped oversized datagram");
+            debug!(%remote, size = n, "oversized datagram");
+            let source = Source { transport: Transport::Udp, remote, local };
+            shared.handler.on_inbound(InboundEvent::FramingError {
+                source,
+                partial: Bytes::copy_from_slice(&datagram[..max]),
+                error: FrameError::TooLarge,
+            });
             continue;
         }
         if is_keepalive(datagram) {

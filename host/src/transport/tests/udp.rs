@@ -2,6 +2,7 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 
 use super::*;
+use switchyard_codec::FrameError;
 use crate::transport::TransportError;
 
 async fn client() -> UdpSocket {
@@ -89,7 +90,7 @@ async fn udp_reuseport_sockets_all_deliver() {
 }
 
 #[tokio::test]
-async fn udp_drops_oversized_and_keepalive_datagrams() {
+async fn udp_reports_oversized_and_skips_keepalive_datagrams() {
     let cfg = TransportConfig {
         max_message_size: 1000,
         ..config()
@@ -107,8 +108,16 @@ async fn udp_drops_oversized_and_keepalive_datagrams() {
         .unwrap();
     ua.send_to(exact.as_bytes(), proxy).await.unwrap();
 
-    // Datagrams from one socket arrive in order: the first delivered message is
-    // the one at exactly the limit.
+    // Datagrams from one socket arrive in order: first the oversized one, as a
+    // framing error carrying its head (for a 513), then the one at the limit.
+    match h.event().await {
+        InboundEvent::FramingError { partial, error, .. } => {
+            assert_eq!(error, FrameError::TooLarge);
+            assert_eq!(partial.len(), 1000);
+            assert!(big.as_bytes().starts_with(&partial));
+        }
+        other => panic!("expected a framing error, got {other:?}"),
+    }
     assert_eq!(h.message().await.data, exact.as_bytes());
     let stats = h.transports.stats();
     assert_eq!(

@@ -1,0 +1,168 @@
+//! Bad input gets a clear answer and loses nothing: malformed and oversized
+//! messages, broken TCP framing, slowloris connections, unknown methods and a
+//! failing location store, each against a running node.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use switchyard::location::{Aor, Binding, LocationStore, RegisterError, StoreError};
+use switchyard::registrar::{RegisterOutcome, RegisterUpdate};
+use switchyard::{Config, Node, NodeParts};
+use switchyard_codec::{HeaderName, Method};
+use switchyard_tests::ua::{msg, TcpUa, UdpUa};
+use switchyard_tests::{start_node, start_node_with, tcp_addr, udp_addr, DOMAIN};
+
+const OPTIONS: &str = "OPTIONS sip:{target} SIP/2.0
+Via: SIP/2.0/UDP {me};branch=z9hG4bK-opt-{tag}
+Max-Forwards: 70
+From: <sip:probe@{domain}>;tag=p{tag}
+To: <sip:{target}>
+Call-ID: opt-{tag}@test
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+";
+
+fn options(me: &str, target: &str, tag: &str) -> String {
+    msg(OPTIONS, &[("me", me), ("target", target), ("tag", tag), ("domain", DOMAIN)])
+}
+
+#[tokio::test]
+async fn garbage_is_dropped_and_the_node_keeps_serving() {
+    let node = start_node("127.0.41.1").await;
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.2").await;
+    ua.send_bytes(proxy, b"\x00\x01 not SIP at all\r\n\r\n").await;
+    ua.send(proxy, &options(&ua.addr.to_string(), &proxy.to_string(), "1")).await;
+    let (ok, _) = ua.recv("200 to OPTIONS").await;
+    assert_eq!(ok.status(), Some(200), "only the OPTIONS is answered");
+    assert_eq!(ok.call_id().unwrap(), "opt-1@test");
+    assert!(ok.header(HeaderName::Allow).is_some());
+    assert_eq!(node.stats().dropped_malformed.get(), 1);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_header_gets_400_naming_the_problem() {
+    let node = start_node("127.0.41.11").await;
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.12").await;
+    let bad = options(&ua.addr.to_string(), "bob@switchyard.test", "2").replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS");
+    ua.send(proxy, &bad).await;
+    let (resp, _) = ua.recv("400").await;
+    assert_eq!(resp.status(), Some(400));
+    assert!(resp.reason().unwrap().to_ascii_lowercase().contains("cseq"), "{:?}", resp.reason());
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_udp_request_gets_513() {
+    let node = start_node_with("127.0.41.21", |c| c.limits.max_message_size = 2048).await;
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.22").await;
+    let big = options(&ua.addr.to_string(), "bob@switchyard.test", "3")
+        .replace("Content-Length: 0", &format!("X-Padding: {}\r\nContent-Length: 0", "p".repeat(3000)));
+    ua.send(proxy, &big).await;
+    let (resp, _) = ua.recv("513").await;
+    assert_eq!(resp.status(), Some(513));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn tcp_without_content_length_gets_400_and_is_closed() {
+    let node = start_node("127.0.41.31").await;
+    let mut ua = TcpUa::connect("127.0.41.32", tcp_addr(&node)).await;
+    let me = ua.addr.to_string();
+    let text = options(&me, "bob@switchyard.test", "4").replace("Content-Length: 0\r\n", "").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    ua.send(&text).await;
+    let resp = ua.recv("400").await;
+    assert_eq!(resp.status(), Some(400));
+    assert!(ua.closed_within(Duration::from_secs(5)).await, "connection closed after the 400");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn slowloris_partial_message_is_closed_after_the_message_timeout() {
+    let node = start_node_with("127.0.41.41", |c| c.limits.tcp_message_timeout_ms = 300).await;
+    let mut ua = TcpUa::connect("127.0.41.42", tcp_addr(&node)).await;
+    ua.send("OPTIONS sip:bob@switchyard.test SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.41.42;bran").await;
+    assert!(ua.closed_within(Duration::from_secs(5)).await, "half-sent message must not hold the connection");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_method_is_forwarded_or_answered_480_for_our_domain() {
+    let node = start_node("127.0.41.51").await;
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.52").await;
+    let peer = UdpUa::bind("127.0.41.53").await;
+    let me = ua.addr.to_string();
+    // A foreign (loopback) target: proxies forward methods they do not know (RFC 3261 §16).
+    let foo = options(&me, &format!("carol@{}", peer.addr), "5").replace("OPTIONS", "FOO");
+    ua.send(proxy, &foo).await;
+    let (fwd, _) = peer.recv("forwarded FOO").await;
+    assert_eq!(fwd.method(), Some(&Method::Other("FOO".into())));
+    assert_eq!(fwd.cseq().unwrap().method, Method::Other("FOO".into()));
+    // Our own domain, nobody registered.
+    let foo_local = options(&me, "nobody@switchyard.test", "6").replace("OPTIONS", "FOO");
+    ua.send(proxy, &foo_local).await;
+    let (resp, _) = ua.recv("480").await;
+    assert_eq!(resp.status(), Some(480));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn egress_outside_the_allowlist_is_403_and_never_sent() {
+    let node = start_node("127.0.41.61").await;
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.62").await;
+    // 192.0.2.1 (TEST-NET-1) is outside the test allowlist of 127.0.0.0/8.
+    ua.send(proxy, &options(&ua.addr.to_string(), "carol@192.0.2.1", "7")).await;
+    let (resp, _) = ua.recv("403").await;
+    assert_eq!(resp.status(), Some(403));
+    assert_eq!(node.stats().egress_refused.get(), 1);
+    node.shutdown().await;
+}
+
+/// A store whose backend is down: every call fails as an outage would.
+struct DownStore;
+
+#[async_trait]
+impl LocationStore for DownStore {
+    async fn register(&self, _: &Aor, _: &RegisterUpdate, _: SystemTime) -> Result<RegisterOutcome, RegisterError> {
+        Err(RegisterError::Store(StoreError::Unavailable("connection refused".into())))
+    }
+    async fn lookup(&self, _: &Aor, _: SystemTime) -> Result<Vec<Binding>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    async fn purge_expired(&self, _: SystemTime) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+    fn backend(&self) -> &'static str {
+        "down"
+    }
+}
+
+#[tokio::test]
+async fn store_outage_is_503_with_retry_after() {
+    let config = Config::for_tests(&["udp:127.0.41.71:0"], &[DOMAIN]);
+    let parts = NodeParts { store: Some(Arc::new(DownStore)), policies: None };
+    let node = Node::start_with(config, parts).await.unwrap();
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.72").await;
+    let me = ua.addr.to_string();
+    let register = options(&me, DOMAIN, "8")
+        .replace("OPTIONS", "REGISTER")
+        .replace("To: <sip:switchyard.test>", "To: <sip:bob@switchyard.test>")
+        .replace("Content-Length: 0", &format!("Contact: <sip:bob@{me}>\r\nContent-Length: 0"));
+    ua.send(proxy, &register).await;
+    let (resp, _) = ua.recv("503 to REGISTER").await;
+    assert_eq!(resp.status(), Some(503));
+    assert!(resp.header(HeaderName::RetryAfter).is_some());
+    ua.send(proxy, &options(&me, "bob@switchyard.test", "9")).await;
+    let (resp, _) = ua.recv("503 to OPTIONS for a user").await;
+    assert_eq!(resp.status(), Some(503));
+    assert!(resp.header(HeaderName::RetryAfter).is_some());
+    node.shutdown().await;
+}
