@@ -64,7 +64,10 @@ fn rsip_transform(buf: &[u8]) -> Bytes {
     req.cseq_header().unwrap().typed().unwrap();
     let mf = req.max_forwards_header().unwrap().num().unwrap();
     let mut headers: Vec<rsip::Header> = std::mem::take(&mut req.headers).into();
-    if let Some(i) = headers.iter().position(|h| matches!(h, rsip::Header::Route(_))) {
+    if let Some(i) = headers
+        .iter()
+        .position(|h| matches!(h, rsip::Header::Route(_)))
+    {
         headers.remove(i);
     }
     for h in headers.iter_mut() {
@@ -80,7 +83,11 @@ fn rsip_transform(buf: &[u8]) -> Bytes {
 
 fn benches(c: &mut Criterion) {
     let buf = Bytes::from_static(INVITE.as_bytes());
-    assert!(INVITE.len() > 600, "typical INVITE is {} bytes", INVITE.len());
+    assert!(
+        INVITE.len() > 600,
+        "typical INVITE is {} bytes",
+        INVITE.len()
+    );
     // Same output shape from both implementations.
     let ours = switchyard_transform(&buf);
     let theirs = rsip_transform(&buf);
@@ -134,7 +141,10 @@ fn benches(c: &mut Criterion) {
         .unwrap()
         .typed();
     if gruu.is_err() {
-        eprintln!("note: rsip cannot type the +sip.instance Contact: {:?}", gruu.err());
+        eprintln!(
+            "note: rsip cannot type the +sip.instance Contact: {:?}",
+            gruu.err()
+        );
     }
     let wsinv = include_bytes!("../../tests/fixtures/rfc4475/wsinv.dat");
     if let Err(e) = rsip::Request::try_from(&wsinv[..]) {

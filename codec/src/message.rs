@@ -571,10 +571,8 @@ fn parse_start_line(sl: &[u8], base: usize) -> Result<(StartLine, Span, bool), P
         return Err(ParseError::StartLine("empty Request-URI"));
     }
     let uri = &sl[us..ue];
-    let strict = us == sp1 + 1
-        && ue == sp_last
-        && sl_len == full_len
-        && !uri.iter().any(|&c| is_lws(c));
+    let strict =
+        us == sp1 + 1 && ue == sp_last && sl_len == full_len && !uri.iter().any(|&c| is_lws(c));
     Ok((
         StartLine::Request {
             method,

@@ -41,9 +41,27 @@ fn manifest() -> Manifest {
 
 /// Touch every typed accessor: none may panic, whatever they return.
 fn exercise(m: &SipMessage) {
-    let _ = (m.method(), m.request_uri(), m.status(), m.reason(), m.version());
-    let _ = (m.top_via(), m.vias().count(), m.from(), m.to(), m.call_id(), m.cseq());
-    let _ = (m.max_forwards(), m.expires(), m.content_length(), m.contacts());
+    let _ = (
+        m.method(),
+        m.request_uri(),
+        m.status(),
+        m.reason(),
+        m.version(),
+    );
+    let _ = (
+        m.top_via(),
+        m.vias().count(),
+        m.from(),
+        m.to(),
+        m.call_id(),
+        m.cseq(),
+    );
+    let _ = (
+        m.max_forwards(),
+        m.expires(),
+        m.content_length(),
+        m.contacts(),
+    );
     let _ = (m.routes(), m.record_routes(), m.paths(), m.body());
     let _ = m.option_tags(HeaderName::ProxyRequire).count();
     let _ = m.headers().count();
@@ -54,17 +72,24 @@ fn exercise(m: &SipMessage) {
 fn forward(m: &SipMessage) -> SipMessage {
     let mf = m.max_forwards().unwrap().unwrap_or(70);
     let mut e = m.edit();
-    e.push_header(HeaderName::Via, "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKfwd")
-        .push_header(HeaderName::RecordRoute, "<sip:127.0.0.1:5060;lr>")
-        .set_top_via_received(Some("127.0.0.2"), Some(5099))
-        .set_max_forwards(mf.saturating_sub(1));
+    e.push_header(
+        HeaderName::Via,
+        "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKfwd",
+    )
+    .push_header(HeaderName::RecordRoute, "<sip:127.0.0.1:5060;lr>")
+    .set_top_via_received(Some("127.0.0.2"), Some(5099))
+    .set_max_forwards(mf.saturating_sub(1));
     SipMessage::parse(e.finish()).expect("forwarded copy parses")
 }
 
 #[test]
 fn every_fixture_gets_its_expected_outcome() {
     let manifest = manifest();
-    assert_eq!(manifest.fixture.len(), 61, "49 RFC 4475 + 12 RFC 5118 messages");
+    assert_eq!(
+        manifest.fixture.len(),
+        61,
+        "49 RFC 4475 + 12 RFC 5118 messages"
+    );
     let mut failures = Vec::new();
     for f in &manifest.fixture {
         let bytes = load(&f.file);
@@ -80,13 +105,14 @@ fn every_fixture_gets_its_expected_outcome() {
                     Err(r) => Err(format!("rejected: {r}")),
                     Ok(()) => {
                         let fwd = forward(m);
-                        validate_request(&fwd)
-                            .map_err(|r| format!("forwarded copy rejected: {r}"))
+                        validate_request(&fwd).map_err(|r| format!("forwarded copy rejected: {r}"))
                     }
                 },
             },
             ("reject", _) => match &parsed {
-                Err(e) => Err(format!("parse failed ({e}): a response could not be addressed")),
+                Err(e) => Err(format!(
+                    "parse failed ({e}): a response could not be addressed"
+                )),
                 Ok(m) => match validate_request(m) {
                     Ok(()) => Err("accepted".into()),
                     Err(r) if Some(r.code) != f.code => Err(format!("got {r}")),
@@ -94,22 +120,26 @@ fn every_fixture_gets_its_expected_outcome() {
                         eprintln!("{:<45} -> {r}", f.file);
                         // The reason phrase must name the problem, and the
                         // response must be buildable.
-                        assert!(r.reason.len() > 8, "{}: vague reason {:?}", f.file, r.reason);
+                        assert!(
+                            r.reason.len() > 8,
+                            "{}: vague reason {:?}",
+                            f.file,
+                            r.reason
+                        );
                         let resp = response_to(m, r.code, &r.reason).build();
-                        SipMessage::parse(resp).map(|_| ()).map_err(|e| e.to_string())
+                        SipMessage::parse(resp)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
                     }
                 },
             },
             ("drop", _) => {
-                let ok = parsed
-                    .as_ref()
-                    .map_err(|e| e.to_string())
-                    .and_then(|m| {
-                        if m.is_request() {
-                            return Err("is a request".into());
-                        }
-                        validate_response(m).map_err(|e| e.to_string())
-                    });
+                let ok = parsed.as_ref().map_err(|e| e.to_string()).and_then(|m| {
+                    if m.is_request() {
+                        return Err("is a request".into());
+                    }
+                    validate_response(m).map_err(|e| e.to_string())
+                });
                 match (f.valid, ok) {
                     (Some(true), Err(e)) => Err(format!("valid response refused: {e}")),
                     (Some(false), Ok(())) => Err("invalid response accepted".into()),
@@ -133,14 +163,22 @@ fn tortuous_invite_values() {
     assert_eq!(from.tag(), Some("98asjd8"));
     assert_eq!(from.display_name().as_deref(), Some("J Rosenberg \\\""));
     assert_eq!(m.max_forwards().unwrap(), Some(68));
-    assert_eq!(m.cseq().unwrap(), CSeq { seq: 9, method: Method::Invite });
+    assert_eq!(
+        m.cseq().unwrap(),
+        CSeq {
+            seq: 9,
+            method: Method::Invite
+        }
+    );
     let vias: Vec<_> = m.vias().map(|v| v.unwrap()).collect();
     assert_eq!(vias.len(), 3);
     assert_eq!(vias[0].branch(), Some("390skdjuw"));
     assert_eq!(vias[1].transport, "TCP");
     assert_eq!(vias[1].host, Host::Domain("spindle.example.com"));
     assert_eq!(vias[2].branch(), Some("z9hG4bK30239"));
-    let Contacts::List(c) = m.contacts().unwrap() else { panic!() };
+    let Contacts::List(c) = m.contacts().unwrap() else {
+        panic!()
+    };
     assert_eq!(c[0].params.get("newparam"), Some(Some("newvalue")));
     assert_eq!(c[0].params.get("secondparam"), Some(None));
     assert_eq!(c[0].q(), Some(0.33));
@@ -183,12 +221,23 @@ fn unusual_characters_survive() {
         "!interesting-Method0123456789_*+`.%indeed'~"
     );
     let u = m.request_uri().unwrap();
-    assert_eq!(u.user, Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
-    assert_eq!(u.password, Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
-    assert_eq!(m.call_id().unwrap(), "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{");
+    assert_eq!(
+        u.user,
+        Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+    );
+    assert_eq!(
+        u.password,
+        Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+    );
+    assert_eq!(
+        m.call_id().unwrap(),
+        "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"
+    );
     assert_eq!(m.from().unwrap().tag(), Some("_token~1'+`*%!-."));
     let m = SipMessage::parse(load("rfc4475/esc02.dat")).unwrap();
     // C%6Fntact is an extension header, not a third Contact.
-    let Contacts::List(c) = m.contacts().unwrap() else { panic!() };
+    let Contacts::List(c) = m.contacts().unwrap() else {
+        panic!()
+    };
     assert_eq!(c.len(), 2);
 }

@@ -5,12 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use switchyard::Node;
 use switchyard::config::Config;
 use switchyard::transport::ListenerSpec;
-use switchyard::Node;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Stateful SIP proxy and registrar")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Stateful SIP proxy and registrar"
+)]
 struct Cli {
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, global = true, default_value = "info")]
@@ -40,16 +44,17 @@ enum Command {
         node_id: Option<String>,
     },
     /// Validate a configuration file and print the effective settings.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -67,7 +72,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{config:#?}");
             Ok(())
         }
-        Command::Run { config, listen, domain, advertise, node_id } => {
+        Command::Run {
+            config,
+            listen,
+            domain,
+            advertise,
+            node_id,
+        } => {
             let mut cfg = match config {
                 Some(path) => Config::load(&path)?,
                 None => Config::default(),
@@ -90,7 +101,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .context("starting the runtime")?;
             runtime.block_on(async {
                 let node = Node::start(cfg).await?;
-                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                tokio::signal::ctrl_c()
+                    .await
+                    .context("waiting for Ctrl-C")?;
                 tracing::info!("shutting down");
                 node.shutdown().await;
                 Ok(())

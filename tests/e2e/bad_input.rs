@@ -10,8 +10,8 @@ use switchyard::location::{Aor, Binding, LocationStore, RegisterError, StoreErro
 use switchyard::registrar::{RegisterOutcome, RegisterUpdate};
 use switchyard::{Config, Node, NodeParts};
 use switchyard_codec::{HeaderName, Method};
-use switchyard_tests::ua::{msg, TcpUa, UdpUa};
-use switchyard_tests::{start_node, start_node_with, tcp_addr, udp_addr, DOMAIN};
+use switchyard_tests::ua::{TcpUa, UdpUa, msg};
+use switchyard_tests::{DOMAIN, start_node, start_node_with, tcp_addr, udp_addr};
 
 const OPTIONS: &str = "OPTIONS sip:{target} SIP/2.0
 Via: SIP/2.0/UDP {me};branch=z9hG4bK-opt-{tag}
@@ -25,7 +25,15 @@ Content-Length: 0
 ";
 
 fn options(me: &str, target: &str, tag: &str) -> String {
-    msg(OPTIONS, &[("me", me), ("target", target), ("tag", tag), ("domain", DOMAIN)])
+    msg(
+        OPTIONS,
+        &[
+            ("me", me),
+            ("target", target),
+            ("tag", tag),
+            ("domain", DOMAIN),
+        ],
+    )
 }
 
 #[tokio::test]
@@ -33,8 +41,13 @@ async fn garbage_is_dropped_and_the_node_keeps_serving() {
     let node = start_node("127.0.41.1").await;
     let proxy = udp_addr(&node);
     let ua = UdpUa::bind("127.0.41.2").await;
-    ua.send_bytes(proxy, b"\x00\x01 not SIP at all\r\n\r\n").await;
-    ua.send(proxy, &options(&ua.addr.to_string(), &proxy.to_string(), "1")).await;
+    ua.send_bytes(proxy, b"\x00\x01 not SIP at all\r\n\r\n")
+        .await;
+    ua.send(
+        proxy,
+        &options(&ua.addr.to_string(), &proxy.to_string(), "1"),
+    )
+    .await;
     let (ok, _) = ua.recv("200 to OPTIONS").await;
     assert_eq!(ok.status(), Some(200), "only the OPTIONS is answered");
     assert_eq!(ok.call_id().unwrap(), "opt-1@test");
@@ -48,11 +61,16 @@ async fn malformed_header_gets_400_naming_the_problem() {
     let node = start_node("127.0.41.11").await;
     let proxy = udp_addr(&node);
     let ua = UdpUa::bind("127.0.41.12").await;
-    let bad = options(&ua.addr.to_string(), "bob@switchyard.test", "2").replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS");
+    let bad = options(&ua.addr.to_string(), "bob@switchyard.test", "2")
+        .replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS");
     ua.send(proxy, &bad).await;
     let (resp, _) = ua.recv("400").await;
     assert_eq!(resp.status(), Some(400));
-    assert!(resp.reason().unwrap().to_ascii_lowercase().contains("cseq"), "{:?}", resp.reason());
+    assert!(
+        resp.reason().unwrap().to_ascii_lowercase().contains("cseq"),
+        "{:?}",
+        resp.reason()
+    );
     node.shutdown().await;
 }
 
@@ -61,8 +79,10 @@ async fn oversized_udp_request_gets_513() {
     let node = start_node_with("127.0.41.21", |c| c.limits.max_message_size = 2048).await;
     let proxy = udp_addr(&node);
     let ua = UdpUa::bind("127.0.41.22").await;
-    let big = options(&ua.addr.to_string(), "bob@switchyard.test", "3")
-        .replace("Content-Length: 0", &format!("X-Padding: {}\r\nContent-Length: 0", "p".repeat(3000)));
+    let big = options(&ua.addr.to_string(), "bob@switchyard.test", "3").replace(
+        "Content-Length: 0",
+        &format!("X-Padding: {}\r\nContent-Length: 0", "p".repeat(3000)),
+    );
     ua.send(proxy, &big).await;
     let (resp, _) = ua.recv("513").await;
     assert_eq!(resp.status(), Some(513));
@@ -74,11 +94,16 @@ async fn tcp_without_content_length_gets_400_and_is_closed() {
     let node = start_node("127.0.41.31").await;
     let mut ua = TcpUa::connect("127.0.41.32", tcp_addr(&node)).await;
     let me = ua.addr.to_string();
-    let text = options(&me, "bob@switchyard.test", "4").replace("Content-Length: 0\r\n", "").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let text = options(&me, "bob@switchyard.test", "4")
+        .replace("Content-Length: 0\r\n", "")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
     ua.send(&text).await;
     let resp = ua.recv("400").await;
     assert_eq!(resp.status(), Some(400));
-    assert!(ua.closed_within(Duration::from_secs(5)).await, "connection closed after the 400");
+    assert!(
+        ua.closed_within(Duration::from_secs(5)).await,
+        "connection closed after the 400"
+    );
     node.shutdown().await;
 }
 
@@ -86,8 +111,12 @@ async fn tcp_without_content_length_gets_400_and_is_closed() {
 async fn slowloris_partial_message_is_closed_after_the_message_timeout() {
     let node = start_node_with("127.0.41.41", |c| c.limits.tcp_message_timeout_ms = 300).await;
     let mut ua = TcpUa::connect("127.0.41.42", tcp_addr(&node)).await;
-    ua.send("OPTIONS sip:bob@switchyard.test SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.41.42;bran").await;
-    assert!(ua.closed_within(Duration::from_secs(5)).await, "half-sent message must not hold the connection");
+    ua.send("OPTIONS sip:bob@switchyard.test SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.41.42;bran")
+        .await;
+    assert!(
+        ua.closed_within(Duration::from_secs(5)).await,
+        "half-sent message must not hold the connection"
+    );
     node.shutdown().await;
 }
 
@@ -118,7 +147,11 @@ async fn egress_outside_the_allowlist_is_403_and_never_sent() {
     let proxy = udp_addr(&node);
     let ua = UdpUa::bind("127.0.41.62").await;
     // 192.0.2.1 (TEST-NET-1) is outside the test allowlist of 127.0.0.0/8.
-    ua.send(proxy, &options(&ua.addr.to_string(), "carol@192.0.2.1", "7")).await;
+    ua.send(
+        proxy,
+        &options(&ua.addr.to_string(), "carol@192.0.2.1", "7"),
+    )
+    .await;
     let (resp, _) = ua.recv("403").await;
     assert_eq!(resp.status(), Some(403));
     assert_eq!(node.stats().egress_refused.get(), 1);
@@ -130,8 +163,15 @@ struct DownStore;
 
 #[async_trait]
 impl LocationStore for DownStore {
-    async fn register(&self, _: &Aor, _: &RegisterUpdate, _: SystemTime) -> Result<RegisterOutcome, RegisterError> {
-        Err(RegisterError::Store(StoreError::Unavailable("connection refused".into())))
+    async fn register(
+        &self,
+        _: &Aor,
+        _: &RegisterUpdate,
+        _: SystemTime,
+    ) -> Result<RegisterOutcome, RegisterError> {
+        Err(RegisterError::Store(StoreError::Unavailable(
+            "connection refused".into(),
+        )))
     }
     async fn lookup(&self, _: &Aor, _: SystemTime) -> Result<Vec<Binding>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
@@ -147,7 +187,10 @@ impl LocationStore for DownStore {
 #[tokio::test]
 async fn store_outage_is_503_with_retry_after() {
     let config = Config::for_tests(&["udp:127.0.41.71:0"], &[DOMAIN]);
-    let parts = NodeParts { store: Some(Arc::new(DownStore)), policies: None };
+    let parts = NodeParts {
+        store: Some(Arc::new(DownStore)),
+        policies: None,
+    };
     let node = Node::start_with(config, parts).await.unwrap();
     let proxy = udp_addr(&node);
     let ua = UdpUa::bind("127.0.41.72").await;
@@ -155,12 +198,16 @@ async fn store_outage_is_503_with_retry_after() {
     let register = options(&me, DOMAIN, "8")
         .replace("OPTIONS", "REGISTER")
         .replace("To: <sip:switchyard.test>", "To: <sip:bob@switchyard.test>")
-        .replace("Content-Length: 0", &format!("Contact: <sip:bob@{me}>\r\nContent-Length: 0"));
+        .replace(
+            "Content-Length: 0",
+            &format!("Contact: <sip:bob@{me}>\r\nContent-Length: 0"),
+        );
     ua.send(proxy, &register).await;
     let (resp, _) = ua.recv("503 to REGISTER").await;
     assert_eq!(resp.status(), Some(503));
     assert!(resp.header(HeaderName::RetryAfter).is_some());
-    ua.send(proxy, &options(&me, "bob@switchyard.test", "9")).await;
+    ua.send(proxy, &options(&me, "bob@switchyard.test", "9"))
+        .await;
     let (resp, _) = ua.recv("503 to OPTIONS for a user").await;
     assert_eq!(resp.status(), Some(503));
     assert!(resp.header(HeaderName::RetryAfter).is_some());

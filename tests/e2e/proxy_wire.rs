@@ -2,8 +2,8 @@
 //! wire for a register-and-call flow, over UDP and TCP.
 
 use switchyard_codec::{HeaderName, Method};
-use switchyard_tests::ua::{msg, TcpUa, UdpUa};
-use switchyard_tests::{start_node, tcp_addr, udp_addr, DOMAIN};
+use switchyard_tests::ua::{TcpUa, UdpUa, msg};
+use switchyard_tests::{DOMAIN, start_node, tcp_addr, udp_addr};
 
 const REGISTER: &str = "REGISTER sip:{domain} SIP/2.0
 Via: SIP/2.0/{tp} {me};branch=z9hG4bK-reg-{tag};rport
@@ -59,37 +59,87 @@ async fn udp_register_then_call_through_the_proxy() {
     let alice_addr = alice.addr.to_string();
 
     // REGISTER: 200 lists the binding with its expiry.
-    bob.send(proxy, &msg(REGISTER, &[("domain", DOMAIN), ("tp", "UDP"), ("me", &bob_addr), ("tag", "1"), ("user", "bob"), ("ctp", "")])).await;
+    bob.send(
+        proxy,
+        &msg(
+            REGISTER,
+            &[
+                ("domain", DOMAIN),
+                ("tp", "UDP"),
+                ("me", &bob_addr),
+                ("tag", "1"),
+                ("user", "bob"),
+                ("ctp", ""),
+            ],
+        ),
+    )
+    .await;
     let (ok, _) = bob.recv("200 to REGISTER").await;
     assert_eq!(ok.status(), Some(200));
     let contact = ok.header(HeaderName::Contact).expect("Contact in 200");
-    assert!(contact.contains(&format!("sip:bob@{bob_addr}")), "{contact}");
+    assert!(
+        contact.contains(&format!("sip:bob@{bob_addr}")),
+        "{contact}"
+    );
     assert!(contact.contains("expires=300"), "{contact}");
     assert!(ok.to().unwrap().tag().is_some(), "registrar adds a To tag");
 
     // INVITE from alice: 100 Trying at once, and bob receives the forwarded copy.
-    alice.send(proxy, &msg(INVITE, &[("callee", "bob"), ("domain", DOMAIN), ("me", &alice_addr), ("tag", "1")])).await;
+    alice
+        .send(
+            proxy,
+            &msg(
+                INVITE,
+                &[
+                    ("callee", "bob"),
+                    ("domain", DOMAIN),
+                    ("me", &alice_addr),
+                    ("tag", "1"),
+                ],
+            ),
+        )
+        .await;
     let (trying, _) = alice.recv("100 Trying").await;
     assert_eq!(trying.status(), Some(100));
     let (inv, from) = bob.recv("forwarded INVITE").await;
-    assert_eq!(from, proxy, "the INVITE comes from the proxy's listening socket");
+    assert_eq!(
+        from, proxy,
+        "the INVITE comes from the proxy's listening socket"
+    );
     assert_eq!(inv.method(), Some(&Method::Invite));
-    assert_eq!(inv.request_uri_str(), Some(format!("sip:bob@{bob_addr}").as_str()));
+    assert_eq!(
+        inv.request_uri_str(),
+        Some(format!("sip:bob@{bob_addr}").as_str())
+    );
     assert_eq!(inv.max_forwards().unwrap(), Some(69));
     let vias: Vec<_> = inv.vias().map(|v| v.unwrap().raw.to_string()).collect();
     assert_eq!(vias.len(), 2, "{vias:?}");
-    assert!(vias[0].starts_with(&format!("SIP/2.0/UDP {proxy};branch=z9hG4bK")), "{vias:?}");
-    assert!(vias[1].contains(&format!("rport={}", alice.addr.port())), "RFC 3581 rport filled: {vias:?}");
+    assert!(
+        vias[0].starts_with(&format!("SIP/2.0/UDP {proxy};branch=z9hG4bK")),
+        "{vias:?}"
+    );
+    assert!(
+        vias[1].contains(&format!("rport={}", alice.addr.port())),
+        "RFC 3581 rport filled: {vias:?}"
+    );
     let rr = inv.header(HeaderName::RecordRoute).expect("Record-Route");
     assert_eq!(rr, format!("<sip:{proxy};lr>"));
     assert!(inv.body().starts_with(b"v=0"), "body untouched");
 
     // Ringing and answer travel back with the proxy's Via removed.
-    bob.send(proxy, &answer(&inv, 180, "Ringing", &format!("sip:bob@{bob_addr}"))).await;
+    bob.send(
+        proxy,
+        &answer(&inv, 180, "Ringing", &format!("sip:bob@{bob_addr}")),
+    )
+    .await;
     let (ringing, _) = alice.recv("180").await;
     assert_eq!(ringing.status(), Some(180));
     assert_eq!(ringing.vias().count(), 1);
-    bob.send(proxy, &answer(&inv, 200, "OK", &format!("sip:bob@{bob_addr}"))).await;
+    bob.send(
+        proxy,
+        &answer(&inv, 200, "OK", &format!("sip:bob@{bob_addr}")),
+    )
+    .await;
     let (ok, _) = alice.recv("200").await;
     assert_eq!(ok.status(), Some(200));
     assert_eq!(ok.header(HeaderName::RecordRoute), Some(rr));
@@ -102,7 +152,10 @@ async fn udp_register_then_call_through_the_proxy() {
     alice.send(proxy, &ack).await;
     let (got_ack, _) = bob.recv("ACK for 2xx").await;
     assert_eq!(got_ack.method(), Some(&Method::Ack));
-    assert!(got_ack.header(HeaderName::Route).is_none(), "proxy removed its own Route");
+    assert!(
+        got_ack.header(HeaderName::Route).is_none(),
+        "proxy removed its own Route"
+    );
 
     let bye = format!(
         "BYE sip:alice@{alice_addr} SIP/2.0\r\nVia: SIP/2.0/UDP {bob_addr};branch=z9hG4bK-bye-1\r\nRoute: {rr}\r\nMax-Forwards: 70\r\nFrom: {to}\r\nTo: <sip:alice@{DOMAIN}>;tag=a1\r\nCall-ID: call-1@test\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
@@ -123,14 +176,38 @@ async fn tcp_register_and_invite_reuse_the_connection() {
     let proxy = tcp_addr(&node);
     let mut bob = TcpUa::connect("127.0.1.12", proxy).await;
     let bob_addr = bob.addr.to_string();
-    bob.send(&msg(REGISTER, &[("domain", DOMAIN), ("tp", "TCP"), ("me", &bob_addr), ("tag", "2"), ("user", "bob"), ("ctp", ";transport=tcp")])).await;
+    bob.send(&msg(
+        REGISTER,
+        &[
+            ("domain", DOMAIN),
+            ("tp", "TCP"),
+            ("me", &bob_addr),
+            ("tag", "2"),
+            ("user", "bob"),
+            ("ctp", ";transport=tcp"),
+        ],
+    ))
+    .await;
     let ok = bob.recv("200 to REGISTER").await;
     assert_eq!(ok.status(), Some(200));
 
     // A UDP caller reaches the TCP-registered callee over bob's own connection.
     let alice = UdpUa::bind("127.0.1.13").await;
     let alice_addr = alice.addr.to_string();
-    alice.send(udp_addr(&node), &msg(INVITE, &[("callee", "bob"), ("domain", DOMAIN), ("me", &alice_addr), ("tag", "2")])).await;
+    alice
+        .send(
+            udp_addr(&node),
+            &msg(
+                INVITE,
+                &[
+                    ("callee", "bob"),
+                    ("domain", DOMAIN),
+                    ("me", &alice_addr),
+                    ("tag", "2"),
+                ],
+            ),
+        )
+        .await;
     let inv = bob.recv("INVITE over the registered TCP connection").await;
     assert_eq!(inv.method(), Some(&Method::Invite));
     let top = inv.top_via().unwrap();

@@ -10,17 +10,27 @@ use switchyard_tests::sipp::{
     Sipp, UAC_CALL, UAC_CANCEL, UAC_INVITE_TWICE, UAC_REGISTER, UAC_REGISTER_Q, UAC_UNREGISTER,
     UAS_ANSWER, UAS_BUSY, UAS_NO_ANSWER, UAS_RING_FOREVER, UAS_SINGLE_INVITE,
 };
-use switchyard_tests::{finish, ip, start_node, start_node_with, stop, udp_addr, DOMAIN};
+use switchyard_tests::{DOMAIN, finish, ip, start_node, start_node_with, stop, udp_addr};
 
 /// Registers `user` at the callee `uas` (ip:port) through the proxy.
-async fn register(proxy: std::net::SocketAddr, from: std::net::IpAddr, user: &str, uas: &str, q: Option<&str>) {
-    let mut s = Sipp::uac(if q.is_some() { UAC_REGISTER_Q } else { UAC_REGISTER })
-        .remote(proxy)
-        .local(from, 0)
-        .users([user])
-        .set("domain", DOMAIN)
-        .set("uas", uas)
-        .set("expires", "300");
+async fn register(
+    proxy: std::net::SocketAddr,
+    from: std::net::IpAddr,
+    user: &str,
+    uas: &str,
+    q: Option<&str>,
+) {
+    let mut s = Sipp::uac(if q.is_some() {
+        UAC_REGISTER_Q
+    } else {
+        UAC_REGISTER
+    })
+    .remote(proxy)
+    .local(from, 0)
+    .users([user])
+    .set("domain", DOMAIN)
+    .set("uas", uas)
+    .set("expires", "300");
     if let Some(q) = q {
         s = s.set("q", q);
     }
@@ -42,7 +52,10 @@ async fn register_then_calls_complete_through_the_proxy() {
     let proxy = udp_addr(&node);
     let uas = Sipp::uas(UAS_ANSWER).local(ip(21, 2), 5070).spawn();
     register(proxy, ip(21, 3), "bob", "127.0.21.2:5070", None).await;
-    let calls = caller(UAC_CALL, proxy, ip(21, 3), "bob").calls(5).rate(50).spawn();
+    let calls = caller(UAC_CALL, proxy, ip(21, 3), "bob")
+        .calls(5)
+        .rate(50)
+        .spawn();
     finish(calls).await.assert_calls(5, 0);
     stop(uas).await.assert_calls(5, 0);
     node.shutdown().await;
@@ -54,7 +67,9 @@ async fn cancel_while_ringing_reaches_the_callee() {
     let proxy = udp_addr(&node);
     let uas = Sipp::uas(UAS_RING_FOREVER).local(ip(22, 2), 5070).spawn();
     register(proxy, ip(22, 3), "bob", "127.0.22.2:5070", None).await;
-    finish(caller(UAC_CANCEL, proxy, ip(22, 3), "bob").spawn()).await.assert_calls(1, 0);
+    finish(caller(UAC_CANCEL, proxy, ip(22, 3), "bob").spawn())
+        .await
+        .assert_calls(1, 0);
     stop(uas).await.assert_calls(1, 0);
     node.shutdown().await;
 }
@@ -67,7 +82,9 @@ async fn busy_first_contact_fails_over_to_the_next_by_q() {
     let answer = Sipp::uas(UAS_ANSWER).local(ip(23, 4), 5070).spawn();
     register(proxy, ip(23, 3), "bob", "127.0.23.2:5070", Some("0.9")).await;
     register(proxy, ip(23, 3), "bob", "127.0.23.4:5070", Some("0.5")).await;
-    finish(caller(UAC_CALL, proxy, ip(23, 3), "bob").spawn()).await.assert_calls(1, 0);
+    finish(caller(UAC_CALL, proxy, ip(23, 3), "bob").spawn())
+        .await
+        .assert_calls(1, 0);
     stop(busy).await.assert_calls(1, 0);
     stop(answer).await.assert_calls(1, 0);
     node.shutdown().await;
@@ -81,7 +98,9 @@ async fn parallel_fork_first_answer_wins_and_the_other_is_cancelled() {
     let ringing = Sipp::uas(UAS_RING_FOREVER).local(ip(24, 4), 5070).spawn();
     register(proxy, ip(24, 3), "bob", "127.0.24.2:5070", None).await;
     register(proxy, ip(24, 3), "bob", "127.0.24.4:5070", None).await;
-    finish(caller(UAC_CALL, proxy, ip(24, 3), "bob").spawn()).await.assert_calls(1, 0);
+    finish(caller(UAC_CALL, proxy, ip(24, 3), "bob").spawn())
+        .await
+        .assert_calls(1, 0);
     stop(answer).await.assert_calls(1, 0);
     // uas_ring_forever only succeeds when the proxy's CANCEL arrives.
     stop(ringing).await.assert_calls(1, 0);
@@ -94,10 +113,20 @@ async fn no_answer_is_408_and_no_contact_is_480() {
     let proxy = udp_addr(&node);
     let silent = Sipp::uas(UAS_NO_ANSWER).local(ip(25, 2), 5070).spawn();
     register(proxy, ip(25, 3), "bob", "127.0.25.2:5070", None).await;
-    let expect = |code| Sipp::uac_expect(code).remote(proxy).local(ip(25, 3), 0).set("domain", DOMAIN).timeout(Duration::from_secs(20));
-    finish(expect(408).users(["bob"]).spawn()).await.assert_calls(1, 0);
+    let expect = |code| {
+        Sipp::uac_expect(code)
+            .remote(proxy)
+            .local(ip(25, 3), 0)
+            .set("domain", DOMAIN)
+            .timeout(Duration::from_secs(20))
+    };
+    finish(expect(408).users(["bob"]).spawn())
+        .await
+        .assert_calls(1, 0);
     stop(silent).await.assert_calls(1, 0);
-    finish(expect(480).users(["nobody"]).spawn()).await.assert_calls(1, 0);
+    finish(expect(480).users(["nobody"]).spawn())
+        .await
+        .assert_calls(1, 0);
     node.shutdown().await;
 }
 
@@ -107,7 +136,14 @@ async fn unregister_and_expiry_remove_the_binding() {
     let proxy = udp_addr(&node);
     register(proxy, ip(26, 3), "bob", "127.0.26.2:5070", None).await;
     let aor = Aor::new(Some("bob"), DOMAIN).unwrap();
-    assert_eq!(node.store().lookup(&aor, SystemTime::now()).await.unwrap().len(), 1);
+    assert_eq!(
+        node.store()
+            .lookup(&aor, SystemTime::now())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let unregister = Sipp::uac(UAC_UNREGISTER)
         .remote(proxy)
         .local(ip(26, 3), 0)
@@ -115,8 +151,18 @@ async fn unregister_and_expiry_remove_the_binding() {
         .set("domain", DOMAIN)
         .set("uas", "127.0.26.2:5070");
     finish(unregister.spawn()).await.assert_success();
-    assert!(node.store().lookup(&aor, SystemTime::now()).await.unwrap().is_empty());
-    let expect480 = Sipp::uac_expect(480).remote(proxy).local(ip(26, 3), 0).set("domain", DOMAIN).users(["bob"]);
+    assert!(
+        node.store()
+            .lookup(&aor, SystemTime::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let expect480 = Sipp::uac_expect(480)
+        .remote(proxy)
+        .local(ip(26, 3), 0)
+        .set("domain", DOMAIN)
+        .users(["bob"]);
     finish(expect480.spawn()).await.assert_calls(1, 0);
 
     // A 1-second registration is gone once its second has passed.
@@ -129,9 +175,19 @@ async fn unregister_and_expiry_remove_the_binding() {
         .set("expires", "1");
     finish(short.spawn()).await.assert_success();
     let carol = Aor::new(Some("carol"), DOMAIN).unwrap();
-    assert_eq!(node.store().lookup(&carol, SystemTime::now()).await.unwrap().len(), 1);
+    assert_eq!(
+        node.store()
+            .lookup(&carol, SystemTime::now())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let later = SystemTime::now() + Duration::from_secs(2);
-    assert!(node.store().lookup(&carol, later).await.unwrap().is_empty(), "expired at its deadline");
+    assert!(
+        node.store().lookup(&carol, later).await.unwrap().is_empty(),
+        "expired at its deadline"
+    );
     node.shutdown().await;
 }
 
@@ -139,9 +195,19 @@ async fn unregister_and_expiry_remove_the_binding() {
 async fn retransmitted_invite_is_absorbed() {
     let node = start_node("127.0.27.1").await;
     let proxy = udp_addr(&node);
-    let uas = Sipp::uas(UAS_SINGLE_INVITE).local(ip(27, 2), 5070).no_retrans().calls(1).spawn();
+    let uas = Sipp::uas(UAS_SINGLE_INVITE)
+        .local(ip(27, 2), 5070)
+        .no_retrans()
+        .calls(1)
+        .spawn();
     register(proxy, ip(27, 3), "bob", "127.0.27.2:5070", None).await;
-    finish(caller(UAC_INVITE_TWICE, proxy, ip(27, 3), "bob").no_retrans().spawn()).await.assert_calls(1, 0);
+    finish(
+        caller(UAC_INVITE_TWICE, proxy, ip(27, 3), "bob")
+            .no_retrans()
+            .spawn(),
+    )
+    .await
+    .assert_calls(1, 0);
     stop(uas).await.assert_calls(1, 0);
     assert!(node.stats().retransmissions_absorbed.get() >= 1);
     node.shutdown().await;

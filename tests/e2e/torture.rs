@@ -40,7 +40,9 @@ async fn every_torture_message_gets_the_answer_its_rfc_names() {
     let ua = UdpUa::bind("127.0.31.2").await;
     // mpart01 routes via <sip:127.0.0.1:5080>: the one loopback next hop in
     // the corpus. A socket there proves the proxy really forwarded it.
-    let sink = tokio::net::UdpSocket::bind("127.0.0.1:5080").await.expect("bind 127.0.0.1:5080 for mpart01");
+    let sink = tokio::net::UdpSocket::bind("127.0.0.1:5080")
+        .await
+        .expect("bind 127.0.0.1:5080 for mpart01");
     let mut failures = Vec::new();
     for f in &manifest.fixture {
         let bytes = std::fs::read(format!("{dir}/{}", f.file)).unwrap();
@@ -55,13 +57,24 @@ async fn every_torture_message_gets_the_answer_its_rfc_names() {
             _ => false,
         };
         if !ok {
-            failures.push(format!("{}: expected {} {:?}, got {got:?} ({})", f.file, f.outcome, f.code, f.why));
+            failures.push(format!(
+                "{}: expected {} {:?}, got {got:?} ({})",
+                f.file, f.outcome, f.code, f.why
+            ));
         }
         // Drain late responses (e.g. a retransmitted final) before the next fixture.
         while ua.try_recv(Duration::from_millis(20)).await.is_some() {}
     }
-    assert!(failures.is_empty(), "{} fixtures mishandled:\n{}", failures.len(), failures.join("\n"));
-    assert!(node.stats().egress_refused.get() > 0, "foreign targets were refused by the allowlist");
+    assert!(
+        failures.is_empty(),
+        "{} fixtures mishandled:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        node.stats().egress_refused.get() > 0,
+        "foreign targets were refused by the allowlist"
+    );
     node.shutdown().await;
 }
 
@@ -77,7 +90,8 @@ async fn first_final(ua: &UdpUa, sent: &[u8], proxy: std::net::SocketAddr) -> Op
         if let Ok(req) = SipMessage::parse(switchyard_codec::Bytes::copy_from_slice(sent))
             && req.method() == Some(&switchyard_codec::Method::Invite)
         {
-            ua.send_bytes(proxy, &switchyard_codec::build_ack_for_non2xx(&req, &msg)).await;
+            ua.send_bytes(proxy, &switchyard_codec::build_ack_for_non2xx(&req, &msg))
+                .await;
         }
         return Some(status);
     }

@@ -21,7 +21,8 @@ pub async fn start_node(ip: &str) -> NodeHandle {
 
 pub async fn start_node_with(ip: &str, tweak: impl FnOnce(&mut Config)) -> NodeHandle {
     init_tracing();
-    let mut config = Config::for_tests(&[&format!("udp:{ip}:0"), &format!("tcp:{ip}:0")], &[DOMAIN]);
+    let mut config =
+        Config::for_tests(&[&format!("udp:{ip}:0"), &format!("tcp:{ip}:0")], &[DOMAIN]);
     tweak(&mut config);
     Node::start(config).await.expect("node starts")
 }
@@ -45,12 +46,16 @@ pub fn init_tracing() {
 
 /// Waits for a SIPp run without blocking the runtime the node runs on.
 pub async fn finish(child: sipp::SippChild) -> sipp::SippResult {
-    tokio::task::spawn_blocking(move || child.wait()).await.expect("sipp waiter")
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("sipp waiter")
 }
 
 /// Stops a SIPp callee and collects its result.
 pub async fn stop(child: sipp::SippChild) -> sipp::SippResult {
-    tokio::task::spawn_blocking(move || child.stop()).await.expect("sipp stopper")
+    tokio::task::spawn_blocking(move || child.stop())
+        .await
+        .expect("sipp stopper")
 }
 
 /// `127.0.a.b` as an IP address.

@@ -27,7 +27,10 @@ impl UdpUa {
     }
 
     pub async fn send(&self, to: SocketAddr, text: &str) {
-        self.socket.send_to(text.as_bytes(), to).await.expect("send");
+        self.socket
+            .send_to(text.as_bytes(), to)
+            .await
+            .expect("send");
     }
 
     pub async fn send_bytes(&self, to: SocketAddr, data: &[u8]) {
@@ -76,7 +79,9 @@ pub struct TcpUa {
 impl TcpUa {
     pub async fn connect(from_ip: &str, to: SocketAddr) -> TcpUa {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{from_ip}:0").parse().unwrap()).unwrap();
+        socket
+            .bind(format!("{from_ip}:0").parse().unwrap())
+            .unwrap();
         let stream = socket.connect(to).await.expect("connect to proxy");
         let addr = stream.local_addr().unwrap();
         TcpUa {
@@ -111,7 +116,9 @@ impl TcpUa {
 
     async fn read_message(&mut self) -> Option<SipMessage> {
         loop {
-            if let switchyard_codec::Framing::Complete(n) = switchyard_codec::frame(&self.buf, 1 << 20) {
+            if let switchyard_codec::Framing::Complete(n) =
+                switchyard_codec::frame(&self.buf, 1 << 20)
+            {
                 let data: Vec<u8> = self.buf.drain(..n).collect();
                 return SipMessage::parse(Bytes::from(data)).ok();
             }

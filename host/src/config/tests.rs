@@ -26,9 +26,12 @@ fn unknown_key_is_refused_with_line_and_key() {
 
 #[test]
 fn inconsistent_values_are_refused() {
-    let err = Config::parse("[registrar]\nmin_expires = 100\nmax_expires = 50\n", "x.toml")
-        .unwrap_err()
-        .to_string();
+    let err = Config::parse(
+        "[registrar]\nmin_expires = 100\nmax_expires = 50\n",
+        "x.toml",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("min_expires"), "{err}");
     let err = Config::parse("[store]\nbackend = \"redis\"\n", "x.toml")
         .unwrap_err()
@@ -50,8 +53,17 @@ fn tenants_map_domains_and_fall_back_to_default() {
 #[test]
 fn wildcard_listener_advertises_loopback_unless_configured() {
     let mut c = Config::default();
-    assert_eq!(c.advertised_for("0.0.0.0:5060".parse().unwrap()), "127.0.0.1:5060");
-    assert_eq!(c.advertised_for("[::1]:5070".parse().unwrap()), "[::1]:5070");
+    assert_eq!(
+        c.advertised_for("0.0.0.0:5060".parse().unwrap()),
+        "127.0.0.1:5060"
+    );
+    assert_eq!(
+        c.advertised_for("[::1]:5070".parse().unwrap()),
+        "[::1]:5070"
+    );
     c.advertise = Some("pbx.test:5060".into());
-    assert_eq!(c.advertised_for("0.0.0.0:5060".parse().unwrap()), "pbx.test:5060");
+    assert_eq!(
+        c.advertised_for("0.0.0.0:5060".parse().unwrap()),
+        "pbx.test:5060"
+    );
 }

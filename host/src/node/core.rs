@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use switchyard_codec::{self as codec, FrameError, Method, SipMessage};
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{Instrument, debug, info_span, warn};
 
 use super::Stats;
 use super::proxy_tx::{Output, ProxyTx, TxRef};
@@ -122,7 +122,8 @@ impl Core {
             let _ = self.wiring().transports.reply(&source, resp).await;
             return;
         };
-        let span = info_span!("request", call_id = msg.call_id().unwrap_or("-"), branch = %key.branch());
+        let span =
+            info_span!("request", call_id = msg.call_id().unwrap_or("-"), branch = %key.branch());
         async {
             match msg.method() {
                 Some(Method::Ack) => self.on_ack(msg, source, key).await,
@@ -134,9 +135,16 @@ impl Core {
         .await
     }
 
-    async fn on_new_or_retransmitted(self: &Arc<Self>, msg: SipMessage, source: Source, key: ServerKey) {
+    async fn on_new_or_retransmitted(
+        self: &Arc<Self>,
+        msg: SipMessage,
+        source: Source,
+        key: ServerKey,
+    ) {
         let now = Instant::now();
-        let tx = match self.tables.server_or_insert(key, |k| ProxyTx::new(self, msg.clone(), source, k.clone(), now)) {
+        let tx = match self.tables.server_or_insert(key, |k| {
+            ProxyTx::new(self, msg.clone(), source, k.clone(), now)
+        }) {
             (tx, false) => {
                 // §17.2.1/§17.2.2: a retransmission is absorbed by its
                 // transaction, which re-sends its last response.
@@ -170,14 +178,18 @@ impl Core {
     /// §16.10: a CANCEL matching a pending INVITE is answered 200 at once and
     /// cancels every branch; one that matches nothing gets 481.
     async fn on_cancel(self: &Arc<Self>, msg: SipMessage, source: Source, key: ServerKey) {
-        let (code, reason) = match self.tables.server(&ServerKey::new(key.branch(), key.sent_by(), "INVITE")) {
-            Some(tx) => {
-                let out = tx.lock().cancel(Instant::now());
-                self.execute(&tx, out).await;
-                (200, "OK")
-            }
-            None => (481, "Call/Transaction Does Not Exist"),
-        };
+        let (code, reason) =
+            match self
+                .tables
+                .server(&ServerKey::new(key.branch(), key.sent_by(), "INVITE"))
+            {
+                Some(tx) => {
+                    let out = tx.lock().cancel(Instant::now());
+                    self.execute(&tx, out).await;
+                    (200, "OK")
+                }
+                None => (481, "Call/Transaction Does Not Exist"),
+            };
         let resp = codec::response_to(&msg, code, reason).build();
         let _ = self.wiring().transports.reply(&source, resp).await;
     }
@@ -216,14 +228,29 @@ impl Core {
                         }
                     }
                     Output::Send { branch, dest, data } => {
-                        if let Err(e) = self.wiring().transports.send(dest.transport, dest.addr, data).await {
+                        if let Err(e) = self
+                            .wiring()
+                            .transports
+                            .send(dest.transport, dest.addr, data)
+                            .await
+                        {
                             debug!(to = %dest.addr, error = %e, "branch send failed");
                             follow_up.extend(tx.lock().on_send_error(branch, Instant::now()));
                         }
                     }
-                    Output::Start { branch, target, hop } => {
+                    Output::Start {
+                        branch,
+                        target,
+                        hop,
+                    } => {
                         let dest = super::stateless::resolve(self, &hop).await;
-                        follow_up.extend(tx.lock().start_branch(branch, target, dest, self, Instant::now()));
+                        follow_up.extend(tx.lock().start_branch(
+                            branch,
+                            target,
+                            dest,
+                            self,
+                            Instant::now(),
+                        ));
                     }
                     Output::Register { key, role } => self.tables.insert_client(key, tx, role),
                     Output::Unregister { key } => self.tables.remove_client(&key),
@@ -249,8 +276,14 @@ fn server_key(msg: &SipMessage) -> Option<ServerKey> {
         None => via.host.to_string(),
     };
     match via.branch() {
-        Some(branch) if is_rfc3261_branch(branch) => Some(ServerKey::new(branch, &sent_by, method.as_str())),
-        _ => Some(ServerKey::new(&rfc2543_branch(msg), &sent_by, method.as_str())),
+        Some(branch) if is_rfc3261_branch(branch) => {
+            Some(ServerKey::new(branch, &sent_by, method.as_str()))
+        }
+        _ => Some(ServerKey::new(
+            &rfc2543_branch(msg),
+            &sent_by,
+            method.as_str(),
+        )),
     }
 }
 
@@ -261,7 +294,10 @@ fn rfc2543_branch(msg: &SipMessage) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     msg.request_uri_str().hash(&mut h);
-    msg.from().ok().and_then(|f| f.tag().map(str::to_owned)).hash(&mut h);
+    msg.from()
+        .ok()
+        .and_then(|f| f.tag().map(str::to_owned))
+        .hash(&mut h);
     msg.call_id().ok().hash(&mut h);
     msg.cseq().ok().map(|c| c.seq).hash(&mut h);
     msg.top_via().ok().map(|v| v.raw.to_owned()).hash(&mut h);

@@ -63,11 +63,21 @@ pub struct Node;
 
 impl Node {
     pub async fn start(config: Config) -> anyhow::Result<NodeHandle> {
-        Self::start_with(config, NodeParts { store: None, policies: None }).await
+        Self::start_with(
+            config,
+            NodeParts {
+                store: None,
+                policies: None,
+            },
+        )
+        .await
     }
 
     pub async fn start_with(config: Config, parts: NodeParts) -> anyhow::Result<NodeHandle> {
-        config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+        config
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("invalid configuration")?;
         let store = parts
             .store
             .unwrap_or_else(|| Arc::new(EmbeddedStore::with_shards(config.store.shards)));
@@ -95,9 +105,14 @@ impl Node {
             .map(|(t, addr)| LocalAddress::new(t, &config.advertised_for(addr)))
             .collect();
         let identity = Identity::new(&config.domains, addresses);
-        let _ = core.wiring.set(Wiring { transports: transports.clone(), identity });
+        let _ = core.wiring.set(Wiring {
+            transports: transports.clone(),
+            identity,
+        });
 
-        let mut tasks = vec![tokio::spawn(timers::TimerDriver::run(Arc::downgrade(&core)))];
+        let mut tasks = vec![tokio::spawn(timers::TimerDriver::run(Arc::downgrade(
+            &core,
+        )))];
         if !store.expires_natively() {
             let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
             tasks.push(tokio::spawn(purge_loop(store.clone(), every)));
@@ -105,7 +120,11 @@ impl Node {
         for (t, addr) in transports.local_addrs() {
             info!(transport = %t, %addr, node = %config.node_id, "listening");
         }
-        Ok(NodeHandle { core, transports, tasks })
+        Ok(NodeHandle {
+            core,
+            transports,
+            tasks,
+        })
     }
 }
 

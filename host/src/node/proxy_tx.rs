@@ -38,7 +38,10 @@ pub(crate) enum Role {
 #[derive(Debug)]
 pub(crate) enum Output {
     /// Send upstream over the flow the request arrived on.
-    Reply { source: Source, data: Bytes },
+    Reply {
+        source: Source,
+        data: Bytes,
+    },
     /// Send a branch's request (or its CANCEL/ACK) downstream.
     Send {
         branch: BranchId,
@@ -51,9 +54,16 @@ pub(crate) enum Output {
         target: Target,
         hop: String,
     },
-    Register { key: ClientKey, role: Role },
-    Unregister { key: ClientKey },
-    Finished { key: ServerKey },
+    Register {
+        key: ClientKey,
+        role: Role,
+    },
+    Unregister {
+        key: ClientKey,
+    },
+    Finished {
+        key: ServerKey,
+    },
 }
 
 /// How to build every forwarded copy of this request (fixed once routed).
@@ -98,9 +108,19 @@ pub(crate) struct ProxyTx {
 }
 
 impl ProxyTx {
-    pub fn new(core: &Core, request: SipMessage, source: Source, key: ServerKey, now: Instant) -> Self {
+    pub fn new(
+        core: &Core,
+        request: SipMessage,
+        source: Source,
+        key: ServerKey,
+        now: Instant,
+    ) -> Self {
         let invite = request.method() == Some(&Method::Invite);
-        let kind = if invite { Kind::Invite } else { Kind::NonInvite };
+        let kind = if invite {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
         let timers = core.config.timers.transaction();
         ProxyTx {
             id: core.timers.next_id(),
@@ -126,7 +146,13 @@ impl ProxyTx {
     }
 
     /// Answers locally (100 Trying, errors, registrar results, timeouts).
-    pub fn respond(&mut self, code: u16, reason: &str, headers: &[(String, String)], now: Instant) -> Vec<Output> {
+    pub fn respond(
+        &mut self,
+        code: u16,
+        reason: &str,
+        headers: &[(String, String)],
+        now: Instant,
+    ) -> Vec<Output> {
         let mut b = codec::response_to(&self.request, code, reason);
         if code > 100 {
             b = b.to_tag(&self.to_tag);
@@ -222,19 +248,30 @@ impl ProxyTx {
         let identity = &core.wiring().identity;
         let out_addr = identity.address_for(dest.transport);
         let branch_id = request::new_branch(&fw.loop_hash);
-        let via = format!("SIP/2.0/{} {};branch={branch_id}", dest.transport, out_addr.advertised);
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch_id}",
+            dest.transport, out_addr.advertised
+        );
         let mut record_route = Vec::new();
         if fw.record_route {
             // Double Record-Route when the request changes transport, so each
             // side of the dialog reaches us the way it can (RFC 5658 style).
             let in_addr = identity.address_for(self.source.transport);
             record_route.push(out_addr.record_route());
-            if in_addr.advertised != out_addr.advertised || in_addr.transport != out_addr.transport {
+            if in_addr.advertised != out_addr.advertised || in_addr.transport != out_addr.transport
+            {
                 record_route.push(in_addr.record_route());
             }
         }
         let routes: Option<Vec<String>> = if !target.route.is_empty() {
-            Some(target.route.iter().cloned().chain(fw.routes.routes.iter().cloned()).collect())
+            Some(
+                target
+                    .route
+                    .iter()
+                    .cloned()
+                    .chain(fw.routes.routes.iter().cloned())
+                    .collect(),
+            )
         } else if fw.routes.changed {
             Some(fw.routes.routes.clone())
         } else {
@@ -251,8 +288,16 @@ impl ProxyTx {
                 rport: fw.rport,
             },
         );
-        let kind = if self.invite { Kind::Invite } else { Kind::NonInvite };
-        let method = self.request.method().map(|m| m.as_str().to_string()).unwrap_or_default();
+        let kind = if self.invite {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
+        let method = self
+            .request
+            .method()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
         let key = ClientKey::new(&branch_id, &method);
         let client = ClientTransaction::new(kind, dest.transport, data.clone(), &self.timers, now);
         let slot = &mut self.branches[branch];
@@ -263,7 +308,10 @@ impl ProxyTx {
         if self.invite {
             slot.timer_c = Some(now + self.timer_c);
         }
-        let mut out = vec![Output::Register { key, role: Role::Branch(branch) }];
+        let mut out = vec![Output::Register {
+            key,
+            role: Role::Branch(branch),
+        }];
         out.extend(self.pump(now));
         out
     }
@@ -304,7 +352,11 @@ impl ProxyTx {
         if let Some(policy) = &self.policy
             && status < 200
         {
-            let info = ResponseInfo { tenant: &self.tenant, status, message: msg.as_bytes() };
+            let info = ResponseInfo {
+                tenant: &self.tenant,
+                status,
+                message: msg.as_bytes(),
+            };
             if policy.on_response(&info, &mut self.pctx) == ResponseDecision::Drop {
                 return;
             }
@@ -380,7 +432,11 @@ impl ProxyTx {
                 let Some(dest) = slot.dest else { continue };
                 if let Some(c) = &mut slot.client {
                     while let Some(data) = c.poll_transmit() {
-                        out.push(Output::Send { branch: i, dest, data });
+                        out.push(Output::Send {
+                            branch: i,
+                            dest,
+                            data,
+                        });
                     }
                     while let Some(ev) = c.poll_event() {
                         progressed = true;
@@ -398,7 +454,11 @@ impl ProxyTx {
                 }
                 if let Some((key, c)) = &mut slot.cancel {
                     while let Some(data) = c.poll_transmit() {
-                        out.push(Output::Send { branch: i, dest, data });
+                        out.push(Output::Send {
+                            branch: i,
+                            dest,
+                            data,
+                        });
                     }
                     while let Some(ev) = c.poll_event() {
                         if matches!(ev, ClientEvent::Terminated) {
@@ -408,7 +468,10 @@ impl ProxyTx {
                 }
             }
             while let Some(data) = self.server.poll_transmit() {
-                out.push(Output::Reply { source: self.source, data });
+                out.push(Output::Reply {
+                    source: self.source,
+                    data,
+                });
             }
             while let Some(ev) = self.server.poll_event() {
                 if matches!(ev, ServerEvent::Terminated) {
@@ -430,12 +493,19 @@ impl ProxyTx {
                     out.push(Output::Unregister { key: k });
                 }
             }
-            out.push(Output::Finished { key: self.key.clone() });
+            out.push(Output::Finished {
+                key: self.key.clone(),
+            });
         }
         out
     }
 
-    fn on_fork_action(&mut self, action: ForkAction<SipMessage>, now: Instant, out: &mut Vec<Output>) {
+    fn on_fork_action(
+        &mut self,
+        action: ForkAction<SipMessage>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         match action {
             ForkAction::StartBranch(branch, target) => {
                 debug_assert_eq!(branch, self.branches.len());
@@ -448,7 +518,11 @@ impl ProxyTx {
                     timer_c: None,
                 });
                 let hop = self.next_hop(&target);
-                out.push(Output::Start { branch, target, hop });
+                out.push(Output::Start {
+                    branch,
+                    target,
+                    hop,
+                });
             }
             ForkAction::CancelBranch(b) => {
                 let slot = &mut self.branches[b];
@@ -459,13 +533,26 @@ impl ProxyTx {
                     return;
                 };
                 let data = codec::build_cancel(&forwarded);
-                let Some(branch_id) = forwarded.top_via().ok().and_then(|v| v.branch().map(str::to_owned)) else {
+                let Some(branch_id) = forwarded
+                    .top_via()
+                    .ok()
+                    .and_then(|v| v.branch().map(str::to_owned))
+                else {
                     return;
                 };
                 let key = ClientKey::new(&branch_id, "CANCEL");
                 let Some(dest) = slot.dest else { return };
-                let c = ClientTransaction::new(Kind::NonInvite, dest.transport, data, &self.timers, now);
-                out.push(Output::Register { key: key.clone(), role: Role::Cancel(b) });
+                let c = ClientTransaction::new(
+                    Kind::NonInvite,
+                    dest.transport,
+                    data,
+                    &self.timers,
+                    now,
+                );
+                out.push(Output::Register {
+                    key: key.clone(),
+                    role: Role::Cancel(b),
+                });
                 slot.cancel = Some((key, c));
                 slot.timer_c = Some(now + self.timers.transaction_timeout());
             }

@@ -16,7 +16,12 @@ use crate::policy::{PolicyCtx, RegisterDecision, RegisterInfo, RequestDecision, 
 use crate::proxy::fork::Target;
 use crate::proxy::request::{self, Reject};
 
-pub(crate) async fn route(core: &Arc<Core>, tx: &TxRef, msg: &SipMessage, source: Source) -> Vec<Output> {
+pub(crate) async fn route(
+    core: &Arc<Core>,
+    tx: &TxRef,
+    msg: &SipMessage,
+    source: Source,
+) -> Vec<Output> {
     let now = Instant::now();
     let method = msg.method().cloned().unwrap_or(Method::Options);
     let mut out = Vec::new();
@@ -50,10 +55,15 @@ pub(crate) async fn route(core: &Arc<Core>, tx: &TxRef, msg: &SipMessage, source
     let mut pctx = PolicyCtx::default();
 
     // Requests for the proxy itself.
-    if to_us && (msg.max_forwards().ok().flatten() == Some(0) || identity.is_addressed_to_proxy(&ruri)) {
+    if to_us
+        && (msg.max_forwards().ok().flatten() == Some(0) || identity.is_addressed_to_proxy(&ruri))
+    {
         match method {
             Method::Options => {
-                let allow = [("Allow".to_string(), ALLOW.to_string()), ("Accept".into(), "application/sdp".into())];
+                let allow = [
+                    ("Allow".to_string(), ALLOW.to_string()),
+                    ("Accept".into(), "application/sdp".into()),
+                ];
                 out.extend(tx.lock().respond(200, "OK", &allow, now));
                 return out;
             }
@@ -70,7 +80,9 @@ pub(crate) async fn route(core: &Arc<Core>, tx: &TxRef, msg: &SipMessage, source
         let info = RegisterInfo {
             tenant: &tenant,
             aor: msg.to().map(|t| t.raw).unwrap_or(""),
-            contacts: msg.header_values(switchyard_codec::HeaderName::Contact).count(),
+            contacts: msg
+                .header_values(switchyard_codec::HeaderName::Contact)
+                .count(),
             expires: msg.expires().ok().flatten(),
             source: source.remote,
         };
@@ -107,7 +119,8 @@ pub(crate) async fn route(core: &Arc<Core>, tx: &TxRef, msg: &SipMessage, source
             Err(e) => {
                 warn!(%aor, error = %e, "location lookup failed");
                 let mut rej = Reject::new(503, "Location Store Unavailable");
-                rej.headers.push(("Retry-After".into(), e.retry_after_secs().to_string()));
+                rej.headers
+                    .push(("Retry-After".into(), e.retry_after_secs().to_string()));
                 out.extend(tx.lock().reject(&rej, now));
                 return out;
             }
@@ -132,14 +145,27 @@ pub(crate) async fn route(core: &Arc<Core>, tx: &TxRef, msg: &SipMessage, source
         };
         match policy.on_request(&info, &mut pctx) {
             RequestDecision::Continue => {}
-            RequestDecision::Reply { code, reason, headers } => {
+            RequestDecision::Reply {
+                code,
+                reason,
+                headers,
+            } => {
                 out.extend(tx.lock().respond(code, &reason, &headers, now));
                 return out;
             }
             RequestDecision::Relay { targets: t } => targets = t,
             RequestDecision::Redirect { contacts } => {
-                let contact = contacts.iter().map(|c| format!("<{c}>")).collect::<Vec<_>>().join(", ");
-                out.extend(tx.lock().respond(302, "Moved Temporarily", &[("Contact".into(), contact)], now));
+                let contact = contacts
+                    .iter()
+                    .map(|c| format!("<{c}>"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                out.extend(tx.lock().respond(
+                    302,
+                    "Moved Temporarily",
+                    &[("Contact".into(), contact)],
+                    now,
+                ));
                 return out;
             }
         }

@@ -18,7 +18,8 @@ use crate::proxy::request::{self, ForwardSpec, Reject};
 /// Failures become the status the branch ends with: 403 for a forbidden
 /// destination, 503 when nothing could be found or reached.
 pub(crate) async fn resolve(core: &Core, hop: &str) -> Result<Destination, Reject> {
-    let uri = switchyard_codec::Uri::parse(hop).map_err(|_| Reject::new(400, "Bad Next Hop URI"))?;
+    let uri =
+        switchyard_codec::Uri::parse(hop).map_err(|_| Reject::new(400, "Bad Next Hop URI"))?;
     let next = NextHop::from_uri_parts(
         &uri.host.to_string(),
         uri.port,
@@ -80,7 +81,12 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
             rport,
         },
     );
-    if let Err(e) = core.wiring().transports.send(dest.transport, dest.addr, data).await {
+    if let Err(e) = core
+        .wiring()
+        .transports
+        .send(dest.transport, dest.addr, data)
+        .await
+    {
         debug!(to = %dest.addr, error = %e, "stateless forward failed");
     }
 }
@@ -103,11 +109,22 @@ pub(crate) async fn forward_response(core: &Arc<Core>, msg: SipMessage, _source:
     };
     let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
     let port = next.rport().flatten().or(next.port).unwrap_or(5060);
-    let host = next.received().map(str::to_owned).unwrap_or_else(|| next.host.to_string());
-    let addr = match host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+    let host = next
+        .received()
+        .map(str::to_owned)
+        .unwrap_or_else(|| next.host.to_string());
+    let addr = match host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+    {
         Ok(ip) => SocketAddr::new(ip, port),
         Err(_) => match HopTarget::parse(&host) {
-            Ok(t) => match core.egress.resolver().resolve(&NextHop::new(t).with_port(port)).await {
+            Ok(t) => match core
+                .egress
+                .resolver()
+                .resolve(&NextHop::new(t).with_port(port))
+                .await
+            {
                 Ok(d) if !d.is_empty() => d[0].addr,
                 _ => return,
             },

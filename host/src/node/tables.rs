@@ -52,7 +52,11 @@ impl Default for Tables {
 impl Tables {
     /// Finds the server transaction for `key`, or inserts the one `make`
     /// builds. Returns whether it was inserted (false: a retransmission).
-    pub fn server_or_insert(&self, key: ServerKey, make: impl FnOnce(&ServerKey) -> ProxyTx) -> (TxRef, bool) {
+    pub fn server_or_insert(
+        &self,
+        key: ServerKey,
+        make: impl FnOnce(&ServerKey) -> ProxyTx,
+    ) -> (TxRef, bool) {
         let mut shard = self.servers.shard(&key).lock();
         if let Some(tx) = shard.get(&key) {
             return (tx.clone(), false);

@@ -111,8 +111,13 @@ pub enum FailureDecision {
     /// Send the best response upstream (RFC 3261 §16.7 step 6).
     Fail,
     /// Serial failover: fork to these targets next.
-    Relay { targets: Vec<Target> },
-    Reply { code: u16, reason: String },
+    Relay {
+        targets: Vec<Target>,
+    },
+    Reply {
+        code: u16,
+        reason: String,
+    },
 }
 
 #[derive(Debug)]

@@ -34,7 +34,7 @@ impl Target {
 /// (RFC 3261 §16.6 leaves the order to the proxy; this is what Kamailio's
 /// `t_load_contacts` does too).
 pub fn group_by_q(mut targets: Vec<Target>) -> Vec<Vec<Target>> {
-    targets.sort_by(|a, b| b.q.cmp(&a.q));
+    targets.sort_by_key(|t| std::cmp::Reverse(t.q));
     let mut groups: Vec<Vec<Target>> = Vec::new();
     for t in targets {
         match groups.last_mut() {

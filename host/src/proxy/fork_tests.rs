@@ -16,7 +16,10 @@ fn drain(ctx: &mut ResponseContext<&'static str>) -> Vec<ForkAction<&'static str
 fn empty_target_set_is_480() {
     let mut ctx = ResponseContext::<&str>::new(true, vec![]);
     ctx.start();
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Local(480))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::Final(FinalResponse::Local(480))]
+    );
 }
 
 #[test]
@@ -32,9 +35,15 @@ fn equal_q_forks_in_parallel_and_first_2xx_cancels_the_rest() {
     );
     ctx.on_provisional(0, 180, "180a");
     ctx.on_provisional(1, 180, "180b");
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("180a"), ForkAction::Forward("180b")]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::Forward("180a"), ForkAction::Forward("180b")]
+    );
     ctx.on_final(1, 200, "200b");
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("200b"), ForkAction::CancelBranch(0)]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::Forward("200b"), ForkAction::CancelBranch(0)]
+    );
     // The cancelled branch's 487 is absorbed: the 2xx was the final answer.
     ctx.on_final(0, 487, "487a");
     assert!(drain(&mut ctx).is_empty());
@@ -45,9 +54,15 @@ fn equal_q_forks_in_parallel_and_first_2xx_cancels_the_rest() {
 fn busy_on_highest_q_moves_to_next_group() {
     let mut ctx = ResponseContext::new(true, vec![t("sip:low", 100), t("sip:high", 900)]);
     ctx.start();
-    assert_eq!(drain(&mut ctx), vec![ForkAction::StartBranch(0, t("sip:high", 900))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::StartBranch(0, t("sip:high", 900))]
+    );
     ctx.on_final(0, 486, "486");
-    assert_eq!(drain(&mut ctx), vec![ForkAction::StartBranch(1, t("sip:low", 100))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::StartBranch(1, t("sip:low", 100))]
+    );
     ctx.on_final(1, 200, "200");
     assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("200")]);
 }
@@ -62,7 +77,10 @@ fn exhausted_then_best_response_wins() {
     ctx.on_final(1, 404, "404");
     assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
     ctx.conclude();
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Received("404"))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::Final(FinalResponse::Received("404"))]
+    );
 }
 
 #[test]
@@ -73,7 +91,10 @@ fn policy_can_add_failover_targets_after_exhaustion() {
     ctx.on_final(0, 486, "486");
     assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
     ctx.add_targets(vec![t("sip:voicemail", 1000)]);
-    assert_eq!(drain(&mut ctx), vec![ForkAction::StartBranch(1, t("sip:voicemail", 1000))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::StartBranch(1, t("sip:voicemail", 1000))]
+    );
     ctx.on_final(1, 200, "200vm");
     assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("200vm")]);
 }
@@ -91,7 +112,10 @@ fn six_xx_cancels_pending_and_stops_serial_forking() {
     ctx.on_final(0, 603, "603");
     assert_eq!(drain(&mut ctx), vec![ForkAction::CancelBranch(1)]);
     ctx.on_final(1, 487, "487");
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Received("603"))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::Final(FinalResponse::Received("603"))]
+    );
 }
 
 #[test]
@@ -102,7 +126,10 @@ fn timeout_without_any_response_is_408() {
     ctx.on_timeout(0);
     assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
     ctx.conclude();
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Local(408))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::Final(FinalResponse::Local(408))]
+    );
 }
 
 #[test]
@@ -114,7 +141,10 @@ fn received_response_beats_local_timeout() {
     ctx.on_final(1, 480, "480");
     assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
     ctx.conclude();
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Received("480"))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::Final(FinalResponse::Received("480"))]
+    );
 }
 
 #[test]
@@ -123,11 +153,17 @@ fn cancel_waits_for_a_provisional_before_cancelling_a_branch() {
     ctx.start();
     drain(&mut ctx);
     ctx.cancel();
-    assert!(drain(&mut ctx).is_empty(), "no CANCEL before a provisional (§16.10)");
+    assert!(
+        drain(&mut ctx).is_empty(),
+        "no CANCEL before a provisional (§16.10)"
+    );
     ctx.on_provisional(0, 100, "100");
     assert_eq!(drain(&mut ctx), vec![ForkAction::CancelBranch(0)]);
     ctx.on_final(0, 487, "487");
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Received("487"))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::Final(FinalResponse::Received("487"))]
+    );
 }
 
 #[test]
@@ -140,12 +176,21 @@ fn timer_c_cancels_a_ringing_branch_and_serial_forking_continues() {
     ctx.on_timer_c(0);
     assert_eq!(drain(&mut ctx), vec![ForkAction::CancelBranch(0)]);
     ctx.on_final(0, 487, "487");
-    assert_eq!(drain(&mut ctx), vec![ForkAction::StartBranch(1, t("sip:b", 10))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::StartBranch(1, t("sip:b", 10))]
+    );
     ctx.on_final(1, 487, "487 from b");
     ctx.conclude();
     // The first branch's 487 was our own doing: it counts as 408, so the
     // second branch's real 487 wins.
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted, ForkAction::Final(FinalResponse::Received("487 from b"))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![
+            ForkAction::Exhausted,
+            ForkAction::Final(FinalResponse::Received("487 from b"))
+        ]
+    );
 }
 
 #[test]
@@ -160,7 +205,10 @@ fn ringing_without_answer_until_timer_c_is_408() {
     ctx.on_final(0, 487, "487");
     assert_eq!(drain(&mut ctx), vec![ForkAction::Exhausted]);
     ctx.conclude();
-    assert_eq!(drain(&mut ctx), vec![ForkAction::Final(FinalResponse::Local(408))]);
+    assert_eq!(
+        drain(&mut ctx),
+        vec![ForkAction::Final(FinalResponse::Local(408))]
+    );
 }
 
 #[test]

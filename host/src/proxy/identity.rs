@@ -24,7 +24,9 @@ impl LocalAddress {
         LocalAddress {
             transport,
             advertised: advertised.to_string(),
-            host: host.trim_matches(|c| c == '[' || c == ']').to_ascii_lowercase(),
+            host: host
+                .trim_matches(|c| c == '[' || c == ']')
+                .to_ascii_lowercase(),
             port: port.unwrap_or(5060),
         }
     }
@@ -70,7 +72,7 @@ impl Identity {
             Host::Domain(d) => self.domains.iter().any(|ours| ours.eq_ignore_ascii_case(d)),
             _ => {
                 let text = host_text(host);
-                self.domains.iter().any(|ours| *ours == text)
+                self.domains.contains(&text)
             }
         }
     }
@@ -103,7 +105,9 @@ fn host_text(host: &Host<'_>) -> String {
 fn split_host_port(s: &str) -> (&str, Option<u16>) {
     if s.starts_with('[') {
         let close = s.find(']').unwrap_or(s.len() - 1);
-        let port = s[close + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
+        let port = s[close + 1..]
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok());
         return (&s[..=close], port);
     }
     match s.rsplit_once(':') {
@@ -148,7 +152,10 @@ mod tests {
     #[test]
     fn record_route_carries_transport() {
         let id = ident();
-        assert_eq!(id.address_for(Transport::Udp).record_route(), "<sip:127.0.0.2:5060;lr>");
+        assert_eq!(
+            id.address_for(Transport::Udp).record_route(),
+            "<sip:127.0.0.2:5060;lr>"
+        );
         assert_eq!(
             id.address_for(Transport::Tcp).record_route(),
             "<sip:[::1]:5070;transport=tcp;lr>"

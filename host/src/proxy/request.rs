@@ -46,7 +46,8 @@ pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), Reject> {
         .map_err(|_| Reject::new(400, "Bad Max-Forwards"))?;
     // RFC 4475 §3.1.4.11: only an OPTIONS addressed to the proxy itself is
     // answered at zero hops; anything else stops here.
-    let options_for_us = msg.method() == Some(&Method::Options) && identity.is_addressed_to_proxy(&uri);
+    let options_for_us =
+        msg.method() == Some(&Method::Options) && identity.is_addressed_to_proxy(&uri);
     if mf == Some(0) && !options_for_us {
         return Err(Reject::new(483, "Too Many Hops"));
     }
@@ -87,8 +88,14 @@ pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), Reject> {
 pub fn loop_hash(msg: &SipMessage) -> String {
     let mut h = std::hash::DefaultHasher::new();
     msg.request_uri_str().hash(&mut h);
-    msg.from().ok().and_then(|f| f.tag().map(str::to_owned)).hash(&mut h);
-    msg.to().ok().and_then(|t| t.tag().map(str::to_owned)).hash(&mut h);
+    msg.from()
+        .ok()
+        .and_then(|f| f.tag().map(str::to_owned))
+        .hash(&mut h);
+    msg.to()
+        .ok()
+        .and_then(|t| t.tag().map(str::to_owned))
+        .hash(&mut h);
     msg.call_id().ok().hash(&mut h);
     msg.cseq().ok().map(|c| c.seq).hash(&mut h);
     for v in msg.header_values(HeaderName::ProxyRequire) {
@@ -125,10 +132,11 @@ pub fn preprocess_routes(msg: &SipMessage, identity: &Identity) -> Result<RouteS
         .collect();
     let mut request_uri = msg.request_uri_str().unwrap_or_default().to_string();
     let mut changed = false;
-    let ruri_is_me = msg.request_uri().map(|u| identity.is_me(&u)).unwrap_or(false);
-    if ruri_is_me
-        && let Some(last) = routes.pop()
-    {
+    let ruri_is_me = msg
+        .request_uri()
+        .map(|u| identity.is_me(&u))
+        .unwrap_or(false);
+    if ruri_is_me && let Some(last) = routes.pop() {
         request_uri = strip_angle(&last).to_string();
         changed = true;
     }

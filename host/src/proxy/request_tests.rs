@@ -22,12 +22,32 @@ fn invite(extra: &str, ruri: &str, mf: u32) -> SipMessage {
 #[test]
 fn validation_codes_of_16_3() {
     let id = ident();
-    assert_eq!(validate(&invite("", "sip:b@switchyard.test", 70), &id), Ok(()));
-    assert_eq!(validate(&invite("", "sip:b@switchyard.test", 0), &id).unwrap_err().code, 483);
-    assert_eq!(validate(&invite("", "mailto:b@switchyard.test", 70), &id).unwrap_err().code, 416);
-    let r = validate(&invite("Proxy-Require: foo, bar\n", "sip:b@switchyard.test", 70), &id).unwrap_err();
+    assert_eq!(
+        validate(&invite("", "sip:b@switchyard.test", 70), &id),
+        Ok(())
+    );
+    assert_eq!(
+        validate(&invite("", "sip:b@switchyard.test", 0), &id)
+            .unwrap_err()
+            .code,
+        483
+    );
+    assert_eq!(
+        validate(&invite("", "mailto:b@switchyard.test", 70), &id)
+            .unwrap_err()
+            .code,
+        416
+    );
+    let r = validate(
+        &invite("Proxy-Require: foo, bar\n", "sip:b@switchyard.test", 70),
+        &id,
+    )
+    .unwrap_err();
     assert_eq!(r.code, 420);
-    assert_eq!(r.headers, vec![("Unsupported".to_string(), "foo, bar".to_string())]);
+    assert_eq!(
+        r.headers,
+        vec![("Unsupported".to_string(), "foo, bar".to_string())]
+    );
 }
 
 #[test]
@@ -53,7 +73,11 @@ fn a_request_that_comes_back_unchanged_is_a_loop_but_a_spiral_is_not() {
 #[test]
 fn our_own_route_is_popped_and_strict_router_uri_restored() {
     let id = ident();
-    let loose = invite("Route: <sip:127.0.0.2;lr>, <sip:127.0.0.7;lr>\n", "sip:b@127.0.0.8", 70);
+    let loose = invite(
+        "Route: <sip:127.0.0.2;lr>, <sip:127.0.0.7;lr>\n",
+        "sip:b@127.0.0.8",
+        70,
+    );
     let st = preprocess_routes(&loose, &id).unwrap();
     assert_eq!(st.routes, vec!["<sip:127.0.0.7;lr>".to_string()]);
     assert_eq!(st.request_uri, "sip:b@127.0.0.8");
@@ -87,9 +111,15 @@ fn forwarded_copy_is_spliced_per_16_6() {
     assert_eq!(fwd.max_forwards().unwrap(), Some(69));
     let vias: Vec<String> = fwd.vias().map(|v| v.unwrap().raw.to_string()).collect();
     assert_eq!(vias[0], "SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bKsyX");
-    assert!(vias[1].contains("received=127.0.0.10") && vias[1].contains("5070"), "{vias:?}");
+    assert!(
+        vias[1].contains("received=127.0.0.10") && vias[1].contains("5070"),
+        "{vias:?}"
+    );
     assert_eq!(fwd.header(HeaderName::Route), Some("<sip:edge.test;lr>"));
-    assert_eq!(fwd.header(HeaderName::RecordRoute), Some("<sip:127.0.0.2:5060;lr>"));
+    assert_eq!(
+        fwd.header(HeaderName::RecordRoute),
+        Some("<sip:127.0.0.2:5060;lr>")
+    );
     assert_eq!(fwd.call_id().unwrap(), "c1");
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use switchyard_codec::FrameError;
 use socket2::{Domain, Protocol, Socket, Type};
+use switchyard_codec::FrameError;
 use tokio::net::UdpSocket;
 use tracing::{Instrument, debug, trace, warn};
 
@@ -201,7 +201,11 @@ async fn recv_loop(
             // drops it otherwise (RFC 3261 §18.1.1 / §21.5.14).
             bump(&shared.stats.udp_dropped_oversize);
             debug!(%remote, size = n, "oversized datagram");
-            let source = Source { transport: Transport::Udp, remote, local };
+            let source = Source {
+                transport: Transport::Udp,
+                remote,
+                local,
+            };
             shared.handler.on_inbound(InboundEvent::FramingError {
                 source,
                 partial: Bytes::copy_from_slice(&datagram[..max]),

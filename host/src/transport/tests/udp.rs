@@ -2,8 +2,8 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 
 use super::*;
-use switchyard_codec::FrameError;
 use crate::transport::TransportError;
+use switchyard_codec::FrameError;
 
 async fn client() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").await.unwrap()
