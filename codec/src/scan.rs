@@ -28,36 +28,54 @@ pub(crate) fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+#[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && is_lws(b[start]) {
+        start += 1;
+    }
+    while end > start && is_lws(b[end - 1]) {
+        end -= 1;
+    }
+    // Only ASCII bytes were skipped, so both ends are char boundaries.
+    &s[start..end]
 }
 
 /// Index of the first `needle` byte outside quoted strings and `<...>`.
+/// Jumps between interesting bytes with `memchr3`, since values are mostly
+/// plain text.
+#[inline]
 pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
     let b = s.as_bytes();
     let mut i = 0;
-    let mut in_quote = false;
-    let mut angle = false;
-    while i < b.len() {
-        let c = b[i];
-        if in_quote {
-            match c {
-                b'\\' => i += 1,
-                b'"' => in_quote = false,
-                _ => {}
+    while let Some(off) = memchr::memchr3(needle, b'"', b'<', &b[i..]) {
+        let p = i + off;
+        match b[p] {
+            c if c == needle => return Some(p),
+            b'"' => {
+                // Skip the quoted string, honouring `\` escapes.
+                let mut j = p + 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &b[j.min(b.len())..]) {
+                        None => return None,
+                        Some(q) if b[j + q] == b'\\' => j += q + 2,
+                        Some(q) => {
+                            i = j + q + 1;
+                            break;
+                        }
+                    }
+                }
             }
-        } else if angle {
-            if c == b'>' {
-                angle = false;
-            }
-        } else if c == needle {
-            return Some(i);
-        } else if c == b'"' {
-            in_quote = true;
-        } else if c == b'<' {
-            angle = true;
+            _ => match memchr::memchr(b'>', &b[p + 1..]) {
+                None => return None,
+                Some(q) => i = p + 1 + q + 1,
+            },
         }
-        i += 1;
+        if i >= b.len() {
+            return None;
+        }
     }
     None
 }

@@ -74,9 +74,16 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), Rejection> {
             return Err(ParseError::MissingHeader(h).into());
         }
     }
+    // RFC 3261 §7.3.1 / RFC 4475 §3.1.4.8-9: single-valued headers at most
+    // once. One pass with a bitset over the (few dozen) known names.
+    let mut seen = 0u64;
     for h in msg.headers.iter() {
-        if h.name.is_single_valued() && msg.header_count(h.name) > 1 {
-            return Err(ParseError::MultipleValues(h.name).into());
+        if h.name.is_single_valued() {
+            let bit = 1u64 << (h.name as u32);
+            if seen & bit != 0 {
+                return Err(ParseError::MultipleValues(h.name).into());
+            }
+            seen |= bit;
         }
     }
     msg.to()?;
