@@ -46,7 +46,14 @@ fn start(args: &[&str], listeners: usize) -> Running {
 #[test]
 fn run_from_flags_answers_sipsak_options() {
     let _node = start(
-        &["--listen", "udp:127.0.0.61:5090", "--listen", "tcp:127.0.0.61:5090", "--domain", "switchyard.test"],
+        &[
+            "--listen",
+            "udp:127.0.0.61:5090",
+            "--listen",
+            "tcp:127.0.0.61:5090",
+            "--domain",
+            "switchyard.test",
+        ],
         2,
     );
     for transport in [None, Some("tcp")] {
@@ -59,25 +66,45 @@ fn run_from_flags_answers_sipsak_options() {
             .output()
             .expect("sipsak not found: apt-get install sipsak (CI installs it in .ci/run)");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "sipsak over {transport:?} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("SIP/2.0 200 OK") && text.contains("Allow:"), "{text}");
+        assert!(
+            out.status.success(),
+            "sipsak over {transport:?} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("SIP/2.0 200 OK") && text.contains("Allow:"),
+            "{text}"
+        );
     }
 }
 
 #[test]
 fn check_config_accepts_the_quickstart_and_names_the_line_of_an_error() {
     let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.toml");
-    let ok = Command::new(BIN).args(["check-config", quickstart]).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = Command::new(BIN)
+        .args(["check-config", quickstart])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("ok"));
 
     let dir = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "node_id = \"x\"\n\n[timers]\nt1 = 10\n").unwrap();
-    let err = Command::new(BIN).args(["check-config", bad.to_str().unwrap()]).output().unwrap();
+    let err = Command::new(BIN)
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!err.status.success());
     let msg = String::from_utf8_lossy(&err.stderr);
-    assert!(msg.contains("bad.toml") && msg.contains("line 4") && msg.contains("t1"), "{msg}");
+    assert!(
+        msg.contains("bad.toml") && msg.contains("line 4") && msg.contains("t1"),
+        "{msg}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -11,7 +11,7 @@ use switchyard::policy::{
 use switchyard::proxy::fork::Target;
 use switchyard::{Config, Node, NodeParts};
 use switchyard_tests::sipp::{Sipp, UAC_CALL, UAC_REGISTER, UAS_ANSWER, UAS_BUSY};
-use switchyard_tests::{finish, ip, stop, udp_addr, DOMAIN};
+use switchyard_tests::{DOMAIN, finish, ip, stop, udp_addr};
 
 /// Busy or unanswered calls go to voicemail; calls to `blocked` are refused.
 struct VoicemailOnBusy {
@@ -21,14 +21,20 @@ struct VoicemailOnBusy {
 impl Policy for VoicemailOnBusy {
     fn on_request(&self, req: &RequestInfo<'_>, _ctx: &mut PolicyCtx) -> RequestDecision {
         if req.request_uri.starts_with("sip:blocked@") {
-            return RequestDecision::Reply { code: 603, reason: "Decline".into(), headers: vec![] };
+            return RequestDecision::Reply {
+                code: 603,
+                reason: "Decline".into(),
+                headers: vec![],
+            };
         }
         RequestDecision::Continue
     }
 
     fn on_branch_failure(&self, f: &BranchFailure<'_>, _ctx: &mut PolicyCtx) -> FailureDecision {
         if f.best_status == 486 && f.branches_tried == 1 {
-            FailureDecision::Relay { targets: vec![Target::new(self.voicemail.clone())] }
+            FailureDecision::Relay {
+                targets: vec![Target::new(self.voicemail.clone())],
+            }
         } else {
             FailureDecision::Fail
         }
@@ -38,8 +44,13 @@ impl Policy for VoicemailOnBusy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branch_failure_hook_fails_over_to_voicemail_and_request_hook_replies() {
     let config = Config::for_tests(&["udp:127.0.28.1:0"], &[DOMAIN]);
-    let policy = VoicemailOnBusy { voicemail: "sip:vm@127.0.28.4:5070".into() };
-    let parts = NodeParts { store: None, policies: Some(Arc::new(SinglePolicy(Arc::new(policy)))) };
+    let policy = VoicemailOnBusy {
+        voicemail: "sip:vm@127.0.28.4:5070".into(),
+    };
+    let parts = NodeParts {
+        store: None,
+        policies: Some(Arc::new(SinglePolicy(Arc::new(policy)))),
+    };
     let node = Node::start_with(config, parts).await.unwrap();
     let proxy = udp_addr(&node);
     let busy = Sipp::uas(UAS_BUSY).local(ip(28, 2), 5070).spawn();
@@ -62,7 +73,11 @@ async fn branch_failure_hook_fails_over_to_voicemail_and_request_hook_replies() 
     stop(busy).await.assert_calls(1, 0);
     stop(voicemail).await.assert_calls(1, 0);
 
-    let blocked = Sipp::uac_expect(603).remote(proxy).local(ip(28, 3), 0).set("domain", DOMAIN).users(["blocked"]);
+    let blocked = Sipp::uac_expect(603)
+        .remote(proxy)
+        .local(ip(28, 3), 0)
+        .set("domain", DOMAIN)
+        .users(["blocked"]);
     finish(blocked.spawn()).await.assert_calls(1, 0);
     node.shutdown().await;
 }

@@ -224,3 +224,58 @@ async fn tcp_register_and_invite_reuse_the_connection() {
     assert_eq!(ack.method(), Some(&Method::Ack));
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn ipv6_listener_proxies_between_ipv6_endpoints() {
+    let node = switchyard_tests::start_node_with("127.0.1.21", |c| {
+        c.listen = vec!["udp:[::1]:0".parse().unwrap()];
+        c.egress.allow.push("::1/128".parse().unwrap());
+    })
+    .await;
+    let proxy = udp_addr(&node);
+    assert!(proxy.is_ipv6());
+    let bob = UdpUa::bind("::1").await;
+    let alice = UdpUa::bind("::1").await;
+    let (bob_addr, alice_addr) = (bob.addr.to_string(), alice.addr.to_string());
+    bob.send(
+        proxy,
+        &msg(
+            REGISTER,
+            &[
+                ("domain", DOMAIN),
+                ("tp", "UDP"),
+                ("me", &bob_addr),
+                ("tag", "6"),
+                ("user", "bob"),
+                ("ctp", ""),
+            ],
+        ),
+    )
+    .await;
+    let (ok, _) = bob.recv("200 to REGISTER over IPv6").await;
+    assert_eq!(ok.status(), Some(200));
+    alice
+        .send(
+            proxy,
+            &msg(
+                INVITE,
+                &[
+                    ("callee", "bob"),
+                    ("domain", DOMAIN),
+                    ("me", &alice_addr),
+                    ("tag", "6"),
+                ],
+            ),
+        )
+        .await;
+    let (inv, _) = bob.recv("INVITE over IPv6").await;
+    assert_eq!(
+        inv.request_uri_str(),
+        Some(format!("sip:bob@{bob_addr}").as_str())
+    );
+    assert_eq!(
+        inv.header(HeaderName::RecordRoute),
+        Some(format!("<sip:{proxy};lr>").as_str())
+    );
+    node.shutdown().await;
+}

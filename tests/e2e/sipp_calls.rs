@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use switchyard::location::Aor;
 use switchyard_tests::sipp::{
-    Sipp, UAC_CALL, UAC_CANCEL, UAC_INVITE_TWICE, UAC_REGISTER, UAC_REGISTER_Q, UAC_UNREGISTER,
-    UAS_ANSWER, UAS_BUSY, UAS_NO_ANSWER, UAS_RING_FOREVER, UAS_SINGLE_INVITE,
+    Sipp, SippTransport, UAC_CALL, UAC_CANCEL, UAC_INVITE_TWICE, UAC_REGISTER, UAC_REGISTER_Q,
+    UAC_UNREGISTER, UAS_ANSWER, UAS_BUSY, UAS_NO_ANSWER, UAS_RING_FOREVER, UAS_SINGLE_INVITE,
 };
-use switchyard_tests::{DOMAIN, finish, ip, start_node, start_node_with, stop, udp_addr};
+use switchyard_tests::{DOMAIN, finish, ip, start_node, start_node_with, stop, tcp_addr, udp_addr};
 
 /// Registers `user` at the callee `uas` (ip:port) through the proxy.
 async fn register(
@@ -210,5 +210,31 @@ async fn retransmitted_invite_is_absorbed() {
     .assert_calls(1, 0);
     stop(uas).await.assert_calls(1, 0);
     assert!(node.stats().retransmissions_absorbed.get() >= 1);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_tcp_end_to_end() {
+    let node = start_node("127.0.29.1").await;
+    let proxy = tcp_addr(&node);
+    let uas = Sipp::uas(UAS_ANSWER)
+        .local(ip(29, 2), 5070)
+        .transport(SippTransport::Tcp)
+        .spawn();
+    let reg = Sipp::uac(UAC_REGISTER)
+        .remote(proxy)
+        .local(ip(29, 3), 0)
+        .transport(SippTransport::Tcp)
+        .users(["bob"])
+        .set("domain", DOMAIN)
+        .set("uas", "127.0.29.2:5070;transport=tcp")
+        .set("expires", "300");
+    finish(reg.spawn()).await.assert_success();
+    let calls = caller(UAC_CALL, proxy, ip(29, 3), "bob")
+        .transport(SippTransport::Tcp)
+        .calls(3)
+        .spawn();
+    finish(calls).await.assert_calls(3, 0);
+    stop(uas).await.assert_calls(3, 0);
     node.shutdown().await;
 }
