@@ -93,70 +93,75 @@ impl HeaderName {
     /// Classify a header field name: case-insensitive, compact forms
     /// included (RFC 3261 §7.3.3, RFC 3265, RFC 3515, RFC 3841, RFC 4028).
     pub fn parse(name: &str) -> HeaderName {
-        let b = name.as_bytes();
+        HeaderName::from_bytes(name.as_bytes())
+    }
+
+    /// [`HeaderName::parse`] on raw bytes. Dispatches on length first so
+    /// that at most a handful of case-insensitive comparisons run.
+    pub fn from_bytes(b: &[u8]) -> HeaderName {
+        use HeaderName::*;
         if b.len() == 1 {
             return match b[0].to_ascii_lowercase() {
-                b'v' => HeaderName::Via,
-                b'f' => HeaderName::From,
-                b't' => HeaderName::To,
-                b'i' => HeaderName::CallId,
-                b'm' => HeaderName::Contact,
-                b'l' => HeaderName::ContentLength,
-                b'c' => HeaderName::ContentType,
-                b'k' => HeaderName::Supported,
-                b's' => HeaderName::Subject,
-                b'e' => HeaderName::ContentEncoding,
-                b'o' => HeaderName::Event,
-                b'r' => HeaderName::ReferTo,
-                b'u' => HeaderName::AllowEvents,
-                _ => HeaderName::Other,
+                b'v' => Via,
+                b'f' => From,
+                b't' => To,
+                b'i' => CallId,
+                b'm' => Contact,
+                b'l' => ContentLength,
+                b'c' => ContentType,
+                b'k' => Supported,
+                b's' => Subject,
+                b'e' => ContentEncoding,
+                b'o' => Event,
+                b'r' => ReferTo,
+                b'u' => AllowEvents,
+                _ => Other,
             };
         }
-        let mut lower = [0u8; 20];
-        if b.len() > lower.len() {
-            return HeaderName::Other;
-        }
-        for (d, s) in lower.iter_mut().zip(b) {
-            *d = s.to_ascii_lowercase();
-        }
-        use HeaderName::*;
-        match &lower[..b.len()] {
-            b"via" => Via,
-            b"from" => From,
-            b"to" => To,
-            b"call-id" => CallId,
-            b"cseq" => CSeq,
-            b"contact" => Contact,
-            b"max-forwards" => MaxForwards,
-            b"route" => Route,
-            b"record-route" => RecordRoute,
-            b"path" => Path,
-            b"expires" => Expires,
-            b"min-expires" => MinExpires,
-            b"content-length" => ContentLength,
-            b"content-type" => ContentType,
-            b"supported" => Supported,
-            b"require" => Require,
-            b"proxy-require" => ProxyRequire,
-            b"unsupported" => Unsupported,
-            b"user-agent" => UserAgent,
-            b"server" => Server,
-            b"allow" => Allow,
-            b"date" => Date,
-            b"retry-after" => RetryAfter,
-            b"timestamp" => Timestamp,
-            b"subject" => Subject,
-            b"content-encoding" => ContentEncoding,
-            b"event" => Event,
-            b"refer-to" => ReferTo,
-            b"allow-events" => AllowEvents,
-            b"authorization" => Authorization,
-            b"proxy-authorization" => ProxyAuthorization,
-            b"www-authenticate" => WwwAuthenticate,
-            b"proxy-authenticate" => ProxyAuthenticate,
-            b"accept" => Accept,
-            _ => Other,
-        }
+        let candidates: &[(&[u8], HeaderName)] = match b.len() {
+            2 => &[(b"to", To)],
+            3 => &[(b"via", Via)],
+            4 => &[(b"from", From), (b"cseq", CSeq), (b"path", Path), (b"date", Date)],
+            5 => &[(b"route", Route), (b"allow", Allow), (b"event", Event)],
+            6 => &[(b"server", Server), (b"accept", Accept)],
+            7 => &[
+                (b"call-id", CallId),
+                (b"contact", Contact),
+                (b"expires", Expires),
+                (b"require", Require),
+                (b"subject", Subject),
+            ],
+            8 => &[(b"refer-to", ReferTo)],
+            9 => &[(b"supported", Supported), (b"timestamp", Timestamp)],
+            10 => &[(b"user-agent", UserAgent)],
+            11 => &[
+                (b"min-expires", MinExpires),
+                (b"unsupported", Unsupported),
+                (b"retry-after", RetryAfter),
+            ],
+            12 => &[
+                (b"max-forwards", MaxForwards),
+                (b"record-route", RecordRoute),
+                (b"content-type", ContentType),
+                (b"allow-events", AllowEvents),
+            ],
+            13 => &[(b"proxy-require", ProxyRequire), (b"authorization", Authorization)],
+            14 => &[(b"content-length", ContentLength)],
+            16 => &[
+                (b"content-encoding", ContentEncoding),
+                (b"www-authenticate", WwwAuthenticate),
+            ],
+            18 => &[(b"proxy-authenticate", ProxyAuthenticate)],
+            19 => &[(b"proxy-authorization", ProxyAuthorization)],
+            _ => return Other,
+        };
+        // Candidates are lowercase letters and '-': OR-ing 0x20 folds ASCII
+        // case, and no other token byte folds onto those (CR would fold onto
+        // '-', but a name never holds CR).
+        candidates
+            .iter()
+            .find(|(n, _)| b.iter().zip(n.iter()).all(|(x, y)| x | 0x20 == *y))
+            .map_or(Other, |&(_, h)| h)
     }
 
     /// Headers that RFC 3261 §7.3.1 allows to be split over several lines

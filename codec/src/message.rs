@@ -137,24 +137,27 @@ impl SipMessage {
                 h.line.end = after as u32;
                 continue;
             }
-            let colon = memchr::memchr(b':', &b[line_start..content_end])
-                .ok_or(ParseError::HeaderLine { line: line_no })?
-                + line_start;
-            let name_end = trim_end_wsp(b, line_start, colon);
-            let name = &b[line_start..name_end];
-            if name.is_empty() || !name.iter().all(|&c| is_token_byte(c)) {
+            // The field name is a token, then optional WSP, then ':'
+            // (RFC 3261 §7.3.1 HCOLON): one pass finds and checks it.
+            let mut name_end = line_start;
+            while name_end < content_end && is_token_byte(b[name_end]) {
+                name_end += 1;
+            }
+            let mut colon = name_end;
+            while colon < content_end && (b[colon] == b' ' || b[colon] == b'\t') {
+                colon += 1;
+            }
+            if name_end == line_start || colon >= content_end || b[colon] != b':' {
                 return Err(ParseError::HeaderLine { line: line_no });
             }
+            let name = &b[line_start..name_end];
             let mut vs = colon + 1;
             while vs < content_end && (b[vs] == b' ' || b[vs] == b'\t') {
                 vs += 1;
             }
             let ve = trim_end_wsp(b, vs, content_end);
-            // All token bytes, hence ASCII.
-            let name_str =
-                std::str::from_utf8(name).map_err(|_| ParseError::HeaderLine { line: line_no })?;
             headers.push(HeaderSpan {
-                name: HeaderName::parse(name_str),
+                name: HeaderName::from_bytes(name),
                 raw_name: Span::new(line_start, name_end),
                 value: Span::new(vs, ve),
                 line: Span::new(line_start, after),
@@ -162,7 +165,8 @@ impl SipMessage {
         }
         // Every &str handed out lies inside the head, so one UTF-8 check
         // here makes all later views safe (RFC 3261 §7.3.1: TEXT-UTF8).
-        if std::str::from_utf8(&b[..headers_end]).is_err() {
+        let head = &b[..headers_end];
+        if !head.is_ascii() && std::str::from_utf8(head).is_err() {
             return Err(ParseError::StartLine("head is not valid UTF-8"));
         }
         Ok(SipMessage {

@@ -3,7 +3,7 @@
 
 use crate::ParseError;
 use crate::params::Params;
-use crate::scan::{is_lws, is_token_byte, quoted_len, trim_lws, unquote};
+use crate::scan::{find_byte, is_lws, is_token_byte, quoted_len, trim_lws, unquote};
 use crate::uri::Uri;
 
 /// An address with optional display name and header parameters.
@@ -40,7 +40,7 @@ impl<'a> NameAddr<'a> {
             }
             (Some(&v[..len]), rest)
         } else {
-            match v.find('<') {
+            match find_byte(v, b'<') {
                 Some(lt) => {
                     let d = trim_lws(&v[..lt]);
                     // display-name = *(token LWS) / quoted-string
@@ -55,7 +55,7 @@ impl<'a> NameAddr<'a> {
             }
         };
         let (uri_str, params_str) = if let Some(inner) = rest.strip_prefix('<') {
-            let gt = inner.find('>').ok_or(ParseError::UnterminatedAngle)?;
+            let gt = find_byte(inner, b'>').ok_or(ParseError::UnterminatedAngle)?;
             let after = trim_lws(&inner[gt + 1..]);
             if !after.is_empty() && !after.starts_with(';') {
                 return Err(ParseError::Address("unexpected text after >"));
@@ -66,7 +66,7 @@ impl<'a> NameAddr<'a> {
             }
             (uri, after)
         } else {
-            let (u, p) = match rest.find(';') {
+            let (u, p) = match find_byte(rest, b';') {
                 Some(i) => (trim_lws(&rest[..i]), trim_lws(&rest[i..])),
                 None => (rest, ""),
             };

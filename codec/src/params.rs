@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::ParseError;
-use crate::scan::{find_unquoted, is_token, quoted_len, trim_lws, unquote};
+use crate::scan::{find_byte, find_unquoted, quoted_len, trim_lws, unquote};
 
 /// A parameter list borrowed from the message (`;a=1;b;c="x y"`).
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -27,20 +27,8 @@ impl<'a> Params<'a> {
     /// `generic-param` (RFC 3261 §25.1): a token name, and a token,
     /// host or quoted-string value.
     pub(crate) fn parse(raw: &'a str) -> Result<Self, ParseError> {
-        let p = Params::new(raw);
-        for (name, value) in p.iter() {
-            if !is_token(name) {
-                return Err(ParseError::Param(if name.is_empty() {
-                    "empty parameter"
-                } else {
-                    "parameter name is not a token"
-                }));
-            }
-            if let Some(v) = value {
-                check_value(v)?;
-            }
-        }
-        Ok(p)
+        check(raw.as_bytes())?;
+        Ok(Params::new(raw))
     }
 
     /// The raw text, starting with `;` (or empty).
@@ -81,26 +69,63 @@ impl<'a> Params<'a> {
     }
 }
 
-fn check_value(v: &str) -> Result<(), ParseError> {
-    if v.starts_with('"') {
-        let len = quoted_len(v)?;
-        if len != v.len() {
-            return Err(ParseError::Param("text after quoted value"));
+/// Bytes allowed in an unquoted parameter value: `token`, plus what
+/// `host` (IPv6 references) and `uri-parameter` values use.
+#[inline]
+fn is_value_byte(c: u8) -> bool {
+    crate::scan::is_token_byte(c) || matches!(c, b'[' | b']' | b':' | b'/' | b'&' | b'$' | b'@')
+}
+
+/// One pass over `*( SEMI generic-param )` (RFC 3261 §25.1), LWS allowed
+/// around `;` and `=`: every name a token, every value a token / host /
+/// quoted-string, no empty parameters.
+fn check(b: &[u8]) -> Result<(), ParseError> {
+    let skip_lws = |mut i: usize| {
+        while i < b.len() && crate::scan::is_lws(b[i]) {
+            i += 1;
         }
-        return Ok(());
+        i
+    };
+    let mut i = skip_lws(0);
+    while i < b.len() {
+        if b[i] != b';' {
+            return Err(ParseError::Param("expected ;"));
+        }
+        i = skip_lws(i + 1);
+        let name_start = i;
+        while i < b.len() && crate::scan::is_token_byte(b[i]) {
+            i += 1;
+        }
+        if i == name_start {
+            return Err(ParseError::Param(if i == b.len() || b[i] == b';' {
+                "empty parameter"
+            } else {
+                "parameter name is not a token"
+            }));
+        }
+        i = skip_lws(i);
+        if i < b.len() && b[i] == b'=' {
+            i = skip_lws(i + 1);
+            if i < b.len() && b[i] == b'"' {
+                // quoted_len works on str; the slice starts at an ASCII '"'.
+                let rest = std::str::from_utf8(&b[i..]).map_err(|_| ParseError::UnterminatedQuote)?;
+                i += quoted_len(rest)?;
+            } else {
+                let value_start = i;
+                while i < b.len() && is_value_byte(b[i]) {
+                    i += 1;
+                }
+                if i == value_start {
+                    return Err(ParseError::Param("empty parameter value"));
+                }
+            }
+            i = skip_lws(i);
+        }
+        if i < b.len() && b[i] != b';' {
+            return Err(ParseError::Param("invalid character in parameter"));
+        }
     }
-    if v.is_empty() {
-        return Err(ParseError::Param("empty parameter value"));
-    }
-    // token / host (IPv6 references need `[]:`) / URI paramchars.
-    let ok = v.bytes().all(|b| {
-        crate::scan::is_token_byte(b) || matches!(b, b'[' | b']' | b':' | b'/' | b'&' | b'$' | b'@')
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ParseError::Param("invalid character in parameter value"))
-    }
+    Ok(())
 }
 
 impl fmt::Debug for Params<'_> {
@@ -135,7 +160,7 @@ impl<'a> Iterator for ParamIter<'a> {
                 rest
             }
         };
-        Some(match item.find('=') {
+        Some(match find_byte(item, b'=') {
             Some(eq) => (trim_lws(&item[..eq]), Some(trim_lws(&item[eq + 1..]))),
             None => (trim_lws(item), None),
         })

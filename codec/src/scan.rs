@@ -9,12 +9,24 @@ use crate::ParseError;
 /// RFC 3261 §25.1 `token` characters.
 #[inline]
 pub(crate) fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN[b as usize]
 }
+
+/// Lookup table for [`is_token_byte`]: one load per byte on hot paths.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
 
 /// Non-empty string made only of `token` characters.
 pub(crate) fn is_token(s: &str) -> bool {
@@ -25,7 +37,26 @@ pub(crate) fn is_token(s: &str) -> bool {
 /// ever see header values, where CRLF is always followed by WSP.
 #[inline]
 pub(crate) fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    // Most bytes are above SP, so the first compare usually decides.
+    const MASK: u64 = (1 << b' ') | (1 << b'\t') | (1 << b'\r') | (1 << b'\n');
+    b <= b' ' && (MASK >> b) & 1 != 0
+}
+
+/// Parse a decimal port: 1 to 5 digits, at most 65535.
+#[inline]
+pub(crate) fn parse_port(s: &[u8]) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 {
+        return None;
+    }
+    let mut n: u32 = 0;
+    for &c in s {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + d as u32;
+    }
+    u16::try_from(n).ok()
 }
 
 #[inline]
@@ -43,12 +74,28 @@ pub(crate) fn trim_lws(s: &str) -> &str {
     &s[start..end]
 }
 
+/// Position of `b` in `s`. A plain loop: the strings searched here are
+/// short, where a SIMD search costs more in setup than it saves.
+#[inline]
+pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
+    s.as_bytes().iter().position(|&c| c == b)
+}
+
+/// Position of the first `a` or `b` in `s`.
+#[inline]
+pub(crate) fn find_byte2(s: &str, a: u8, b: u8) -> Option<usize> {
+    s.as_bytes().iter().position(|&c| c == a || c == b)
+}
+
 /// Index of the first `needle` byte outside quoted strings and `<...>`.
 /// Jumps between interesting bytes with `memchr3`, since values are mostly
 /// plain text.
 #[inline]
 pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
     let b = s.as_bytes();
+    if b.len() < 48 {
+        return find_unquoted_short(b, needle);
+    }
     let mut i = 0;
     while let Some(off) = memchr::memchr3(needle, b'"', b'<', &b[i..]) {
         let p = i + off;
@@ -76,6 +123,27 @@ pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
         if i >= b.len() {
             return None;
         }
+    }
+    None
+}
+
+fn find_unquoted_short(b: &[u8], needle: u8) -> Option<usize> {
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == needle {
+            return Some(i);
+        } else if c == b'"' {
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+        } else if c == b'<' {
+            while i < b.len() && b[i] != b'>' {
+                i += 1;
+            }
+        }
+        i += 1;
     }
     None
 }

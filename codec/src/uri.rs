@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ParseError;
 use crate::params::Params;
+use crate::scan::{find_byte, find_byte2};
 
 /// URI scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,22 +41,26 @@ impl<'a> Host<'a> {
                 .map(Host::V6)
                 .map_err(|_| ParseError::Uri("invalid IPv6 address"));
         }
-        if s.is_empty() {
+        let b = s.as_bytes();
+        if b.is_empty() {
             return Err(ParseError::Uri("empty host"));
         }
-        if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            // All-numeric: must be an IPv4 address (a hostname's top label
-            // starts with a letter).
+        // One pass: is it all digits and dots (an IPv4 address: a
+        // hostname's top label starts with a letter), and is every byte
+        // legal in a hostname?
+        let mut class = HOST_DIGIT_DOT | HOST_CHAR;
+        for &c in b {
+            class &= HOST_CLASS[c as usize];
+        }
+        let numeric = class & HOST_DIGIT_DOT != 0;
+        let valid = class & HOST_CHAR != 0;
+        if numeric {
             return s
                 .parse()
                 .map(Host::V4)
                 .map_err(|_| ParseError::Uri("invalid IPv4 address"));
         }
-        let b = s.as_bytes();
-        let ok = b
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_');
-        if !ok || b[0] == b'.' || b[0] == b'-' {
+        if !valid || b[0] == b'.' || b[0] == b'-' {
             return Err(ParseError::Uri("invalid host name"));
         }
         Ok(Host::Domain(s))
@@ -81,6 +86,27 @@ impl fmt::Display for Host<'_> {
     }
 }
 
+const HOST_DIGIT_DOT: u8 = 1;
+const HOST_CHAR: u8 = 2;
+
+/// Byte classes for [`Host::parse`]: digits and '.' (IPv4), and the
+/// characters of a hostname (alphanumerics, '-', '.', '_').
+static HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        if c.is_ascii_digit() || c == b'.' {
+            t[i] |= HOST_DIGIT_DOT;
+        }
+        if c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_' {
+            t[i] |= HOST_CHAR;
+        }
+        i += 1;
+    }
+    t
+};
+
 /// A parsed URI borrowing from the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Uri<'a> {
@@ -102,7 +128,7 @@ impl<'a> Uri<'a> {
     /// Parse a URI. SIP and SIPS URIs are checked against RFC 3261 §25.1;
     /// any other `scheme:opaque` is accepted as [`Scheme::Other`].
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ParseError> {
-        let colon = s.find(':').ok_or(ParseError::Uri("missing scheme"))?;
+        let colon = find_byte(s, b':').ok_or(ParseError::Uri("missing scheme"))?;
         let scheme_str = &s[..colon];
         let b = scheme_str.as_bytes();
         if b.is_empty()
@@ -114,12 +140,6 @@ impl<'a> Uri<'a> {
             return Err(ParseError::Uri("invalid scheme"));
         }
         let rest = &s[colon + 1..];
-        if rest
-            .bytes()
-            .any(|c| c <= b' ' || c == 0x7f || c == b'<' || c == b'>' || c == b'"')
-        {
-            return Err(ParseError::Uri("whitespace or delimiter inside URI"));
-        }
         let scheme = if scheme_str.eq_ignore_ascii_case("sip") {
             Scheme::Sip
         } else if scheme_str.eq_ignore_ascii_case("sips") {
@@ -127,6 +147,24 @@ impl<'a> Uri<'a> {
         } else if scheme_str.eq_ignore_ascii_case("tel") {
             Scheme::Tel
         } else {
+            Scheme::Other
+        };
+        // No whitespace or delimiters, and every `%` starts a `%HH` escape
+        // (RFC 3261 §25.1 `escaped`; opaque URIs of other schemes are not
+        // checked for escapes). The first check vectorises; the escape walk
+        // only runs when there is a `%` at all.
+        let rb = rest.as_bytes();
+        if rb
+            .iter()
+            .any(|&c| c <= b' ' || c == 0x7f || c == b'<' || c == b'>' || c == b'"')
+        {
+            return Err(ParseError::Uri("whitespace or delimiter inside URI"));
+        }
+        if scheme != Scheme::Other && memchr::memchr(b'%', rb).is_some() {
+            check_escapes(rb)?;
+        }
+        let at = find_byte(rest, b'@');
+        if scheme == Scheme::Other {
             if rest.is_empty() {
                 return Err(ParseError::Uri("empty opaque part"));
             }
@@ -140,9 +178,9 @@ impl<'a> Uri<'a> {
                 headers: None,
                 raw: s,
             });
-        };
+        }
         if scheme == Scheme::Tel {
-            let (number, params) = match rest.find(';') {
+            let (number, params) = match find_byte(rest, b';') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, ""),
             };
@@ -160,7 +198,7 @@ impl<'a> Uri<'a> {
                 raw: s,
             });
         }
-        parse_sip(scheme, s, rest)
+        parse_sip(scheme, s, rest, at)
     }
 
     /// `transport` URI parameter (RFC 3261 §19.1.1).
@@ -189,23 +227,29 @@ impl<'a> Uri<'a> {
     }
 }
 
-fn parse_sip<'a>(scheme: Scheme, raw: &'a str, rest: &'a str) -> Result<Uri<'a>, ParseError> {
+/// `rest` is everything after `sip:`, already checked for stray bytes and
+/// bad escapes; `at` is the position of its first `@`.
+fn parse_sip<'a>(
+    scheme: Scheme,
+    raw: &'a str,
+    rest: &'a str,
+    at: Option<usize>,
+) -> Result<Uri<'a>, ParseError> {
     // userinfo never contains an unescaped '@' and neither do the host,
     // params or headers, so the first '@' ends the userinfo.
-    let (userinfo, hostpart) = match rest.find('@') {
+    let (userinfo, hostpart) = match at {
         Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
         None => (None, rest),
     };
     let (user, password) = match userinfo {
         Some(ui) => {
-            let (u, p) = match ui.find(':') {
+            let (u, p) = match find_byte(ui, b':') {
                 Some(i) => (&ui[..i], Some(&ui[i + 1..])),
                 None => (ui, None),
             };
             if u.is_empty() {
                 return Err(ParseError::Uri("empty user part"));
             }
-            check_escapes(u)?;
             (Some(u), p)
         }
         None => (None, None),
@@ -219,18 +263,14 @@ fn parse_sip<'a>(scheme: Scheme, raw: &'a str, rest: &'a str) -> Result<Uri<'a>,
             .map_or(hostpart.len(), |i| close + i);
         (&hostpart[..end], &hostpart[end..])
     } else {
-        let end = hostpart.find([';', '?']).unwrap_or(hostpart.len());
+        let end = find_byte2(hostpart, b';', b'?').unwrap_or(hostpart.len());
         (&hostpart[..end], &hostpart[end..])
     };
     let (host, port) = split_host_port(hostport)?;
-    let (params, headers) = match after.find('?') {
+    let (params, headers) = match find_byte(after, b'?') {
         Some(i) => (&after[..i], Some(&after[i + 1..])),
         None => (after, None),
     };
-    check_escapes(params)?;
-    if let Some(h) = headers {
-        check_escapes(h)?;
-    }
     let params = Params::parse(params).map_err(|_| ParseError::Uri("invalid URI parameter"))?;
     Ok(Uri {
         scheme,
@@ -258,7 +298,7 @@ pub(crate) fn split_host_port(s: &str) -> Result<(Host<'_>, Option<u16>), ParseE
             },
         }
     } else {
-        match s.find(':') {
+        match find_byte(s, b':') {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),
         }
@@ -271,17 +311,13 @@ pub(crate) fn split_host_port(s: &str) -> Result<(Host<'_>, Option<u16>), ParseE
 }
 
 fn parse_port(p: &str) -> Result<u16, ParseError> {
-    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ParseError::Uri("invalid port"));
-    }
-    p.parse().map_err(|_| ParseError::Uri("port out of range"))
+    crate::scan::parse_port(p.as_bytes()).ok_or(ParseError::Uri("invalid port"))
 }
 
-/// Every `%` must start a `%HH` escape (RFC 3261 §25.1 `escaped`).
-fn check_escapes(s: &str) -> Result<(), ParseError> {
-    let b = s.as_bytes();
+/// Every `%` must start a `%HH` escape.
+fn check_escapes(b: &[u8]) -> Result<(), ParseError> {
     let mut i = 0;
-    while let Some(off) = memchr::memchr(b'%', &b[i..]) {
+    while let Some(off) = b[i..].iter().position(|&c| c == b'%') {
         let p = i + off;
         if p + 2 >= b.len() || !b[p + 1].is_ascii_hexdigit() || !b[p + 2].is_ascii_hexdigit() {
             return Err(ParseError::Uri("invalid %-escape"));

@@ -110,12 +110,26 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), Rejection> {
         return Err(Rejection::bad("Max-Forwards out of range"));
     }
     msg.expires()?;
-    for h in [HeaderName::Route, HeaderName::RecordRoute, HeaderName::Path] {
-        for v in msg.header_values(h) {
-            crate::NameAddr::parse(v).map_err(|e| e.in_header(h))?;
+    // Route drives forwarding (RFC 3261 §16.4), so it must parse.
+    // Record-Route and Path are copied verbatim by a proxy and parsed by
+    // whoever uses them (UAs, the registrar), so they are not checked here.
+    for v in msg.header_values(HeaderName::Route) {
+        crate::NameAddr::parse(v).map_err(|e| e.in_header(HeaderName::Route))?;
+    }
+    // Contact: `*` alone, or name-addrs (RFC 3261 §20.10). Checked without
+    // collecting, as this runs for every request.
+    let (mut star, mut count) = (false, 0);
+    for v in msg.header_values(HeaderName::Contact) {
+        count += 1;
+        if v == "*" {
+            star = true;
+        } else {
+            crate::NameAddr::parse(v).map_err(|e| e.in_header(HeaderName::Contact))?;
         }
     }
-    msg.contacts()?;
+    if star && count > 1 {
+        return Err(Rejection::bad("Contact * mixed with other contacts"));
+    }
     // RFC 3261 §20.17: the only time zone allowed is GMT (RFC 4475
     // §3.1.2.12).
     if let Some(date) = msg.header(HeaderName::Date)

@@ -3,8 +3,8 @@
 
 use crate::ParseError;
 use crate::params::Params;
-use crate::scan::{is_lws, is_token, trim_lws};
-use crate::uri::{Host, split_host_port};
+use crate::scan::{find_byte, is_lws, is_token, trim_lws};
+use crate::uri::Host;
 
 /// The RFC 3261 branch magic cookie (§8.1.1.7).
 pub const BRANCH_MAGIC: &str = "z9hG4bK";
@@ -29,16 +29,12 @@ impl<'a> Via<'a> {
     /// grammar has LWS/SWS (around `/`, `:` and `;`).
     pub fn parse(value: &'a str) -> Result<Via<'a>, ParseError> {
         let v = trim_lws(value);
-        let s1 = v
-            .find('/')
-            .ok_or(ParseError::Via("missing sent-protocol"))?;
+        let s1 = find_byte(v, b'/').ok_or(ParseError::Via("missing sent-protocol"))?;
         let name = trim_lws(&v[..s1]);
         let after1 = &v[s1 + 1..];
-        let s2 = after1
-            .find('/')
-            .ok_or(ParseError::Via("missing transport"))?;
+        let s2 = find_byte(after1, b'/').ok_or(ParseError::Via("missing transport"))?;
         let version = trim_lws(&after1[..s2]);
-        let after2 = after1[s2 + 1..].trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8));
+        let after2 = trim_lws(&after1[s2 + 1..]);
         let t_end = after2
             .bytes()
             .position(|b| is_lws(b) || b == b';')
@@ -52,7 +48,7 @@ impl<'a> Via<'a> {
             return Err(ParseError::Via("missing sent-by"));
         }
         let rest = trim_lws(rest);
-        let (sent_by, params) = match rest.find(';') {
+        let (sent_by, params) = match find_byte(rest, b';') {
             Some(i) => (trim_lws(&rest[..i]), trim_lws(&rest[i..])),
             None => (rest, ""),
         };
@@ -112,38 +108,39 @@ impl<'a> Via<'a> {
 
 /// `host [ COLON port ]` where COLON may be surrounded by SWS.
 fn parse_sent_by(s: &str) -> Result<(Host<'_>, Option<u16>), ParseError> {
-    if s.is_empty() {
+    let b = s.as_bytes();
+    if b.is_empty() {
         return Err(ParseError::Via("missing sent-by"));
     }
-    let colon = if s.starts_with('[') {
-        s.find(']').and_then(|c| s[c..].find(':').map(|i| c + i))
-    } else {
-        s.find(':')
-    };
-    let res = match colon {
-        Some(c) if s[..c].bytes().any(is_lws) || s[c..].bytes().any(is_lws) => {
-            let host = trim_lws(&s[..c]);
-            let port = trim_lws(&s[c + 1..]);
-            if host.bytes().any(is_lws) || port.bytes().any(is_lws) {
-                return Err(ParseError::Via("whitespace inside sent-by"));
-            }
-            let (h, _) = split_host_port(host)?;
-            let p = port
-                .parse::<u16>()
-                .map_err(|_| ParseError::Via("invalid port"))?;
-            Ok((h, Some(p)))
+    // One pass: the port colon (the first ':' after an IPv6 reference's
+    // ']'), and whether there is any LWS at all.
+    let mut colon = None;
+    let mut in_v6 = b[0] == b'[';
+    let mut lws = false;
+    for (i, &c) in b.iter().enumerate() {
+        if in_v6 {
+            in_v6 = c != b']';
+        } else if c == b':' && colon.is_none() {
+            colon = Some(i);
         }
-        _ => {
-            if s.bytes().any(is_lws) {
-                return Err(ParseError::Via("whitespace inside sent-by"));
-            }
-            split_host_port(s)
-        }
+        lws |= is_lws(c);
+    }
+    let (host, port) = match colon {
+        Some(c) => (trim_lws(&s[..c]), Some(trim_lws(&s[c + 1..]))),
+        None => (s, None),
     };
-    res.map_err(|e| match e {
+    if lws && (host.bytes().any(is_lws) || port.is_some_and(|p| p.bytes().any(is_lws))) {
+        return Err(ParseError::Via("whitespace inside sent-by"));
+    }
+    let host = Host::parse(host).map_err(|e| match e {
         ParseError::Uri(p) => ParseError::Via(p),
         other => other,
-    })
+    })?;
+    let port = match port {
+        None => None,
+        Some(p) => Some(crate::scan::parse_port(p.as_bytes()).ok_or(ParseError::Via("invalid port"))?),
+    };
+    Ok((host, port))
 }
 
 #[cfg(test)]

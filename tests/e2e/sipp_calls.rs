@@ -58,6 +58,13 @@ async fn register_then_calls_complete_through_the_proxy() {
         .spawn();
     finish(calls).await.assert_calls(5, 0);
     stop(uas).await.assert_calls(5, 0);
+    // Every transaction ends once its timers run out (64×T1 = 6.4 s with the
+    // test T1 of 100 ms): nothing stays in the tables or the timer queue.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while node.live_transactions() != (0, 0, 0) {
+        assert!(std::time::Instant::now() < deadline, "leaked transactions: {:?}", node.live_transactions());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     node.shutdown().await;
 }
 
