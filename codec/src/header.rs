@@ -121,7 +121,12 @@ impl HeaderName {
         let candidates: &[(&[u8], HeaderName)] = match b.len() {
             2 => &[(b"to", To)],
             3 => &[(b"via", Via)],
-            4 => &[(b"from", From), (b"cseq", CSeq), (b"path", Path), (b"date", Date)],
+            4 => &[
+                (b"from", From),
+                (b"cseq", CSeq),
+                (b"path", Path),
+                (b"date", Date),
+            ],
             5 => &[(b"route", Route), (b"allow", Allow), (b"event", Event)],
             6 => &[(b"server", Server), (b"accept", Accept)],
             7 => &[
@@ -145,7 +150,10 @@ impl HeaderName {
                 (b"content-type", ContentType),
                 (b"allow-events", AllowEvents),
             ],
-            13 => &[(b"proxy-require", ProxyRequire), (b"authorization", Authorization)],
+            13 => &[
+                (b"proxy-require", ProxyRequire),
+                (b"authorization", Authorization),
+            ],
             14 => &[(b"content-length", ContentLength)],
             16 => &[
                 (b"content-encoding", ContentEncoding),

@@ -108,7 +108,8 @@ fn check(b: &[u8]) -> Result<(), ParseError> {
             i = skip_lws(i + 1);
             if i < b.len() && b[i] == b'"' {
                 // quoted_len works on str; the slice starts at an ASCII '"'.
-                let rest = std::str::from_utf8(&b[i..]).map_err(|_| ParseError::UnterminatedQuote)?;
+                let rest =
+                    std::str::from_utf8(&b[i..]).map_err(|_| ParseError::UnterminatedQuote)?;
                 i += quoted_len(rest)?;
             } else {
                 let value_start = i;

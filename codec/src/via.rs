@@ -138,7 +138,9 @@ fn parse_sent_by(s: &str) -> Result<(Host<'_>, Option<u16>), ParseError> {
     })?;
     let port = match port {
         None => None,
-        Some(p) => Some(crate::scan::parse_port(p.as_bytes()).ok_or(ParseError::Via("invalid port"))?),
+        Some(p) => {
+            Some(crate::scan::parse_port(p.as_bytes()).ok_or(ParseError::Via("invalid port"))?)
+        }
     };
     Ok((host, port))
 }

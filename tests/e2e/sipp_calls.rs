@@ -62,7 +62,11 @@ async fn register_then_calls_complete_through_the_proxy() {
     // test T1 of 100 ms): nothing stays in the tables or the timer queue.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while node.live_transactions() != (0, 0, 0) {
-        assert!(std::time::Instant::now() < deadline, "leaked transactions: {:?}", node.live_transactions());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leaked transactions: {:?}",
+            node.live_transactions()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     node.shutdown().await;

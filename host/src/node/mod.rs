@@ -2,7 +2,7 @@
 //! tables and timers, and connects them to the proxy core, registrar and
 //! location store. `core.rs` shows the path of a message.
 
-mod core;
+pub(crate) mod core;
 mod proxy_tx;
 mod routing;
 mod stateless;

@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use switchyard_codec::{self as codec, HeaderName, Method, SipMessage};
+use switchyard_codec::{self as codec, Method, SipMessage};
 use tracing::debug;
 
+mod forking;
+
+use self::forking::{build_ack, drain_client};
 use super::core::Core;
 use crate::egress::Destination;
 use crate::net::Source;
-use crate::policy::{
-    BranchFailure, CompletionSummary, FailureDecision, Policy, PolicyCtx, ResponseDecision,
-    ResponseInfo,
-};
-use crate::proxy::fork::{BranchId, FinalResponse, ForkAction, ResponseContext, Target};
-use crate::proxy::request::{self, ForwardSpec, Reject, RouteState};
+use crate::policy::{CompletionSummary, Policy, PolicyCtx, ResponseDecision, ResponseInfo};
+use crate::proxy::fork::{BranchId, ResponseContext, Target};
+use crate::proxy::request::{Reject, RouteState};
 use crate::transaction::{
     ClientEvent, ClientKey, ClientTransaction, Disposition, Kind, ServerEvent, ServerKey,
     ServerState, ServerTransaction, TimerConfig,
@@ -224,98 +224,6 @@ impl ProxyTx {
         self.pump(now)
     }
 
-    /// The next hop for a branch has been resolved (or refused).
-    pub fn start_branch(
-        &mut self,
-        branch: BranchId,
-        target: Target,
-        dest: Result<Destination, Reject>,
-        core: &Core,
-        now: Instant,
-    ) -> Vec<Output> {
-        let dest = match dest {
-            Ok(d) => d,
-            Err(rej) => {
-                if let Some(f) = &mut self.fork {
-                    f.on_local_failure(branch, rej.code);
-                }
-                return self.pump(now);
-            }
-        };
-        let Some(fw) = &self.forwarding else {
-            return Vec::new();
-        };
-        let identity = &core.wiring().identity;
-        let out_addr = identity.address_for(dest.transport);
-        let branch_id = request::new_branch(&fw.loop_hash);
-        let via = format!(
-            "SIP/2.0/{} {};branch={branch_id}",
-            dest.transport, out_addr.advertised
-        );
-        let mut record_route = Vec::new();
-        if fw.record_route {
-            // Double Record-Route when the request changes transport, so each
-            // side of the dialog reaches us the way it can (RFC 5658 style).
-            let in_addr = identity.address_for(self.source.transport);
-            record_route.push(out_addr.record_route());
-            if in_addr.advertised != out_addr.advertised || in_addr.transport != out_addr.transport
-            {
-                record_route.push(in_addr.record_route());
-            }
-        }
-        let routes: Option<Vec<String>> = if !target.route.is_empty() {
-            Some(
-                target
-                    .route
-                    .iter()
-                    .cloned()
-                    .chain(fw.routes.routes.iter().cloned())
-                    .collect(),
-            )
-        } else if fw.routes.changed {
-            Some(fw.routes.routes.clone())
-        } else {
-            None
-        };
-        let data = request::build_forward(
-            &self.request,
-            &ForwardSpec {
-                request_uri: &target.uri,
-                routes: routes.as_deref(),
-                record_route: &record_route,
-                via: &via,
-                received: fw.received.as_deref(),
-                rport: fw.rport,
-            },
-        );
-        let kind = if self.invite {
-            Kind::Invite
-        } else {
-            Kind::NonInvite
-        };
-        let method = self
-            .request
-            .method()
-            .map(|m| m.as_str().to_string())
-            .unwrap_or_default();
-        let key = ClientKey::new(&branch_id, &method);
-        let client = ClientTransaction::new(kind, dest.transport, data.clone(), &self.timers, now);
-        let slot = &mut self.branches[branch];
-        slot.key = Some(key.clone());
-        slot.client = Some(client);
-        slot.dest = Some(dest);
-        slot.request = data;
-        if self.invite {
-            slot.timer_c = Some(now + self.timer_c);
-        }
-        let mut out = vec![Output::Register {
-            key,
-            role: Role::Branch(branch),
-        }];
-        out.extend(self.pump(now));
-        out
-    }
-
     pub fn on_response(&mut self, role: Role, msg: SipMessage, now: Instant) -> Vec<Output> {
         let Some(status) = msg.status() else {
             return Vec::new();
@@ -431,14 +339,7 @@ impl ProxyTx {
             for (i, slot) in self.branches.iter_mut().enumerate() {
                 let Some(dest) = slot.dest else { continue };
                 if let Some(c) = &mut slot.client {
-                    while let Some(data) = c.poll_transmit() {
-                        out.push(Output::Send {
-                            branch: i,
-                            dest,
-                            data,
-                        });
-                    }
-                    while let Some(ev) = c.poll_event() {
+                    for ev in drain_client(c, i, dest, &mut out) {
                         progressed = true;
                         match (ev, self.fork.as_mut()) {
                             (ClientEvent::Timeout, Some(f)) => f.on_timeout(i),
@@ -453,14 +354,8 @@ impl ProxyTx {
                     }
                 }
                 if let Some((key, c)) = &mut slot.cancel {
-                    while let Some(data) = c.poll_transmit() {
-                        out.push(Output::Send {
-                            branch: i,
-                            dest,
-                            data,
-                        });
-                    }
-                    while let Some(ev) = c.poll_event() {
+                    // A CANCEL's own outcome changes nothing: the INVITE's 487 does.
+                    for ev in drain_client(c, i, dest, &mut out) {
                         if matches!(ev, ClientEvent::Terminated) {
                             out.push(Output::Unregister { key: key.clone() });
                         }
@@ -500,125 +395,6 @@ impl ProxyTx {
         out
     }
 
-    fn on_fork_action(
-        &mut self,
-        action: ForkAction<SipMessage>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        match action {
-            ForkAction::StartBranch(branch, target) => {
-                debug_assert_eq!(branch, self.branches.len());
-                self.branches.push(BranchSlot {
-                    key: None,
-                    client: None,
-                    dest: None,
-                    request: Bytes::new(),
-                    cancel: None,
-                    timer_c: None,
-                });
-                let hop = self.next_hop(&target);
-                out.push(Output::Start {
-                    branch,
-                    target,
-                    hop,
-                });
-            }
-            ForkAction::CancelBranch(b) => {
-                let slot = &mut self.branches[b];
-                if slot.cancel.is_some() || slot.request.is_empty() {
-                    return;
-                }
-                let Ok(forwarded) = SipMessage::parse(slot.request.clone()) else {
-                    return;
-                };
-                let data = codec::build_cancel(&forwarded);
-                let Some(branch_id) = forwarded
-                    .top_via()
-                    .ok()
-                    .and_then(|v| v.branch().map(str::to_owned))
-                else {
-                    return;
-                };
-                let key = ClientKey::new(&branch_id, "CANCEL");
-                let Some(dest) = slot.dest else { return };
-                let c = ClientTransaction::new(
-                    Kind::NonInvite,
-                    dest.transport,
-                    data,
-                    &self.timers,
-                    now,
-                );
-                out.push(Output::Register {
-                    key: key.clone(),
-                    role: Role::Cancel(b),
-                });
-                slot.cancel = Some((key, c));
-                slot.timer_c = Some(now + self.timers.transaction_timeout());
-            }
-            ForkAction::Forward(msg) => self.forward_upstream(msg, now),
-            ForkAction::Final(FinalResponse::Received(msg)) => {
-                if msg.status() == Some(503) {
-                    // §16.7 step 6: a 503 is never relayed; the downstream
-                    // element's overload is not the caller's business.
-                    out.extend(self.respond(500, "Server Internal Error", &[], now));
-                } else {
-                    self.forward_upstream(msg, now);
-                }
-            }
-            ForkAction::Final(FinalResponse::Local(code)) => {
-                out.extend(self.respond(code, reason_for(code), &[], now));
-            }
-            ForkAction::Exhausted => self.on_exhausted(),
-        }
-    }
-
-    /// All branches failed: the policy may fail over to new targets (§16.7 step 4 is ours to shape).
-    fn on_exhausted(&mut self) {
-        let Some(fork) = &mut self.fork else { return };
-        let decision = match &self.policy {
-            Some(p) => p.on_branch_failure(
-                &BranchFailure {
-                    tenant: &self.tenant,
-                    request_uri: self.request.request_uri_str().unwrap_or(""),
-                    best_status: fork.best_status(),
-                    branches_tried: fork.branch_count(),
-                },
-                &mut self.pctx,
-            ),
-            None => FailureDecision::Fail,
-        };
-        match decision {
-            FailureDecision::Fail => fork.conclude(),
-            FailureDecision::Relay { targets } => fork.add_targets(targets),
-            FailureDecision::Reply { code, .. } => fork.conclude_with(code),
-        }
-    }
-
-    /// §16.7 step 9: remove our Via and send through the server transaction.
-    fn forward_upstream(&mut self, msg: SipMessage, now: Instant) {
-        let Some(status) = msg.status() else { return };
-        let data = msg.edit().remove_first_value(HeaderName::Via).finish();
-        if status >= 200 && self.final_status.is_none() {
-            self.final_status = Some(status);
-        }
-        if let Err(e) = self.server.respond(status, data, now) {
-            debug!(error = %e, status, "response not forwarded");
-        }
-    }
-
-    fn next_hop(&self, target: &Target) -> String {
-        let routes = self.forwarding.as_ref().map(|f| &f.routes.routes);
-        let first = target
-            .route
-            .first()
-            .or_else(|| routes.and_then(|r| r.first()));
-        match first {
-            Some(r) => request::strip_angle(r).to_string(),
-            None => target.uri.clone(),
-        }
-    }
-
     fn is_done(&self) -> bool {
         self.server.is_terminated()
             && self.branches.iter().all(|s| {
@@ -638,13 +414,6 @@ impl ProxyTx {
             };
             p.on_complete(&summary, &mut self.pctx);
         }
-    }
-}
-
-fn build_ack(forwarded: &Bytes, response: &SipMessage) -> Bytes {
-    match SipMessage::parse(forwarded.clone()) {
-        Ok(req) => codec::build_ack_for_non2xx(&req, response),
-        Err(_) => Bytes::new(),
     }
 }
 

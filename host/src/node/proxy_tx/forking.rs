@@ -1,0 +1,250 @@
+//! The downstream half of a [`ProxyTx`]: starting branches (§16.6),
+//! cancelling them (§16.10), acting on the response context's decisions
+//! (§16.7) and relaying responses upstream.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use switchyard_codec::{self as codec, HeaderName, SipMessage};
+use tracing::debug;
+
+use super::{BranchSlot, Output, ProxyTx, Role, reason_for};
+use crate::egress::Destination;
+use crate::node::core::Core;
+use crate::policy::{BranchFailure, FailureDecision};
+use crate::proxy::fork::{BranchId, FinalResponse, ForkAction, Target};
+use crate::proxy::request::{self, ForwardSpec, Reject};
+use crate::transaction::{ClientEvent, ClientKey, ClientTransaction, Kind};
+
+impl ProxyTx {
+    /// The next hop for a branch has been resolved (or refused).
+    pub fn start_branch(
+        &mut self,
+        branch: BranchId,
+        target: Target,
+        dest: Result<Destination, Reject>,
+        core: &Core,
+        now: Instant,
+    ) -> Vec<Output> {
+        let dest = match dest {
+            Ok(d) => d,
+            Err(rej) => {
+                if let Some(f) = &mut self.fork {
+                    f.on_local_failure(branch, rej.code);
+                }
+                return self.pump(now);
+            }
+        };
+        let Some(fw) = &self.forwarding else {
+            return Vec::new();
+        };
+        let identity = &core.wiring().identity;
+        let out_addr = identity.address_for(dest.transport);
+        let branch_id = request::new_branch(&fw.loop_hash);
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch_id}",
+            dest.transport, out_addr.advertised
+        );
+        let mut record_route = Vec::new();
+        if fw.record_route {
+            // Double Record-Route when the request changes transport, so each
+            // side of the dialog reaches us the way it can (RFC 5658 style).
+            let in_addr = identity.address_for(self.source.transport);
+            record_route.push(out_addr.record_route());
+            if in_addr.advertised != out_addr.advertised || in_addr.transport != out_addr.transport
+            {
+                record_route.push(in_addr.record_route());
+            }
+        }
+        let routes: Option<Vec<String>> = if !target.route.is_empty() {
+            Some(
+                target
+                    .route
+                    .iter()
+                    .cloned()
+                    .chain(fw.routes.routes.iter().cloned())
+                    .collect(),
+            )
+        } else if fw.routes.changed {
+            Some(fw.routes.routes.clone())
+        } else {
+            None
+        };
+        let data = request::build_forward(
+            &self.request,
+            &ForwardSpec {
+                request_uri: &target.uri,
+                routes: routes.as_deref(),
+                record_route: &record_route,
+                via: &via,
+                received: fw.received.as_deref(),
+                rport: fw.rport,
+            },
+        );
+        let kind = if self.invite {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
+        let method = self
+            .request
+            .method()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
+        let key = ClientKey::new(&branch_id, &method);
+        let client = ClientTransaction::new(kind, dest.transport, data.clone(), &self.timers, now);
+        let slot = &mut self.branches[branch];
+        slot.key = Some(key.clone());
+        slot.client = Some(client);
+        slot.dest = Some(dest);
+        slot.request = data;
+        if self.invite {
+            slot.timer_c = Some(now + self.timer_c);
+        }
+        let mut out = vec![Output::Register {
+            key,
+            role: Role::Branch(branch),
+        }];
+        out.extend(self.pump(now));
+        out
+    }
+
+    pub(super) fn on_fork_action(
+        &mut self,
+        action: ForkAction<SipMessage>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        match action {
+            ForkAction::StartBranch(branch, target) => {
+                debug_assert_eq!(branch, self.branches.len());
+                self.branches.push(BranchSlot {
+                    key: None,
+                    client: None,
+                    dest: None,
+                    request: Bytes::new(),
+                    cancel: None,
+                    timer_c: None,
+                });
+                let hop = self.next_hop(&target);
+                out.push(Output::Start {
+                    branch,
+                    target,
+                    hop,
+                });
+            }
+            ForkAction::CancelBranch(b) => {
+                let slot = &mut self.branches[b];
+                if slot.cancel.is_some() || slot.request.is_empty() {
+                    return;
+                }
+                let Ok(forwarded) = SipMessage::parse(slot.request.clone()) else {
+                    return;
+                };
+                let data = codec::build_cancel(&forwarded);
+                let Some(branch_id) = forwarded
+                    .top_via()
+                    .ok()
+                    .and_then(|v| v.branch().map(str::to_owned))
+                else {
+                    return;
+                };
+                let key = ClientKey::new(&branch_id, "CANCEL");
+                let Some(dest) = slot.dest else { return };
+                let c = ClientTransaction::new(
+                    Kind::NonInvite,
+                    dest.transport,
+                    data,
+                    &self.timers,
+                    now,
+                );
+                out.push(Output::Register {
+                    key: key.clone(),
+                    role: Role::Cancel(b),
+                });
+                slot.cancel = Some((key, c));
+                slot.timer_c = Some(now + self.timers.transaction_timeout());
+            }
+            ForkAction::Forward(msg) => self.forward_upstream(msg, now),
+            ForkAction::Final(FinalResponse::Received(msg)) => {
+                if msg.status() == Some(503) {
+                    // §16.7 step 6: a 503 is never relayed; the downstream
+                    // element's overload is not the caller's business.
+                    out.extend(self.respond(500, "Server Internal Error", &[], now));
+                } else {
+                    self.forward_upstream(msg, now);
+                }
+            }
+            ForkAction::Final(FinalResponse::Local(code)) => {
+                out.extend(self.respond(code, reason_for(code), &[], now));
+            }
+            ForkAction::Exhausted => self.on_exhausted(),
+        }
+    }
+
+    /// All branches failed: the policy may fail over to new targets (§16.7 step 4 is ours to shape).
+    fn on_exhausted(&mut self) {
+        let Some(fork) = &mut self.fork else { return };
+        let decision = match &self.policy {
+            Some(p) => p.on_branch_failure(
+                &BranchFailure {
+                    tenant: &self.tenant,
+                    request_uri: self.request.request_uri_str().unwrap_or(""),
+                    best_status: fork.best_status(),
+                    branches_tried: fork.branch_count(),
+                },
+                &mut self.pctx,
+            ),
+            None => FailureDecision::Fail,
+        };
+        match decision {
+            FailureDecision::Fail => fork.conclude(),
+            FailureDecision::Relay { targets } => fork.add_targets(targets),
+            FailureDecision::Reply { code, .. } => fork.conclude_with(code),
+        }
+    }
+
+    /// §16.7 step 9: remove our Via and send through the server transaction.
+    fn forward_upstream(&mut self, msg: SipMessage, now: Instant) {
+        let Some(status) = msg.status() else { return };
+        let data = msg.edit().remove_first_value(HeaderName::Via).finish();
+        if status >= 200 && self.final_status.is_none() {
+            self.final_status = Some(status);
+        }
+        if let Err(e) = self.server.respond(status, data, now) {
+            debug!(error = %e, status, "response not forwarded");
+        }
+    }
+
+    fn next_hop(&self, target: &Target) -> String {
+        let routes = self.forwarding.as_ref().map(|f| &f.routes.routes);
+        let first = target
+            .route
+            .first()
+            .or_else(|| routes.and_then(|r| r.first()));
+        match first {
+            Some(r) => request::strip_angle(r).to_string(),
+            None => target.uri.clone(),
+        }
+    }
+}
+
+/// Queues a client transaction's transmissions and returns its events.
+pub(super) fn drain_client(
+    c: &mut ClientTransaction,
+    branch: BranchId,
+    dest: Destination,
+    out: &mut Vec<Output>,
+) -> Vec<ClientEvent> {
+    while let Some(data) = c.poll_transmit() {
+        out.push(Output::Send { branch, dest, data });
+    }
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+pub(super) fn build_ack(forwarded: &Bytes, response: &SipMessage) -> Bytes {
+    match SipMessage::parse(forwarded.clone()) {
+        Ok(req) => codec::build_ack_for_non2xx(&req, response),
+        Err(_) => Bytes::new(),
+    }
+}
