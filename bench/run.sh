@@ -4,6 +4,7 @@
 #   bench/run.sh                   # build switchyard (release), run everything
 #   SKIP_BUILD=1 bench/run.sh      # use the existing target/release/switchyard
 #   TARGETS=kamailio bench/run.sh  # one proxy only (kamailio, switchyard)
+#   PHASES=memory bench/run.sh     # some of: register calls memory
 #
 # Measures, per proxy:
 #   register  the highest REGISTER rate (SIPp -r) at which < 0.1% of the
@@ -14,7 +15,11 @@
 #             through the proxy to a registered SIPp UAS (record-routed).
 #   memory    RSS (switchyard: VmRSS; kamailio: PSS summed over its
 #             processes, its location table lives in shared memory) of a
-#             fresh proxy before and after 100k distinct bindings.
+#             fresh proxy before and after 100k distinct bindings, sent over
+#             TCP: Timer J is 0 there, so no REGISTER transaction outlives
+#             its response and the figure is the bindings' (over UDP, 32 s
+#             of transactions at 4000/s would be most of it, and Kamailio's
+#             5 s wait timer would not pay the same price).
 # Rates go up by doubling until a step fails, then bisect BISECT times.
 # Everything is on 127.0.0.x; every process started here is stopped on exit.
 # Only 2 cores on the reference machine: SIPp UAC, SIPp UAS and the proxy
@@ -26,6 +31,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCEN="$ROOT/tests/sipp"
 DOMAIN=bench.test
 TARGETS=${TARGETS:-"switchyard kamailio"}
+PHASES=${PHASES:-"register calls memory"}
 STEP_SECS=${STEP_SECS:-5}          # length of one rate step
 BISECT=${BISECT:-3}                # bisection rounds after the doubling stops
 REG_START=${REG_START:-1000}       # first REGISTER/s step
@@ -39,7 +45,8 @@ USERS=${USERS:-10000}
 CALL_HOLD_MS=${CALL_HOLD_MS:-20}
 MEM_USERS=${MEM_USERS:-100000}
 MEM_RATE=${MEM_RATE:-4000}         # REGISTER/s while filling the table
-MEM_SETTLE=${MEM_SETTLE:-34}       # seconds: let Timer J (32 s) retire the REGISTER transactions
+MEM_TRANSPORT=${MEM_TRANSPORT:-tcp} # tcp, or udp (then also MEM_SETTLE=34 for Timer J)
+MEM_SETTLE=${MEM_SETTLE:-5}        # seconds between the last REGISTER and the reading
 MAX_FAIL_PPM=1000                  # 0.1 %
 MIN_ACHIEVED_PCT=95
 
@@ -90,6 +97,15 @@ wait_udp_bound() {
     local addr=$1 port=$2 i
     for i in $(seq 500); do
         ss -Hlun "src $addr:$port" 2>/dev/null | grep -q . && return 0
+        sleep 0.01
+    done
+    return 1
+}
+
+wait_tcp_bound() {
+    local addr=$1 port=$2 i
+    for i in $(seq 500); do
+        ss -Hltn "src $addr:$port" 2>/dev/null | grep -q . && return 0
         sleep 0.01
     done
     return 1
@@ -184,7 +200,7 @@ ramp() {
 start_switchyard() {
     local bin="$ROOT/target/release/switchyard"
     [[ -x $bin ]] || return 1
-    "$bin" run --listen "udp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log warn \
+    "$bin" run --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log warn \
         >"$WORK/switchyard.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
@@ -240,13 +256,18 @@ proxy_mem() {
 
 # --- benchmarks -----------------------------------------------------------
 
+# Each step runs against a freshly started proxy (and UAS), so that the
+# backlog of an overloaded step (retransmissions, open transactions) cannot
+# fail the next, lower one.
 register_step() {
     # (Two statements: in one `local`, $((rate * ...)) would be expanded
     # before rate is assigned, and see the caller's rate.)
-    local rate=$1 calls res
+    local rate=$1 calls res ok failed elapsed
     calls=$((rate * STEP_SECS))
+    start_proxy "$TARGET" || return 1
     res=$(run_uac "reg-$TARGET-$rate" "$PROXY_ADDR" "$SCEN/uac_register.xml" "$rate" "$calls" \
         -inf "$WORK/users.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080)
+    stop_pid "$PROXY_PID"
     read -r ok failed elapsed <<<"$res"
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
         log "  REGISTER $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
@@ -258,10 +279,17 @@ register_step() {
 }
 
 call_step() {
-    local rate=$1 calls res
+    local rate=$1 calls res ok failed elapsed
     calls=$((rate * STEP_SECS))
+    start_proxy "$TARGET" || return 1
+    start_uas || { stop_pid "$PROXY_PID"; return 1; }
+    # Bind every user to the UAS (not timed).
+    run_uac "bind-$TARGET-$rate" "$PROXY_ADDR" "$SCEN/uac_register.xml" 4000 "$USERS" \
+        -inf "$WORK/users.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080 >/dev/null
     res=$(run_uac "call-$TARGET-$rate" "$PROXY_ADDR" "$SCEN/uac_call.xml" "$rate" "$calls" \
         -inf "$WORK/users.csv" -key domain "$DOMAIN" -d "$CALL_HOLD_MS" -p 5081)
+    stop_pid "$UAS_PID"
+    stop_pid "$PROXY_PID"
     read -r ok failed elapsed <<<"$res"
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
         log "  calls $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
@@ -288,26 +316,31 @@ bench_target() {
         log "$TARGET unavailable: skipped"
         return
     fi
-    start_uas
-    log "REGISTER ramp from $REG_START/s, ${STEP_SECS}s steps, $USERS users"
-    ramp "$REG_START" "$REG_MAX" register_step
-    REG[$TARGET]=$RAMP_RESULT
-    # Every user must be bound to the UAS before the calls, whatever the ramp did.
-    run_uac "bind-$TARGET" "$PROXY_ADDR" "$SCEN/uac_register.xml" 2000 "$USERS" \
-        -inf "$WORK/users.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080 >/dev/null
-    log "call ramp from $CALL_START/s"
-    ramp "$CALL_START" "$CALL_MAX" call_step
-    CALLS[$TARGET]=$RAMP_RESULT
-    stop_pid "$UAS_PID"
     stop_pid "$PROXY_PID"
+    if [[ " $PHASES " == *" register "* ]]; then
+        log "REGISTER ramp from $REG_START/s, ${STEP_SECS}s steps, $USERS users"
+        ramp "$REG_START" "$REG_MAX" register_step
+        REG[$TARGET]=$RAMP_RESULT
+    fi
+    if [[ " $PHASES " == *" calls "* ]]; then
+        log "call ramp from $CALL_START/s"
+        ramp "$CALL_START" "$CALL_MAX" call_step
+        CALLS[$TARGET]=$RAMP_RESULT
+    fi
+    [[ " $PHASES " == *" memory "* ]] || return 0
 
-    log "memory: $MEM_USERS bindings at $MEM_RATE/s into a fresh $TARGET"
+    log "memory: $MEM_USERS bindings at $MEM_RATE/s over $MEM_TRANSPORT into a fresh $TARGET"
     start_proxy "$TARGET" || return 0
+    local tflag=u1
+    if [[ $MEM_TRANSPORT == tcp ]]; then
+        tflag=t1
+        wait_tcp_bound "$PROXY_ADDR" "$PORT" || { log "no TCP listener"; stop_pid "$PROXY_PID"; return 0; }
+    fi
     sleep 1 # let it finish allocating its start-up state before the baseline
     local before after res ok failed
     before=$(proxy_mem "$TARGET" "$PROXY_PID")
     res=$(run_uac "mem-$TARGET" "$PROXY_ADDR" "$SCEN/uac_register.xml" "$MEM_RATE" "$MEM_USERS" \
-        -inf "$WORK/users-mem.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5082)
+        -inf "$WORK/users-mem.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5082 -t "$tflag")
     read -r ok failed _ <<<"$res"
     log "  $ok registered, $failed failed; settling ${MEM_SETTLE}s"
     sleep "$MEM_SETTLE"
@@ -354,7 +387,7 @@ echo "Switchyard vs Kamailio 5.6 ($(nproc) cores, SIPp $(sipp -v 2>/dev/null | a
 printf '%-34s %14s %14s %9s\n' "metric" "switchyard" "kamailio" "ratio"
 printf '%-34s %14s %14s %9s\n' "REGISTER/s ($USERS users)" "${REG[switchyard]:-pending}" "${REG[kamailio]:-pending}" "$(ratio "${REG[switchyard]:-}" "${REG[kamailio]:-}")"
 printf '%-34s %14s %14s %9s\n' "calls/s (INVITE..BYE via proxy)" "${CALLS[switchyard]:-pending}" "${CALLS[kamailio]:-pending}" "$(ratio "${CALLS[switchyard]:-}" "${CALLS[kamailio]:-}")"
-printf '%-34s %14s %14s %9s\n' "memory before ($MEM_USERS bindings)" \
+printf '%-34s %14s %14s %9s\n' "memory before ($MEM_USERS, $MEM_TRANSPORT)" \
     "$([[ -n ${MEM_BEFORE[switchyard]:-} ]] && fmt_bytes "${MEM_BEFORE[switchyard]}" || echo pending)" \
     "$([[ -n ${MEM_BEFORE[kamailio]:-} ]] && fmt_bytes "${MEM_BEFORE[kamailio]}" || echo pending)" ""
 printf '%-34s %14s %14s %9s\n' "memory after" \

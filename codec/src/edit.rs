@@ -107,13 +107,7 @@ impl<'m> Editor<'m> {
     /// Add `Name: value` after the last header line.
     pub fn append_header(&mut self, raw_name: &str, value: &str) -> &mut Self {
         let at = self.msg.headers_end;
-        let needs_crlf = at > 0 && self.msg.buf.get(at as usize - 1) != Some(&b'\n');
-        let text = self.text(|a| {
-            if needs_crlf {
-                a.extend_from_slice(b"\r\n");
-            }
-            line(a, raw_name, value)
-        });
+        let text = self.text(|a| line(a, raw_name, value));
         self.next_order += 1;
         self.splices.push(Splice {
             start: at,
@@ -166,20 +160,21 @@ impl<'m> Editor<'m> {
             Some(v) => (v.start, v.end, self.text(|a| _ = write!(a, "{n}"))),
             None => {
                 let at = self.msg.headers_end;
-                let needs_crlf = at > 0 && self.msg.buf.get(at as usize - 1) != Some(&b'\n');
-                let text = self.text(|a| {
-                    if needs_crlf {
-                        a.extend_from_slice(b"\r\n");
-                    }
-                    _ = write!(a, "Max-Forwards: {n}\r\n");
-                });
+                let text = self.text(|a| _ = write!(a, "Max-Forwards: {n}\r\n"));
                 (at, at, text)
             }
+        };
+        // A new line goes with the appended lines, in call order.
+        self.next_order += 1;
+        let order = if start == end {
+            PUSH_BASE + self.next_order
+        } else {
+            0
         };
         self.max_forwards = Some(Splice {
             start,
             end,
-            order: 0,
+            order,
             text,
         });
         self
@@ -266,18 +261,29 @@ impl<'m> Editor<'m> {
                 if left == 0 {
                     break;
                 }
-                let values: Vec<&str> = CommaSplit::new(msg.text(h.value)).collect();
-                if left >= values.len() {
-                    out.push(removal(h.line));
-                    left -= values.len();
-                } else {
-                    let start = values[0].as_ptr() as usize - base;
-                    let end = values[left].as_ptr() as usize - base;
+                // Count the line's values, noting the first and the first
+                // one that stays (without collecting them).
+                let (mut n, mut first, mut keep) = (0, None, None);
+                for (i, v) in CommaSplit::new(msg.text(h.value)).enumerate() {
+                    if i == 0 {
+                        first = Some(v);
+                    }
+                    if i == left {
+                        keep = Some(v);
+                    }
+                    n = i + 1;
+                }
+                if let (Some(first), Some(keep)) = (first, keep) {
+                    let start = first.as_ptr() as usize - base;
+                    let end = keep.as_ptr() as usize - base;
                     out.push(removal(Span {
                         start: start as u32,
                         end: end as u32,
                     }));
                     left = 0;
+                } else {
+                    out.push(removal(h.line));
+                    left = left.saturating_sub(n);
                 }
             }
         }
@@ -295,6 +301,13 @@ impl<'m> Editor<'m> {
         all.sort_unstable_by_key(|s| (s.start, s.end != s.start, s.order));
         let buf: &[u8] = &self.msg.buf[..self.msg.message_end()];
         out.reserve(buf.len() + self.arena.len());
+        // A head that runs to the end of the buffer without a final CRLF
+        // (only possible in messages validation rejects) gets one before
+        // the first whole line inserted there, so lines never run together.
+        // Whole-line inserts have a non-zero order; a `received` added to a
+        // Via value ending there has order 0 and sorts before them.
+        let headers_end = self.msg.headers_end as usize;
+        let mut missing_crlf = headers_end > 0 && buf.get(headers_end - 1) != Some(&b'\n');
         let mut cursor = 0usize;
         for s in &all {
             let (start, end) = (s.start as usize, s.end as usize);
@@ -302,6 +315,10 @@ impl<'m> Editor<'m> {
                 continue; // overlaps an earlier edit, or past the end: dropped
             }
             out.extend_from_slice(&buf[cursor..start]);
+            if missing_crlf && start == headers_end && start == end && s.order != 0 {
+                out.extend_from_slice(b"\r\n");
+                missing_crlf = false;
+            }
             out.extend_from_slice(&self.arena[s.text.0 as usize..s.text.1 as usize]);
             cursor = end;
         }

@@ -21,6 +21,7 @@ mod message;
 mod method;
 mod name_addr;
 mod params;
+mod parse;
 mod response;
 mod scan;
 mod uri;

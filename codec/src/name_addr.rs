@@ -60,11 +60,9 @@ impl<'a> NameAddr<'a> {
             if !after.is_empty() && !after.starts_with(';') {
                 return Err(ParseError::Address("unexpected text after >"));
             }
-            let uri = &inner[..gt];
-            if uri.bytes().any(is_lws) {
-                return Err(ParseError::Address("whitespace inside <>"));
-            }
-            (uri, after)
+            // Whitespace inside <> (RFC 4475 §3.1.2.14) is rejected by
+            // Uri::parse, which refuses LWS anywhere in a URI.
+            (&inner[..gt], after)
         } else {
             let (u, p) = match find_byte(rest, b';') {
                 Some(i) => (trim_lws(&rest[..i]), trim_lws(&rest[i..])),

@@ -44,9 +44,54 @@ impl<'a> Params<'a> {
     /// `;name=v` (raw, quotes kept), `None` if absent. Names compare
     /// case-insensitively (RFC 3261 §19.1.4, §7.3.1).
     pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        // A direct scan rather than `iter().find()`: lookups (branch, tag,
+        // lr, received, rport) are the hot path and most names do not match,
+        // so only each name is compared and non-matching values are skipped.
+        let raw = self.raw;
+        let b = raw.as_bytes();
+        let want = name.as_bytes();
+        let skip_lws = |mut i: usize| {
+            while i < b.len() && crate::scan::is_lws(b[i]) {
+                i += 1;
+            }
+            i
+        };
+        let mut i = 0;
+        while i < b.len() {
+            // `i` is at a ';' (or garbage in an unvalidated list).
+            i = skip_lws(i + 1);
+            let start = i;
+            while i < b.len() && crate::scan::is_token_byte(b[i]) {
+                i += 1;
+            }
+            let matched = i > start && b[start..i].eq_ignore_ascii_case(want);
+            i = skip_lws(i);
+            let value = if i < b.len() && b[i] == b'=' {
+                let vs = skip_lws(i + 1);
+                let ve = if vs < b.len() && b[vs] == b'"' {
+                    vs + quoted_len(&raw[vs..]).unwrap_or(b.len() - vs)
+                } else {
+                    let mut e = vs;
+                    while e < b.len() && b[e] != b';' && !crate::scan::is_lws(b[e]) {
+                        e += 1;
+                    }
+                    e
+                };
+                i = ve;
+                Some(&raw[vs..ve])
+            } else {
+                None
+            };
+            if matched {
+                return Some(value);
+            }
+            // Move to the next top-level ';'.
+            match find_unquoted(&raw[i..], b';') {
+                Some(off) => i += off,
+                None => return None,
+            }
+        }
+        None
     }
 
     /// True if the parameter is present, with or without a value.

@@ -45,13 +45,22 @@ impl<'a> Host<'a> {
         if b.is_empty() {
             return Err(ParseError::Uri("empty host"));
         }
-        // One pass: is it all digits and dots (an IPv4 address: a
-        // hostname's top label starts with a letter), and is every byte
-        // legal in a hostname?
         let mut class = HOST_DIGIT_DOT | HOST_CHAR;
         for &c in b {
             class &= HOST_CLASS[c as usize];
         }
+        Host::from_classified(s, class)
+    }
+
+    /// Finish [`Host::parse`] given the AND of the `HOST_CLASS` of every
+    /// byte of `s` (callers that already scanned `s` pass it in).
+    fn from_classified(s: &'a str, class: u8) -> Result<Host<'a>, ParseError> {
+        let b = s.as_bytes();
+        if b.is_empty() {
+            return Err(ParseError::Uri("empty host"));
+        }
+        // All digits and dots: an IPv4 address (a hostname's top label
+        // starts with a letter).
         let numeric = class & HOST_DIGIT_DOT != 0;
         let valid = class & HOST_CHAR != 0;
         if numeric {
@@ -85,6 +94,29 @@ impl fmt::Display for Host<'_> {
         }
     }
 }
+
+const U_BAD: u8 = 1;
+const U_AT: u8 = 2;
+const U_PCT: u8 = 4;
+
+/// Byte classes for the first pass of [`Uri::parse`]: bytes never allowed
+/// unescaped in a URI (CTLs, SP, DEL, `<`, `>`, `"`), `@` and `%`.
+static URI_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        if c <= b' ' || c == 0x7f || c == b'<' || c == b'>' || c == b'"' {
+            t[i] = U_BAD;
+        } else if c == b'@' {
+            t[i] = U_AT;
+        } else if c == b'%' {
+            t[i] = U_PCT;
+        }
+        i += 1;
+    }
+    t
+};
 
 const HOST_DIGIT_DOT: u8 = 1;
 const HOST_CHAR: u8 = 2;
@@ -149,21 +181,27 @@ impl<'a> Uri<'a> {
         } else {
             Scheme::Other
         };
-        // No whitespace or delimiters, and every `%` starts a `%HH` escape
-        // (RFC 3261 §25.1 `escaped`; opaque URIs of other schemes are not
-        // checked for escapes). The first check vectorises; the escape walk
-        // only runs when there is a `%` at all.
+        // One table-driven pass: no whitespace or delimiters, where the
+        // first `@` is, and whether any `%` needs checking (RFC 3261 §25.1
+        // `escaped`; opaque URIs of other schemes are not checked).
         let rb = rest.as_bytes();
-        if rb
-            .iter()
-            .any(|&c| c <= b' ' || c == 0x7f || c == b'<' || c == b'>' || c == b'"')
-        {
+        let mut seen = 0u8;
+        let mut at = None;
+        for (i, &c) in rb.iter().enumerate() {
+            let k = URI_CLASS[c as usize];
+            if k != 0 {
+                seen |= k;
+                if k == U_AT && at.is_none() {
+                    at = Some(i);
+                }
+            }
+        }
+        if seen & U_BAD != 0 {
             return Err(ParseError::Uri("whitespace or delimiter inside URI"));
         }
-        if scheme != Scheme::Other && memchr::memchr(b'%', rb).is_some() {
+        if seen & U_PCT != 0 && scheme != Scheme::Other {
             check_escapes(rb)?;
         }
-        let at = find_byte(rest, b'@');
         if scheme == Scheme::Other {
             if rest.is_empty() {
                 return Err(ParseError::Uri("empty opaque part"));
@@ -254,19 +292,33 @@ fn parse_sip<'a>(
         }
         None => (None, None),
     };
-    let (hostport, after) = if hostpart.starts_with('[') {
-        let close = hostpart
-            .find(']')
-            .ok_or(ParseError::Uri("unterminated IPv6 reference"))?;
-        let end = hostpart[close..]
-            .find([';', '?'])
-            .map_or(hostpart.len(), |i| close + i);
-        (&hostpart[..end], &hostpart[end..])
+    let (host, port, after) = if hostpart.starts_with('[') {
+        let close =
+            find_byte(hostpart, b']').ok_or(ParseError::Uri("unterminated IPv6 reference"))?;
+        let end = find_byte2(&hostpart[close..], b';', b'?').map_or(hostpart.len(), |i| close + i);
+        let (host, port) = split_host_port(&hostpart[..end])?;
+        (host, port, &hostpart[end..])
     } else {
-        let end = find_byte2(hostpart, b';', b'?').unwrap_or(hostpart.len());
-        (&hostpart[..end], &hostpart[end..])
+        // Scan the host once, classifying it on the way (see Host::parse).
+        let hb = hostpart.as_bytes();
+        let mut class = HOST_DIGIT_DOT | HOST_CHAR;
+        let mut i = 0;
+        while i < hb.len() && !matches!(hb[i], b':' | b';' | b'?') {
+            class &= HOST_CLASS[hb[i] as usize];
+            i += 1;
+        }
+        let host = Host::from_classified(&hostpart[..i], class)?;
+        let mut port = None;
+        if i < hb.len() && hb[i] == b':' {
+            let start = i + 1;
+            i = start;
+            while i < hb.len() && hb[i] != b';' && hb[i] != b'?' {
+                i += 1;
+            }
+            port = Some(parse_port(&hostpart[start..i])?);
+        }
+        (host, port, &hostpart[i..])
     };
-    let (host, port) = split_host_port(hostport)?;
     let (params, headers) = match find_byte(after, b'?') {
         Some(i) => (&after[..i], Some(&after[i + 1..])),
         None => (after, None),

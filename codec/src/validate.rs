@@ -54,6 +54,13 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), Rejection> {
     if !msg.start_line_strict {
         return Err(Rejection::bad("malformed Request-Line"));
     }
+    // RFC 3261 §7: the header block ends with an empty line; without it a
+    // datagram was truncated (or a stream mis-framed).
+    if !msg.head_terminated() {
+        return Err(Rejection::bad(
+            "header block not terminated by an empty line",
+        ));
+    }
     let ruri = msg
         .request_uri()
         .map_err(|e| Rejection::bad(format_args!("Request-URI: {e}")))?;
@@ -101,21 +108,20 @@ pub fn validate_request(msg: &SipMessage) -> Result<(), Rejection> {
         }
         return Err(Rejection::bad("CSeq method does not match Request-Line"));
     }
-    for v in msg.vias() {
-        v?;
-    }
+    // The top Via is the one this element acts on (RFC 3261 §16.3 checks
+    // what processing needs; §18.2.1 adds received/rport to it). Lower
+    // values are only read by the elements that put them there.
+    msg.top_via()?;
     if let Some(mf) = msg.max_forwards()?
         && mf > 255
     {
         return Err(Rejection::bad("Max-Forwards out of range"));
     }
     msg.expires()?;
-    // Route drives forwarding (RFC 3261 §16.4), so it must parse.
-    // Record-Route and Path are copied verbatim by a proxy and parsed by
-    // whoever uses them (UAs, the registrar), so they are not checked here.
-    for v in msg.header_values(HeaderName::Route) {
-        crate::NameAddr::parse(v).map_err(|e| e.in_header(HeaderName::Route))?;
-    }
+    // Route, Record-Route and Path are not checked here: route
+    // pre-processing (RFC 3261 §16.4) parses the top Route it acts on, and
+    // the rest are copied verbatim and parsed by whoever uses them (UAs,
+    // the registrar), each answering 400 itself if it cannot.
     // Contact: `*` alone, or name-addrs (RFC 3261 §20.10). Checked without
     // collecting, as this runs for every request.
     let (mut star, mut count) = (false, 0);
@@ -155,6 +161,11 @@ pub fn validate_response(msg: &SipMessage) -> Result<(), ParseError> {
     }
     if msg.version() != "SIP/2.0" {
         return Err(ParseError::StartLine("unsupported version"));
+    }
+    if !msg.head_terminated() {
+        return Err(ParseError::HeaderLine {
+            line: msg.headers.len(),
+        });
     }
     msg.top_via()?;
     for v in msg.vias() {

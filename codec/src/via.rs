@@ -3,7 +3,7 @@
 
 use crate::ParseError;
 use crate::params::Params;
-use crate::scan::{find_byte, is_lws, is_token, trim_lws};
+use crate::scan::{find_byte, is_lws, is_token_byte, parse_port, trim_lws};
 use crate::uri::Host;
 
 /// The RFC 3261 branch magic cookie (§8.1.1.7).
@@ -26,33 +26,84 @@ pub struct Via<'a> {
 
 impl<'a> Via<'a> {
     /// Parse one via-parm. Folded whitespace is allowed everywhere the
-    /// grammar has LWS/SWS (around `/`, `:` and `;`).
+    /// grammar has LWS/SWS (around `/`, `:` and `;`). A single forward
+    /// scan: this runs for every message the transaction layer matches.
     pub fn parse(value: &'a str) -> Result<Via<'a>, ParseError> {
         let v = trim_lws(value);
-        let s1 = find_byte(v, b'/').ok_or(ParseError::Via("missing sent-protocol"))?;
-        let name = trim_lws(&v[..s1]);
-        let after1 = &v[s1 + 1..];
-        let s2 = find_byte(after1, b'/').ok_or(ParseError::Via("missing transport"))?;
-        let version = trim_lws(&after1[..s2]);
-        let after2 = trim_lws(&after1[s2 + 1..]);
-        let t_end = after2
-            .bytes()
-            .position(|b| is_lws(b) || b == b';')
-            .unwrap_or(after2.len());
-        let transport = &after2[..t_end];
-        if !is_token(name) || !is_token(version) || !is_token(transport) {
+        let b = v.as_bytes();
+        let mut i = 0;
+        let token = |i: &mut usize| {
+            let start = *i;
+            while *i < b.len() && is_token_byte(b[*i]) {
+                *i += 1;
+            }
+            &v[start..*i]
+        };
+        let lws = |i: &mut usize| {
+            let start = *i;
+            while *i < b.len() && is_lws(b[*i]) {
+                *i += 1;
+            }
+            *i - start
+        };
+        let slash = |i: &mut usize| {
+            lws(i);
+            if *i < b.len() && b[*i] == b'/' {
+                *i += 1;
+                lws(i);
+                true
+            } else {
+                false
+            }
+        };
+        // sent-protocol = protocol-name SLASH protocol-version SLASH transport
+        let name = token(&mut i);
+        if name.is_empty() || !slash(&mut i) {
+            return Err(ParseError::Via("missing sent-protocol"));
+        }
+        let version = token(&mut i);
+        if version.is_empty() || !slash(&mut i) {
             return Err(ParseError::Via("malformed sent-protocol"));
         }
-        let rest = &after2[t_end..];
-        if !rest.starts_with(|c: char| c.is_ascii() && is_lws(c as u8)) {
+        let transport = token(&mut i);
+        if transport.is_empty() {
+            return Err(ParseError::Via("missing transport"));
+        }
+        if lws(&mut i) == 0 || i == b.len() {
             return Err(ParseError::Via("missing sent-by"));
         }
-        let rest = trim_lws(rest);
-        let (sent_by, params) = match find_byte(rest, b';') {
-            Some(i) => (trim_lws(&rest[..i]), trim_lws(&rest[i..])),
-            None => (rest, ""),
+        // sent-by = host [ COLON port ]
+        let host_start = i;
+        if b[i] == b'[' {
+            i +=
+                find_byte(&v[i..], b']').ok_or(ParseError::Via("unterminated IPv6 reference"))? + 1;
+        } else {
+            while i < b.len() && !is_lws(b[i]) && b[i] != b':' && b[i] != b';' {
+                i += 1;
+            }
+        }
+        let host = Host::parse(&v[host_start..i]).map_err(|e| match e {
+            ParseError::Uri(p) => ParseError::Via(p),
+            other => other,
+        })?;
+        lws(&mut i);
+        let port = if i < b.len() && b[i] == b':' {
+            i += 1;
+            lws(&mut i);
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let port = parse_port(&b[start..i]).ok_or(ParseError::Via("invalid port"))?;
+            lws(&mut i);
+            Some(port)
+        } else {
+            None
         };
-        let (host, port) = parse_sent_by(sent_by)?;
+        let params = &v[i..];
+        if !params.is_empty() && !params.starts_with(';') {
+            return Err(ParseError::Via("unexpected text after sent-by"));
+        }
         let params = Params::parse(params).map_err(|e| match e {
             ParseError::Param(p) => ParseError::Via(p),
             other => other,
@@ -104,45 +155,6 @@ impl<'a> Via<'a> {
             None => self.host.to_string(),
         }
     }
-}
-
-/// `host [ COLON port ]` where COLON may be surrounded by SWS.
-fn parse_sent_by(s: &str) -> Result<(Host<'_>, Option<u16>), ParseError> {
-    let b = s.as_bytes();
-    if b.is_empty() {
-        return Err(ParseError::Via("missing sent-by"));
-    }
-    // One pass: the port colon (the first ':' after an IPv6 reference's
-    // ']'), and whether there is any LWS at all.
-    let mut colon = None;
-    let mut in_v6 = b[0] == b'[';
-    let mut lws = false;
-    for (i, &c) in b.iter().enumerate() {
-        if in_v6 {
-            in_v6 = c != b']';
-        } else if c == b':' && colon.is_none() {
-            colon = Some(i);
-        }
-        lws |= is_lws(c);
-    }
-    let (host, port) = match colon {
-        Some(c) => (trim_lws(&s[..c]), Some(trim_lws(&s[c + 1..]))),
-        None => (s, None),
-    };
-    if lws && (host.bytes().any(is_lws) || port.is_some_and(|p| p.bytes().any(is_lws))) {
-        return Err(ParseError::Via("whitespace inside sent-by"));
-    }
-    let host = Host::parse(host).map_err(|e| match e {
-        ParseError::Uri(p) => ParseError::Via(p),
-        other => other,
-    })?;
-    let port = match port {
-        None => None,
-        Some(p) => {
-            Some(crate::scan::parse_port(p.as_bytes()).ok_or(ParseError::Via("invalid port"))?)
-        }
-    };
-    Ok((host, port))
 }
 
 #[cfg(test)]
