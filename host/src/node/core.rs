@@ -252,17 +252,33 @@ impl Core {
                             Instant::now(),
                         ));
                     }
-                    Output::Register { key, role } => self.tables.insert_client(key, tx, role),
-                    Output::Unregister { key } => self.tables.remove_client(&key),
-                    Output::Finished { key } => {
-                        self.tables.remove_server(&key);
-                        self.timers.disarm(tx);
-                    }
+                    bookkeeping => self.apply_bookkeeping(tx, bookkeeping),
                 }
             }
             outputs = follow_up;
         }
         self.timers.arm(tx);
+    }
+
+    /// [`Self::execute`] for outputs that are all [`Output::is_bookkeeping`]:
+    /// no await needed.
+    pub(crate) fn execute_now(&self, tx: &TxRef, outputs: Vec<Output>) {
+        for out in outputs {
+            self.apply_bookkeeping(tx, out);
+        }
+        self.timers.arm(tx);
+    }
+
+    fn apply_bookkeeping(&self, tx: &TxRef, out: Output) {
+        match out {
+            Output::Register { key, role } => self.tables.insert_client(key, tx, role),
+            Output::Unregister { key } => self.tables.remove_client(&key),
+            Output::Finished { key } => {
+                self.tables.remove_server(&key);
+                self.timers.disarm(tx);
+            }
+            other => debug_assert!(false, "not bookkeeping: {other:?}"),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::core::Core;
-use super::proxy_tx::{ProxyTx, TxRef};
+use super::proxy_tx::{Output, ProxyTx, TxRef};
 use crate::transaction::{TimerId, TimerQueue};
 
 #[derive(Default)]
@@ -103,8 +103,15 @@ impl TimerDriver {
             };
             for tx in due {
                 let out = tx.lock().handle_timeout(now);
-                let c = c.clone();
-                tokio::spawn(async move { c.execute(&tx, out).await });
+                // Most expiries only end a transaction (Timer J, K, L...):
+                // bookkeeping done here. Anything that sends or resolves gets
+                // its own task so one slow peer never delays other timers.
+                if out.iter().all(Output::is_bookkeeping) {
+                    c.execute_now(&tx, out);
+                } else {
+                    let c = c.clone();
+                    tokio::spawn(async move { c.execute(&tx, out).await });
+                }
             }
         }
     }

@@ -66,6 +66,16 @@ pub(crate) enum Output {
     },
 }
 
+impl Output {
+    /// Table and timer updates only: nothing to send or resolve.
+    pub fn is_bookkeeping(&self) -> bool {
+        matches!(
+            self,
+            Output::Register { .. } | Output::Unregister { .. } | Output::Finished { .. }
+        )
+    }
+}
+
 /// How to build every forwarded copy of this request (fixed once routed).
 #[derive(Debug, Clone)]
 pub(crate) struct Forwarding {
@@ -98,8 +108,10 @@ pub(crate) struct ProxyTx {
     pub tenant: String,
     policy: Option<Arc<dyn Policy>>,
     pctx: PolicyCtx,
-    fork: Option<ResponseContext<SipMessage>>,
-    forwarding: Option<Forwarding>,
+    /// Boxed: most transactions (REGISTER, OPTIONS) are answered locally
+    /// and never fork, and they live for Timer J after their answer.
+    fork: Option<Box<ResponseContext<SipMessage>>>,
+    forwarding: Option<Box<Forwarding>>,
     branches: Vec<BranchSlot>,
     pub cancel_requested: bool,
     final_status: Option<u16>,
@@ -215,12 +227,12 @@ impl ProxyTx {
         if self.cancel_requested {
             return self.respond(487, "Request Terminated", &[], now);
         }
-        self.forwarding = Some(forwarding);
+        self.forwarding = Some(Box::new(forwarding));
         self.policy = Some(policy);
         self.pctx = pctx;
         let mut fork = ResponseContext::new(self.invite, targets);
         fork.start();
-        self.fork = Some(fork);
+        self.fork = Some(Box::new(fork));
         self.pump(now)
     }
 
