@@ -12,20 +12,39 @@ use libfuzzer_sys::fuzz_target;
 use switchyard_codec::*;
 
 fn touch_name_addr(na: &NameAddr<'_>) {
-    let _ = (na.tag(), na.display_name(), na.expires(), na.q(), na.sip_instance(), na.reg_id());
+    let _ = (
+        na.tag(),
+        na.display_name(),
+        na.expires(),
+        na.q(),
+        na.sip_instance(),
+        na.reg_id(),
+    );
     touch_uri(&na.uri);
     let _ = na.params.iter().count();
 }
 
 fn touch_uri(u: &Uri<'_>) {
-    let _ = (u.transport(), u.is_lr(), u.maddr(), u.user_param(), u.host.ip());
+    let _ = (
+        u.transport(),
+        u.is_lr(),
+        u.maddr(),
+        u.user_param(),
+        u.host.ip(),
+    );
     let _ = u.to_string();
     let _ = u.params.get_unquoted("x");
     let _ = Uri::parse(u.raw);
 }
 
 fn touch(m: &SipMessage) {
-    let _ = (m.is_request(), m.method(), m.request_uri_str(), m.status(), m.reason());
+    let _ = (
+        m.is_request(),
+        m.method(),
+        m.request_uri_str(),
+        m.status(),
+        m.reason(),
+    );
     let _ = (m.version(), m.start_line(), m.body(), m.body_bytes());
     if let Ok(u) = m.request_uri() {
         touch_uri(&u);
@@ -42,16 +61,29 @@ fn touch(m: &SipMessage) {
     for na in [m.from(), m.to()].into_iter().flatten() {
         touch_name_addr(&na);
     }
-    let _ = (m.call_id(), m.cseq(), m.max_forwards(), m.expires(), m.min_expires());
+    let _ = (
+        m.call_id(),
+        m.cseq(),
+        m.max_forwards(),
+        m.expires(),
+        m.min_expires(),
+    );
     let _ = m.content_length();
     if let Ok(Contacts::List(list)) = m.contacts() {
         list.iter().for_each(touch_name_addr);
     }
-    for list in [m.routes(), m.record_routes(), m.paths()].into_iter().flatten() {
+    for list in [m.routes(), m.record_routes(), m.paths()]
+        .into_iter()
+        .flatten()
+    {
         list.iter().for_each(touch_name_addr);
     }
     let _ = m.top_route();
-    for h in [HeaderName::Supported, HeaderName::Require, HeaderName::ProxyRequire] {
+    for h in [
+        HeaderName::Supported,
+        HeaderName::Require,
+        HeaderName::ProxyRequire,
+    ] {
         let _ = m.option_tags(h).count();
     }
 }
@@ -68,18 +100,22 @@ fuzz_target!(|data: &[u8]| {
 
     // Every editor operation on whatever parsed.
     let mut e = m.edit();
-    e.push_header(HeaderName::Via, "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKfuzz")
-        .push_header(HeaderName::RecordRoute, "<sip:127.0.0.1;lr>")
-        .push_header(HeaderName::Path, "<sip:127.0.0.1;lr>")
-        .remove_first_value(HeaderName::Route)
-        .remove_first_value(HeaderName::Route)
-        .set_request_uri("sip:user@127.0.0.1:5070")
-        .set_max_forwards(69)
-        .set_top_via_received(Some("127.0.0.9"), Some(5099))
-        .append_header("X-Fuzz", "1");
+    e.push_header(
+        HeaderName::Via,
+        "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKfuzz",
+    )
+    .push_header(HeaderName::RecordRoute, "<sip:127.0.0.1;lr>")
+    .push_header(HeaderName::Path, "<sip:127.0.0.1;lr>")
+    .remove_first_value(HeaderName::Route)
+    .remove_first_value(HeaderName::Route)
+    .set_request_uri("sip:user@127.0.0.1:5070")
+    .set_max_forwards(69)
+    .set_top_via_received(Some("127.0.0.9"), Some(5099))
+    .append_header("X-Fuzz", "1");
     let forwarded = e.finish();
     let mut r = m.edit();
-    r.remove_first_value(HeaderName::Via).remove_headers(HeaderName::Contact);
+    r.remove_first_value(HeaderName::Via)
+        .remove_headers(HeaderName::Contact);
     let _ = r.finish();
 
     if valid_request {

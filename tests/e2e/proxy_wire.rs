@@ -143,6 +143,15 @@ async fn udp_register_then_call_through_the_proxy() {
     let (ok, _) = alice.recv("200").await;
     assert_eq!(ok.status(), Some(200));
     assert_eq!(ok.header(HeaderName::RecordRoute), Some(rr));
+    // The UAS retransmits its 200 (it saw no ACK yet): §16.7 step 5 forwards
+    // every 2xx, so the caller gets the copy too.
+    bob.send(
+        proxy,
+        &answer(&inv, 200, "OK", &format!("sip:bob@{bob_addr}")),
+    )
+    .await;
+    let (again, _) = alice.recv("retransmitted 200").await;
+    assert_eq!(again.status(), Some(200));
 
     // ACK and BYE follow the Record-Route through the proxy (loose routing).
     let to = ok.header(HeaderName::To).unwrap();

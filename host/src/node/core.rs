@@ -118,8 +118,10 @@ impl Core {
             return;
         }
         let Some(key) = server_key(&msg) else {
-            let resp = codec::response_to(&msg, 400, "Bad Via or Method").build();
-            let _ = self.wiring().transports.reply(&source, resp).await;
+            if msg.method() != Some(&Method::Ack) {
+                let resp = codec::response_to(&msg, 400, "Bad Via or Method").build();
+                let _ = self.wiring().transports.reply(&source, resp).await;
+            }
             return;
         };
         let span =
@@ -175,23 +177,30 @@ impl Core {
         super::stateless::forward_request(self, &msg, source).await;
     }
 
-    /// §16.10: a CANCEL matching a pending INVITE is answered 200 at once and
-    /// cancels every branch; one that matches nothing gets 481.
+    /// §16.10: a CANCEL matching a pending INVITE is answered 200 at once,
+    /// then every branch is cancelled. One that matches nothing is forwarded
+    /// statelessly when it names a next hop, and answered 481 when it was
+    /// for our own domain (we could only guess its targets).
     async fn on_cancel(self: &Arc<Self>, msg: SipMessage, source: Source, key: ServerKey) {
-        let (code, reason) =
-            match self
-                .tables
-                .server(&ServerKey::new(key.branch(), key.sent_by(), "INVITE"))
-            {
-                Some(tx) => {
-                    let out = tx.lock().cancel(Instant::now());
-                    self.execute(&tx, out).await;
-                    (200, "OK")
-                }
-                None => (481, "Call/Transaction Does Not Exist"),
-            };
-        let resp = codec::response_to(&msg, code, reason).build();
+        let invite = self
+            .tables
+            .server(&ServerKey::new(key.branch(), key.sent_by(), "INVITE"));
+        let Some(tx) = invite else {
+            let ours = msg
+                .request_uri()
+                .is_ok_and(|u| self.wiring().identity.is_our_domain(&u.host));
+            if ours && msg.header(switchyard_codec::HeaderName::Route).is_none() {
+                let resp = codec::response_to(&msg, 481, "Call/Transaction Does Not Exist").build();
+                let _ = self.wiring().transports.reply(&source, resp).await;
+            } else {
+                super::stateless::forward_request(self, &msg, source).await;
+            }
+            return;
+        };
+        let resp = codec::response_to(&msg, 200, "OK").build();
         let _ = self.wiring().transports.reply(&source, resp).await;
+        let out = tx.lock().cancel(Instant::now());
+        self.execute(&tx, out).await;
     }
 
     async fn on_response(self: &Arc<Self>, msg: SipMessage, source: Source) {

@@ -26,8 +26,10 @@ pub(crate) async fn route(
     let method = msg.method().cloned().unwrap_or(Method::Options);
     let mut out = Vec::new();
     if method == Method::Invite {
-        // §16.2: answer 100 at once so the UAC stops retransmitting over UDP.
-        out.extend(tx.lock().respond(100, "Trying", &[], now));
+        // §16.2: answer 100 at once (before any store lookup) so the UAC
+        // stops retransmitting over UDP.
+        let trying = tx.lock().respond(100, "Trying", &[], now);
+        core.execute(tx, trying).await;
     }
     let identity = &core.wiring().identity;
     if let Err(rej) = request::validate(msg, identity) {

@@ -43,9 +43,24 @@ pub(crate) async fn resolve(core: &Core, hop: &str) -> Result<Destination, Rejec
 
 pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: Source) {
     let identity = &core.wiring().identity;
+    // §16.3 step 3 holds statelessly too: nothing is sent on at zero hops.
+    if msg.max_forwards().ok().flatten() == Some(0) {
+        core.stats.rejected.inc();
+        return;
+    }
     let Ok(routes) = request::preprocess_routes(msg, identity) else {
         return;
     };
+    // Without a Route, a request for one of our domains has no target we
+    // could know without state (an ACK to an AOR, a late CANCEL): drop it
+    // rather than resolve our own domain and loop.
+    if routes.routes.is_empty()
+        && switchyard_codec::Uri::parse(&routes.request_uri)
+            .is_ok_and(|u| identity.is_our_domain(&u.host))
+    {
+        debug!("stateless request for our own domain dropped");
+        return;
+    }
     let hop = match routes.routes.first() {
         Some(r) => request::strip_angle(r).to_string(),
         None => routes.request_uri.clone(),
@@ -67,7 +82,9 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
     let via = format!(
         "SIP/2.0/{} {};branch={}",
         dest.transport,
-        identity.address_for(dest.transport).advertised,
+        identity
+            .address_towards(dest.transport, dest.addr)
+            .advertised,
         request::new_branch(&request::loop_hash(msg))
     );
     let data = request::build_forward(
@@ -94,11 +111,14 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
 /// §16.7 for a response with no transaction: drop our Via and send it to the
 /// next Via's received/rport (RFC 3581) or sent-by.
 pub(crate) async fn forward_response(core: &Arc<Core>, msg: SipMessage, _source: Source) {
-    let ours = msg
-        .top_via()
-        .ok()
-        .and_then(|v| v.branch().map(|b| b.starts_with(request::BRANCH_PREFIX)))
-        .unwrap_or(false);
+    // Our branch prefix alone can be forged: the sent-by must be ours too,
+    // and the destination is held to the egress allowlist like a request.
+    let identity = &core.wiring().identity;
+    let ours = msg.top_via().ok().is_some_and(|v| {
+        v.branch()
+            .is_some_and(|b| b.starts_with(request::BRANCH_PREFIX))
+            && identity.is_sent_by_me(&v.host.to_string(), v.port)
+    });
     if !ours {
         core.stats.dropped_stray.inc();
         return;
@@ -131,6 +151,10 @@ pub(crate) async fn forward_response(core: &Arc<Core>, msg: SipMessage, _source:
             Err(_) => return,
         },
     };
+    if !core.egress.allowlist().permits(addr.ip()) {
+        core.stats.egress_refused.inc();
+        return;
+    }
     let data = msg.edit().remove_first_value(HeaderName::Via).finish();
     if let Err(e) = core.wiring().transports.send(transport, addr, data).await {
         debug!(to = %addr, error = %e, "stateless response forward failed");

@@ -34,10 +34,12 @@ impl TimerDriver {
 
     /// Schedules `tx` for its earliest deadline (or removes it if it has none).
     pub fn arm(&self, tx: &TxRef) {
-        let (id, deadline) = {
-            let g = tx.lock();
-            (g.id, g.next_deadline())
-        };
+        // The transaction stays locked until the queue is updated: two tasks
+        // arming the same transaction must not write their deadlines out of
+        // order (a stale "no deadline" would cancel a live timer). Lock
+        // order is transaction, then queue; `run` never holds both.
+        let guard = tx.lock();
+        let (id, deadline) = (guard.id, guard.next_deadline());
         let mut st = self.state.lock();
         let head = st.queue.next_deadline();
         match (st.entries.get(&id).map(|e| e.0), deadline) {

@@ -141,11 +141,24 @@ impl<M> ResponseContext<M> {
 
     /// A provisional response arrived on a branch.
     pub fn on_provisional(&mut self, branch: BranchId, status: u16, msg: M) {
-        let Some(b) = self.branches.get_mut(branch) else {
+        if !self.note_provisional(branch) {
             return;
+        }
+        // §16.7 step 5: forward provisionals other than 100 unless a final was sent.
+        if status > 100 && !self.concluded {
+            self.actions.push_back(ForkAction::Forward(msg));
+        }
+    }
+
+    /// A provisional arrived that is not to be forwarded (a policy dropped
+    /// it): the branch still counts as proceeding, so it can be cancelled.
+    /// Returns whether the branch is still live.
+    pub fn note_provisional(&mut self, branch: BranchId) -> bool {
+        let Some(b) = self.branches.get_mut(branch) else {
+            return false;
         };
         if b.state == BranchState::Done {
-            return;
+            return false;
         }
         b.state = BranchState::Proceeding;
         // §16.10: CANCEL may only be sent once a provisional has been received.
@@ -153,10 +166,25 @@ impl<M> ResponseContext<M> {
             b.cancel_pending = false;
             self.actions.push_back(ForkAction::CancelBranch(branch));
         }
-        // §16.7 step 5: forward provisionals other than 100 unless a final was sent.
-        if status > 100 && !self.concluded {
-            self.actions.push_back(ForkAction::Forward(msg));
-        }
+        true
+    }
+
+    /// Whether CANCEL (ours or the caller's) was asked for this branch: a
+    /// branch still resolving its next hop must then not be started.
+    pub fn is_cancelled(&self, branch: BranchId) -> bool {
+        self.cancelled
+            || self.concluded
+            || self
+                .branches
+                .get(branch)
+                .is_some_and(|b| b.cancel_pending || b.timed_out)
+    }
+
+    /// Whether the branch has seen a provisional response (Timer C rules).
+    pub fn is_proceeding(&self, branch: BranchId) -> bool {
+        self.branches
+            .get(branch)
+            .is_some_and(|b| b.state == BranchState::Proceeding)
     }
 
     /// A final response arrived on a branch.
@@ -165,6 +193,11 @@ impl<M> ResponseContext<M> {
             return;
         };
         if b.state == BranchState::Done {
+            // §16.7 step 5: every 2xx to an INVITE goes upstream, also a
+            // retransmission or a second 2xx forked further downstream.
+            if self.invite && (200..300).contains(&status) {
+                self.actions.push_back(ForkAction::Forward(msg));
+            }
             return;
         }
         if b.timed_out && status == 487 {

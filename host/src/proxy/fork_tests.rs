@@ -230,3 +230,27 @@ fn ranking_prefers_6xx_then_lowest_class() {
     assert!(rank(486) < rank(408));
     assert!(rank(486) < rank(500));
 }
+
+#[test]
+fn retransmitted_and_extra_2xx_on_a_finished_branch_are_still_forwarded() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)]);
+    ctx.start();
+    drain(&mut ctx);
+    ctx.on_final(0, 200, "200");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("200")]);
+    ctx.on_final(0, 200, "200 again");
+    assert_eq!(drain(&mut ctx), vec![ForkAction::Forward("200 again")]);
+    ctx.on_final(0, 486, "486 late");
+    assert!(drain(&mut ctx).is_empty());
+}
+
+#[test]
+fn a_silenced_provisional_still_allows_cancel() {
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)]);
+    ctx.start();
+    drain(&mut ctx);
+    assert!(ctx.note_provisional(0));
+    assert!(drain(&mut ctx).is_empty(), "nothing forwarded");
+    ctx.cancel();
+    assert_eq!(drain(&mut ctx), vec![ForkAction::CancelBranch(0)]);
+}

@@ -31,6 +31,10 @@ impl LocalAddress {
         }
     }
 
+    fn is_ipv6(&self) -> bool {
+        self.host.contains(':')
+    }
+
     /// Our Record-Route URI for this address (RFC 3261 §16.6 step 4, loose routing).
     pub fn record_route(&self) -> String {
         match self.transport {
@@ -64,6 +68,30 @@ impl Identity {
             .iter()
             .find(|a| a.transport == transport)
             .unwrap_or(&self.addresses[0])
+    }
+
+    /// Is `host[:port]` from a Via one of our advertised addresses?
+    pub fn is_sent_by_me(&self, host: &str, port: Option<u16>) -> bool {
+        let host = host
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_ascii_lowercase();
+        let port = port.unwrap_or(5060);
+        self.addresses
+            .iter()
+            .any(|a| a.port == port && a.host == host)
+    }
+
+    /// The address to advertise towards `dest`: same transport and, when
+    /// there is one, same IP family (a v6-only phone needs a v6 Record-Route).
+    pub fn address_towards(
+        &self,
+        transport: Transport,
+        dest: std::net::SocketAddr,
+    ) -> &LocalAddress {
+        self.addresses
+            .iter()
+            .find(|a| a.transport == transport && a.is_ipv6() == dest.is_ipv6())
+            .unwrap_or_else(|| self.address_for(transport))
     }
 
     /// Is this one of the domains our registrar serves?

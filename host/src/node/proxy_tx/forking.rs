@@ -26,6 +26,14 @@ impl ProxyTx {
         core: &Core,
         now: Instant,
     ) -> Vec<Output> {
+        self.branches[branch].resolving = false;
+        // Cancelled (or finished) while the next hop was being resolved:
+        // the request must not go out any more (§16.10).
+        let cancelled = self.finished || self.fork.as_ref().is_none_or(|f| f.is_cancelled(branch));
+        let dest = match dest {
+            Ok(_) if cancelled => Err(Reject::new(487, "Request Terminated")),
+            other => other,
+        };
         let dest = match dest {
             Ok(d) => d,
             Err(rej) => {
@@ -39,7 +47,7 @@ impl ProxyTx {
             return Vec::new();
         };
         let identity = &core.wiring().identity;
-        let out_addr = identity.address_for(dest.transport);
+        let out_addr = identity.address_towards(dest.transport, dest.addr);
         let branch_id = request::new_branch(&fw.loop_hash);
         let via = format!(
             "SIP/2.0/{} {};branch={branch_id}",
@@ -49,7 +57,7 @@ impl ProxyTx {
         if fw.record_route {
             // Double Record-Route when the request changes transport, so each
             // side of the dialog reaches us the way it can (RFC 5658 style).
-            let in_addr = identity.address_for(self.source.transport);
+            let in_addr = identity.address_towards(self.source.transport, self.source.remote);
             record_route.push(out_addr.record_route());
             if in_addr.advertised != out_addr.advertised || in_addr.transport != out_addr.transport
             {
@@ -125,6 +133,7 @@ impl ProxyTx {
                     request: Bytes::new(),
                     cancel: None,
                     timer_c: None,
+                    resolving: true,
                 });
                 let hop = self.next_hop(&target);
                 out.push(Output::Start {
@@ -165,17 +174,19 @@ impl ProxyTx {
                 slot.cancel = Some((key, c));
                 slot.timer_c = Some(now + self.timers.transaction_timeout());
             }
-            ForkAction::Forward(msg) => self.forward_upstream(msg, now),
+            ForkAction::Forward(msg) => out.extend(self.forward_upstream(msg, now)),
             ForkAction::Final(FinalResponse::Received(msg)) => {
                 if msg.status() == Some(503) {
                     // §16.7 step 6: a 503 is never relayed; the downstream
                     // element's overload is not the caller's business.
                     out.extend(self.respond(500, "Server Internal Error", &[], now));
                 } else {
-                    self.forward_upstream(msg, now);
+                    out.extend(self.forward_upstream(msg, now));
                 }
             }
             ForkAction::Final(FinalResponse::Local(code)) => {
+                // §16.7 step 6 applies to our own 503s (unreachable next hop) too.
+                let code = if code == 503 { 500 } else { code };
                 out.extend(self.respond(code, reason_for(code), &[], now));
             }
             ForkAction::Exhausted => self.on_exhausted(),
@@ -205,14 +216,24 @@ impl ProxyTx {
     }
 
     /// §16.7 step 9: remove our Via and send through the server transaction.
-    fn forward_upstream(&mut self, msg: SipMessage, now: Instant) {
-        let Some(status) = msg.status() else { return };
+    /// Returns a direct send when the server transaction no longer exists
+    /// to carry a late 2xx (after Timer L; the 2xx must still reach the caller).
+    fn forward_upstream(&mut self, msg: SipMessage, now: Instant) -> Option<Output> {
+        let status = msg.status()?;
         let data = msg.edit().remove_first_value(HeaderName::Via).finish();
         if status >= 200 && self.final_status.is_none() {
             self.final_status = Some(status);
         }
-        if let Err(e) = self.server.respond(status, data, now) {
-            debug!(error = %e, status, "response not forwarded");
+        match self.server.respond(status, data.clone(), now) {
+            Ok(()) => None,
+            Err(_) if (200..300).contains(&status) => Some(Output::Reply {
+                source: self.source,
+                data,
+            }),
+            Err(e) => {
+                debug!(error = %e, status, "response not forwarded");
+                None
+            }
         }
     }
 

@@ -93,6 +93,8 @@ struct BranchSlot {
     request: Bytes,
     cancel: Option<(ClientKey, ClientTransaction)>,
     timer_c: Option<Instant>,
+    /// Its next hop is being resolved: no client transaction yet, but live.
+    resolving: bool,
 }
 
 pub(crate) struct ProxyTx {
@@ -197,7 +199,14 @@ impl ProxyTx {
 
     /// `None` when the ACK is not ours to absorb (it acknowledges a 2xx).
     pub fn on_ack(&mut self, now: Instant) -> Option<Vec<Output>> {
-        if !self.invite || self.server.state() != ServerState::Completed {
+        // Completed: the ACK of our non-2xx; Confirmed: its retransmissions
+        // (absorbed during Timer I). Accepted passes 2xx ACKs on (RFC 6026).
+        if !self.invite
+            || !matches!(
+                self.server.state(),
+                ServerState::Completed | ServerState::Confirmed
+            )
+        {
             return None;
         }
         match self.server.on_ack(now) {
@@ -254,8 +263,12 @@ impl ProxyTx {
                 let request = &slot.request;
                 let disposition = client.on_response(status, now, |_| build_ack(request, &msg));
                 if disposition == Disposition::PassUp {
-                    if (101..200).contains(&status) && slot.timer_c.is_some() {
-                        // §16.8: a provisional response restarts Timer C.
+                    if (101..200).contains(&status)
+                        && slot.timer_c.is_some()
+                        && slot.cancel.is_none()
+                    {
+                        // §16.8: a provisional response restarts Timer C
+                        // (once we sent CANCEL, the timer guards that instead).
                         slot.timer_c = Some(now + self.timer_c);
                     }
                     if status >= 200 {
@@ -269,22 +282,22 @@ impl ProxyTx {
     }
 
     fn deliver(&mut self, branch: BranchId, status: u16, msg: SipMessage) {
-        if let Some(policy) = &self.policy
-            && status < 200
-        {
-            let info = ResponseInfo {
-                tenant: &self.tenant,
-                status,
-                message: msg.as_bytes(),
-            };
-            if policy.on_response(&info, &mut self.pctx) == ResponseDecision::Drop {
-                return;
-            }
-        }
+        let dropped = status < 200
+            && self.policy.as_ref().is_some_and(|policy| {
+                let info = ResponseInfo {
+                    tenant: &self.tenant,
+                    status,
+                    message: msg.as_bytes(),
+                };
+                policy.on_response(&info, &mut self.pctx) == ResponseDecision::Drop
+            });
         let Some(fork) = &mut self.fork else {
             return;
         };
-        if status < 200 {
+        if dropped {
+            // Not forwarded, but the branch is proceeding all the same.
+            fork.note_provisional(branch);
+        } else if status < 200 {
             fork.on_provisional(branch, status, msg);
         } else {
             fork.on_final(branch, status, msg);
@@ -309,13 +322,14 @@ impl ProxyTx {
             }
             if slot.timer_c.is_some_and(|t| t <= now) {
                 slot.timer_c = None;
-                match (&mut slot.client, slot.cancel.is_some(), &mut self.fork) {
-                    // §9.1: no final response 64*T1 after our CANCEL: give up on the branch.
-                    (Some(c), true, Some(f)) => {
+                match (&mut slot.client, &mut self.fork) {
+                    // §9.1: no final response 64*T1 after our CANCEL, or §16.8:
+                    // Timer C before any provisional: as if a 408 arrived.
+                    (Some(c), Some(f)) if slot.cancel.is_some() || !f.is_proceeding(i) => {
                         c.terminate();
                         f.on_timeout(i);
                     }
-                    (_, false, Some(f)) => f.on_timer_c(i),
+                    (_, Some(f)) => f.on_timer_c(i),
                     _ => {}
                 }
             }
@@ -325,6 +339,9 @@ impl ProxyTx {
 
     /// The earliest instant at which [`Self::handle_timeout`] has work.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
         let mut next = self.server.poll_timeout();
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
@@ -410,7 +427,8 @@ impl ProxyTx {
     fn is_done(&self) -> bool {
         self.server.is_terminated()
             && self.branches.iter().all(|s| {
-                s.client.as_ref().is_none_or(|c| c.is_terminated())
+                !s.resolving
+                    && s.client.as_ref().is_none_or(|c| c.is_terminated())
                     && s.cancel.as_ref().is_none_or(|(_, c)| c.is_terminated())
             })
     }
