@@ -11,6 +11,8 @@
 //! `proxy`, `registrar`); this file only moves messages between them, the
 //! transports and the location store.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -27,6 +29,7 @@ use crate::egress::Egress;
 use crate::location::LocationStore;
 use crate::net::Source;
 use crate::policy::PolicyResolver;
+use crate::proxy::fork::{BranchId, Target};
 use crate::proxy::identity::Identity;
 use crate::transaction::{ClientKey, ServerKey, is_rfc3261_branch};
 use crate::transport::{InboundEvent, InboundHandler, Transports};
@@ -252,14 +255,10 @@ impl Core {
                         target,
                         hop,
                     } => {
-                        let dest = super::stateless::resolve(self, &hop).await;
-                        follow_up.extend(tx.lock().start_branch(
-                            branch,
-                            target,
-                            dest,
-                            self,
-                            Instant::now(),
-                        ));
+                        // Each branch resolves (maybe DNS) and sends on its
+                        // own task, so one slow next hop never holds up the
+                        // other branches of a parallel fork.
+                        self.spawn_branch(tx, branch, target, hop);
                     }
                     bookkeeping => self.apply_bookkeeping(tx, bookkeeping),
                 }
@@ -267,6 +266,21 @@ impl Core {
             outputs = follow_up;
         }
         self.timers.arm(tx);
+    }
+
+    /// Resolves a branch's next hop and starts it, on a task of its own.
+    fn spawn_branch(self: &Arc<Self>, tx: &TxRef, branch: BranchId, target: Target, hop: String) {
+        let (core, tx) = (self.clone(), tx.clone());
+        // Boxed as `dyn Future + Send`: `execute` awaits itself through this
+        // task, and the compiler cannot prove a recursive opaque future Send.
+        let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            let dest = super::stateless::resolve(&core, &hop).await;
+            let out = tx
+                .lock()
+                .start_branch(branch, target, dest, &core, Instant::now());
+            core.execute(&tx, out).await;
+        });
+        tokio::spawn(task);
     }
 
     /// [`Self::execute`] for outputs that are all [`Output::is_bookkeeping`]:
