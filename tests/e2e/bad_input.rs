@@ -213,3 +213,28 @@ async fn store_outage_is_503_with_retry_after() {
     assert!(resp.header(HeaderName::RetryAfter).is_some());
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn unanswered_non_invite_gets_no_408_and_is_cleaned_up() {
+    // T1 = 20 ms: Timer F (64×T1) fires after 1.28 s.
+    let node = start_node_with("127.0.41.81", |c| c.timers.t1_ms = 20).await;
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.82").await;
+    let silent = UdpUa::bind("127.0.41.83").await;
+    let target = format!("carol@{}", silent.addr);
+    ua.send(proxy, &options(&ua.addr.to_string(), &target, "10"))
+        .await;
+    let (fwd, _) = silent.recv("forwarded OPTIONS").await;
+    assert_eq!(fwd.method(), Some(&Method::Options));
+    // RFC 4320 §4.2: the proxy lets the client time out instead of sending 408.
+    assert!(
+        ua.try_recv(Duration::from_secs(3)).await.is_none(),
+        "no response at all"
+    );
+    assert_eq!(
+        node.live_transactions(),
+        (0, 0, 0),
+        "transaction ended with Timer F"
+    );
+    node.shutdown().await;
+}

@@ -160,6 +160,13 @@ impl ServerTransaction {
         }
     }
 
+    /// The TU gives up without a final response: RFC 4320 §4.2 forbids a
+    /// transaction-stateful element to answer a non-INVITE with 408, so a
+    /// proxy whose branches all timed out lets the client time out itself.
+    pub fn abandon(&mut self) {
+        self.terminate();
+    }
+
     /// Runs every timer due at `now`. Call it at (or after)
     /// [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Instant) {

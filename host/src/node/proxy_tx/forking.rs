@@ -184,6 +184,13 @@ impl ProxyTx {
                     out.extend(self.forward_upstream(msg, now));
                 }
             }
+            ForkAction::Final(FinalResponse::Local(408)) if !self.invite => {
+                // RFC 4320 §4.2: no 408 to a non-INVITE; the client's own
+                // Timer F fires at the same moment ours did.
+                self.final_status = Some(408);
+                self.server.abandon();
+                out.extend(self.pump(now));
+            }
             ForkAction::Final(FinalResponse::Local(code)) => {
                 // §16.7 step 6 applies to our own 503s (unreachable next hop) too.
                 let code = if code == 503 { 500 } else { code };
