@@ -332,13 +332,7 @@ fn server_key(msg: &SipMessage) -> Option<ServerKey> {
 fn rfc2543_branch(msg: &SipMessage) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
-    msg.request_uri_str().hash(&mut h);
-    msg.from()
-        .ok()
-        .and_then(|f| f.tag().map(str::to_owned))
-        .hash(&mut h);
-    msg.call_id().ok().hash(&mut h);
-    msg.cseq().ok().map(|c| c.seq).hash(&mut h);
+    crate::proxy::request::hash_request_identity(msg, &mut h);
     msg.top_via().ok().map(|v| v.raw.to_owned()).hash(&mut h);
     format!("rfc2543-{:016x}", h.finish())
 }

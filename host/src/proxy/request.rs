@@ -82,22 +82,29 @@ pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), Reject> {
     Ok(())
 }
 
+/// Hashes what identifies a request within its dialog and transaction
+/// across hops: Request-URI, From tag, Call-ID and CSeq number. Shared by
+/// loop detection and RFC 2543 transaction matching, which each add theirs.
+pub fn hash_request_identity(msg: &SipMessage, h: &mut impl Hasher) {
+    msg.request_uri_str().hash(h);
+    msg.from()
+        .ok()
+        .and_then(|f| f.tag().map(str::to_owned))
+        .hash(h);
+    msg.call_id().ok().hash(h);
+    msg.cseq().ok().map(|c| c.seq).hash(h);
+}
+
 /// The loop-detection part of our branch (§16.6 step 8): a hash of the fields
 /// that stay the same when a request comes back to us unchanged. A spiral
 /// (same request, new Request-URI) hashes differently and is allowed.
 pub fn loop_hash(msg: &SipMessage) -> String {
     let mut h = std::hash::DefaultHasher::new();
-    msg.request_uri_str().hash(&mut h);
-    msg.from()
-        .ok()
-        .and_then(|f| f.tag().map(str::to_owned))
-        .hash(&mut h);
+    hash_request_identity(msg, &mut h);
     msg.to()
         .ok()
         .and_then(|t| t.tag().map(str::to_owned))
         .hash(&mut h);
-    msg.call_id().ok().hash(&mut h);
-    msg.cseq().ok().map(|c| c.seq).hash(&mut h);
     for v in msg.header_values(HeaderName::ProxyRequire) {
         v.hash(&mut h);
     }
