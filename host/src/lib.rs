@@ -5,10 +5,12 @@
 //! - [`transaction`]: RFC 3261 §17 state machines, sans-IO.
 //! - [`proxy`]: RFC 3261 §16 request checks, routing and forking, sans-IO.
 //! - [`registrar`] and [`location`]: RFC 3261 §10.3 and the binding store.
+//! - [`cassandra`]: the Cassandra/ScyllaDB location store and its operator tools.
 //! - [`egress`]: RFC 3263 next-hop resolution and the egress allowlist.
 //! - [`policy`]: the hook interface routing policies implement.
 //! - [`node`]: wires them together; the path of a message is in `node/core.rs`.
 
+pub mod cassandra;
 pub mod config;
 pub mod egress;
 pub mod location;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchyard::Node;
+use switchyard::cassandra::tokens;
 
 /// glibc malloc spent a quarter of the REGISTER path in aligned task
 /// allocations and heap growth, and kept freed transaction memory resident;
@@ -51,6 +52,31 @@ enum Command {
     },
     /// Validate a configuration file and print the effective settings.
     CheckConfig { file: PathBuf },
+    /// Cassandra / ScyllaDB operator tools (docs/cassandra.md).
+    #[command(subcommand)]
+    Cassandra(CassandraCommand),
+}
+
+#[derive(Subcommand)]
+enum CassandraCommand {
+    /// Print the keyspace and table CQL for `[store.cassandra]`; `--apply` runs it.
+    Schema {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Execute the statements against the configured cluster.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Offset-mirror initial tokens for a multi-DC ring, plus the
+    /// cassandra-topology.properties snippet and a note on vnodes.
+    Tokens {
+        /// A data centre and its node count, e.g. `DC0=2`; repeatable.
+        #[arg(long = "dc", value_name = "NAME=NODES", required = true)]
+        dc: Vec<String>,
+        /// `random` (RandomPartitioner, 0..2^127) or `murmur3`.
+        #[arg(long, default_value = "random")]
+        partitioner: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +102,34 @@ fn run(command: Command) -> anyhow::Result<()> {
             let config = Config::load(&file)?;
             println!("{}: ok", file.display());
             println!("{config:#?}");
+            Ok(())
+        }
+        Command::Cassandra(CassandraCommand::Tokens { dc, partitioner }) => {
+            let partitioner: tokens::Partitioner = partitioner.parse()?;
+            let dcs = tokens::parse_dcs(&dc)?;
+            tokens::validate(&dcs, partitioner)?;
+            print!(
+                "{}",
+                tokens::render(&tokens::plan(&dcs, partitioner), partitioner)
+            );
+            Ok(())
+        }
+        Command::Cassandra(CassandraCommand::Schema { config, apply }) => {
+            let cfg = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            print!(
+                "{}",
+                switchyard::cassandra::schema_cql(&cfg.store.cassandra)
+            );
+            if apply {
+                let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+                let mut cassandra = cfg.store.cassandra.clone();
+                cassandra.create_schema = true;
+                runtime.block_on(switchyard::cassandra::CassandraStore::connect(cassandra))?;
+                eprintln!("schema applied");
+            }
             Ok(())
         }
         Command::Run {

@@ -108,3 +108,62 @@ fn check_config_accepts_the_quickstart_and_names_the_line_of_an_error() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn cassandra_tokens_prints_the_offset_mirror_plan() {
+    let out = Command::new(BIN)
+        .args([
+            "cassandra",
+            "tokens",
+            "--dc",
+            "DC0=2",
+            "--dc",
+            "DC1=2",
+            "--partitioner",
+            "random",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for token in [
+        "85070591730234615865843651857942052864",
+        "85070591730234615865843651857942052865",
+    ] {
+        assert!(text.contains(token), "{text}");
+    }
+    assert!(text.contains("cassandra-topology.properties"), "{text}");
+}
+
+#[test]
+fn cassandra_schema_prints_network_topology_cql() {
+    let dir = std::env::temp_dir().join(format!("switchyard-cql-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[store]\nbackend = \"cassandra\"\n[store.cassandra]\ncontact_points = [\"127.0.0.1:9042\"]\nreplication = { DC1 = 3, DC2 = 3 }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["cassandra", "schema", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("NetworkTopologyStrategy")
+            && text.contains("'DC1': 3")
+            && text.contains("'DC2': 3"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

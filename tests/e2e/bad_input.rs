@@ -238,3 +238,39 @@ async fn unanswered_non_invite_gets_no_408_and_is_cleaned_up() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn cassandra_backend_pointed_at_nothing_answers_503_fast() {
+    // A port nobody listens on: the store must fail fast, the proxy answer.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let node = start_node_with("127.0.41.91", |c| {
+        c.store.backend = "cassandra".into();
+        c.store.cassandra.contact_points = vec![closed.to_string()];
+        c.store.cassandra.request_timeout_ms = 500;
+    })
+    .await;
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.92").await;
+    let me = ua.addr.to_string();
+    let register = options(&me, DOMAIN, "11")
+        .replace("OPTIONS", "REGISTER")
+        .replace("To: <sip:switchyard.test>", "To: <sip:bob@switchyard.test>")
+        .replace(
+            "Content-Length: 0",
+            &format!("Contact: <sip:bob@{me}>\r\nContent-Length: 0"),
+        );
+    let started = std::time::Instant::now();
+    ua.send(proxy, &register).await;
+    let (resp, _) = ua.recv("503 to REGISTER").await;
+    assert_eq!(resp.status(), Some(503));
+    assert!(resp.header(HeaderName::RetryAfter).is_some());
+    assert!(
+        started.elapsed() < Duration::from_millis(550),
+        "answered within the store timeout + 10%: {:?}",
+        started.elapsed()
+    );
+    node.shutdown().await;
+}

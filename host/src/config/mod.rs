@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::cassandra::CassandraConfig;
 use crate::egress::EgressConfig;
 use crate::net::Transport;
 use crate::registrar::RegistrarConfig;
@@ -176,12 +177,16 @@ impl LimitsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `embedded` (in-process, single node). `cassandra` comes with its issue.
+    /// `embedded` (in-process, single node) or `cassandra` (shared by a
+    /// cluster of nodes; see `[store.cassandra]` and docs/cassandra.md).
     pub backend: String,
     /// Shards of the embedded store (lock striping).
     pub shards: usize,
-    /// How often expired bindings are purged, in milliseconds.
+    /// How often expired bindings are purged, in milliseconds (embedded
+    /// store; Cassandra expires rows by TTL).
     pub purge_interval_ms: u64,
+    /// The Cassandra / ScyllaDB backend's settings.
+    pub cassandra: CassandraConfig,
 }
 
 impl Default for StoreConfig {
@@ -190,6 +195,7 @@ impl Default for StoreConfig {
             backend: "embedded".into(),
             shards: 64,
             purge_interval_ms: 1000,
+            cassandra: CassandraConfig::default(),
         }
     }
 }
@@ -235,11 +241,17 @@ impl Config {
                 "key `registrar`: need min_expires <= default_expires <= max_expires".into(),
             );
         }
-        if self.store.backend != "embedded" {
-            return Err(format!(
-                "key `store.backend`: unknown backend {:?} (available: \"embedded\")",
-                self.store.backend
-            ));
+        match self.store.backend.as_str() {
+            "embedded" => {}
+            "cassandra" if self.store.cassandra.contact_points.is_empty() => {
+                return Err("key `store.cassandra.contact_points`: the cassandra backend needs at least one host:port".into());
+            }
+            "cassandra" => {}
+            other => {
+                return Err(format!(
+                    "key `store.backend`: unknown backend {other:?} (available: \"embedded\", \"cassandra\")"
+                ));
+            }
         }
         if self.limits.max_message_size < 1024 {
             return Err("key `limits.max_message_size`: must be at least 1024 bytes".into());

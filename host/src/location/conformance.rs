@@ -32,8 +32,13 @@ use crate::registrar::{ContactUpdate, ContactsUpdate, RegisterUpdate};
 /// fresh store with the given async factory expression.
 #[macro_export]
 macro_rules! location_store_conformance {
-    ($(#[$attr:meta])* $make:expr) => {
-        $crate::location_store_conformance!(@cases [$(#[$attr])*] $make;
+    // `attrs [#[ignore = "..."]] make` puts attributes on every case (the
+    // keyword keeps rustc from reading the `#` as the start of `make`).
+    (attrs [$(#[$attr:meta])*] $make:expr) => {
+        $crate::location_store_conformance!(@all [$(#[$attr])*] $make);
+    };
+    (@all $attrs:tt $make:expr) => {
+        $crate::location_store_conformance!(@cases $attrs $make;
             add_refresh_remove,
             wildcard_removes_all,
             expiry_follows_now,
@@ -60,6 +65,9 @@ macro_rules! location_store_conformance {
                 ::std::sync::Arc::new($make.await);
             $crate::location::conformance::$case(store).await;
         }
+    };
+    ($make:expr) => {
+        $crate::location_store_conformance!(@all [] $make);
     };
 }
 

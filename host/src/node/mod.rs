@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use self::core::{Core, Wiring};
+use crate::cassandra::CassandraStore;
 use crate::config::Config;
 use crate::egress::Egress;
 use crate::location::{EmbeddedStore, LocationStore};
@@ -78,9 +79,16 @@ impl Node {
             .validate()
             .map_err(anyhow::Error::msg)
             .context("invalid configuration")?;
-        let store = parts
-            .store
-            .unwrap_or_else(|| Arc::new(EmbeddedStore::with_shards(config.store.shards)));
+        let store: Arc<dyn LocationStore> = match (parts.store, config.store.backend.as_str()) {
+            (Some(store), _) => store,
+            // Lazily connected: the node comes up even while the cluster is
+            // down and answers 503 + Retry-After until it is back.
+            (None, "cassandra") => Arc::new(
+                CassandraStore::lazy(config.store.cassandra.clone())
+                    .context("the [store.cassandra] configuration")?,
+            ),
+            (None, _) => Arc::new(EmbeddedStore::with_shards(config.store.shards)),
+        };
         let policies = parts
             .policies
             .unwrap_or_else(|| Arc::new(SinglePolicy(Arc::new(DefaultPolicy))));

@@ -1,0 +1,34 @@
+//! The Apache Cassandra / ScyllaDB location backend (`[store] backend =
+//! "cassandra"`), on the `scylla` driver 1.x.
+//!
+//! - [`CassandraConfig`] — `[store.cassandra]`.
+//! - [`schema`] — the keyspace/table CQL and statement texts (pure).
+//! - [`rows`] — row ⇄ [`Binding`](crate::location::Binding) and TTLs (pure).
+//! - [`ordering`] — the REGISTER algorithm: 1 read + 1 conditional batch
+//!   (LWT on a per-AOR version), retried under contention.
+//! - [`breaker`] — the sans-IO circuit breaker.
+//! - [`metrics`] — store latency histogram and outcome counters.
+//! - [`tls`] — `[store.cassandra.tls]` (rustls), optional client certificate.
+//! - [`CassandraStore`] — the [`LocationStore`](crate::location::LocationStore).
+//! - [`tokens`] — offset-mirror initial token planning (`switchyard cassandra tokens`).
+//!
+//! Conformance against a real cluster:
+//! `SWITCHYARD_CASSANDRA=host:9042 SWITCHYARD_CASSANDRA_DC=datacenter1
+//! cargo test -p switchyard cassandra -- --ignored`.
+
+pub mod breaker;
+pub mod config;
+pub mod metrics;
+pub mod ordering;
+pub mod rows;
+pub mod schema;
+mod store;
+pub mod tls;
+pub mod tokens;
+
+pub use breaker::{Breaker, BreakerConfig, BreakerState};
+pub use config::{CassandraConfig, CassandraConfigError, ConsistencyLevel, SerialLevel};
+pub use metrics::{MetricsSnapshot, StoreMetrics};
+pub use schema::{Statements, keyspace_cql, schema_cql, table_cql};
+pub use store::{CassandraStore, store_error};
+pub use tls::{TlsConfig, TlsError};
