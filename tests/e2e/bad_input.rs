@@ -272,5 +272,15 @@ async fn cassandra_backend_pointed_at_nothing_answers_503_fast() {
         "answered within the store timeout + 10%: {:?}",
         started.elapsed()
     );
+    // In-dialog requests need no store: a BYE routed through the proxy's
+    // Record-Route still reaches the other party during the outage.
+    let peer = UdpUa::bind("127.0.41.93").await;
+    let bye = format!(
+        "BYE sip:alice@{peer} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-bye-12\r\nRoute: <sip:{proxy};lr>\r\nMax-Forwards: 70\r\nFrom: <sip:bob@{DOMAIN}>;tag=b12\r\nTo: <sip:alice@{DOMAIN}>;tag=a12\r\nCall-ID: dialog-12@test\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        peer = peer.addr
+    );
+    ua.send(proxy, &bye).await;
+    let (got, _) = peer.recv("in-dialog BYE during the store outage").await;
+    assert_eq!(got.method(), Some(&Method::Bye));
     node.shutdown().await;
 }
