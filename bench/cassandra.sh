@@ -40,6 +40,8 @@
 # process started here is stopped on exit.
 
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 if [[ -z ${SWITCHYARD_CASSANDRA:-} ]]; then
     cat >&2 <<'EOF'
@@ -104,51 +106,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-stop_pid() {
-    kill -TERM "$1" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    forget_pid "$1"
-}
-
-wait_udp_bound() { # ADDR PORT [tries of 10 ms]
-    local addr=$1 port=$2 tries=${3:-500} i
-    for ((i = 0; i < tries; i++)); do
-        ss -Hlun "src $addr:$port" 2>/dev/null | grep -q . && return 0
-        sleep 0.01
-    done
-    return 1
-}
-
-wait_port_free() {
-    local addr=$1 port=$2 i
-    for i in $(seq 500); do
-        ss -Hlun "src $addr:$port" 2>/dev/null | grep -q . || return 0
-        sleep 0.01
-    done
-    return 1
-}
-
-users_csv() { # users_csv FILE N PREFIX
-    awk -v n="$2" -v p="$3" 'BEGIN { print "SEQUENTIAL"; for (i = 0; i < n; i++) printf "%s%d;\n", p, i }' >"$1"
-}
-
-stat() { # stat FILE COLUMN -> the last row's value of that -trace_stat column
-    awk -F';' -v col="$2" '
-        NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-        NF > 1  { v = $c }
-        END     { print (c && v != "" ? v : 0) }' "$1"
-}
-
 toml_str() { # a TOML basic string
     local s=${1//\\/\\\\}
     s=${s//\"/\\\"}
@@ -177,31 +134,6 @@ run_uac() {
         return
     fi
     echo "$(stat "$dir/stat.csv" 'SuccessfulCall(C)') $(stat "$dir/stat.csv" 'FailedCall(C)') $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
-}
-
-verdict() { # RATE CALLS SUCCESSFUL FAILED ELAPSED -> exit 0 if the step passed
-    awk -v r="$1" -v n="$2" -v ok="$3" -v f="$4" -v e="$5" \
-        -v ppm="$MAX_FAIL_PPM" -v pct="$MIN_ACHIEVED_PCT" 'BEGIN {
-            done = ok + f
-            if (done < n) exit 1
-            if (f * 1e6 > ppm * done) exit 1
-            if (e <= 0 || ok / e < r * pct / 100) exit 1
-            exit 0 }'
-}
-
-ramp() { # START MAX STEP_FN -> RAMP_RESULT
-    local rate=$1 max=$2 step_fn=$3 good=0 bad=0 i mid
-    while ((rate <= max)); do
-        if "$step_fn" "$rate"; then good=$rate; rate=$((rate * 2)); else bad=$rate; break; fi
-    done
-    if ((bad == 0)); then RAMP_RESULT=$good; return; fi
-    local low=$good high=$bad
-    for ((i = 0; i < BISECT; i++)); do
-        mid=$(((low + high) / 2))
-        ((mid > low)) || break
-        if "$step_fn" "$mid"; then low=$mid; else high=$mid; fi
-    done
-    RAMP_RESULT=$low
 }
 
 # --- configuration --------------------------------------------------------

@@ -26,6 +26,8 @@
 # share them, so absolute figures are low; the ratio is what matters.
 
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCEN="$ROOT/tests/sipp"
@@ -76,65 +78,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-
-forget_pid() { # drop a stopped pid from the cleanup list
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-stop_pid() {
-    kill -TERM "$1" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    forget_pid "$1"
-}
-
-# Wait until something listens on udp ADDR:PORT (reads the socket table; no sleeping guess).
-wait_udp_bound() {
-    local addr=$1 port=$2 i
-    for i in $(seq 500); do
-        ss -Hlun "src $addr:$port" 2>/dev/null | grep -q . && return 0
-        sleep 0.01
-    done
-    return 1
-}
-
-wait_tcp_bound() {
-    local addr=$1 port=$2 i
-    for i in $(seq 500); do
-        ss -Hltn "src $addr:$port" 2>/dev/null | grep -q . && return 0
-        sleep 0.01
-    done
-    return 1
-}
-
-# Wait until nothing is bound to ADDR:PORT (udp or tcp): a proxy's worker
-# processes may outlive its main process for a moment.
-wait_port_free() {
-    local addr=$1 port=$2 i
-    for i in $(seq 500); do
-        ss -Hlun "src $addr:$port" 2>/dev/null | grep -q . ||
-            ss -Hltn "src $addr:$port" 2>/dev/null | grep -q . || return 0
-        sleep 0.01
-    done
-    return 1
-}
-
-users_csv() { # users_csv FILE N [PREFIX]
-    awk -v n="$2" -v p="${3:-user}" 'BEGIN { print "SEQUENTIAL"; for (i = 0; i < n; i++) printf "%s%d;\n", p, i }' >"$1"
-}
-
-# stat FILE COLUMN -> the last row's value of that -trace_stat column.
-stat() {
-    awk -F';' -v col="$2" '
-        NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-        NF > 1  { v = $c }
-        END     { print (c && v != "" ? v : 0) }' "$1"
-}
-
 # Common SIPp flags: big socket buffers (the default 64 KiB drops datagrams
 # at these rates, which would measure SIPp, not the proxy), no keyboard,
 # statistics and errors into files, and a receive timeout so a lost
@@ -162,37 +105,6 @@ run_uac() {
         return
     fi
     echo "$(stat "$stf" 'SuccessfulCall(C)') $(stat "$stf" 'FailedCall(C)') $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
-}
-
-# verdict RATE CALLS SUCCESSFUL FAILED ELAPSED -> exit 0 if the step passed
-verdict() {
-    local rate=$1 calls=$2 ok=$3 failed=$4 elapsed=$5
-    awk -v r="$rate" -v n="$calls" -v ok="$ok" -v f="$failed" -v e="$elapsed" \
-        -v ppm="$MAX_FAIL_PPM" -v pct="$MIN_ACHIEVED_PCT" 'BEGIN {
-            done = ok + f
-            if (done < n) exit 1                          # calls never finished
-            if (f * 1e6 > ppm * done) exit 1              # too many failures
-            if (e <= 0 || ok / e < r * pct / 100) exit 1  # rate not achieved
-            exit 0 }'
-}
-
-# ramp START MAX STEP_FN -> RAMP_RESULT = the highest passing rate (0 if none).
-# STEP_FN RATE -> exit 0 if that rate passes. (Not a $(subshell): the step
-# functions record details in globals.)
-ramp() {
-    local rate=$1 max=$2 step_fn=$3 good=0 bad=0 i mid
-    while ((rate <= max)); do
-        if "$step_fn" "$rate"; then good=$rate; rate=$((rate * 2)); else bad=$rate; break; fi
-    done
-    if ((bad == 0)); then RAMP_RESULT=$good; return; fi
-    # Bisect between the last pass (maybe 0) and the first failure.
-    local low=$good high=$bad
-    for ((i = 0; i < BISECT; i++)); do
-        mid=$(((low + high) / 2))
-        ((mid > low)) || break
-        if "$step_fn" "$mid"; then low=$mid; else high=$mid; fi
-    done
-    RAMP_RESULT=$low
 }
 
 # --- proxies --------------------------------------------------------------

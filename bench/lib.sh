@@ -1,0 +1,92 @@
+# Shell helpers shared by the SIPp benchmarks (bench/run.sh,
+# bench/cassandra.sh); sourced, not run. The caller provides PIDS (pids
+# to stop on exit), MAX_FAIL_PPM, MIN_ACHIEVED_PCT and BISECT.
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+forget_pid() { # drop a stopped pid from the cleanup list
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget_pid "$1"
+}
+
+wait_udp_bound() { # ADDR PORT [tries of 10 ms]
+    local addr=$1 port=$2 tries=${3:-500} i
+    for ((i = 0; i < tries; i++)); do
+        ss -Hlun "src $addr:$port" 2>/dev/null | grep -q . && return 0
+        sleep 0.01
+    done
+    return 1
+}
+
+wait_tcp_bound() {
+    local addr=$1 port=$2 i
+    for i in $(seq 500); do
+        ss -Hltn "src $addr:$port" 2>/dev/null | grep -q . && return 0
+        sleep 0.01
+    done
+    return 1
+}
+
+# Wait until nothing is bound to ADDR:PORT (udp or tcp): a proxy's worker
+# processes may outlive its main process for a moment.
+wait_port_free() {
+    local addr=$1 port=$2 i
+    for i in $(seq 500); do
+        ss -Hlun "src $addr:$port" 2>/dev/null | grep -q . ||
+            ss -Hltn "src $addr:$port" 2>/dev/null | grep -q . || return 0
+        sleep 0.01
+    done
+    return 1
+}
+
+users_csv() { # users_csv FILE N [PREFIX]
+    awk -v n="$2" -v p="${3:-user}" 'BEGIN { print "SEQUENTIAL"; for (i = 0; i < n; i++) printf "%s%d;\n", p, i }' >"$1"
+}
+
+# stat FILE COLUMN -> the last row's value of that -trace_stat column.
+stat() {
+    awk -F';' -v col="$2" '
+        NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+        NF > 1  { v = $c }
+        END     { print (c && v != "" ? v : 0) }' "$1"
+}
+
+# verdict RATE CALLS SUCCESSFUL FAILED ELAPSED -> exit 0 if the step passed
+verdict() {
+    local rate=$1 calls=$2 ok=$3 failed=$4 elapsed=$5
+    awk -v r="$rate" -v n="$calls" -v ok="$ok" -v f="$failed" -v e="$elapsed" \
+        -v ppm="$MAX_FAIL_PPM" -v pct="$MIN_ACHIEVED_PCT" 'BEGIN {
+            done = ok + f
+            if (done < n) exit 1                          # calls never finished
+            if (f * 1e6 > ppm * done) exit 1              # too many failures
+            if (e <= 0 || ok / e < r * pct / 100) exit 1  # rate not achieved
+            exit 0 }'
+}
+
+# ramp START MAX STEP_FN -> RAMP_RESULT = the highest passing rate (0 if none).
+# STEP_FN RATE -> exit 0 if that rate passes. (Not a $(subshell): the step
+# functions record details in globals.)
+ramp() {
+    local rate=$1 max=$2 step_fn=$3 good=0 bad=0 i mid
+    while ((rate <= max)); do
+        if "$step_fn" "$rate"; then good=$rate; rate=$((rate * 2)); else bad=$rate; break; fi
+    done
+    if ((bad == 0)); then RAMP_RESULT=$good; return; fi
+    # Bisect between the last pass (maybe 0) and the first failure.
+    local low=$good high=$bad
+    for ((i = 0; i < BISECT; i++)); do
+        mid=$(((low + high) / 2))
+        ((mid > low)) || break
+        if "$step_fn" "$mid"; then low=$mid; else high=$mid; fi
+    done
+    RAMP_RESULT=$low
+}
