@@ -125,9 +125,7 @@ impl Node {
             let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
             tasks.push(tokio::spawn(purge_loop(store.clone(), every)));
         }
-        for (t, addr) in transports.local_addrs() {
-            info!(transport = %t, %addr, node = %config.node_id, "listening");
-        }
+        info!(node = %config.node_id, domains = ?config.domains, store = store.backend(), "node started");
         Ok(NodeHandle {
             core,
             transports,
