@@ -12,17 +12,17 @@ mod timers;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 use self::core::{Core, Wiring};
 use crate::cassandra::CassandraStore;
 use crate::config::Config;
 use crate::egress::Egress;
-use crate::location::{EmbeddedStore, LocationStore};
+use crate::location::{EmbeddedStore, LocationStore, purge_periodically};
 use crate::net::Transport;
 use crate::policy::{DefaultPolicy, PolicyResolver, SinglePolicy};
 use crate::proxy::identity::{Identity, LocalAddress};
@@ -121,26 +121,15 @@ impl Node {
         let mut tasks = vec![tokio::spawn(timers::TimerDriver::run(Arc::downgrade(
             &core,
         )))];
-        if !store.expires_natively() {
-            let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
-            tasks.push(tokio::spawn(purge_loop(store.clone(), every)));
-        }
+        // Returns at once for stores that expire bindings themselves (Cassandra TTL).
+        let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
+        tasks.push(tokio::spawn(purge_periodically(store.clone(), every)));
         info!(node = %config.node_id, domains = ?config.domains, store = store.backend(), "node started");
         Ok(NodeHandle {
             core,
             transports,
             tasks,
         })
-    }
-}
-
-async fn purge_loop(store: Arc<dyn LocationStore>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        if let Err(e) = store.purge_expired(SystemTime::now()).await {
-            warn!(error = %e, "purging expired bindings failed");
-        }
     }
 }
 
