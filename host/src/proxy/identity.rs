@@ -108,11 +108,7 @@ impl Identity {
     /// Does this URI address this node itself (one of our advertised
     /// host:port pairs)? Used for Route and strict-router Request-URI checks.
     pub fn is_me(&self, uri: &Uri<'_>) -> bool {
-        let host = host_text(&uri.host);
-        let port = uri.port.unwrap_or(5060);
-        self.addresses
-            .iter()
-            .any(|a| a.port == port && a.host == host)
+        self.is_sent_by_me(&host_text(&uri.host), uri.port)
     }
 
     /// A Request-URI naming the proxy itself rather than a user: no user part
