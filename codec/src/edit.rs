@@ -138,6 +138,24 @@ impl<'m> Editor<'m> {
         self
     }
 
+    /// Remove every line whose name is `raw_name` (case-insensitive; a
+    /// known header also matches its compact form), including extension
+    /// headers that have no [`HeaderName`] of their own.
+    pub fn remove_raw_headers(&mut self, raw_name: &str) -> &mut Self {
+        match HeaderName::parse(raw_name) {
+            HeaderName::Other => {
+                let msg: &'m SipMessage = self.msg;
+                for h in msg.headers.iter().filter(|h| h.name == HeaderName::Other) {
+                    if msg.text(h.raw_name).eq_ignore_ascii_case(raw_name) {
+                        self.splices.push(removal(h.line));
+                    }
+                }
+                self
+            }
+            known => self.remove_headers(known),
+        }
+    }
+
     /// Replace the Request-URI (RFC 3261 §16.6 step 2). No-op on responses.
     pub fn set_request_uri(&mut self, uri: &str) -> &mut Self {
         if let StartLine::Request { uri: span, .. } = self.msg.start {

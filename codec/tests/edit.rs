@@ -202,3 +202,22 @@ fn unterminated_head_is_rejected_and_edits_stay_well_formed() {
     assert_eq!(f.top_via().unwrap().received(), Some("127.0.0.9"));
     assert_eq!(f.max_forwards().unwrap(), Some(69));
 }
+
+#[test]
+fn extension_headers_are_removed_by_raw_name() {
+    let m = msg(&REQ.replace(
+        "Call-ID: c1\r\n",
+        "Call-ID: c1\r\nX-Tenant: a\r\nx-tenant: b\r\nX-Tenants: keep\r\n",
+    ));
+    let mut e = m.edit();
+    e.remove_raw_headers("X-TENANT")
+        .append_header("X-Tenant", "c");
+    let f = SipMessage::parse(e.finish()).unwrap();
+    assert!(text(f.as_bytes()).contains("X-Tenants: keep\r\n"));
+    assert_eq!(text(f.as_bytes()).matches("X-Tenant:").count(), 1);
+    assert!(text(f.as_bytes()).contains("Content-Length: 5\r\nX-Tenant: c\r\n\r\nhello"));
+    // A known header by name or compact form.
+    let mut e = m.edit();
+    e.remove_raw_headers("i");
+    assert!(!text(&e.finish()).contains("Call-ID"));
+}

@@ -10,6 +10,7 @@
 //! - [`policy`]: the hook interface routing policies implement.
 //! - [`node`]: wires them together; the path of a message is in `node/core.rs`.
 
+pub mod admin;
 pub mod cassandra;
 pub mod config;
 pub mod egress;

@@ -1,5 +1,6 @@
 //! The `switchyard` command line: run a node, check a config file.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -55,6 +56,30 @@ enum Command {
     /// Cassandra / ScyllaDB operator tools (docs/cassandra.md).
     #[command(subcommand)]
     Cassandra(CassandraCommand),
+    /// Load and inspect tenant policies on a running node (docs/policies.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy component and make it the tenant's live version.
+    /// In-flight calls finish on the old version; a refused module leaves it running.
+    Load {
+        /// The tenant (see `[tenants]`).
+        #[arg(long)]
+        tenant: String,
+        /// A `.wasm` component built against wit/policy.wit.
+        file: PathBuf,
+        /// The node's admin endpoint.
+        #[arg(long, default_value = switchyard::admin::DEFAULT_ADMIN)]
+        admin: SocketAddr,
+    },
+    /// Show each tenant's policy: source, version, load time, calls, failures.
+    List {
+        #[arg(long, default_value = switchyard::admin::DEFAULT_ADMIN)]
+        admin: SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -132,6 +157,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Policy(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(policy_command(command))
+        }
         Command::Run {
             config,
             listen,
@@ -170,4 +202,65 @@ fn run(command: Command) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
+    use switchyard::admin::client;
+    match command {
+        PolicyCommand::Load {
+            tenant,
+            file,
+            admin,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let path = format!(
+                "/policies/{}?source={}",
+                client::query_value(&tenant),
+                client::query_value(&file.display().to_string())
+            );
+            let answer = client::call(admin, "PUT", &path, bytes).await?;
+            let loaded: switchyard::admin::Loaded = serde_json::from_slice(&answer)?;
+            println!(
+                "tenant {tenant}: version {} live after {:.1} ms",
+                loaded.status["version"].as_str().unwrap_or("?"),
+                loaded.elapsed_ms
+            );
+            Ok(())
+        }
+        PolicyCommand::List { admin } => {
+            let answer = client::call(admin, "GET", "/policies", Vec::new()).await?;
+            let list: Vec<serde_json::Value> = serde_json::from_slice(&answer)?;
+            println!(
+                "{:<16} {:<14} {:<29} {:>10} {:>9} {:<12} SOURCE",
+                "TENANT", "VERSION", "LOADED", "CALLS", "FAILURES", "STATE"
+            );
+            for t in list {
+                let loaded = t["loaded_at"].as_u64().unwrap_or(0);
+                println!(
+                    "{:<16} {:<14} {:<29} {:>10} {:>9} {:<12} {}",
+                    t["tenant"].as_str().unwrap_or(""),
+                    t["version"]
+                        .as_str()
+                        .filter(|v| !v.is_empty())
+                        .unwrap_or("-"),
+                    utc(loaded),
+                    t["calls"].as_u64().unwrap_or(0),
+                    t["failures"].as_u64().unwrap_or(0),
+                    if t["quarantined"].as_bool().unwrap_or(false) {
+                        "quarantined"
+                    } else {
+                        t["failure_mode"].as_str().unwrap_or("")
+                    },
+                    t["source"].as_str().unwrap_or(""),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Unix seconds as an RFC 1123 date.
+fn utc(secs: u64) -> String {
+    switchyard::registrar::http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }

@@ -1,6 +1,6 @@
 //! The `switchyard` binary as an operator runs it: `run` from flags alone,
-//! answered by a real SIP tool (sipsak), and `check-config` on good and bad
-//! files.
+//! answered by a real SIP tool (sipsak), `check-config` on good and bad
+//! files, and `policy load` / `policy list` against a running node.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -164,6 +164,163 @@ fn cassandra_schema_prints_network_topology_cql() {
             && text.contains("'DC1': 3")
             && text.contains("'DC2': 3"),
         "{text}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Starts `switchyard run --config FILE` (whose `[admin] listen` has port 0)
+/// and returns it with the admin address it logged.
+fn start_with_admin(config: &std::path::Path) -> (Running, std::net::SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["--log", "info", "run", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard");
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    // Keeps draining stdout so the node never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.contains("admin endpoint listening") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let running = Running(child);
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("switchyard did not report its admin endpoint");
+    let addr = strip_ansi(&line)
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("addr="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no addr= in {line:?}"));
+    (running, addr)
+}
+
+/// Terminal colour codes, in case the log has them.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `switchyard policy ARGS...`: exit status, stdout, stderr.
+fn policy(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).arg("policy").args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_load_and_list_talk_to_a_running_node() {
+    let dir = std::env::temp_dir().join(format!("switchyard-policy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        r#"
+listen = ["udp:127.0.66.1:0"]
+domains = ["cli.test"]
+
+[admin]
+listen = "127.0.66.1:0"
+
+[tenants.domains]
+"cli.test" = "cli"
+
+[tenants.policies.cli]
+module = "builtin:default"
+failure = "fail-open"
+"#,
+    )
+    .unwrap();
+    let (_node, admin) = start_with_admin(&config);
+    let admin = admin.to_string();
+    let pbx = switchyard::policy::bundled::artifact_dir().join("hosted_pbx.wasm");
+    let pbx = pbx.to_str().unwrap();
+
+    let (ok, out, err) = policy(&["load", "--tenant", "cli", pbx, "--admin", &admin]);
+    assert!(ok, "policy load failed: {err}");
+    // "tenant cli: version <hash> live after <ms> ms"
+    let version = out
+        .strip_prefix("tenant cli: version ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected output: {out}"))
+        .to_string();
+    assert!(
+        out.contains(" live after ") && out.trim_end().ends_with(" ms"),
+        "{out}"
+    );
+
+    let (ok, out, err) = policy(&["list", "--admin", &admin]);
+    assert!(ok, "policy list failed: {err}");
+    assert!(out.starts_with("TENANT"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("cli "))
+        .unwrap_or_else(|| panic!("no row for tenant cli: {out}"));
+    for expected in [version.as_str(), "fail-open", pbx] {
+        assert!(row.contains(expected), "{expected:?} not in {row:?}");
+    }
+
+    // A file that is not a component: refused, the loaded version stays.
+    let bad = dir.join("bad.wasm");
+    std::fs::write(&bad, b"not a component").unwrap();
+    let (ok, _, err) = policy(&[
+        "load",
+        "--tenant",
+        "cli",
+        bad.to_str().unwrap(),
+        "--admin",
+        &admin,
+    ]);
+    assert!(!ok, "a bad module must fail the command");
+    assert!(
+        err.contains("not a valid WebAssembly component") && err.contains("bad.wasm"),
+        "{err}"
+    );
+    let (_, out, _) = policy(&["list", "--admin", &admin]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cli ") && l.contains(&version)),
+        "{out}"
+    );
+
+    let missing = dir.join("missing.wasm");
+    let (ok, _, err) = policy(&[
+        "load",
+        "--tenant",
+        "cli",
+        missing.to_str().unwrap(),
+        "--admin",
+        &admin,
+    ]);
+    assert!(!ok && err.contains("missing.wasm"), "{err}");
+
+    // Nobody listening: the message says where it tried and what to check.
+    let (ok, _, err) = policy(&["list", "--admin", "127.0.66.9:9"]);
+    assert!(
+        !ok && err.contains("cannot reach the admin endpoint at 127.0.66.9:9"),
+        "{err}"
     );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::policy::{
-    BranchFailure, FailureDecision, Policy, PolicyCtx, RequestDecision, RequestInfo, SinglePolicy,
+    BranchFailure, FailureDecision, Policy, PolicyCtx, Reply, RequestAction, RequestDecision,
+    RequestInfo, SinglePolicy, TargetGroup,
 };
 use switchyard::proxy::fork::Target;
 use switchyard::{Config, Node, NodeParts};
@@ -21,20 +22,16 @@ struct VoicemailOnBusy {
 impl Policy for VoicemailOnBusy {
     fn on_request(&self, req: &RequestInfo<'_>, _ctx: &mut PolicyCtx) -> RequestDecision {
         if req.request_uri.starts_with("sip:blocked@") {
-            return RequestDecision::Reply {
-                code: 603,
-                reason: "Decline".into(),
-                headers: vec![],
-            };
+            return RequestAction::Reply(Reply::new(603, "Decline")).into();
         }
-        RequestDecision::Continue
+        RequestDecision::CONTINUE
     }
 
     fn on_branch_failure(&self, f: &BranchFailure<'_>, _ctx: &mut PolicyCtx) -> FailureDecision {
-        if f.best_status == 486 && f.branches_tried == 1 {
-            FailureDecision::Relay {
-                targets: vec![Target::new(self.voicemail.clone())],
-            }
+        if f.best_status == 486 && f.targets_tried.len() == 1 {
+            FailureDecision::Relay(vec![TargetGroup::parallel(vec![Target::new(
+                self.voicemail.clone(),
+            )])])
         } else {
             FailureDecision::Fail
         }

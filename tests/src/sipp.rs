@@ -77,6 +77,8 @@ pub const UAS_NO_ANSWER: &str = "uas_no_answer.xml";
 /// Callee for [`UAC_INVITE_TWICE`]: fails on a second INVITE. Needs
 /// [`Sipp::no_retrans`] and `.calls(1)`.
 pub const UAS_SINGLE_INVITE: &str = "uas_single_invite.xml";
+/// Template behind [`Sipp::uas_reject`].
+pub const UAS_REJECT_TEMPLATE: &str = "uas_reject.xml.in";
 
 /// How long a callee gets to bind its socket.
 const BIND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -177,15 +179,31 @@ impl Sipp {
             (300..700).contains(&code),
             "uac_expect wants a failure code, got {code}"
         );
-        let template_path = scenario_dir().join(UAC_INVITE_EXPECT_TEMPLATE);
-        let template = fs::read_to_string(&template_path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", template_path.display()));
         Self::new(
             Role::Client,
-            Scenario::Rendered {
-                name: format!("uac_invite_expect_{code}"),
-                xml: template.replace("@CODE@", &code.to_string()),
-            },
+            render(
+                UAC_INVITE_EXPECT_TEMPLATE,
+                &format!("uac_invite_expect_{code}"),
+                &[("@CODE@", &code.to_string())],
+            ),
+        )
+    }
+
+    /// A callee answering every INVITE `100` then `code reason` (and
+    /// waiting for the ACK), e.g. a carrier gateway that is out of service.
+    /// Rendered from `uas_reject.xml.in`.
+    pub fn uas_reject(code: u16, reason: &str) -> Self {
+        assert!(
+            (300..700).contains(&code),
+            "uas_reject wants a failure code, got {code}"
+        );
+        Self::new(
+            Role::Server,
+            render(
+                UAS_REJECT_TEMPLATE,
+                &format!("uas_reject_{code}"),
+                &[("@CODE@", &code.to_string()), ("@REASON@", reason)],
+            ),
         )
     }
 
@@ -733,6 +751,21 @@ fn users_csv(users: &[String]) -> String {
         csv.push_str(";\n");
     }
     csv
+}
+
+/// A scenario from a template in [`scenario_dir`], its `@NAME@` markers
+/// replaced: SIPp cannot take response codes from its command line.
+fn render(template: &str, name: &str, vars: &[(&str, &str)]) -> Scenario {
+    let path = scenario_dir().join(template);
+    let mut xml =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    for (marker, value) in vars {
+        xml = xml.replace(marker, value);
+    }
+    Scenario::Rendered {
+        name: name.to_string(),
+        xml,
+    }
 }
 
 fn resolve(scenario: &Path) -> PathBuf {

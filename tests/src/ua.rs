@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use switchyard_codec::SipMessage;
+use switchyard_codec::{HeaderName, SipMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -53,6 +53,49 @@ impl UdpUa {
         let msg = SipMessage::parse(Bytes::copy_from_slice(&buf[..n]))
             .unwrap_or_else(|e| panic!("unparseable message from {from}: {e}"));
         Some((msg, from))
+    }
+
+    /// Sends `text` (a request) and returns its final response, matched by
+    /// Call-ID: provisional responses and messages of other calls (e.g. a
+    /// late retransmission) are skipped.
+    pub async fn request(&self, to: SocketAddr, text: &str, what: &str) -> SipMessage {
+        self.send(to, text).await;
+        let call_id = call_id_of(text);
+        self.recv_matching(what, |m| {
+            m.status().is_some_and(|s| s >= 200) && m.call_id().ok() == Some(call_id.as_str())
+        })
+        .await
+    }
+
+    /// The next request with this method (`"INVITE"`, `"CANCEL"`...);
+    /// anything else that arrives first, such as the proxy's ACK for an
+    /// earlier non-2xx answer, is skipped.
+    pub async fn recv_request(&self, method: &str, what: &str) -> SipMessage {
+        self.recv_matching(what, |m| m.method().is_some_and(|x| x.as_str() == method))
+            .await
+    }
+
+    /// The first message `wanted` accepts within [`WAIT`]; others are skipped.
+    pub async fn recv_matching(
+        &self,
+        what: &str,
+        wanted: impl Fn(&SipMessage) -> bool,
+    ) -> SipMessage {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some((msg, _)) = self.try_recv(left).await else {
+                panic!(
+                    "{} timed out waiting for {what}; skipped meanwhile: {skipped:?}",
+                    self.addr
+                );
+            };
+            if wanted(&msg) {
+                return msg;
+            }
+            skipped.push(first_line(&msg));
+        }
     }
 
     /// Receives until a message with a final status (>= 200) or a request
@@ -146,4 +189,130 @@ pub fn msg(template: &str, vars: &[(&str, &str)]) -> String {
     let body = body.replace('\n', "\r\n");
     let head = head.replace("{len}", &body.len().to_string());
     format!("{}\r\n\r\n{}", head.replace('\n', "\r\n"), body)
+}
+
+/// A REGISTER of `user@domain` binding `sip:user@contact` for 300 s; `id`
+/// makes its Call-ID, tag and branch unique.
+pub fn register(domain: &str, user: &str, contact: SocketAddr, id: &str) -> String {
+    msg(
+        "REGISTER sip:{domain} SIP/2.0
+Via: SIP/2.0/UDP {contact};branch=z9hG4bK-reg-{id};rport
+Max-Forwards: 70
+From: <sip:{user}@{domain}>;tag=r-{id}
+To: <sip:{user}@{domain}>
+Call-ID: reg-{id}@test
+CSeq: 1 REGISTER
+Contact: <sip:{user}@{contact}>
+Expires: 300
+Content-Length: 0
+
+",
+        &[
+            ("domain", domain),
+            ("user", user),
+            ("contact", &contact.to_string()),
+            ("id", id),
+        ],
+    )
+}
+
+/// An INVITE to `ruri` from `sip:from` (e.g. `alice@acme.test`), sent by
+/// the UA at `me`; `id` makes its Call-ID, tag and branch unique.
+pub fn invite(ruri: &str, from: &str, me: SocketAddr, id: &str) -> String {
+    msg(
+        "INVITE {ruri} SIP/2.0
+Via: SIP/2.0/UDP {me};branch=z9hG4bK-inv-{id};rport
+Max-Forwards: 70
+From: <sip:{from}>;tag=c-{id}
+To: <{ruri}>
+Call-ID: inv-{id}@test
+CSeq: 1 INVITE
+Contact: <sip:caller@{me}>
+Content-Type: application/sdp
+Content-Length: {len}
+
+v=0
+o=- 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio 4000 RTP/AVP 0
+",
+        &[
+            ("ruri", ruri),
+            ("from", from),
+            ("me", &me.to_string()),
+            ("id", id),
+        ],
+    )
+}
+
+/// The ACK for a non-2xx final `response` to the INVITE `invite` (as sent):
+/// same branch, Request-URI and CSeq number, the response's To (RFC 3261
+/// §17.1.1.3). Without it the proxy retransmits its answer.
+pub fn ack(invite: &str, response: &SipMessage) -> String {
+    let req = SipMessage::parse(Bytes::copy_from_slice(invite.as_bytes())).expect("own INVITE");
+    let field = |name| req.header(name).unwrap_or_default().to_string();
+    msg(
+        "ACK {ruri} SIP/2.0
+Via: {via}
+Max-Forwards: 70
+From: {from}
+To: {to}
+Call-ID: {call_id}
+CSeq: {seq} ACK
+Content-Length: 0
+
+",
+        &[
+            ("ruri", req.request_uri_str().unwrap_or_default()),
+            ("via", &field(HeaderName::Via)),
+            ("from", &field(HeaderName::From)),
+            ("to", response.header(HeaderName::To).unwrap_or_default()),
+            ("call_id", &field(HeaderName::CallId)),
+            ("seq", &req.cseq().map(|c| c.seq).unwrap_or(1).to_string()),
+        ],
+    )
+}
+
+/// The response a UAS sends to `req`: Via, From, To (plus `tag`), Call-ID
+/// and CSeq copied; from 180 on also its Contact and the Record-Route set.
+pub fn reply(req: &SipMessage, code: u16, reason: &str, tag: &str, contact: SocketAddr) -> String {
+    let mut b = switchyard_codec::response_to(req, code, reason).to_tag(tag);
+    if code >= 180 {
+        b = b.header("Contact", &format!("<sip:uas@{contact}>"));
+        for rr in req.header_values(HeaderName::RecordRoute) {
+            b = b.header("Record-Route", rr);
+        }
+    }
+    String::from_utf8(b.build().to_vec()).expect("UTF-8 response")
+}
+
+/// The value of the first header named `name` (case-insensitive), for
+/// headers the codec does not classify (`X-...`).
+pub fn header<'m>(msg: &'m SipMessage, name: &str) -> Option<&'m str> {
+    msg.headers()
+        .find(|h| h.raw_name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// `INVITE sip:...` or `SIP/2.0 486 Busy Here`, for failure messages.
+pub fn first_line(msg: &SipMessage) -> String {
+    let bytes = msg.as_bytes();
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\r')
+        .unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn call_id_of(text: &str) -> String {
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            let name = name.trim();
+            (name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i"))
+                .then(|| value.trim().to_string())
+        })
+        .expect("request with a Call-ID")
 }

@@ -3,7 +3,6 @@
 //! Every key is documented with its default in `docs/operations.md`. Unknown
 //! keys are refused so a typo never silently falls back to a default.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
@@ -11,9 +10,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+mod tenants;
+
+pub use tenants::{TenantPolicyConfig, TenantsConfig};
+
+use crate::admin::AdminConfig;
 use crate::cassandra::CassandraConfig;
 use crate::egress::EgressConfig;
 use crate::net::Transport;
+use crate::policy::wasm::EngineConfig;
 use crate::registrar::RegistrarConfig;
 use crate::transaction::TimerConfig;
 use crate::transport::{ListenerSpec, TransportConfig};
@@ -49,6 +54,10 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     pub store: StoreConfig,
     pub egress: EgressConfig,
+    /// The WebAssembly policy engine: sandbox limits and caches.
+    pub policy: EngineConfig,
+    /// The local admin endpoint (`switchyard policy ...` talks to it).
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -73,23 +82,8 @@ impl Default for Config {
             registrar: RegistrarConfig::default(),
             store: StoreConfig::default(),
             egress: EgressConfig::default(),
-        }
-    }
-}
-
-/// Domain → tenant mapping. Unknown domains belong to `default`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TenantsConfig {
-    pub default: String,
-    pub domains: BTreeMap<String, String>,
-}
-
-impl Default for TenantsConfig {
-    fn default() -> Self {
-        TenantsConfig {
-            default: "default".into(),
-            domains: BTreeMap::new(),
+            policy: EngineConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -275,16 +269,14 @@ impl Config {
         c.timers.t1_ms = 100;
         c.timers.timer_c_ms = 10_000;
         c.limits.udp_sockets = 1;
+        // Tests start many nodes: no fixed admin port.
+        c.admin.listen = None;
         c
     }
 
     /// The tenant a domain belongs to.
     pub fn tenant_of<'a>(&'a self, domain: &str) -> &'a str {
-        self.tenants
-            .domains
-            .iter()
-            .find(|(d, _)| d.eq_ignore_ascii_case(domain))
-            .map_or(self.tenants.default.as_str(), |(_, t)| t.as_str())
+        self.tenants.tenant_of(domain)
     }
 
     /// Host[:port] to advertise in Via / Record-Route for a listener.

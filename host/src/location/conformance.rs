@@ -131,6 +131,7 @@ pub fn update(call_id: &str, cseq: u32, contacts: Vec<ContactUpdate>) -> Registe
         source: sample_source(),
         node: None,
         user_agent: None,
+        max_bindings: None,
     }
 }
 

@@ -35,6 +35,16 @@ struct Shard {
 }
 
 impl EmbeddedStore {
+    fn unexpired(&self, aor: &Aor, now: SystemTime) -> Vec<Binding> {
+        let shard = self.shard(aor).lock();
+        let bindings = shard.aors.get(aor).map(Vec::as_slice).unwrap_or_default();
+        bindings
+            .iter()
+            .filter(|binding| !binding.is_expired(now))
+            .cloned()
+            .collect()
+    }
+
     /// Enough shards that a 2–16 core machine rarely sees two REGISTERs wait
     /// on one lock, few enough that an empty store costs nothing.
     pub const DEFAULT_SHARDS: usize = 64;
@@ -156,13 +166,11 @@ impl LocationStore for EmbeddedStore {
     }
 
     async fn lookup(&self, aor: &Aor, now: SystemTime) -> Result<Vec<Binding>, StoreError> {
-        let shard = self.shard(aor).lock();
-        let bindings = shard.aors.get(aor).map(Vec::as_slice).unwrap_or_default();
-        Ok(bindings
-            .iter()
-            .filter(|binding| !binding.is_expired(now))
-            .cloned()
-            .collect())
+        Ok(self.unexpired(aor, now))
+    }
+
+    fn cached(&self, aor: &Aor, now: SystemTime) -> Option<Vec<Binding>> {
+        Some(self.unexpired(aor, now))
     }
 
     async fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError> {

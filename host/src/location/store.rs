@@ -46,6 +46,14 @@ pub trait LocationStore: Send + Sync + 'static {
     /// Short backend name for logs and metrics (`"embedded"`, `"cassandra"`).
     fn backend(&self) -> &'static str;
 
+    /// The unexpired bindings of `aor` as this node knows them without any
+    /// I/O, for callers that must not wait (a policy's `location.lookup`).
+    /// `None` when the backend has nothing cached for the AOR. The embedded
+    /// store answers exactly; a remote backend may answer from a cache.
+    fn cached(&self, _aor: &Aor, _now: SystemTime) -> Option<Vec<Binding>> {
+        None
+    }
+
     /// True when the storage itself drops expired bindings, so
     /// [`LocationStore::purge_expired`] has nothing to do.
     fn expires_natively(&self) -> bool {

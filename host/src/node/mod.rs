@@ -24,7 +24,9 @@ use crate::config::Config;
 use crate::egress::Egress;
 use crate::location::{EmbeddedStore, LocationStore, purge_periodically};
 use crate::net::Transport;
-use crate::policy::{DefaultPolicy, PolicyResolver, SinglePolicy};
+use crate::policy::PolicyResolver;
+use crate::policy::tenants::Tenants;
+use crate::policy::wasm::PolicyEngine;
 use crate::proxy::identity::{Identity, LocalAddress};
 use crate::transport::Transports;
 
@@ -89,9 +91,13 @@ impl Node {
             ),
             (None, _) => Arc::new(EmbeddedStore::with_shards(config.store.shards)),
         };
-        let policies = parts
-            .policies
-            .unwrap_or_else(|| Arc::new(SinglePolicy(Arc::new(DefaultPolicy))));
+        let (policies, tenants) = match parts.policies {
+            Some(policies) => (policies, None),
+            None => {
+                let tenants = Arc::new(start_tenants(&config, &store).await?);
+                (tenants.clone() as Arc<dyn PolicyResolver>, Some(tenants))
+            }
+        };
         let egress = Egress::from_config(&config.egress).context("egress configuration")?;
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
@@ -124,11 +130,31 @@ impl Node {
         // Returns at once for stores that expire bindings themselves (Cassandra TTL).
         let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
         tasks.push(tokio::spawn(purge_periodically(store.clone(), every)));
+        let mut admin_addr = None;
+        if let Some(tenants) = &tenants {
+            if config.admin.listen.is_some() {
+                let stats_core = core.clone();
+                let stats = Arc::new(move || crate::admin::node_counters(&stats_core.stats));
+                let (addr, task) = crate::admin::serve(&config.admin, tenants.clone(), stats)
+                    .await
+                    .context("starting the admin endpoint ([admin] listen)")?;
+                admin_addr = Some(addr);
+                tasks.push(task);
+            }
+            if let Some(dir) = &config.tenants.watch_dir {
+                tasks.push(
+                    crate::policy::watch::spawn(dir.clone(), tenants.clone())
+                        .with_context(|| format!("watching {}", dir.display()))?,
+                );
+            }
+        }
         info!(node = %config.node_id, domains = ?config.domains, store = store.backend(), "node started");
         Ok(NodeHandle {
             core,
             transports,
             tasks,
+            tenants,
+            admin_addr,
         })
     }
 }
@@ -138,6 +164,24 @@ pub struct NodeHandle {
     core: Arc<Core>,
     transports: Arc<Transports>,
     tasks: Vec<JoinHandle<()>>,
+    tenants: Option<Arc<Tenants>>,
+    admin_addr: Option<SocketAddr>,
+}
+
+/// The tenants and, when any policy can be loaded (configured policies, a
+/// watched directory or the admin endpoint), the WebAssembly engine.
+async fn start_tenants(config: &Config, store: &Arc<dyn LocationStore>) -> anyhow::Result<Tenants> {
+    let wants_engine = !config.tenants.policies.is_empty()
+        || config.tenants.watch_dir.is_some()
+        || config.admin.listen.is_some();
+    if !wants_engine {
+        return Ok(Tenants::native(config.tenants.clone()));
+    }
+    let engine = PolicyEngine::new(config.policy.clone(), Some(store.clone()))
+        .context("starting the policy engine ([policy])")?;
+    Ok(Tenants::start(config.tenants.clone(), Arc::new(engine))
+        .await
+        .context("loading tenant policies ([tenants.policies])")?)
 }
 
 impl NodeHandle {
@@ -157,6 +201,16 @@ impl NodeHandle {
 
     pub fn store(&self) -> Arc<dyn LocationStore> {
         self.core.store.clone()
+    }
+
+    /// The node's tenants (None when the node was given its own resolver).
+    pub fn tenants(&self) -> Option<&Arc<Tenants>> {
+        self.tenants.as_ref()
+    }
+
+    /// Where the admin endpoint listens, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn stats(&self) -> &Stats {

@@ -12,9 +12,12 @@ use super::core::Core;
 use super::proxy_tx::{Forwarding, Output, TxRef};
 use crate::location::{Aor, Binding};
 use crate::net::Source;
-use crate::policy::{PolicyCtx, RegisterDecision, RegisterInfo, RequestDecision, RequestInfo};
+use crate::policy::{
+    PolicyCtx, RegisterDecision, RegisterInfo, Reply, RequestAction, RequestInfo, TargetGroup,
+};
 use crate::proxy::fork::Target;
 use crate::proxy::request::{self, Reject};
+use crate::registrar::Limits;
 
 pub(crate) async fn route(
     core: &Arc<Core>,
@@ -79,25 +82,35 @@ pub(crate) async fn route(
     }
 
     if method == Method::Register && to_us && our_domain {
+        let aor = msg.to().ok().map(|t| t.uri.to_string());
         let info = RegisterInfo {
             tenant: &tenant,
-            aor: msg.to().map(|t| t.raw).unwrap_or(""),
+            aor: aor.as_deref().unwrap_or(""),
             contacts: msg
                 .header_values(switchyard_codec::HeaderName::Contact)
-                .count(),
+                .collect(),
             expires: msg.expires().ok().flatten(),
-            source: source.remote,
+            message: msg.as_bytes(),
+            source,
         };
-        if let RegisterDecision::Reject { code, reason } = policy.on_register(&info, &mut pctx) {
-            out.extend(tx.lock().reject(&Reject::new(code, reason), now));
-            return out;
-        }
-        let data = crate::registrar::handle(
+        let limits = match policy.on_register(&info, &mut pctx) {
+            RegisterDecision::Allow => Limits::default(),
+            RegisterDecision::Limit(l) => Limits {
+                max_bindings: l.max_contacts,
+                max_expires: l.max_expires,
+            },
+            RegisterDecision::Reject(reply) => {
+                out.extend(reply_with(tx, &reply, now));
+                return out;
+            }
+        };
+        let data = crate::registrar::handle_limited(
             core.store.as_ref(),
             msg,
             &core.config.registrar,
             source,
             Some(&core.config.node_id),
+            limits,
             SystemTime::now(),
         )
         .await;
@@ -107,56 +120,53 @@ pub(crate) async fn route(
     }
 
     let initial = msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
-    let mut bindings: Vec<Binding> = Vec::new();
-    let mut targets = if !to_us {
-        // Loose routing: the Request-URI stays, the next hop is the top Route.
-        vec![Target::new(routes.request_uri.clone())]
-    } else if our_domain && ruri.user.is_some() {
-        let Ok(aor) = Aor::new(ruri.user, &ruri.host.to_string()) else {
-            out.extend(tx.lock().reject(&Reject::new(404, "Not Found"), now));
+    let mut targets = match default_targets(core, &routes.request_uri, &ruri, to_us).await {
+        Ok(t) => t,
+        Err(rej) => {
+            out.extend(tx.lock().reject(&rej, now));
             return out;
-        };
-        match core.store.lookup(&aor, SystemTime::now()).await {
-            Ok(b) => bindings = b,
-            Err(e) => {
-                warn!(%aor, error = %e, "location lookup failed");
-                let mut rej = Reject::new(503, "Location Store Unavailable");
-                rej.headers
-                    .push(("Retry-After".into(), e.retry_after_secs().to_string()));
-                out.extend(tx.lock().reject(&rej, now));
-                return out;
-            }
         }
-        bindings.iter().map(target_of).collect()
-    } else if identity.is_addressed_to_proxy(&ruri) {
-        out.extend(tx.lock().reject(&Reject::new(404, "Not Found"), now));
-        return out;
-    } else {
-        vec![Target::new(routes.request_uri.clone())]
     };
 
+    let mut headers = Vec::new();
     if initial {
         let info = RequestInfo {
             tenant: &tenant,
             method: method.as_str(),
             request_uri: &routes.request_uri,
             message: msg.as_bytes(),
-            transport: source.transport,
-            source: source.remote,
-            bindings: &bindings,
+            source,
+            bindings: &targets.bindings,
         };
-        match policy.on_request(&info, &mut pctx) {
-            RequestDecision::Continue => {}
-            RequestDecision::Reply {
-                code,
-                reason,
-                headers,
-            } => {
-                out.extend(tx.lock().respond(code, &reason, &headers, now));
+        let decision = policy.on_request(&info, &mut pctx);
+        headers = decision.headers;
+        match decision.action {
+            RequestAction::Continue => {
+                if let Some(new_uri) = decision.request_uri {
+                    // A rewritten Request-URI is routed as if it had arrived
+                    // that way: looked up again when it is ours.
+                    let Ok(parsed) = Uri::parse(&new_uri) else {
+                        warn!(uri = %new_uri, "policy rewrote the Request-URI to an invalid URI");
+                        out.extend(tx.lock().reject(&Reject::new(500, "Policy Error"), now));
+                        return out;
+                    };
+                    targets = match default_targets(core, &new_uri, &parsed, to_us).await {
+                        Ok(t) => t,
+                        Err(rej) => {
+                            out.extend(tx.lock().reject(&rej, now));
+                            return out;
+                        }
+                    };
+                }
+            }
+            RequestAction::Reply(reply) => {
+                out.extend(reply_with(tx, &reply, now));
                 return out;
             }
-            RequestDecision::Relay { targets: t } => targets = t,
-            RequestDecision::Redirect { contacts } => {
+            RequestAction::Relay(groups) => {
+                targets.targets = TargetGroup::into_targets(groups);
+            }
+            RequestAction::Redirect(contacts) => {
                 let contact = contacts
                     .iter()
                     .map(|c| format!("<{c}>"))
@@ -172,6 +182,7 @@ pub(crate) async fn route(
             }
         }
     }
+    let targets = targets.targets;
     debug!(targets = targets.len(), initial, "forking");
 
     let (received, rport) = rfc3581(msg, &source);
@@ -181,11 +192,68 @@ pub(crate) async fn route(
         received,
         rport,
         loop_hash: request::loop_hash(msg),
+        headers,
     };
     let mut guard = tx.lock();
     guard.tenant = tenant;
     out.extend(guard.start_fork(targets, forwarding, policy, pctx, now));
     out
+}
+
+/// The target set of RFC 3261 §16.5 and the bindings it came from.
+struct DefaultTargets {
+    targets: Vec<Target>,
+    bindings: Vec<Binding>,
+}
+
+/// §16.5: the bindings of an AOR in our domains, else the Request-URI
+/// itself (loose routing keeps it; the next hop is the top Route).
+async fn default_targets(
+    core: &Core,
+    request_uri: &str,
+    ruri: &Uri<'_>,
+    to_us: bool,
+) -> Result<DefaultTargets, Reject> {
+    let identity = &core.wiring().identity;
+    let only = |uri: &str| DefaultTargets {
+        targets: vec![Target::new(uri)],
+        bindings: Vec::new(),
+    };
+    if !to_us {
+        return Ok(only(request_uri));
+    }
+    if identity.is_our_domain(&ruri.host) && ruri.user.is_some() {
+        let aor = Aor::new(ruri.user, &ruri.host.to_string())
+            .map_err(|_| Reject::new(404, "Not Found"))?;
+        let bindings = core
+            .store
+            .lookup(&aor, SystemTime::now())
+            .await
+            .map_err(|e| {
+                warn!(%aor, error = %e, "location lookup failed");
+                let mut rej = Reject::new(503, "Location Store Unavailable");
+                rej.headers
+                    .push(("Retry-After".into(), e.retry_after_secs().to_string()));
+                rej
+            })?;
+        return Ok(DefaultTargets {
+            targets: bindings.iter().map(target_of).collect(),
+            bindings,
+        });
+    }
+    if identity.is_addressed_to_proxy(ruri) {
+        return Err(Reject::new(404, "Not Found"));
+    }
+    Ok(only(request_uri))
+}
+
+/// Sends a policy's reply (empty reason: the standard phrase).
+fn reply_with(tx: &TxRef, reply: &Reply, now: Instant) -> Vec<Output> {
+    let reason = match reply.reason.as_str() {
+        "" => crate::proxy::reason::standard(reply.code),
+        r => r,
+    };
+    tx.lock().respond(reply.code, reason, &reply.headers, now)
 }
 
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE";
@@ -195,6 +263,7 @@ fn target_of(b: &Binding) -> Target {
         uri: b.contact.clone(),
         q: b.q_or_default(),
         route: b.path.clone(),
+        timeout: None,
     }
 }
 

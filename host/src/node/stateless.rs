@@ -96,6 +96,7 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
             via: &via,
             received: received.as_deref(),
             rport,
+            headers: &[],
         },
     );
     if let Err(e) = core

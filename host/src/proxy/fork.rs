@@ -7,6 +7,7 @@
 //! generic (`M`) so tests can use plain strings.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// One destination the request is forked to: a registered contact, a policy
 /// target or the Request-URI itself.
@@ -18,6 +19,10 @@ pub struct Target {
     pub q: u16,
     /// Route set to push before forwarding: the binding's Path (RFC 3327 §5.3).
     pub route: Vec<String>,
+    /// No-answer timeout of this branch (a policy's ring timeout): when it
+    /// passes the branch is cancelled like on Timer C, but it is not
+    /// restarted by provisional responses. `None`: Timer C only.
+    pub timeout: Option<Duration>,
 }
 
 impl Target {
@@ -26,6 +31,7 @@ impl Target {
             uri: uri.into(),
             q: 1000,
             route: Vec::new(),
+            timeout: None,
         }
     }
 }
@@ -289,6 +295,11 @@ impl<M> ResponseContext<M> {
             (None, Some(l)) => l,
             (None, None) => 408,
         }
+    }
+
+    /// The best final response received so far, if any branch produced one.
+    pub fn best_response(&self) -> Option<&M> {
+        self.best.as_ref().map(|(_, m)| m)
     }
 
     /// Answer to [`ForkAction::Exhausted`]: send the best response (§16.7 step 6).

@@ -5,6 +5,7 @@ fn t(uri: &str, q: u16) -> Target {
         uri: uri.into(),
         q,
         route: Vec::new(),
+        timeout: None,
     }
 }
 

@@ -4,4 +4,5 @@
 
 pub mod fork;
 pub mod identity;
+pub mod reason;
 pub mod request;

@@ -2,6 +2,7 @@
 //! pre-processing) and §16.6 (building each forwarded copy). Pure functions
 //! over a parsed message: the node decides what to do with the results.
 
+use crate::policy::HeaderEdit;
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
@@ -186,6 +187,8 @@ pub struct ForwardSpec<'a> {
     /// RFC 3581: values to write into the received top Via.
     pub received: Option<&'a str>,
     pub rport: Option<u16>,
+    /// A policy's header edits (already checked with [`HeaderEdit::is_allowed`]).
+    pub headers: &'a [HeaderEdit],
 }
 
 /// Builds the bytes of a forwarded request by splicing the original.
@@ -208,6 +211,7 @@ pub fn build_forward(msg: &SipMessage, spec: &ForwardSpec<'_>) -> Bytes {
     if spec.received.is_some() || spec.rport.is_some() {
         e.set_top_via_received(spec.received, spec.rport);
     }
+    HeaderEdit::apply_all(spec.headers, &mut e);
     e.push_header(HeaderName::Via, spec.via);
     e.finish()
 }

@@ -104,6 +104,7 @@ fn forwarded_copy_is_spliced_per_16_6() {
             via: "SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bKsyX",
             received: Some("127.0.0.10"),
             rport: Some(5070),
+            headers: &[],
         },
     );
     let fwd = SipMessage::parse(out).unwrap();

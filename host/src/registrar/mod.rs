@@ -87,13 +87,42 @@ pub async fn handle(
     node: Option<&str>,
     now: SystemTime,
 ) -> Bytes {
-    let (aor, update) = match parse_register(msg, config, source, node) {
+    handle_limited(store, msg, config, source, node, Limits::default(), now).await
+}
+
+/// Per-request caps on top of the [`RegistrarConfig`] (a policy's
+/// `on-register` limit decision).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bindings the AOR may hold afterwards; more: 403.
+    pub max_bindings: Option<u32>,
+    /// Longer expiry values are shortened to this (§10.3 step 7).
+    pub max_expires: Option<u32>,
+}
+
+/// [`handle`] with a policy's [`Limits`] applied.
+pub async fn handle_limited(
+    store: &dyn LocationStore,
+    msg: &SipMessage,
+    config: &RegistrarConfig,
+    source: Source,
+    node: Option<&str>,
+    limits: Limits,
+    now: SystemTime,
+) -> Bytes {
+    let (aor, mut update) = match parse_register(msg, config, source, node) {
         Ok(parsed) => parsed,
         Err(reject) => {
             tracing::debug!(%reject, "REGISTER rejected");
             return reject.response(msg);
         }
     };
+    update.max_bindings = limits.max_bindings;
+    if let (Some(max), ContactsUpdate::Set(contacts)) = (limits.max_expires, &mut update.contacts) {
+        for contact in contacts {
+            contact.expires = contact.expires.min(max.max(1));
+        }
+    }
     let bindings = if update.contacts == ContactsUpdate::Fetch {
         store.lookup(&aor, now).await.map_err(RegisterError::Store)
     } else {

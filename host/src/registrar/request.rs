@@ -130,6 +130,7 @@ pub fn parse_register(
         source,
         node: node.map(str::to_owned),
         user_agent,
+        max_bindings: None,
     };
     Ok((aor, update))
 }

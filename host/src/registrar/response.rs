@@ -93,10 +93,13 @@ impl Reject {
 /// aborted and "the request fails"; 500 is what RFC 3261 implementations
 /// answer, and it tells the UA nothing was changed).
 pub fn rule_error_response(msg: &SipMessage, error: &RuleError) -> Bytes {
-    let reason = match error {
-        RuleError::OutOfOrder { .. } => "Out Of Order CSeq",
+    let (code, reason) = match error {
+        RuleError::OutOfOrder { .. } => (500, "Out Of Order CSeq"),
+        // Kamailio and OpenSIPS answer 503 here; 403 tells the UA that
+        // retrying elsewhere will not help.
+        RuleError::TooManyBindings { .. } => (403, "Too Many Registrations"),
     };
-    response_to(msg, 500, reason).to_tag(&to_tag()).build()
+    response_to(msg, code, reason).to_tag(&to_tag()).build()
 }
 
 /// 503 with Retry-After for a store failure (RFC 3261 §21.5.4): the UA keeps

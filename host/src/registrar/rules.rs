@@ -22,6 +22,9 @@ pub struct RegisterUpdate {
     pub source: Source,
     pub node: Option<String>,
     pub user_agent: Option<String>,
+    /// Most bindings the AOR may hold after this request (a policy's
+    /// per-tenant registration cap); checked atomically with the update.
+    pub max_bindings: Option<u32>,
 }
 
 /// The Contact part of a REGISTER.
@@ -78,6 +81,9 @@ pub enum RuleError {
         stored: u32,
         request: u32,
     },
+    /// The AOR would hold more bindings than a policy allows.
+    #[error("{count} bindings exceed the limit of {max}")]
+    TooManyBindings { count: usize, max: u32 },
 }
 
 /// Applies `update` to an AOR's `existing` bindings at `now`.
@@ -122,6 +128,17 @@ pub fn apply(
         }
     }
 
+    if let Some(max) = update.max_bindings
+        && bindings.len() > max as usize
+        && !outcome.written.is_empty()
+    {
+        // Only a request that adds or refreshes is refused: removing
+        // bindings from an AOR over its cap must still work.
+        return Err(RuleError::TooManyBindings {
+            count: bindings.len(),
+            max,
+        });
+    }
     bindings.shrink_to_fit();
     outcome.bindings = bindings;
     Ok(outcome)

@@ -187,3 +187,25 @@ fn fetch_returns_live_bindings_only() {
     assert_eq!(outcome.bindings.len(), 1);
     assert_eq!(outcome.bindings[0].contact, "sip:b@h");
 }
+
+#[test]
+fn a_binding_cap_refuses_additions_but_not_removals() {
+    let mut capped = update(
+        "A",
+        1,
+        vec![contact("sip:a@h", 3600), contact("sip:b@h", 3600)],
+    );
+    capped.max_bindings = Some(1);
+    let err = apply(Vec::new(), &capped, t(0)).unwrap_err();
+    assert_eq!(err, RuleError::TooManyBindings { count: 2, max: 1 });
+
+    let two = apply(Vec::new(), &update("A", 1, capped_contacts()), t(0)).unwrap();
+    let mut remove = update("A", 2, vec![contact("sip:a@h", 0)]);
+    remove.max_bindings = Some(0);
+    let left = apply(two.bindings, &remove, t(1)).unwrap();
+    assert_eq!(left.bindings.len(), 1);
+}
+
+fn capped_contacts() -> Vec<ContactUpdate> {
+    vec![contact("sip:a@h", 3600), contact("sip:b@h", 3600)]
+}

@@ -11,7 +11,7 @@ use tracing::debug;
 use super::{BranchSlot, Output, ProxyTx, Role, reason_for};
 use crate::egress::Destination;
 use crate::node::core::Core;
-use crate::policy::{BranchFailure, FailureDecision};
+use crate::policy::{BranchFailure, FailureCause, FailureDecision, Reply, TargetGroup};
 use crate::proxy::fork::{BranchId, FinalResponse, ForkAction, Target};
 use crate::proxy::request::{self, ForwardSpec, Reject};
 use crate::transaction::{ClientEvent, ClientKey, ClientTransaction, Kind};
@@ -87,6 +87,7 @@ impl ProxyTx {
                 via: &via,
                 received: fw.received.as_deref(),
                 rport: fw.rport,
+                headers: &fw.headers,
             },
         );
         let kind = if self.invite {
@@ -108,6 +109,7 @@ impl ProxyTx {
         slot.request = data;
         if self.invite {
             slot.timer_c = Some(now + self.timer_c);
+            slot.no_answer = target.timeout.map(|t| now + t);
         }
         let mut out = vec![Output::Register {
             key,
@@ -133,8 +135,10 @@ impl ProxyTx {
                     request: Bytes::new(),
                     cancel: None,
                     timer_c: None,
+                    no_answer: None,
                     resolving: true,
                 });
+                self.targets_tried.push(target.uri.clone());
                 let hop = self.next_hop(&target);
                 out.push(Output::Start {
                     branch,
@@ -191,6 +195,17 @@ impl ProxyTx {
                 self.server.abandon();
                 out.extend(self.pump(now));
             }
+            ForkAction::Final(FinalResponse::Local(code)) if self.policy_reply.is_some() => {
+                let reply = self
+                    .policy_reply
+                    .take()
+                    .unwrap_or_else(|| Reply::new(code, ""));
+                let reason = match reply.reason.as_str() {
+                    "" => reason_for(reply.code),
+                    r => r,
+                };
+                out.extend(self.respond(reply.code, reason, &reply.headers, now));
+            }
             ForkAction::Final(FinalResponse::Local(code)) => {
                 // §16.7 step 6 applies to our own 503s (unreachable next hop) too.
                 let code = if code == 503 { 500 } else { code };
@@ -204,21 +219,34 @@ impl ProxyTx {
     fn on_exhausted(&mut self) {
         let Some(fork) = &mut self.fork else { return };
         let decision = match &self.policy {
-            Some(p) => p.on_branch_failure(
-                &BranchFailure {
-                    tenant: &self.tenant,
-                    request_uri: self.request.request_uri_str().unwrap_or(""),
-                    best_status: fork.best_status(),
-                    branches_tried: fork.branch_count(),
-                },
-                &mut self.pctx,
-            ),
+            Some(p) => {
+                let best_status = fork.best_status();
+                let cause = match fork.best_response() {
+                    Some(msg) => FailureCause::Response(msg.as_bytes()),
+                    None if best_status == 408 => FailureCause::Timeout,
+                    None => FailureCause::Unreachable,
+                };
+                p.on_branch_failure(
+                    &BranchFailure {
+                        tenant: &self.tenant,
+                        request: self.request.as_bytes(),
+                        best_status,
+                        cause,
+                        targets_tried: &self.targets_tried,
+                    },
+                    &mut self.pctx,
+                )
+            }
             None => FailureDecision::Fail,
         };
         match decision {
             FailureDecision::Fail => fork.conclude(),
-            FailureDecision::Relay { targets } => fork.add_targets(targets),
-            FailureDecision::Reply { code, .. } => fork.conclude_with(code),
+            FailureDecision::Relay(groups) => fork.add_targets(TargetGroup::into_targets(groups)),
+            FailureDecision::Reply(reply) => {
+                let code = reply.code;
+                self.policy_reply = Some(reply);
+                fork.conclude_with(code);
+            }
         }
     }
 

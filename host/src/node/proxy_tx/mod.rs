@@ -17,7 +17,9 @@ use self::forking::{build_ack, drain_client};
 use super::core::Core;
 use crate::egress::Destination;
 use crate::net::Source;
-use crate::policy::{CompletionSummary, Policy, PolicyCtx, ResponseDecision, ResponseInfo};
+use crate::policy::{
+    CompletionSummary, HeaderEdit, Policy, PolicyCtx, Reply, ResponseAction, ResponseInfo,
+};
 use crate::proxy::fork::{BranchId, ResponseContext, Target};
 use crate::proxy::request::{Reject, RouteState};
 use crate::transaction::{
@@ -84,6 +86,8 @@ pub(crate) struct Forwarding {
     pub received: Option<String>,
     pub rport: Option<u16>,
     pub loop_hash: String,
+    /// The policy's header edits for every forwarded copy.
+    pub headers: Vec<crate::policy::HeaderEdit>,
 }
 
 struct BranchSlot {
@@ -93,6 +97,8 @@ struct BranchSlot {
     request: Bytes,
     cancel: Option<(ClientKey, ClientTransaction)>,
     timer_c: Option<Instant>,
+    /// The policy's no-answer timeout for this branch (not restarted by 1xx).
+    no_answer: Option<Instant>,
     /// Its next hop is being resolved: no client transaction yet, but live.
     resolving: bool,
 }
@@ -117,6 +123,10 @@ pub(crate) struct ProxyTx {
     branches: Vec<BranchSlot>,
     pub cancel_requested: bool,
     final_status: Option<u16>,
+    /// Request-URIs of the branches started, in order (for the policy).
+    targets_tried: Vec<String>,
+    /// A policy's `on-branch-failure` reply, sent when the fork concludes.
+    policy_reply: Option<Reply>,
     started: Instant,
     finished: bool,
 }
@@ -154,6 +164,8 @@ impl ProxyTx {
             branches: Vec::new(),
             cancel_requested: false,
             final_status: None,
+            targets_tried: Vec::new(),
+            policy_reply: None,
             started: now,
             finished: false,
         }
@@ -281,16 +293,25 @@ impl ProxyTx {
         self.pump(now)
     }
 
-    fn deliver(&mut self, branch: BranchId, status: u16, msg: SipMessage) {
-        let dropped = status < 200
-            && self.policy.as_ref().is_some_and(|policy| {
-                let info = ResponseInfo {
-                    tenant: &self.tenant,
-                    status,
-                    message: msg.as_bytes(),
-                };
-                policy.on_response(&info, &mut self.pctx) == ResponseDecision::Drop
-            });
+    fn deliver(&mut self, branch: BranchId, status: u16, mut msg: SipMessage) {
+        let mut dropped = false;
+        if let Some(policy) = &self.policy {
+            let info = ResponseInfo {
+                tenant: &self.tenant,
+                status,
+                message: msg.as_bytes(),
+            };
+            let decision = policy.on_response(&info, &mut self.pctx);
+            dropped = status < 200 && decision.action == ResponseAction::Drop;
+            if !decision.headers.is_empty() {
+                let mut e = msg.edit();
+                HeaderEdit::apply_all(&decision.headers, &mut e);
+                match SipMessage::parse(e.finish()) {
+                    Ok(edited) => msg = edited,
+                    Err(error) => debug!(%error, "policy response edits dropped"),
+                }
+            }
+        }
         let Some(fork) = &mut self.fork else {
             return;
         };
@@ -320,7 +341,11 @@ impl ProxyTx {
             if let Some((_, c)) = &mut slot.cancel {
                 c.handle_timeout(now);
             }
-            if slot.timer_c.is_some_and(|t| t <= now) {
+            let no_answer = slot.no_answer.is_some_and(|t| t <= now);
+            if no_answer {
+                slot.no_answer = None;
+            }
+            if no_answer || slot.timer_c.is_some_and(|t| t <= now) {
                 slot.timer_c = None;
                 match (&mut slot.client, &mut self.fork) {
                     // §9.1: no final response 64*T1 after our CANCEL, or §16.8:
@@ -352,6 +377,7 @@ impl ProxyTx {
             consider(slot.client.as_ref().and_then(|c| c.poll_timeout()));
             consider(slot.cancel.as_ref().and_then(|(_, c)| c.poll_timeout()));
             consider(slot.timer_c);
+            consider(slot.no_answer);
         }
         next
     }
@@ -440,29 +466,11 @@ impl ProxyTx {
                 method: self.request.method().map_or("", |m| m.as_str()),
                 final_status: self.final_status.unwrap_or(0),
                 duration: now.saturating_duration_since(self.started),
-                branches_tried: self.branches.len(),
+                targets_tried: &self.targets_tried,
             };
             p.on_complete(&summary, &mut self.pctx);
         }
     }
 }
 
-pub(crate) fn reason_for(code: u16) -> &'static str {
-    match code {
-        100 => "Trying",
-        200 => "OK",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        481 => "Call/Transaction Does Not Exist",
-        482 => "Loop Detected",
-        483 => "Too Many Hops",
-        487 => "Request Terminated",
-        500 => "Server Internal Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Server Time-out",
-        _ => "Error",
-    }
-}
+pub(crate) use crate::proxy::reason::standard as reason_for;

@@ -1,0 +1,160 @@
+//! The local admin endpoint: HTTP on a loopback address, spoken by
+//! `switchyard policy load|list` (see [`client`]).
+//!
+//! | request                     | does                                              |
+//! |-----------------------------|---------------------------------------------------|
+//! | `GET /policies`             | every tenant's policy: source, version, counters  |
+//! | `PUT /policies/{tenant}`    | body = a `.wasm` component: validate, then publish |
+//! | `GET /metrics`              | node and policy counters, Prometheus text format  |
+//! | `GET /health`               | `ok`                                              |
+//!
+//! There is no authentication: the endpoint is meant for the node's own
+//! host, and binding it to a non-loopback address logs a warning.
+
+pub mod client;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::node::Stats;
+use crate::policy::tenants::{ModuleSource, TenantStatus, Tenants};
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin endpoint; unset disables it.
+    pub listen: Option<SocketAddr>,
+    /// Largest policy module accepted, in bytes.
+    pub max_module_bytes: usize,
+}
+
+/// The port `switchyard policy` uses when `--admin` is not given.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9060";
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some(DEFAULT_ADMIN.parse().expect("valid address")),
+            max_module_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Answer to a successful `PUT /policies/{tenant}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Loaded {
+    pub status: TenantStatusWire,
+    /// From the request's arrival to the new version serving, in ms.
+    pub elapsed_ms: f64,
+}
+
+/// [`TenantStatus`] as it travels (also what the client parses).
+pub type TenantStatusWire = serde_json::Value;
+
+#[derive(Clone)]
+struct AdminState {
+    tenants: Arc<Tenants>,
+    stats: Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>,
+}
+
+/// Starts the endpoint; returns the bound address and the server task.
+pub async fn serve(
+    config: &AdminConfig,
+    tenants: Arc<Tenants>,
+    stats: Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let Some(addr) = config.listen else {
+        return Err(std::io::Error::other("admin endpoint disabled"));
+    };
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "the admin endpoint has no authentication and listens beyond loopback");
+    }
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/policies", get(list))
+        .route("/policies/{tenant}", axum::routing::put(load))
+        .route("/metrics", get(metrics_text))
+        .route("/health", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(config.max_module_bytes))
+        .with_state(AdminState { tenants, stats });
+    info!(addr = %bound, "admin endpoint listening");
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            warn!(%error, "admin endpoint stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn list(State(state): State<AdminState>) -> axum::Json<Vec<TenantStatus>> {
+    axum::Json(state.tenants.list())
+}
+
+#[derive(Debug, Deserialize)]
+struct LoadQuery {
+    /// Shown in listings instead of `upload` (the CLI sends the file path).
+    source: Option<String>,
+}
+
+async fn load(
+    State(state): State<AdminState>,
+    Path(tenant): Path<String>,
+    Query(query): Query<LoadQuery>,
+    body: Bytes,
+) -> Response {
+    let source = ModuleSource::Bytes {
+        label: query.source.unwrap_or_else(|| "upload".into()),
+        bytes: body.to_vec(),
+    };
+    match state.tenants.load(&tenant, source).await {
+        Ok((status, elapsed)) => axum::Json(Loaded {
+            status: serde_json::to_value(status).unwrap_or_default(),
+            elapsed_ms: elapsed.as_secs_f64() * 1e3,
+        })
+        .into_response(),
+        Err(error) => {
+            crate::policy::tenants::log_refused(&error);
+            (StatusCode::UNPROCESSABLE_ENTITY, format!("{error}\n")).into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<AdminState>) -> String {
+    metrics::render(&(state.stats)(), &state.tenants)
+}
+
+/// The node counters the admin endpoint exports.
+pub fn node_counters(stats: &Stats) -> Vec<(&'static str, u64)> {
+    vec![
+        ("switchyard_requests_total", stats.requests_in.get()),
+        ("switchyard_responses_total", stats.responses_in.get()),
+        (
+            "switchyard_retransmissions_absorbed_total",
+            stats.retransmissions_absorbed.get(),
+        ),
+        ("switchyard_rejected_total", stats.rejected.get()),
+        (
+            "switchyard_dropped_malformed_total",
+            stats.dropped_malformed.get(),
+        ),
+        ("switchyard_dropped_stray_total", stats.dropped_stray.get()),
+        (
+            "switchyard_egress_refused_total",
+            stats.egress_refused.get(),
+        ),
+    ]
+}

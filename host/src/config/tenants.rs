@@ -1,0 +1,71 @@
+//! `[tenants]`: which tenant a SIP domain belongs to and which routing
+//! policy each tenant runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::policy::wasm::FailureMode;
+
+/// Domain → tenant mapping and per-tenant policies. Unknown domains
+/// belong to `default`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsConfig {
+    pub default: String,
+    /// Domain (case-insensitive) → tenant name.
+    pub domains: BTreeMap<String, String>,
+    /// Tenant name → its policy. A tenant without an entry runs the
+    /// built-in routing (registrar + location), natively.
+    pub policies: BTreeMap<String, TenantPolicyConfig>,
+    /// A directory watched for `<tenant>.wasm` files: writing one loads
+    /// it as that tenant's new policy version (validated first; a bad
+    /// file is refused and logged, the running version stays).
+    pub watch_dir: Option<PathBuf>,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        TenantsConfig {
+            default: "default".into(),
+            domains: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            watch_dir: None,
+        }
+    }
+}
+
+/// `[tenants.policies.<tenant>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicyConfig {
+    /// `builtin:<name>` for a policy shipped inside the binary (`default`,
+    /// `hosted-pbx`, `lcr`, `rate-limit`), else a path to a `.wasm`
+    /// component (relative paths: from the working directory).
+    pub module: String,
+    /// What a failing policy (trap, deadline, memory cap, bad decision)
+    /// means for the call.
+    #[serde(default)]
+    pub failure: FailureMode,
+    /// Passed to the policy's `init` as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+impl TenantPolicyConfig {
+    /// The `config` table as the JSON text `init` receives.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+impl TenantsConfig {
+    /// The tenant a domain belongs to.
+    pub fn tenant_of<'a>(&'a self, domain: &str) -> &'a str {
+        self.domains
+            .iter()
+            .find(|(d, _)| d.eq_ignore_ascii_case(domain))
+            .map_or(self.default.as_str(), |(_, t)| t.as_str())
+    }
+}

@@ -1,0 +1,322 @@
+//! The hook phases and their decisions, as the proxy core sees them.
+//!
+//! These are the host-side mirror of `wit/policy.wit` (`switchyard:policy`):
+//! the WebAssembly engine converts between the two, and a native Rust policy
+//! (tests, embedders) implements [`Policy`] directly. Borrowed views go in,
+//! owned decisions come out.
+
+use std::time::Duration;
+
+use switchyard_codec::Editor;
+
+use crate::location::Binding;
+use crate::net::Source;
+use crate::proxy::fork::Target;
+
+/// Opaque per-transaction state a policy carries from hook to hook.
+#[derive(Debug, Default, Clone)]
+pub struct PolicyCtx {
+    pub data: Vec<u8>,
+}
+
+/// A header change requested by a policy. Edits of the fields the proxy owns
+/// (see [`HeaderEdit::is_allowed`]) are ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeaderEdit {
+    /// Append one field.
+    Add { name: String, value: String },
+    /// Remove every field of this name, then append this one.
+    Set { name: String, value: String },
+    /// Remove every field of this name.
+    Remove { name: String },
+}
+
+impl HeaderEdit {
+    pub fn name(&self) -> &str {
+        match self {
+            HeaderEdit::Add { name, .. }
+            | HeaderEdit::Set { name, .. }
+            | HeaderEdit::Remove { name } => name,
+        }
+    }
+
+    /// Fields that carry transaction, dialog or routing state: a policy
+    /// changing them would break RFC 3261 matching (§17.2.3, §12) or the
+    /// proxy's own Route/Record-Route processing.
+    pub fn is_allowed(&self) -> bool {
+        const OWNED: [&str; 13] = [
+            "via",
+            "v",
+            "cseq",
+            "call-id",
+            "i",
+            "from",
+            "f",
+            "to",
+            "t",
+            "content-length",
+            "l",
+            "route",
+            "record-route",
+        ];
+        let name = self.name().trim();
+        let value_ok = match self {
+            HeaderEdit::Add { value, .. } | HeaderEdit::Set { value, .. } => {
+                // No header injection: a value is one line.
+                !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+            }
+            HeaderEdit::Remove { .. } => true,
+        };
+        value_ok
+            && !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+            && !OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
+    }
+}
+
+impl HeaderEdit {
+    /// Applies allowed edits to a message being forwarded; others are skipped.
+    pub fn apply_all(edits: &[HeaderEdit], e: &mut Editor<'_>) {
+        for edit in edits.iter().filter(|edit| edit.is_allowed()) {
+            match edit {
+                HeaderEdit::Add { name, value } => {
+                    e.append_header(name, value);
+                }
+                HeaderEdit::Set { name, value } => {
+                    e.remove_raw_headers(name).append_header(name, value);
+                }
+                HeaderEdit::Remove { name } => {
+                    e.remove_raw_headers(name);
+                }
+            }
+        }
+    }
+}
+
+/// A final response the proxy sends itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub code: u16,
+    /// Empty for the standard reason phrase.
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn new(code: u16, reason: impl Into<String>) -> Self {
+        Reply {
+            code,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Targets rung in parallel; groups of a relay are tried in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetGroup {
+    pub targets: Vec<Target>,
+    /// No-answer timeout of the group (None: Timer C only).
+    pub timeout: Option<Duration>,
+}
+
+impl TargetGroup {
+    pub fn parallel(targets: Vec<Target>) -> Self {
+        TargetGroup {
+            targets,
+            timeout: None,
+        }
+    }
+
+    /// Flattens groups into fork targets: group order becomes q order
+    /// (first group highest), so RFC 3261 §16.6 serial forking applies.
+    pub fn into_targets(groups: Vec<TargetGroup>) -> Vec<Target> {
+        let mut out = Vec::new();
+        for (i, group) in groups.into_iter().enumerate() {
+            let q = 1000u16.saturating_sub(u16::try_from(i).unwrap_or(u16::MAX));
+            for mut t in group.targets {
+                t.q = q;
+                t.timeout = group.timeout;
+                out.push(t);
+            }
+        }
+        out
+    }
+}
+
+/// What a policy sees of an initial request.
+#[derive(Debug)]
+pub struct RequestInfo<'a> {
+    pub tenant: &'a str,
+    pub method: &'a str,
+    pub request_uri: &'a str,
+    /// The whole message as received: policies read headers lazily from it.
+    pub message: &'a [u8],
+    pub source: Source,
+    /// Current bindings of the Request-URI's AOR when it is in one of our
+    /// domains (prefetched so the hook needs no asynchronous host call).
+    pub bindings: &'a [Binding],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestAction {
+    /// Default routing (location lookup for our domains, else the Request-URI).
+    Continue,
+    /// Answer locally.
+    Reply(Reply),
+    /// Fork to these groups instead of the default target set.
+    Relay(Vec<TargetGroup>),
+    /// 302 with these contacts.
+    Redirect(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestDecision {
+    pub action: RequestAction,
+    /// Applied to every forwarded copy.
+    pub headers: Vec<HeaderEdit>,
+    /// Rewrites the Request-URI before default routing (looked up again).
+    pub request_uri: Option<String>,
+}
+
+impl From<RequestAction> for RequestDecision {
+    fn from(action: RequestAction) -> Self {
+        RequestDecision {
+            action,
+            headers: Vec::new(),
+            request_uri: None,
+        }
+    }
+}
+
+impl RequestDecision {
+    pub const CONTINUE: RequestDecision = RequestDecision {
+        action: RequestAction::Continue,
+        headers: Vec::new(),
+        request_uri: None,
+    };
+}
+
+#[derive(Debug)]
+pub struct RegisterInfo<'a> {
+    pub tenant: &'a str,
+    pub aor: &'a str,
+    /// Contact header values as received (`*` for remove-all).
+    pub contacts: Vec<&'a str>,
+    pub expires: Option<u32>,
+    pub message: &'a [u8],
+    pub source: Source,
+}
+
+/// Caps the registrar applies to one REGISTER.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegisterLimits {
+    /// Most bindings the AOR may hold afterwards (more: 403).
+    pub max_contacts: Option<u32>,
+    /// Larger expiry values are lowered to this.
+    pub max_expires: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegisterDecision {
+    Allow,
+    Reject(Reply),
+    Limit(RegisterLimits),
+}
+
+#[derive(Debug)]
+pub struct ResponseInfo<'a> {
+    pub tenant: &'a str,
+    pub status: u16,
+    pub message: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseAction {
+    Pass,
+    /// Drop a provisional response (finals are always handled).
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseDecision {
+    pub action: ResponseAction,
+    pub headers: Vec<HeaderEdit>,
+}
+
+impl ResponseDecision {
+    pub const PASS: ResponseDecision = ResponseDecision {
+        action: ResponseAction::Pass,
+        headers: Vec::new(),
+    };
+    pub const DROP: ResponseDecision = ResponseDecision {
+        action: ResponseAction::Drop,
+        headers: Vec::new(),
+    };
+}
+
+/// Why the last branches failed.
+#[derive(Debug, Clone, Copy)]
+pub enum FailureCause<'a> {
+    /// The best final response received (RFC 3261 §16.7 step 6).
+    Response(&'a [u8]),
+    /// Every branch timed out (local 408).
+    Timeout,
+    /// Next hops unreachable (local 503).
+    Unreachable,
+}
+
+#[derive(Debug)]
+pub struct BranchFailure<'a> {
+    pub tenant: &'a str,
+    /// The original request as received.
+    pub request: &'a [u8],
+    /// Best final status received, or the local one (408 timeout, 503 transport).
+    pub best_status: u16,
+    pub cause: FailureCause<'a>,
+    /// Request-URIs of the branches tried so far, in order.
+    pub targets_tried: &'a [String],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailureDecision {
+    /// Send the best response upstream (RFC 3261 §16.7 step 6).
+    Fail,
+    /// Serial failover: fork to these groups next.
+    Relay(Vec<TargetGroup>),
+    Reply(Reply),
+}
+
+#[derive(Debug)]
+pub struct CompletionSummary<'a> {
+    pub tenant: &'a str,
+    pub method: &'a str,
+    /// 0 when no final response was sent (abandoned non-INVITE, RFC 4320).
+    pub final_status: u16,
+    pub duration: Duration,
+    pub targets_tried: &'a [String],
+}
+
+/// The hook phases. Implementations override what they need; every default
+/// is the proxy's built-in behaviour.
+pub trait Policy: Send + Sync + 'static {
+    fn on_register(&self, _reg: &RegisterInfo<'_>, _ctx: &mut PolicyCtx) -> RegisterDecision {
+        RegisterDecision::Allow
+    }
+    fn on_request(&self, _req: &RequestInfo<'_>, _ctx: &mut PolicyCtx) -> RequestDecision {
+        RequestDecision::CONTINUE
+    }
+    fn on_response(&self, _resp: &ResponseInfo<'_>, _ctx: &mut PolicyCtx) -> ResponseDecision {
+        ResponseDecision::PASS
+    }
+    fn on_branch_failure(&self, _f: &BranchFailure<'_>, _ctx: &mut PolicyCtx) -> FailureDecision {
+        FailureDecision::Fail
+    }
+    fn on_complete(&self, _summary: &CompletionSummary<'_>, _ctx: &mut PolicyCtx) {}
+}
+
+/// The built-in behaviour: every hook keeps its default.
+#[derive(Debug, Default)]
+pub struct DefaultPolicy;
+
+impl Policy for DefaultPolicy {}

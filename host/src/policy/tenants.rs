@@ -1,0 +1,315 @@
+//! Tenants and their live policy versions: the [`PolicyResolver`] of a node.
+//!
+//! Each tenant has a slot holding its current version behind an
+//! [`ArcSwap`]. A transaction takes one snapshot (`policy_for`) when it
+//! starts and keeps it for all of its hooks, so a swap never changes the
+//! policy under an in-flight call: new transactions see the new version at
+//! once, old ones finish on the version they started with, which is freed
+//! when the last of them ends.
+//!
+//! A version is published only after the engine validated it (compile,
+//! import check, instantiate, `init`, a smoke call); a refused module
+//! leaves the running version in place.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::wasm::{FailureMode, LoadError, LoadSpec, PolicyEngine, PolicyVersion};
+use super::{DefaultPolicy, Policy, PolicyResolver, bundled};
+use crate::config::{TenantPolicyConfig, TenantsConfig};
+
+/// Why a policy could not be loaded for a tenant.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantLoadError {
+    #[error("tenant {tenant}: cannot read {path}: {source}")]
+    Read {
+        tenant: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("tenant {tenant}: unknown built-in policy `{name}` (known: {known})")]
+    UnknownBuiltin {
+        tenant: String,
+        name: String,
+        known: String,
+    },
+    #[error("tenant {tenant}: {source}")]
+    Refused { tenant: String, source: LoadError },
+    #[error("tenant {tenant}: this node runs without the policy engine")]
+    NoEngine { tenant: String },
+    #[error("tenant {tenant}: the load was interrupted")]
+    Interrupted { tenant: String },
+}
+
+/// What `switchyard policy list` shows for a tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantStatus {
+    pub tenant: String,
+    /// `native` (built-in routing, no WebAssembly), a path or `builtin:<name>`.
+    pub source: String,
+    /// Short sha256 of the module; empty for native.
+    pub version: String,
+    /// Unix seconds.
+    pub loaded_at: u64,
+    pub failure_mode: String,
+    pub calls: u64,
+    pub failures: u64,
+    pub quarantined: bool,
+}
+
+/// One published policy of a tenant.
+struct Active {
+    policy: Arc<dyn Policy>,
+    version: Option<Arc<PolicyVersion>>,
+    loaded_at: SystemTime,
+}
+
+struct Slot {
+    current: ArcSwap<Active>,
+    /// Serialises loads for the tenant so two swaps cannot interleave.
+    loading: tokio::sync::Mutex<()>,
+}
+
+/// The node's tenants: domain mapping, per-tenant slots, the engine.
+pub struct Tenants {
+    engine: Option<Arc<PolicyEngine>>,
+    config: TenantsConfig,
+    /// Tenant → slot. Tenants gain a slot on their first load; the map is
+    /// copied on that (rare) change so lookups never take a lock.
+    slots: ArcSwap<HashMap<String, Arc<Slot>>>,
+    adding: Mutex<()>,
+    native: Arc<Active>,
+}
+
+impl Tenants {
+    /// Tenants with no engine: every tenant runs the built-in routing.
+    pub fn native(config: TenantsConfig) -> Self {
+        Tenants {
+            engine: None,
+            config,
+            slots: ArcSwap::from_pointee(HashMap::new()),
+            adding: Mutex::new(()),
+            native: Arc::new(Active {
+                policy: Arc::new(DefaultPolicy),
+                version: None,
+                loaded_at: SystemTime::now(),
+            }),
+        }
+    }
+
+    /// Loads every tenant policy of `config` through `engine`. Any refused
+    /// module fails start-up (a node must not come up half-configured).
+    pub async fn start(
+        config: TenantsConfig,
+        engine: Arc<PolicyEngine>,
+    ) -> Result<Self, TenantLoadError> {
+        let mut tenants = Tenants::native(config);
+        tenants.engine = Some(engine);
+        let policies: Vec<(String, TenantPolicyConfig)> = tenants
+            .config
+            .policies
+            .iter()
+            .map(|(t, p)| (t.clone(), p.clone()))
+            .collect();
+        for (tenant, policy) in policies {
+            let source = ModuleSource::from_config(&policy.module);
+            tenants.load(&tenant, source).await?;
+        }
+        Ok(tenants)
+    }
+
+    pub fn engine(&self) -> Option<&Arc<PolicyEngine>> {
+        self.engine.as_ref()
+    }
+
+    pub fn config(&self) -> &TenantsConfig {
+        &self.config
+    }
+
+    /// Validates `source` for `tenant` and publishes it. Returns the time
+    /// from the call to the moment new transactions use the new version.
+    pub async fn load(
+        &self,
+        tenant: &str,
+        source: ModuleSource,
+    ) -> Result<(TenantStatus, std::time::Duration), TenantLoadError> {
+        let started = Instant::now();
+        let Some(engine) = self.engine.clone() else {
+            return Err(TenantLoadError::NoEngine {
+                tenant: tenant.into(),
+            });
+        };
+        let (label, bytes) = source.read(tenant)?;
+        let settings = self.config.policies.get(tenant);
+        let spec = LoadSpec {
+            tenant: tenant.to_string(),
+            source: label,
+            bytes,
+            config_json: settings.map_or_else(|| "{}".into(), |p| p.config_json()),
+            failure: settings.map(|p| p.failure).unwrap_or_default(),
+        };
+        let slot = self.slot(tenant);
+        let _serial = slot.loading.lock().await;
+        let version = tokio::task::spawn_blocking(move || engine.load(spec))
+            .await
+            .map_err(|_| TenantLoadError::Interrupted {
+                tenant: tenant.into(),
+            })?
+            .map_err(|source| TenantLoadError::Refused {
+                tenant: tenant.into(),
+                source,
+            })?;
+        let active = Arc::new(Active {
+            policy: version.clone(),
+            version: Some(version.clone()),
+            loaded_at: SystemTime::now(),
+        });
+        let previous = slot.current.swap(active.clone());
+        let elapsed = started.elapsed();
+        info!(
+            tenant,
+            source = version.source(),
+            version = version.short_hash(),
+            previous = previous
+                .version
+                .as_ref()
+                .map_or("native", |v| v.short_hash()),
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            "policy published"
+        );
+        Ok((status(tenant, &active), elapsed))
+    }
+
+    /// Every tenant that has a slot, plus the default tenant.
+    pub fn list(&self) -> Vec<TenantStatus> {
+        let slots = self.slots.load();
+        let mut out: Vec<TenantStatus> = slots
+            .iter()
+            .map(|(t, slot)| status(t, &slot.current.load()))
+            .collect();
+        if !slots.contains_key(&self.config.default) {
+            out.push(status(&self.config.default, &self.native));
+        }
+        out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        out
+    }
+
+    fn slot(&self, tenant: &str) -> Arc<Slot> {
+        if let Some(slot) = self.slots.load().get(tenant) {
+            return slot.clone();
+        }
+        let _adding = self.adding.lock();
+        let mut map = HashMap::clone(&self.slots.load());
+        let slot = map
+            .entry(tenant.to_string())
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    current: ArcSwap::new(self.native.clone()),
+                    loading: tokio::sync::Mutex::new(()),
+                })
+            })
+            .clone();
+        self.slots.store(Arc::new(map));
+        slot
+    }
+}
+
+impl PolicyResolver for Tenants {
+    fn policy_for(&self, tenant: &str) -> Arc<dyn Policy> {
+        match self.slots.load().get(tenant) {
+            Some(slot) => slot.current.load().policy.clone(),
+            None => self.native.policy.clone(),
+        }
+    }
+}
+
+fn status(tenant: &str, active: &Active) -> TenantStatus {
+    let loaded_at = active
+        .loaded_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match &active.version {
+        None => TenantStatus {
+            tenant: tenant.into(),
+            source: "native".into(),
+            version: String::new(),
+            loaded_at,
+            failure_mode: FailureMode::default().as_str().into(),
+            calls: 0,
+            failures: 0,
+            quarantined: false,
+        },
+        Some(v) => {
+            let info = v.info();
+            TenantStatus {
+                tenant: tenant.into(),
+                source: info.source.clone(),
+                version: info.short_hash().into(),
+                loaded_at,
+                failure_mode: info.failure_mode.as_str().into(),
+                calls: info.calls,
+                failures: info.total_failures(),
+                quarantined: info.quarantined,
+            }
+        }
+    }
+}
+
+/// Where a policy module comes from.
+#[derive(Debug, Clone)]
+pub enum ModuleSource {
+    /// Shipped inside the binary (`builtin:<name>`).
+    Builtin(String),
+    File(std::path::PathBuf),
+    /// Bytes received by the admin endpoint, with a label for listings.
+    Bytes {
+        label: String,
+        bytes: Vec<u8>,
+    },
+}
+
+impl ModuleSource {
+    /// `builtin:<name>` or a path.
+    pub fn from_config(module: &str) -> Self {
+        match module.strip_prefix("builtin:") {
+            Some(name) => ModuleSource::Builtin(name.to_string()),
+            None => ModuleSource::File(module.into()),
+        }
+    }
+
+    fn read(self, tenant: &str) -> Result<(String, Arc<[u8]>), TenantLoadError> {
+        match self {
+            ModuleSource::Builtin(name) => match bundled::module(&name) {
+                Some(bytes) => Ok((format!("builtin:{name}"), bytes.into())),
+                None => Err(TenantLoadError::UnknownBuiltin {
+                    tenant: tenant.into(),
+                    name,
+                    known: bundled::NAMES.join(", "),
+                }),
+            },
+            ModuleSource::File(path) => read_file(tenant, &path),
+            ModuleSource::Bytes { label, bytes } => Ok((label, bytes.into())),
+        }
+    }
+}
+
+fn read_file(tenant: &str, path: &Path) -> Result<(String, Arc<[u8]>), TenantLoadError> {
+    let bytes = std::fs::read(path).map_err(|source| TenantLoadError::Read {
+        tenant: tenant.into(),
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((path.display().to_string(), bytes.into()))
+}
+
+/// Logs a refused load the way operators need it: tenant, source, reason.
+pub fn log_refused(error: &TenantLoadError) {
+    warn!(%error, "policy refused; the running version stays");
+}

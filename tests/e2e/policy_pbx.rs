@@ -1,0 +1,338 @@
+//! The bundled `hosted-pbx` policy through a running proxy: two tenants on
+//! two domains, each with its own extension `101`, ring groups, voicemail on
+//! busy, blocked callers and a registration cap.
+//!
+//! Phones are bare UAs where the test asserts what reaches them (which
+//! phone, which Request-URI, which CANCEL); SIPp plays real callees where a
+//! complete call is the point (busy → voicemail).
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use switchyard::NodeHandle;
+use switchyard::location::Aor;
+use switchyard::policy::wasm::FailureMode;
+use switchyard_tests::policy::{add_tenant, policy};
+use switchyard_tests::sipp::{Sipp, UAC_CALL, UAC_REGISTER, UAS_ANSWER, UAS_BUSY};
+use switchyard_tests::ua::{UdpUa, ack, first_line, invite, register, reply};
+use switchyard_tests::{finish, ip, start_node_with, stop, udp_addr};
+
+/// Acme's dial plan. `VOICEMAIL` is replaced by each test's voicemail host.
+const ACME: &str = r#"
+voicemail = "sip:vm-{ext}@VOICEMAIL"
+blocked_callers = ["666"]
+max_registrations = 2
+
+[extensions]
+"101" = "alice"
+"102" = "bob"
+
+[ring_groups.600]
+members = ["101", "102"]
+
+[ring_groups.601]
+members = ["102", "101"]
+strategy = "serial"
+"#;
+
+/// Globex: its own `101`, no voicemail, nobody blocked, no cap.
+const GLOBEX: &str = r#"
+[extensions]
+"101" = "zed"
+"#;
+
+/// A node on 127.0.`net`.1 serving acme.test and globex.test, each tenant
+/// running the built-in hosted-pbx with its own plan.
+async fn start_pbx(net: u8, voicemail: &str) -> NodeHandle {
+    start_node_with(&format!("127.0.{net}.1"), |c| {
+        let acme = ACME.replace("VOICEMAIL", voicemail);
+        let pbx = |plan: &str| policy("builtin:hosted-pbx", FailureMode::FailClosed, plan);
+        add_tenant(c, "acme", "acme.test", Some(pbx(&acme)));
+        add_tenant(c, "globex", "globex.test", Some(pbx(GLOBEX)));
+    })
+    .await
+}
+
+/// Registers `user@domain` with the UA's own address as its contact.
+async fn register_phone(proxy: SocketAddr, phone: &UdpUa, user: &str, domain: &str) {
+    let id = format!("{user}-{domain}");
+    let ok = phone
+        .request(
+            proxy,
+            &register(domain, user, phone.addr, &id),
+            "200 to REGISTER",
+        )
+        .await;
+    assert_eq!(
+        ok.status(),
+        Some(200),
+        "REGISTER {user}@{domain}: {}",
+        first_line(&ok)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_101_rings_the_phone_of_the_tenant_called() {
+    let node = start_pbx(50, "127.0.50.9:5070").await;
+    let proxy = udp_addr(&node);
+    let alice = UdpUa::bind("127.0.50.2").await; // acme 101
+    let zed = UdpUa::bind("127.0.50.3").await; // globex 101
+    let caller = UdpUa::bind("127.0.50.4").await;
+    register_phone(proxy, &alice, "alice", "acme.test").await;
+    register_phone(proxy, &zed, "zed", "globex.test").await;
+
+    for (n, phone, user, domain) in [
+        (1, &alice, "alice", "acme.test"),
+        (2, &zed, "zed", "globex.test"),
+    ] {
+        let ruri = format!("sip:101@{domain}");
+        let call = invite(
+            &ruri,
+            &format!("carol@{domain}"),
+            caller.addr,
+            &format!("ext-{n}"),
+        );
+        let phone_side = async {
+            let got = phone
+                .recv_request("INVITE", &format!("the call to {ruri}"))
+                .await;
+            // The first INVITE this phone sees is the call to its own tenant's 101,
+            // retargeted to the contact it registered.
+            assert_eq!(
+                got.request_uri_str(),
+                Some(format!("sip:{user}@{}", phone.addr).as_str())
+            );
+            assert_eq!(got.to().unwrap().uri.to_string(), ruri);
+            phone
+                .send(proxy, &reply(&got, 603, "Decline", user, phone.addr))
+                .await;
+        };
+        let (answer, ()) = tokio::join!(
+            caller.request(proxy, &call, "the phone's answer"),
+            phone_side
+        );
+        assert_eq!(answer.status(), Some(603), "{}", first_line(&answer));
+        assert_eq!(
+            answer.to().unwrap().tag(),
+            Some(user),
+            "answered by {user}'s phone"
+        );
+        caller.send(proxy, &ack(&call, &answer)).await;
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_ring_group_rings_every_member_and_the_first_200_wins() {
+    let node = start_pbx(51, "127.0.51.9:5070").await;
+    let proxy = udp_addr(&node);
+    let alice = UdpUa::bind("127.0.51.2").await;
+    let bob = UdpUa::bind("127.0.51.3").await;
+    let caller = UdpUa::bind("127.0.51.4").await;
+    register_phone(proxy, &alice, "alice", "acme.test").await;
+    register_phone(proxy, &bob, "bob", "acme.test").await;
+
+    let call = invite("sip:600@acme.test", "carol@acme.test", caller.addr, "group");
+    caller.send(proxy, &call).await;
+    // Both members ring before anyone answers.
+    let at_alice = alice
+        .recv_request("INVITE", "ring group call at alice")
+        .await;
+    let at_bob = bob.recv_request("INVITE", "ring group call at bob").await;
+    bob.send(proxy, &reply(&at_bob, 180, "Ringing", "bob", bob.addr))
+        .await;
+    alice
+        .send(
+            proxy,
+            &reply(&at_alice, 180, "Ringing", "alice", alice.addr),
+        )
+        .await;
+    alice
+        .send(proxy, &reply(&at_alice, 200, "OK", "alice", alice.addr))
+        .await;
+
+    let answer = caller
+        .recv_matching("the 200 of the ring group", |m| m.status() == Some(200))
+        .await;
+    assert_eq!(answer.to().unwrap().tag(), Some("alice"));
+    // §16.7 step 10: the other member's branch is cancelled.
+    let cancel = bob
+        .recv_request("CANCEL", "the CANCEL of bob's branch")
+        .await;
+    assert_eq!(
+        cancel.top_via().unwrap().branch(),
+        at_bob.top_via().unwrap().branch(),
+        "the CANCEL matches bob's INVITE"
+    );
+    bob.send(proxy, &reply(&cancel, 200, "OK", "bob", bob.addr))
+        .await;
+    bob.send(
+        proxy,
+        &reply(&at_bob, 487, "Request Terminated", "bob", bob.addr),
+    )
+    .await;
+    bob.recv_request("ACK", "the proxy's ACK of the 487").await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_hunt_group_rings_the_next_member_after_a_busy_one() {
+    let node = start_pbx(52, "127.0.52.9:5070").await;
+    let proxy = udp_addr(&node);
+    let alice = UdpUa::bind("127.0.52.2").await;
+    let bob = UdpUa::bind("127.0.52.3").await;
+    let caller = UdpUa::bind("127.0.52.4").await;
+    register_phone(proxy, &alice, "alice", "acme.test").await;
+    register_phone(proxy, &bob, "bob", "acme.test").await;
+
+    // Group 601 hunts bob (102) first, then alice (101).
+    let call = invite("sip:601@acme.test", "carol@acme.test", caller.addr, "hunt");
+    caller.send(proxy, &call).await;
+    let at_bob = bob.recv_request("INVITE", "the hunt's first member").await;
+    assert!(
+        alice.try_recv(Duration::from_millis(300)).await.is_none(),
+        "a serial group must not ring alice while bob is still ringing"
+    );
+    bob.send(proxy, &reply(&at_bob, 486, "Busy Here", "bob", bob.addr))
+        .await;
+    bob.recv_request("ACK", "the proxy's ACK of the 486").await;
+    let at_alice = alice
+        .recv_request("INVITE", "the hunt's second member")
+        .await;
+    assert_eq!(
+        at_alice.request_uri_str(),
+        Some(format!("sip:alice@{}", alice.addr).as_str())
+    );
+    alice
+        .send(proxy, &reply(&at_alice, 200, "OK", "alice", alice.addr))
+        .await;
+    let answer = caller
+        .recv_matching("the 200 of the hunt group", |m| m.status() == Some(200))
+        .await;
+    assert_eq!(answer.to().unwrap().tag(), Some("alice"));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_extension_fails_over_to_voicemail() {
+    let node = start_pbx(53, "127.0.53.9:5070").await;
+    let proxy = udp_addr(&node);
+    let busy_phone = Sipp::uas(UAS_BUSY).local(ip(53, 2), 5070).spawn();
+    let voicemail = Sipp::uas(UAS_ANSWER).local(ip(53, 9), 5070).spawn();
+    let reg = Sipp::uac(UAC_REGISTER)
+        .remote(proxy)
+        .local(ip(53, 3), 0)
+        .users(["alice"])
+        .set("domain", "acme.test")
+        .set("uas", "127.0.53.2:5070")
+        .set("expires", "300");
+    finish(reg.spawn()).await.assert_success();
+
+    // 101 is busy (486): on-branch-failure relays to sip:vm-101@..., which answers.
+    let call = Sipp::uac(UAC_CALL)
+        .remote(proxy)
+        .local(ip(53, 3), 0)
+        .users(["101"])
+        .set("domain", "acme.test")
+        .timeout(Duration::from_secs(20));
+    finish(call.spawn()).await.assert_calls(1, 0);
+    stop(busy_phone).await.assert_calls(1, 0);
+    stop(voicemail).await.assert_calls(1, 0);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_caller_is_declined_in_its_tenant_only() {
+    let node = start_pbx(54, "127.0.54.9:5070").await;
+    let proxy = udp_addr(&node);
+    let alice = UdpUa::bind("127.0.54.2").await;
+    let zed = UdpUa::bind("127.0.54.3").await;
+    let caller = UdpUa::bind("127.0.54.4").await;
+    register_phone(proxy, &alice, "alice", "acme.test").await;
+    register_phone(proxy, &zed, "zed", "globex.test").await;
+
+    // Acme blocks 666 with its block_code (603 Decline by default).
+    let call = invite("sip:101@acme.test", "666@acme.test", caller.addr, "blocked");
+    let answer = caller.request(proxy, &call, "the refusal").await;
+    assert_eq!(
+        (answer.status(), answer.reason()),
+        (Some(603), Some("Decline"))
+    );
+    caller.send(proxy, &ack(&call, &answer)).await;
+
+    // Globex blocks nobody: the same caller reaches zed (busy, no voicemail).
+    let call = invite(
+        "sip:101@globex.test",
+        "666@globex.test",
+        caller.addr,
+        "allowed",
+    );
+    let phone_side = async {
+        let got = zed.recv_request("INVITE", "globex's call from 666").await;
+        zed.send(proxy, &reply(&got, 486, "Busy Here", "zed", zed.addr))
+            .await;
+    };
+    let (answer, ()) = tokio::join!(caller.request(proxy, &call, "zed's answer"), phone_side);
+    assert_eq!(answer.status(), Some(486), "{}", first_line(&answer));
+    caller.send(proxy, &ack(&call, &answer)).await;
+    assert!(
+        alice.try_recv(Duration::from_millis(100)).await.is_none(),
+        "the blocked call must not reach acme's phone"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_beyond_the_tenants_cap_are_refused_and_not_stored() {
+    let node = start_pbx(55, "127.0.55.9:5070").await;
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.55.2").await;
+    let contacts: Vec<SocketAddr> = (1..=3)
+        .map(|i| format!("127.0.55.2:{}", 5070 + i).parse().unwrap())
+        .collect();
+
+    // Acme: max_registrations = 2 per AOR.
+    let mut codes = Vec::new();
+    for (i, contact) in contacts.iter().enumerate() {
+        let req = register("acme.test", "alice", *contact, &format!("acme-{i}"));
+        codes.push(ua.request(proxy, &req, "answer to REGISTER").await.status());
+    }
+    assert_eq!(codes, [Some(200), Some(200), Some(403)]);
+    // Globex sets no cap: three contacts of zed are all stored.
+    for (i, contact) in contacts.iter().enumerate() {
+        let req = register("globex.test", "zed", *contact, &format!("globex-{i}"));
+        let ok = ua.request(proxy, &req, "answer to REGISTER").await;
+        assert_eq!(ok.status(), Some(200), "{}", first_line(&ok));
+    }
+    // Acme refuses users outside its plan (register_known_only).
+    let req = register("acme.test", "mallory", ua.addr, "unknown");
+    assert_eq!(
+        ua.request(proxy, &req, "answer to REGISTER").await.status(),
+        Some(404)
+    );
+
+    let stored = |user: &'static str, domain: &'static str| {
+        let store = node.store();
+        async move {
+            let aor = Aor::new(Some(user), domain).unwrap();
+            let mut contacts: Vec<String> = store
+                .lookup(&aor, SystemTime::now())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|b| b.contact)
+                .collect();
+            contacts.sort();
+            contacts
+        }
+    };
+    let uri = |user: &str, c: &SocketAddr| format!("sip:{user}@{c}");
+    assert_eq!(
+        stored("alice", "acme.test").await,
+        [uri("alice", &contacts[0]), uri("alice", &contacts[1])],
+        "only the bindings within the cap are stored"
+    );
+    assert_eq!(stored("zed", "globex.test").await.len(), 3);
+    assert!(stored("mallory", "acme.test").await.is_empty());
+    node.shutdown().await;
+}
