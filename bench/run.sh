@@ -3,7 +3,7 @@
 #
 #   bench/run.sh                   # build switchyard (release), run everything
 #   SKIP_BUILD=1 bench/run.sh      # use the existing target/release/switchyard
-#   TARGETS=kamailio bench/run.sh  # one proxy only (kamailio, switchyard)
+#   TARGETS=kamailio bench/run.sh  # some of: switchyard switchyard-pbx kamailio
 #   PHASES=memory bench/run.sh     # some of: register calls memory
 #
 # Measures, per proxy:
@@ -11,6 +11,10 @@
 #             REGISTERs fail and SIPp achieves >= 95% of the rate; users are
 #             drawn in turn from 10k distinct AORs (each step registers
 #             STEP_SECS seconds' worth).
+#   switchyard-pbx is switchyard with the bundled hosted-pbx WebAssembly
+#   policy serving the bench domain: every REGISTER goes through its
+#   on-register and every INVITE through its on-request (dial plan of
+#   USERS extensions, each ringing its registered contact).
 #   calls     the same for calls INVITE -> 100/180 -> 200 -> ACK -> BYE -> 200
 #             through the proxy to a registered SIPp UAS (record-routed).
 #   memory    RSS (switchyard: VmRSS; kamailio: PSS summed over its
@@ -32,7 +36,7 @@ source "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCEN="$ROOT/tests/sipp"
 DOMAIN=bench.test
-TARGETS=${TARGETS:-"switchyard kamailio"}
+TARGETS=${TARGETS:-"switchyard switchyard-pbx kamailio"}
 PHASES=${PHASES:-"register calls memory"}
 STEP_SECS=${STEP_SECS:-5}          # length of one rate step
 BISECT=${BISECT:-3}                # bisection rounds after the doubling stops
@@ -57,7 +61,7 @@ KAM_ADDR=127.0.0.20  # kamailio
 PORT=5060
 UAC_IP=127.0.0.40
 # One UAS per proxy so that a straggler from one run never meets the other.
-declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31)
+declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31 [switchyard-pbx]=127.0.0.32)
 UAS_PORT=5070
 
 WORK=$(mktemp -d /tmp/switchyard-bench.XXXXXX)
@@ -109,10 +113,25 @@ run_uac() {
 
 # --- proxies --------------------------------------------------------------
 
-start_switchyard() {
+# The hosted-pbx tenant for the bench domain: USERS extensions, each the
+# AOR user it registers as (user0 -> user0), the policy's defaults otherwise.
+pbx_config() {
+    {
+        echo "[admin]"
+        echo 'listen = "127.0.0.10:9060"'
+        echo "[tenants]"
+        echo 'default = "bench"'
+        echo "[tenants.policies.bench]"
+        echo 'module = "builtin:hosted-pbx"'
+        echo "[tenants.policies.bench.config.extensions]"
+        awk -v n="$USERS" 'BEGIN { for (i = 0; i < n; i++) printf "\"user%d\" = \"user%d\"\n", i, i }'
+    } >"$1"
+}
+
+start_switchyard() { # start_switchyard [extra args]
     local bin="$ROOT/target/release/switchyard"
     [[ -x $bin ]] || return 1
-    "$bin" run --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log warn \
+    "$bin" run "$@" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log warn \
         >"$WORK/switchyard.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
@@ -135,7 +154,7 @@ start_kamailio() {
 
 start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
     case $1 in
-        switchyard) PROXY_ADDR=$SY_ADDR ;;
+        switchyard | switchyard-pbx) PROXY_ADDR=$SY_ADDR ;;
         kamailio) PROXY_ADDR=$KAM_ADDR ;;
     esac
     # Never measure a stale instance that still holds the address.
@@ -146,6 +165,7 @@ start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
     fi
     case $1 in
         switchyard) start_switchyard ;;
+        switchyard-pbx) start_switchyard --config "$WORK/pbx.toml" ;;
         kamailio) start_kamailio ;;
     esac
 }
@@ -154,7 +174,7 @@ start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
 # the main process and all its children (shared memory counted once).
 proxy_mem() {
     local target=$1 pid=$2
-    if [[ $target == switchyard ]]; then
+    if [[ $target == switchyard* ]]; then
         awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$pid/status"
     else
         local p total=0 pss
@@ -239,7 +259,9 @@ bench_target() {
         ramp "$CALL_START" "$CALL_MAX" call_step
         CALLS[$TARGET]=$RAMP_RESULT
     fi
-    [[ " $PHASES " == *" memory "* ]] || return 0
+    # Bindings cost the same with or without a policy (and the memory
+    # run's users are not in the PBX's dial plan).
+    [[ " $PHASES " == *" memory "* && $TARGET != switchyard-pbx ]] || return 0
 
     log "memory: $MEM_USERS bindings at $MEM_RATE/s over $MEM_TRANSPORT into a fresh $TARGET"
     start_proxy "$TARGET" || return 0
@@ -268,12 +290,13 @@ bench_target() {
 command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester" >&2; exit 1; }
 declare -A REG CALLS REG_DETAIL CALL_DETAIL MEM_BEFORE MEM_AFTER MEM_OK
 
-if [[ " $TARGETS " == *" switchyard "* && -z "${SKIP_BUILD:-}" ]]; then
+if [[ " $TARGETS " == *" switchyard"* && -z "${SKIP_BUILD:-}" ]]; then
     log "building switchyard (release)"
     (cd "$ROOT" && cargo build --release -p switchyard >"$WORK/build.log" 2>&1) ||
         log "switchyard build failed (see $WORK/build.log with KEEP=1): its rows will be pending"
 fi
 users_csv "$WORK/users.csv" "$USERS"
+pbx_config "$WORK/pbx.toml"
 users_csv "$WORK/users-mem.csv" "$MEM_USERS" mem
 
 START=$SECONDS
@@ -299,6 +322,8 @@ echo "Switchyard vs Kamailio 5.6 ($(nproc) cores, SIPp $(sipp -v 2>/dev/null | a
 printf '%-34s %14s %14s %9s\n' "metric" "switchyard" "kamailio" "ratio"
 printf '%-34s %14s %14s %9s\n' "REGISTER/s ($USERS users)" "${REG[switchyard]:-pending}" "${REG[kamailio]:-pending}" "$(ratio "${REG[switchyard]:-}" "${REG[kamailio]:-}")"
 printf '%-34s %14s %14s %9s\n' "calls/s (INVITE..BYE via proxy)" "${CALLS[switchyard]:-pending}" "${CALLS[kamailio]:-pending}" "$(ratio "${CALLS[switchyard]:-}" "${CALLS[kamailio]:-}")"
+printf '%-34s %14s %14s %9s\n' "REGISTER/s, hosted-pbx policy" "${REG[switchyard-pbx]:-pending}" "${REG[kamailio]:-pending}" "$(ratio "${REG[switchyard-pbx]:-}" "${REG[kamailio]:-}")"
+printf '%-34s %14s %14s %9s\n' "calls/s, hosted-pbx policy" "${CALLS[switchyard-pbx]:-pending}" "${CALLS[kamailio]:-pending}" "$(ratio "${CALLS[switchyard-pbx]:-}" "${CALLS[kamailio]:-}")"
 printf '%-34s %14s %14s %9s\n' "memory before ($MEM_USERS, $MEM_TRANSPORT)" \
     "$([[ -n ${MEM_BEFORE[switchyard]:-} ]] && fmt_bytes "${MEM_BEFORE[switchyard]}" || echo pending)" \
     "$([[ -n ${MEM_BEFORE[kamailio]:-} ]] && fmt_bytes "${MEM_BEFORE[kamailio]}" || echo pending)" ""
@@ -307,6 +332,7 @@ printf '%-34s %14s %14s %9s\n' "memory after" \
     "$([[ -n ${MEM_AFTER[kamailio]:-} ]] && fmt_bytes "${MEM_AFTER[kamailio]}" || echo pending)" ""
 printf '%-34s %14s %14s %9s\n' "bytes per binding" "${sy_pb:-pending}" "${kam_pb:-pending}" "$(ratio "$sy_pb" "$kam_pb")"
 echo "(memory: switchyard VmRSS; kamailio PSS summed over its processes. Ratio > 1 is better for rates, worse for memory.)"
+echo "hosted-pbx vs no policy: REGISTER/s $(ratio "${REG[switchyard-pbx]:-}" "${REG[switchyard]:-}"), calls/s $(ratio "${CALLS[switchyard-pbx]:-}" "${CALLS[switchyard]:-}") (target >= 0.90x)"
 for t in $TARGETS; do
     [[ -n ${REG_DETAIL[$t]:-} ]] && echo "$t best REGISTER step: ${REG_DETAIL[$t]}"
     [[ -n ${CALL_DETAIL[$t]:-} ]] && echo "$t best call step: ${CALL_DETAIL[$t]}"

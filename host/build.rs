@@ -31,6 +31,9 @@ const ARTIFACTS: &[&str] = &[
     "test_panic",
     "test_huge_header",
     "test_wrong_world",
+    "test_engine_probe",
+    "test_wasi_sockets",
+    "bench_trivial",
 ];
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
@@ -66,6 +69,7 @@ fn main() {
         ));
     }
     watch_inputs(&repo, &policies);
+    ensure_guest_target();
 
     let target_dir = outer_target_dir(&out_dir).join("wasm-policies");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
@@ -125,6 +129,38 @@ fn main() {
         "cargo:rustc-env=SWITCHYARD_POLICY_WASM_DIR={}",
         wasm_dir.display()
     );
+}
+
+/// Installs the `wasm32-wasip2` standard library when the active toolchain
+/// lacks it. rust-toolchain.toml names the target, but rustup adds listed
+/// targets only when it installs the toolchain itself, not to a toolchain
+/// that was already on the machine: without this, `cargo test` on a fresh
+/// clone would fail on such a machine.
+fn ensure_guest_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc"));
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let Some(sysroot) = sysroot else { return };
+    if sysroot.join("lib/rustlib").join(GUEST_TARGET).is_dir() {
+        return;
+    }
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", GUEST_TARGET]);
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.arg("--toolchain").arg(toolchain);
+    }
+    match cmd.output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => println!(
+            "cargo:warning=`rustup target add {GUEST_TARGET}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => println!("cargo:warning=cannot run rustup to add {GUEST_TARGET}: {e}"),
+    }
 }
 
 /// Stops the build with `message` (no panic backtrace: the message is the point).
