@@ -126,9 +126,6 @@ async fn expect_routed(caller: &UdpUa, phone: &UdpUa, proxy: SocketAddr, tenant:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fixture conflict: the engine's load-time smoke call (on-request with an OPTIONS) \
-            refuses policies/testing/{spin,memory-bomb,trap,panic,huge-header}, which misbehave \
-            on every request; they must misbehave on INVITE only"]
 async fn hostile_policies_get_their_tenants_failure_mode_and_spare_other_tenants() {
     const GOOD_CALLS: u64 = 100;
     let node = start_node_with("127.0.62.1", |c| {
@@ -224,9 +221,6 @@ async fn start_trap(net: u8) -> (NodeHandle, SocketAddr, UdpUa, UdpUa) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fixture conflict: the engine's load-time smoke call (on-request with an OPTIONS) \
-            refuses policies/testing/{spin,memory-bomb,trap,panic,huge-header}, which misbehave \
-            on every request; they must misbehave on INVITE only"]
 async fn a_policy_that_keeps_failing_is_quarantined_and_the_tenant_runs_its_fallback() {
     let (node, proxy, _phone, caller) = start_trap(63).await;
     for i in 0..3 {
@@ -249,9 +243,6 @@ async fn a_policy_that_keeps_failing_is_quarantined_and_the_tenant_runs_its_fall
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a fail-open policy whose on-request always traps is never quarantined: \
-            each call's successful on-response resets the consecutive-failure breaker \
-            (PolicyVersion::succeeded in host/src/policy/wasm/version.rs)"]
 async fn a_fail_open_policy_that_fails_every_request_is_quarantined_too() {
     let (node, proxy, phone, caller) = start_trap(65).await;
     for i in 0..3 {

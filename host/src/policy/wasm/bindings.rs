@@ -15,4 +15,4 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use exports::switchyard::policy::hooks;
-pub(crate) use switchyard::policy::{clock, kv, location, log, metrics, types};
+pub(crate) use self::switchyard::policy::{clock, kv, location, log, metrics, types};

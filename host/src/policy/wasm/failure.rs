@@ -124,15 +124,22 @@ impl Fallback {
 /// caller passes the time.
 ///
 /// Closed: every call goes to the guest. After `threshold` consecutive
-/// failures it opens for `cooldown`: calls get the fallback without touching
-/// the guest. When the cooldown has passed, one call at a time is let
-/// through as a probe; a success closes the breaker, a failure reopens it
-/// for another cooldown.
+/// failures of one hook it opens for `cooldown`: calls get the fallback
+/// without touching the guest. When the cooldown has passed, one call at a
+/// time is let through as a probe; a success closes the breaker, a failure
+/// reopens it for another cooldown.
+///
+/// Failures are counted per hook: a policy whose `on-request` fails every
+/// time is broken even though the `on-response` of the calls it let through
+/// (fail-open) succeeds in between, so a success resets only its own hook's
+/// count. A success while open (a call admitted before the breaker opened)
+/// does not close it: only the probe does.
 #[derive(Debug)]
 pub(crate) struct Breaker {
     threshold: u32,
     cooldown: Duration,
-    consecutive: u32,
+    /// Consecutive failures by hook name (the five hooks at most).
+    consecutive: Vec<(&'static str, u32)>,
     state: BreakerState,
 }
 
@@ -167,7 +174,7 @@ impl Breaker {
         Breaker {
             threshold: threshold.max(1),
             cooldown,
-            consecutive: 0,
+            consecutive: Vec::new(),
             state: BreakerState::Closed,
         }
     }
@@ -183,23 +190,45 @@ impl Breaker {
         }
     }
 
-    pub fn success(&mut self) -> Option<Transition> {
-        self.consecutive = 0;
-        let was_open = self.state != BreakerState::Closed;
-        self.state = BreakerState::Closed;
-        was_open.then_some(Transition::Closed)
+    pub fn success(&mut self, hook: &'static str) -> Option<Transition> {
+        if self.state == BreakerState::Probing {
+            self.state = BreakerState::Closed;
+            self.consecutive.clear();
+            return Some(Transition::Closed);
+        }
+        self.consecutive.retain(|(h, _)| *h != hook);
+        None
     }
 
-    pub fn failure(&mut self, now: Instant) -> Option<Transition> {
-        self.consecutive = self.consecutive.saturating_add(1);
-        let reopen = self.state == BreakerState::Probing;
-        if reopen || (self.state == BreakerState::Closed && self.consecutive >= self.threshold) {
+    pub fn failure(&mut self, hook: &'static str, now: Instant) -> Option<Transition> {
+        let count = match self.consecutive.iter_mut().find(|(h, _)| *h == hook) {
+            Some((_, n)) => {
+                *n = n.saturating_add(1);
+                *n
+            }
+            None => {
+                self.consecutive.push((hook, 1));
+                1
+            }
+        };
+        let open = match self.state {
+            BreakerState::Probing => true,
+            BreakerState::Closed => count >= self.threshold,
+            BreakerState::Open { .. } => false,
+        };
+        if open {
             self.state = BreakerState::Open {
                 until: now + self.cooldown,
             };
             return Some(Transition::Opened);
         }
         None
+    }
+
+    /// Whether any call's outcome can change the state: open, or a hook
+    /// with failures not yet reset. Lets the caller skip the lock otherwise.
+    pub fn is_troubled(&self) -> bool {
+        self.state != BreakerState::Closed || !self.consecutive.is_empty()
     }
 
     /// A probe ended without an outcome for the guest (e.g. no instance was
@@ -219,17 +248,44 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    const REQ: &str = "on-request";
+    const RESP: &str = "on-response";
+
+    #[test]
+    fn another_hooks_success_does_not_reset_a_failing_hook() {
+        // Fail-open: each call's on-request traps, its on-response succeeds.
+        let now = Instant::now();
+        let mut b = Breaker::new(3, Duration::from_secs(30));
+        assert_eq!(b.failure(REQ, now), None);
+        assert_eq!(b.success(RESP), None);
+        assert_eq!(b.failure(REQ, now), None);
+        assert_eq!(b.success(RESP), None);
+        assert_eq!(b.failure(REQ, now), Some(Transition::Opened));
+    }
+
+    #[test]
+    fn only_the_probe_closes_an_open_breaker() {
+        let now = Instant::now();
+        let mut b = Breaker::new(1, Duration::from_secs(30));
+        b.failure(REQ, now);
+        // A call admitted before the breaker opened finishes well.
+        assert_eq!(b.success(RESP), None);
+        assert!(b.is_open());
+        assert_eq!(b.admit(now), Admit::Quarantined);
+    }
+
     #[test]
     fn opens_after_threshold_consecutive_failures() {
         let now = Instant::now();
         let mut b = Breaker::new(3, Duration::from_secs(30));
-        assert_eq!(b.failure(now), None);
-        assert_eq!(b.failure(now), None);
-        assert_eq!(b.success(), None);
-        assert_eq!(b.failure(now), None);
-        assert_eq!(b.failure(now), None);
+        assert_eq!(b.failure(REQ, now), None);
+        assert_eq!(b.failure(REQ, now), None);
+        assert_eq!(b.success(REQ), None);
+        assert!(!b.is_troubled());
+        assert_eq!(b.failure(REQ, now), None);
+        assert_eq!(b.failure(REQ, now), None);
         assert_eq!(b.admit(now), Admit::Call);
-        assert_eq!(b.failure(now), Some(Transition::Opened));
+        assert_eq!(b.failure(REQ, now), Some(Transition::Opened));
         assert_eq!(b.admit(now), Admit::Quarantined);
         assert_eq!(b.admit(now + Duration::from_secs(29)), Admit::Quarantined);
     }
@@ -238,16 +294,16 @@ mod tests {
     fn half_open_probe_closes_on_success_and_reopens_on_failure() {
         let now = Instant::now();
         let mut b = Breaker::new(1, Duration::from_secs(30));
-        b.failure(now);
+        b.failure(REQ, now);
         let later = now + Duration::from_secs(30);
         assert_eq!(b.admit(later), Admit::Probe);
         // Only one probe at a time.
         assert_eq!(b.admit(later), Admit::Quarantined);
-        assert_eq!(b.failure(later), Some(Transition::Opened));
+        assert_eq!(b.failure(REQ, later), Some(Transition::Opened));
         assert_eq!(b.admit(later + Duration::from_secs(1)), Admit::Quarantined);
         let again = later + Duration::from_secs(30);
         assert_eq!(b.admit(again), Admit::Probe);
-        assert_eq!(b.success(), Some(Transition::Closed));
+        assert_eq!(b.success(RESP), Some(Transition::Closed));
         assert_eq!(b.admit(again), Admit::Call);
         assert!(!b.is_open());
     }
@@ -256,7 +312,7 @@ mod tests {
     fn an_abandoned_probe_lets_the_next_call_probe() {
         let now = Instant::now();
         let mut b = Breaker::new(1, Duration::from_secs(1));
-        b.failure(now);
+        b.failure(REQ, now);
         let later = now + Duration::from_secs(1);
         assert_eq!(b.admit(later), Admit::Probe);
         b.probe_abandoned(later);

@@ -242,7 +242,7 @@ impl PolicyVersion {
         }
         match decoded {
             Ok(decision) => {
-                self.succeeded();
+                self.succeeded(hook);
                 Some(decision)
             }
             Err(bad) => {
@@ -296,12 +296,12 @@ impl PolicyVersion {
         self.idle.lock().push(instance);
     }
 
-    fn succeeded(&self) {
+    fn succeeded(&self, hook: &'static str) {
         if !self.troubled.load(Ordering::Acquire) {
             return;
         }
         let mut breaker = self.breaker.lock();
-        if breaker.success() == Some(Transition::Closed) {
+        if breaker.success(hook) == Some(Transition::Closed) {
             tracing::info!(
                 tenant = %self.ctx.tenant,
                 policy = %self.ctx.source,
@@ -309,7 +309,8 @@ impl PolicyVersion {
                 "policy back from quarantine"
             );
         }
-        self.troubled.store(false, Ordering::Release);
+        self.troubled
+            .store(breaker.is_troubled(), Ordering::Release);
     }
 
     fn failed(&self, hook: &'static str, kind: FailureKind, detail: &str, backtrace: Option<&str>) {
@@ -328,7 +329,7 @@ impl PolicyVersion {
         );
         let mut breaker = self.breaker.lock();
         self.troubled.store(true, Ordering::Release);
-        if breaker.failure(Instant::now()) == Some(Transition::Opened) {
+        if breaker.failure(hook, Instant::now()) == Some(Transition::Opened) {
             let secs = self.engine.config.quarantine_secs;
             tracing::warn!(
                 tenant,

@@ -1,4 +1,4 @@
-//! Hostile test policy: `on-request` proceeds with a 1 MiB header value
+//! Hostile test policy: `on-request` for an INVITE proceeds with a 1 MiB header value
 //! (`X-Huge: aaaa...`), more than any UDP datagram or sane TCP message can
 //! carry. The host must refuse or cap the edit rather than forward it.
 
@@ -15,7 +15,12 @@ impl Policy for HugeHeader {
         Ok(HugeHeader)
     }
 
-    fn on_request(&self, _req: &Request) -> RequestDecision {
+    fn on_request(&self, req: &Request) -> RequestDecision {
+        // Only INVITEs: the host's load-time smoke call (an OPTIONS) must
+        // pass, or the module would be refused before it could misbehave.
+        if !req.is_invite() {
+            return RequestDecision::proceed();
+        }
         RequestDecision::proceed().with_header("X-Huge", "a".repeat(HUGE_LEN))
     }
 }
@@ -29,7 +34,7 @@ mod tests {
 
     #[test]
     fn adds_one_mebibyte() {
-        let req = Request::parse("t", "OPTIONS sip:x@y SIP/2.0\r\n\r\n").unwrap();
+        let req = Request::parse("t", "INVITE sip:x@y SIP/2.0\r\n\r\n").unwrap();
         let d = HugeHeader.on_request(&req);
         match &d.headers[..] {
             [HeaderEdit::Add(h)] => assert_eq!(h.value.len(), HUGE_LEN),

@@ -1,4 +1,4 @@
-//! Hostile test policy: `on-request` reserves 1 MiB blocks of linear memory
+//! Hostile test policy: `on-request` for an INVITE reserves 1 MiB blocks of linear memory
 //! without bound. Each reservation is a `memory.grow`, so the host's memory
 //! cap is reached within a few calls of the allocator (well inside the hook
 //! deadline): `memory.grow` fails, the allocation error aborts, the instance
@@ -17,7 +17,12 @@ impl Policy for MemoryBomb {
         Ok(MemoryBomb)
     }
 
-    fn on_request(&self, _req: &Request) -> RequestDecision {
+    fn on_request(&self, req: &Request) -> RequestDecision {
+        // Only INVITEs: the host's load-time smoke call (an OPTIONS) must
+        // pass, or the module would be refused before it could misbehave.
+        if !req.is_invite() {
+            return RequestDecision::proceed();
+        }
         loop {
             // Reserved, not written: growing memory is what the cap counts,
             // and skipping the writes keeps the bomb fast.

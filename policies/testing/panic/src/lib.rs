@@ -1,4 +1,4 @@
-//! Hostile test policy: `on-request` panics. With `panic = "abort"` the
+//! Hostile test policy: `on-request` for an INVITE panics. With `panic = "abort"` the
 //! SDK's panic hook logs the message through the host's `log` import
 //! ("policy panicked: ...") and the instance traps.
 
@@ -13,6 +13,11 @@ impl Policy for Panic {
     }
 
     fn on_request(&self, req: &Request) -> RequestDecision {
+        // Only INVITEs: the host's load-time smoke call (an OPTIONS) must
+        // pass, or the module would be refused before it could misbehave.
+        if !req.is_invite() {
+            return RequestDecision::proceed();
+        }
         panic!(
             "test policy panics on purpose ({} {})",
             req.method(),

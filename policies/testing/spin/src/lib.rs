@@ -1,4 +1,4 @@
-//! Hostile test policy: `on-request` never returns. The host's epoch
+//! Hostile test policy: `on-request` for an INVITE never returns. The host's epoch
 //! deadline must cut it off and apply the tenant's failure mode.
 
 use switchyard_policy::prelude::*;
@@ -11,7 +11,12 @@ impl Policy for Spin {
         Ok(Spin)
     }
 
-    fn on_request(&self, _req: &Request) -> RequestDecision {
+    fn on_request(&self, req: &Request) -> RequestDecision {
+        // Only INVITEs: the host's load-time smoke call (an OPTIONS) must
+        // pass, or the module would be refused before it could misbehave.
+        if !req.is_invite() {
+            return RequestDecision::proceed();
+        }
         let mut n: u64 = 0;
         loop {
             // black_box keeps the loop from being folded away.
