@@ -179,9 +179,9 @@ async fn start_tenants(config: &Config, store: &Arc<dyn LocationStore>) -> anyho
     }
     let engine = PolicyEngine::new(config.policy.clone(), Some(store.clone()))
         .context("starting the policy engine ([policy])")?;
-    Ok(Tenants::start(config.tenants.clone(), Arc::new(engine))
+    Tenants::start(config.tenants.clone(), Arc::new(engine))
         .await
-        .context("loading tenant policies ([tenants.policies])")?)
+        .context("loading tenant policies ([tenants.policies])")
 }
 
 impl NodeHandle {

@@ -74,7 +74,9 @@ fn grow_memory() -> ! {
 impl Probe {
     fn case(&self, case: &str, req: &Request) -> RequestDecision {
         match case {
-            "busy" => RequestDecision::respond(Reply::new(486, "Busy Here").with_header("X-Why", "test")),
+            "busy" => {
+                RequestDecision::respond(Reply::new(486, "Busy Here").with_header("X-Why", "test"))
+            }
             "relay" => RequestDecision::relay([
                 TargetGroup::parallel([
                     Target::uri("sip:a@127.0.0.1"),
@@ -96,8 +98,9 @@ impl Probe {
             "trap" => trap(),
             "panic" => panic!("the probe panics on request"),
             "oom" => grow_memory(),
-            "calls" => RequestDecision::proceed()
-                .with_header("X-Calls", CALLS.with(Cell::get).to_string()),
+            "calls" => {
+                RequestDecision::proceed().with_header("X-Calls", CALLS.with(Cell::get).to_string())
+            }
             "kv" => {
                 let hits = kv::incr("hits", 1, 0);
                 let last = kv::get("last");
@@ -163,7 +166,9 @@ impl Policy for Probe {
 
     fn on_register(&self, reg: &Register) -> RegisterDecision {
         match reg.aor_user() {
-            Some("limit") => RegisterDecision::limit(RegisterLimits::new().max_contacts(1).max_expires(600)),
+            Some("limit") => {
+                RegisterDecision::limit(RegisterLimits::new().max_contacts(1).max_expires(600))
+            }
             Some("reject") => RegisterDecision::reject(403, "Forbidden"),
             Some("trap") => trap(),
             _ => RegisterDecision::allow(),
@@ -183,7 +188,9 @@ impl Policy for Probe {
 
     fn on_branch_failure(&self, failure: &BranchFailure) -> FailureDecision {
         match failure.best_status() {
-            486 => FailureDecision::relay([TargetGroup::single(Target::uri("sip:voicemail@127.0.0.1"))]),
+            486 => FailureDecision::relay([TargetGroup::single(Target::uri(
+                "sip:voicemail@127.0.0.1",
+            ))]),
             408 => FailureDecision::reply(480, "Temporarily Unavailable"),
             599 => spin(),
             _ => FailureDecision::fail(),
