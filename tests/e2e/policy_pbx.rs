@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use switchyard::NodeHandle;
 use switchyard::location::Aor;
 use switchyard::policy::wasm::FailureMode;
-use switchyard_tests::policy::{add_tenant, policy};
+use switchyard_tests::policy::{add_tenant, admin_get, policy};
 use switchyard_tests::sipp::{Sipp, UAC_CALL, UAC_REGISTER, UAS_ANSWER, UAS_BUSY};
 use switchyard_tests::ua::{UdpUa, ack, first_line, invite, register, reply};
 use switchyard_tests::{finish, ip, start_node_with, stop, udp_addr};
@@ -45,6 +45,7 @@ const GLOBEX: &str = r#"
 /// running the built-in hosted-pbx with its own plan.
 async fn start_pbx(net: u8, voicemail: &str) -> NodeHandle {
     start_node_with(&format!("127.0.{net}.1"), |c| {
+        c.admin.listen = Some(format!("127.0.{net}.1:0").parse().unwrap());
         let acme = ACME.replace("VOICEMAIL", voicemail);
         let pbx = |plan: &str| policy("builtin:hosted-pbx", FailureMode::FailClosed, plan);
         add_tenant(c, "acme", "acme.test", Some(pbx(&acme)));
@@ -118,6 +119,13 @@ async fn extension_101_rings_the_phone_of_the_tenant_called() {
             "answered by {user}'s phone"
         );
         caller.send(proxy, &ack(&call, &answer)).await;
+    }
+    // The policy's own counters, per tenant, on the node's /metrics.
+    let (code, metrics) = admin_get(node.admin_addr().unwrap(), "/metrics").await;
+    assert_eq!(code, 200);
+    for tenant in ["acme", "globex"] {
+        let series = format!("switchyard_guest_pbx_calls_extension{{tenant=\"{tenant}\"}} 1\n");
+        assert!(metrics.contains(&series), "{series} in:\n{metrics}");
     }
     node.shutdown().await;
 }

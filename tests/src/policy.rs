@@ -153,6 +153,11 @@ pub async fn admin_load(
     }
 }
 
+/// `GET path` on the admin endpoint: status code and body.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    http(admin, "GET", path, &[]).await
+}
+
 /// One request on a fresh connection (`Connection: close`): status code and
 /// body. The admin endpoint answers with a Content-Length body.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
