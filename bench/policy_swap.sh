@@ -74,7 +74,7 @@ row() { # row NAME FILE_OF_PAIRS
 }
 
 start_node "$WORK/cache"
-log "$(stat -c %s "$WASM") B hosted_pbx.wasm padded to $SIZE B; $RUNS runs each"
+log "$(wc -c <"$WASM") B hosted_pbx.wasm padded to $SIZE B; $RUNS runs each"
 for ((i = 0; i < RUNS; i++)); do
     pad "$WORK/cold-$i.wasm" "cold-$i"
     load "$WORK/cold-$i.wasm" >>"$WORK/cold"
