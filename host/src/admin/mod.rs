@@ -35,10 +35,21 @@ use crate::policy::tenants::{ModuleSource, TenantStatus, Tenants};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Address of the admin endpoint; unset disables it.
+    /// Address of the admin endpoint; `"off"` disables it (TOML has no null).
+    #[serde(deserialize_with = "listen_or_off")]
     pub listen: Option<SocketAddr>,
     /// Largest policy module accepted, in bytes.
     pub max_module_bytes: usize,
+}
+
+fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not ADDR:PORT or \"off\"")))
 }
 
 /// The port `switchyard policy` uses when `--admin` is not given.

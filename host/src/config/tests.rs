@@ -67,3 +67,18 @@ fn wildcard_listener_advertises_loopback_unless_configured() {
         "pbx.test:5060"
     );
 }
+
+#[test]
+fn the_admin_endpoint_is_on_loopback_by_default_and_can_be_switched_off() {
+    let c = Config::parse("", "t.toml").unwrap();
+    assert_eq!(
+        c.admin.listen,
+        Some(crate::admin::DEFAULT_ADMIN.parse().unwrap())
+    );
+    let c = Config::parse("[admin]\nlisten = \"127.0.0.2:9061\"\n", "t.toml").unwrap();
+    assert_eq!(c.admin.listen, Some("127.0.0.2:9061".parse().unwrap()));
+    let c = Config::parse("[admin]\nlisten = \"off\"\n", "t.toml").unwrap();
+    assert_eq!(c.admin.listen, None);
+    let error = Config::parse("[admin]\nlisten = \"nowhere\"\n", "t.toml").unwrap_err();
+    assert!(error.to_string().contains("not ADDR:PORT"), "{error}");
+}

@@ -196,6 +196,11 @@ pub(crate) async fn route(
     };
     let mut guard = tx.lock();
     guard.tenant = tenant;
+    // In-dialog requests take no hooks at all: their Request-URI is a
+    // contact (no tenant domain), and their policy's on-request never ran,
+    // so on-response and on-branch-failure would see another tenant's
+    // policy with an empty ctx.
+    let policy = initial.then_some(policy);
     out.extend(guard.start_fork(targets, forwarding, policy, pctx, now));
     out
 }

@@ -241,7 +241,7 @@ impl ProxyTx {
         &mut self,
         targets: Vec<Target>,
         forwarding: Forwarding,
-        policy: Arc<dyn Policy>,
+        policy: Option<Arc<dyn Policy>>,
         pctx: PolicyCtx,
         now: Instant,
     ) -> Vec<Output> {
@@ -249,7 +249,7 @@ impl ProxyTx {
             return self.respond(487, "Request Terminated", &[], now);
         }
         self.forwarding = Some(Box::new(forwarding));
-        self.policy = Some(policy);
+        self.policy = policy;
         self.pctx = pctx;
         let mut fork = ResponseContext::new(self.invite, targets);
         fork.start();
