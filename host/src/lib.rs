@@ -8,10 +8,12 @@
 //! - [`cassandra`]: the Cassandra/ScyllaDB location store and its operator tools.
 //! - [`egress`]: RFC 3263 next-hop resolution and the egress allowlist.
 //! - [`policy`]: the hook interface routing policies implement.
+//! - [`cluster`]: what makes N nodes one proxy: sealed flow tokens, GRUUs, rewritten Contacts.
 //! - [`node`]: wires them together; the path of a message is in `node/core.rs`.
 
 pub mod admin;
 pub mod cassandra;
+pub mod cluster;
 pub mod config;
 pub mod egress;
 pub mod location;

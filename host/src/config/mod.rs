@@ -16,6 +16,7 @@ pub use tenants::{TenantPolicyConfig, TenantsConfig};
 
 use crate::admin::AdminConfig;
 use crate::cassandra::CassandraConfig;
+use crate::cluster::ClusterConfig;
 use crate::egress::EgressConfig;
 use crate::net::Transport;
 use crate::policy::wasm::EngineConfig;
@@ -58,6 +59,9 @@ pub struct Config {
     pub policy: EngineConfig,
     /// The local admin endpoint (`switchyard policy ...` talks to it).
     pub admin: AdminConfig,
+    /// What the nodes of one cluster share: the token secret, the cluster
+    /// domain, Contact rewriting, the transport between nodes.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             egress: EgressConfig::default(),
             policy: EngineConfig::default(),
             admin: AdminConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -247,6 +252,7 @@ impl Config {
                 ));
             }
         }
+        self.cluster.validate()?;
         if self.limits.max_message_size < 1024 {
             return Err("key `limits.max_message_size`: must be at least 1024 bytes".into());
         }
@@ -272,6 +278,15 @@ impl Config {
         // Tests start many nodes: no fixed admin port.
         c.admin.listen = None;
         c
+    }
+
+    /// The host of cluster URIs (temp-GRUUs, rewritten Contacts).
+    pub fn cluster_domain(&self) -> String {
+        self.cluster
+            .domain
+            .clone()
+            .or_else(|| self.domains.first().cloned())
+            .unwrap_or_else(|| "localhost".into())
     }
 
     /// The tenant a domain belongs to.

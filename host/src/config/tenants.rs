@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::cluster::ContactRewrite;
 use crate::policy::wasm::FailureMode;
 
 /// Domain → tenant mapping and per-tenant policies. Unknown domains
@@ -23,6 +24,9 @@ pub struct TenantsConfig {
     /// it as that tenant's new policy version (validated first; a bad
     /// file is refused and logged, the running version stays).
     pub watch_dir: Option<PathBuf>,
+    /// Tenant name → when the edge rewrites its UAs' Contacts (`off`,
+    /// `nat`, `always`); others follow `cluster.contact_rewrite`.
+    pub contact_rewrite: BTreeMap<String, ContactRewrite>,
 }
 
 impl Default for TenantsConfig {
@@ -32,6 +36,7 @@ impl Default for TenantsConfig {
             domains: BTreeMap::new(),
             policies: BTreeMap::new(),
             watch_dir: None,
+            contact_rewrite: BTreeMap::new(),
         }
     }
 }

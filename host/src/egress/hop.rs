@@ -138,11 +138,28 @@ impl fmt::Display for NextHop {
 pub struct Destination {
     pub transport: Transport,
     pub addr: SocketAddr,
+    /// Set for an RFC 5626 flow this node holds: the local address of the
+    /// UDP socket or TCP connection the request must leave on (no new
+    /// connection is opened for it).
+    pub flow_local: Option<SocketAddr>,
 }
 
 impl Destination {
     pub fn new(transport: Transport, addr: SocketAddr) -> Self {
-        Destination { transport, addr }
+        Destination {
+            transport,
+            addr,
+            flow_local: None,
+        }
+    }
+
+    /// The destination that is one of our flows.
+    pub fn flow(flow: crate::net::Source) -> Self {
+        Destination {
+            transport: flow.transport,
+            addr: flow.remote,
+            flow_local: Some(flow.local),
+        }
     }
 }
 

@@ -24,13 +24,15 @@ use super::Stats;
 use super::proxy_tx::{Output, ProxyTx, TxRef};
 use super::tables::Tables;
 use super::timers::TimerDriver;
+use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::egress::Egress;
+use crate::egress::{Destination, Egress};
 use crate::location::LocationStore;
 use crate::net::Source;
 use crate::policy::PolicyResolver;
 use crate::proxy::fork::{BranchId, Target};
 use crate::proxy::identity::Identity;
+use crate::proxy::request::Reject;
 use crate::transaction::{ClientKey, ServerKey, is_rfc3261_branch};
 use crate::transport::{InboundEvent, InboundHandler, Transports};
 
@@ -46,6 +48,7 @@ pub(crate) struct Core {
     pub config: Config,
     pub wiring: OnceLock<Wiring>,
     pub store: Arc<dyn LocationStore>,
+    pub cluster: Arc<Cluster>,
     pub policies: Arc<dyn PolicyResolver>,
     pub egress: Egress,
     pub tables: Tables,
@@ -240,12 +243,22 @@ impl Core {
                         }
                     }
                     Output::Send { branch, dest, data } => {
-                        if let Err(e) = self
-                            .wiring()
-                            .transports
-                            .send(dest.transport, dest.addr, data)
-                            .await
-                        {
+                        let transports = &self.wiring().transports;
+                        let sent = match dest.flow_local {
+                            Some(local) => {
+                                let flow = Source {
+                                    transport: dest.transport,
+                                    remote: dest.addr,
+                                    local,
+                                };
+                                transports.send_on_flow(&flow, data).await
+                            }
+                            None => transports
+                                .send(dest.transport, dest.addr, data)
+                                .await
+                                .map(drop),
+                        };
+                        if let Err(e) = sent {
                             debug!(to = %dest.addr, error = %e, "branch send failed");
                             follow_up.extend(tx.lock().on_send_error(branch, Instant::now()));
                         }
@@ -269,12 +282,37 @@ impl Core {
     }
 
     /// Resolves a branch's next hop and starts it, on a task of its own.
-    fn spawn_branch(self: &Arc<Self>, tx: &TxRef, branch: BranchId, target: Target, hop: String) {
+    fn spawn_branch(
+        self: &Arc<Self>,
+        tx: &TxRef,
+        branch: BranchId,
+        mut target: Target,
+        mut hop: String,
+    ) {
+        // A binding's Path starting with our own edge entry: the branch
+        // goes out on the flow it names, not back to ourselves.
+        let (popped, own_flow) = self.take_own_routes(&mut target.route);
+        if let Some(flow) = own_flow {
+            target.flow = Some(flow);
+        }
+        if popped {
+            hop = tx.lock().next_hop(&target);
+        }
+        target.via_edge =
+            target.flow.is_none() && target.route.first().is_some_and(|r| self.is_edge_route(r));
         let (core, tx) = (self.clone(), tx.clone());
         // Boxed as `dyn Future + Send`: `execute` awaits itself through this
         // task, and the compiler cannot prove a recursive opaque future Send.
         let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
-            let dest = super::stateless::resolve(&core, &hop).await;
+            let dest = match target.flow {
+                // RFC 5626 §5.3: a flow that is gone is 430 Flow Failed, so
+                // the caller's proxy (or the UA) can try another flow.
+                Some(flow) if core.wiring().transports.has_flow(&flow) => {
+                    Ok(Destination::flow(flow))
+                }
+                Some(_) => Err(Reject::new(430, "Flow Failed")),
+                None => super::stateless::resolve(&core, &hop).await,
+            };
             let out = tx
                 .lock()
                 .start_branch(branch, target, dest, &core, Instant::now());

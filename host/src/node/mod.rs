@@ -3,6 +3,8 @@
 //! location store. `core.rs` shows the path of a message.
 
 pub(crate) mod core;
+mod edge;
+mod gruu;
 mod proxy_tx;
 mod routing;
 mod stateless;
@@ -20,6 +22,7 @@ use tracing::info;
 
 use self::core::{Core, Wiring};
 use crate::cassandra::CassandraStore;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::egress::Egress;
 use crate::location::{EmbeddedStore, LocationStore, purge_periodically};
@@ -104,6 +107,11 @@ impl Node {
             config: config.clone(),
             wiring: OnceLock::new(),
             store: store.clone(),
+            cluster: Arc::new(Cluster::new(
+                &config.node_id,
+                &config.cluster_domain(),
+                &config.cluster.secrets(),
+            )),
             policies,
             egress,
             tables: Default::default(),

@@ -104,13 +104,28 @@ pub(crate) async fn route(
                 return out;
             }
         };
-        let data = crate::registrar::handle_limited(
-            core.store.as_ref(),
-            msg,
-            &core.config.registrar,
+        // The edge's Path (RFC 3327 §4): a REGISTER straight from a UA is
+        // stored with our flow token, so every node routes to it through us.
+        let first_hop = super::edge::is_first_hop(msg);
+        let with_path = if first_hop {
+            core.add_edge_path(msg, source)
+        } else {
+            None
+        };
+        let register = with_path.as_ref().unwrap_or(msg);
+        let ctx = crate::registrar::RegisterContext {
             source,
-            Some(&core.config.node_id),
+            node: Some(&core.config.node_id),
+            first_hop,
+            own_path: with_path.is_some() || core.top_path_is_ours(msg),
+        };
+        let data = crate::registrar::handle_in(
+            core.store.as_ref(),
+            register,
+            &core.config.registrar,
+            &ctx,
             limits,
+            Some(&core.cluster),
             SystemTime::now(),
         )
         .await;
@@ -120,6 +135,9 @@ pub(crate) async fn route(
     }
 
     let initial = msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
+    // RFC 5626 §5.3: our own Record-Route entry with the flow token of the
+    // UA this in-dialog request is going to.
+    let dialog_flow = core.flow_from_routes(&routes.popped, &routes.routes, source);
     let mut targets = match default_targets(core, &routes.request_uri, &ruri, to_us).await {
         Ok(t) => t,
         Err(rej) => {
@@ -182,12 +200,33 @@ pub(crate) async fn route(
             }
         }
     }
-    let targets = targets.targets;
+    let mut targets = targets.targets;
+    if let Some(flow) = dialog_flow {
+        for t in &mut targets {
+            t.flow.get_or_insert(flow);
+        }
+    }
     debug!(targets = targets.len(), initial, "forking");
 
+    let record_route = initial && request::wants_record_route(&method);
+    // The edge's side of a dialog-forming request from its UA: the flow
+    // goes into our Record-Route, and the UA's Contact may be rewritten.
+    let ua_flow = (record_route && super::edge::is_first_hop(msg)).then_some(source);
+    if let Some(flow) = ua_flow {
+        let domain = msg
+            .from()
+            .map(|f| f.uri.host.to_string())
+            .unwrap_or_default();
+        if let Some(edit) = core.rewrite_contact(msg, flow, core.contact_rewrite_for(&domain)) {
+            headers.push(edit);
+        }
+    }
+    let callee_domain = msg.to().map(|t| t.uri.host.to_string()).unwrap_or_default();
     let (received, rport) = rfc3581(msg, &source);
     let forwarding = Forwarding {
-        record_route: initial && request::wants_record_route(&method),
+        record_route,
+        ua_flow,
+        callee_rewrite: record_route.then(|| core.contact_rewrite_for(&callee_domain)),
         routes,
         received,
         rport,
@@ -196,6 +235,22 @@ pub(crate) async fn route(
     };
     let mut guard = tx.lock();
     guard.tenant = tenant;
+    if let Some(mode) = forwarding
+        .callee_rewrite
+        .filter(|m| *m != crate::cluster::ContactRewrite::Off)
+    {
+        let me = core.me.clone();
+        guard.contact_rewriter = Some(Box::new(move |msg: &SipMessage, flow: Source| {
+            let core = me.upgrade()?;
+            if !matches!(msg.status(), Some(101..=299)) {
+                return None;
+            }
+            let edit = core.rewrite_contact(msg, flow, mode)?;
+            let mut e = msg.edit();
+            crate::policy::HeaderEdit::apply_all(&[edit], &mut e);
+            SipMessage::parse(e.finish()).ok()
+        }));
+    }
     // In-dialog requests take no hooks at all: their Request-URI is a
     // contact (no tenant domain), and their policy's on-request never ran,
     // so on-response and on-branch-failure would see another tenant's
@@ -206,13 +261,26 @@ pub(crate) async fn route(
 }
 
 /// The target set of RFC 3261 §16.5 and the bindings it came from.
-struct DefaultTargets {
-    targets: Vec<Target>,
-    bindings: Vec<Binding>,
+pub(super) struct DefaultTargets {
+    pub targets: Vec<Target>,
+    pub bindings: Vec<Binding>,
 }
 
 /// §16.5: the bindings of an AOR in our domains, else the Request-URI
 /// itself (loose routing keeps it; the next hop is the top Route).
+pub(super) async fn lookup(core: &Core, aor: &Aor) -> Result<Vec<Binding>, Reject> {
+    core.store
+        .lookup(aor, SystemTime::now())
+        .await
+        .map_err(|e| {
+            warn!(%aor, error = %e, "location lookup failed");
+            let mut rej = Reject::new(503, "Location Store Unavailable");
+            rej.headers
+                .push(("Retry-After".into(), e.retry_after_secs().to_string()));
+            rej
+        })
+}
+
 async fn default_targets(
     core: &Core,
     request_uri: &str,
@@ -227,22 +295,17 @@ async fn default_targets(
     if !to_us {
         return Ok(only(request_uri));
     }
+    if let Some(targets) = super::gruu::cluster_targets(core, ruri).await {
+        return targets;
+    }
     if identity.is_our_domain(&ruri.host) && ruri.user.is_some() {
         let aor = Aor::new(ruri.user, &ruri.host.to_string())
             .map_err(|_| Reject::new(404, "Not Found"))?;
-        let bindings = core
-            .store
-            .lookup(&aor, SystemTime::now())
-            .await
-            .map_err(|e| {
-                warn!(%aor, error = %e, "location lookup failed");
-                let mut rej = Reject::new(503, "Location Store Unavailable");
-                rej.headers
-                    .push(("Retry-After".into(), e.retry_after_secs().to_string()));
-                rej
-            })?;
+        let bindings = lookup(core, &aor).await?;
         return Ok(DefaultTargets {
-            targets: bindings.iter().map(target_of).collect(),
+            targets: super::gruu::one_flow_per_instance(&bindings)
+                .map(target_of)
+                .collect(),
             bindings,
         });
     }
@@ -263,12 +326,12 @@ fn reply_with(tx: &TxRef, reply: &Reply, now: Instant) -> Vec<Output> {
 
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE";
 
-fn target_of(b: &Binding) -> Target {
+pub(super) fn target_of(b: &Binding) -> Target {
     Target {
         uri: b.contact.clone(),
         q: b.q_or_default(),
         route: b.path.clone(),
-        timeout: None,
+        ..Target::new("")
     }
 }
 

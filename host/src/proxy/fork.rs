@@ -23,6 +23,13 @@ pub struct Target {
     /// passes the branch is cancelled like on Timer C, but it is not
     /// restarted by provisional responses. `None`: Timer C only.
     pub timeout: Option<Duration>,
+    /// An RFC 5626 flow this node holds: the branch is sent on it and
+    /// nowhere else (set by the edge, never by a policy).
+    pub flow: Option<crate::net::Source>,
+    /// The next hop is another node's edge entry (its flow token in the
+    /// top Route): when that node cannot be reached, the UA is
+    /// temporarily unavailable (480) rather than the proxy broken (500).
+    pub via_edge: bool,
 }
 
 impl Target {
@@ -32,6 +39,8 @@ impl Target {
             q: 1000,
             route: Vec::new(),
             timeout: None,
+            flow: None,
+            via_edge: false,
         }
     }
 }

@@ -6,6 +6,8 @@ fn t(uri: &str, q: u16) -> Target {
         q,
         route: Vec::new(),
         timeout: None,
+        flow: None,
+        via_edge: false,
     }
 }
 

@@ -126,6 +126,9 @@ pub struct RouteState {
     pub routes: Vec<String>,
     /// Whether Route headers or the Request-URI changed and must be rewritten.
     pub changed: bool,
+    /// The Route values naming us that were removed, top first: an edge
+    /// node finds its flow tokens in them (RFC 5626 §5.3).
+    pub popped: Vec<String>,
 }
 
 /// §16.4: if the Request-URI is ours (a strict router put our Record-Route
@@ -140,6 +143,7 @@ pub fn preprocess_routes(msg: &SipMessage, identity: &Identity) -> Result<RouteS
         .collect();
     let mut request_uri = msg.request_uri_str().unwrap_or_default().to_string();
     let mut changed = false;
+    let mut popped = Vec::new();
     let ruri_is_me = msg
         .request_uri()
         .map(|u| identity.is_me(&u))
@@ -155,13 +159,14 @@ pub fn preprocess_routes(msg: &SipMessage, identity: &Identity) -> Result<RouteS
         if !is_me {
             break;
         }
-        routes.remove(0);
+        popped.push(routes.remove(0));
         changed = true;
     }
     Ok(RouteState {
         request_uri,
         routes,
         changed,
+        popped,
     })
 }
 

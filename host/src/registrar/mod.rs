@@ -21,11 +21,17 @@ use bytes::Bytes;
 use serde::Deserialize;
 use switchyard_codec::SipMessage;
 
+use crate::cluster::Cluster;
 use crate::location::{LocationStore, RegisterError};
 use crate::net::Source;
 
-pub use request::{Reject, contact_key, parse_register};
-pub use response::{http_date, ok_response, rule_error_response, store_error_response};
+pub use request::{
+    RegisterContext, Reject, contact_key, parse_register, parse_register_in, supports,
+};
+pub use response::{
+    OkExtras, http_date, millis, ok_response, ok_response_with, rule_error_response,
+    store_error_response,
+};
 pub use rules::{ContactUpdate, ContactsUpdate, RegisterOutcome, RegisterUpdate, RuleError, apply};
 
 /// Registration intervals, in seconds.
@@ -110,7 +116,23 @@ pub async fn handle_limited(
     limits: Limits,
     now: SystemTime,
 ) -> Bytes {
-    let (aor, mut update) = match parse_register(msg, config, source, node) {
+    let ctx = RegisterContext::direct(source, node);
+    handle_in(store, msg, config, &ctx, limits, None, now).await
+}
+
+/// The whole registrar: [`handle_limited`] with what the node knows about
+/// the request's path ([`RegisterContext`]) and the cluster that mints
+/// GRUUs (RFC 5627) when the UA supports them.
+pub async fn handle_in(
+    store: &dyn LocationStore,
+    msg: &SipMessage,
+    config: &RegistrarConfig,
+    ctx: &RegisterContext<'_>,
+    limits: Limits,
+    cluster: Option<&Cluster>,
+    now: SystemTime,
+) -> Bytes {
+    let (aor, mut update) = match parse_register_in(msg, config, ctx) {
         Ok(parsed) => parsed,
         Err(reject) => {
             tracing::debug!(%reject, "REGISTER rejected");
@@ -118,9 +140,13 @@ pub async fn handle_limited(
         }
     };
     update.max_bindings = limits.max_bindings;
-    if let (Some(max), ContactsUpdate::Set(contacts)) = (limits.max_expires, &mut update.contacts) {
-        for contact in contacts {
-            contact.expires = contact.expires.min(max.max(1));
+    let mut outbound = false;
+    if let ContactsUpdate::Set(contacts) = &mut update.contacts {
+        outbound = contacts.iter().any(|c| c.reg_id.is_some() && c.expires > 0);
+        if let Some(max) = limits.max_expires {
+            for contact in contacts {
+                contact.expires = contact.expires.min(max.max(1));
+            }
         }
     }
     let bindings = if update.contacts == ContactsUpdate::Fetch {
@@ -134,7 +160,12 @@ pub async fn handle_limited(
     match bindings {
         Ok(bindings) => {
             tracing::debug!(%aor, bindings = bindings.len(), "REGISTER accepted");
-            ok_response(msg, &bindings, now)
+            let extras = OkExtras {
+                echo_path: supports(msg, "path") || !ctx.own_path,
+                outbound,
+                gruu: cluster.filter(|_| supports(msg, "gruu")),
+            };
+            ok_response_with(msg, &bindings, now, &extras)
         }
         Err(RegisterError::Rejected(error)) => {
             tracing::debug!(%aor, %error, "REGISTER refused by the rules");
@@ -180,3 +211,7 @@ pub(crate) mod test_support {
         crate::location::conformance::sample_source()
     }
 }
+
+#[cfg(test)]
+#[path = "edge_tests.rs"]
+mod edge_tests;

@@ -11,7 +11,7 @@ use crate::net::Source;
 use crate::registrar::{ContactUpdate, ContactsUpdate, RegisterUpdate, RegistrarConfig};
 
 /// The option tags this registrar implements (RFC 3261 §10.3 step 3).
-const SUPPORTED: &[&str] = &["path"];
+const SUPPORTED: &[&str] = &["path", "outbound", "gruu"];
 
 /// User-Agent values are kept for operators, not parsed: cap them so a
 /// hostile UA cannot inflate every stored binding.
@@ -41,6 +41,37 @@ pub enum Reject {
     /// interval (§10.3 step 7, §10.2.8).
     #[error("interval too brief, minimum {min_expires} s")]
     IntervalTooBrief { min_expires: u32 },
+    /// 439: a contact has a `reg-id` but the first hop is not an outbound
+    /// edge (no `ob` on the topmost Path, RFC 5626 §6).
+    #[error("first hop lacks outbound support")]
+    FirstHopLacksOutbound,
+}
+
+/// What the node knows about a REGISTER besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct RegisterContext<'a> {
+    /// Where it came from: the flow stored with the bindings.
+    pub source: Source,
+    /// This node's id, recorded on every binding written.
+    pub node: Option<&'a str>,
+    /// The REGISTER came straight from the UA: this node is its edge.
+    pub first_hop: bool,
+    /// The topmost Path is this cluster's own edge entry (authenticated),
+    /// so it is accepted without `Supported: path` and not echoed to a UA
+    /// that never asked for it (RFC 3327 §5.3 binds foreign Paths only).
+    pub own_path: bool,
+}
+
+impl<'a> RegisterContext<'a> {
+    /// A REGISTER that reached its registrar directly.
+    pub fn direct(source: Source, node: Option<&'a str>) -> Self {
+        RegisterContext {
+            source,
+            node,
+            first_hop: true,
+            own_path: false,
+        }
+    }
 }
 
 fn bad(problem: impl ToString) -> Reject {
@@ -58,6 +89,17 @@ pub fn parse_register(
     source: Source,
     node: Option<&str>,
 ) -> Result<(Aor, RegisterUpdate), Reject> {
+    parse_register_in(msg, config, &RegisterContext::direct(source, node))
+}
+
+/// [`parse_register`] with what the node knows about the request's path
+/// (RFC 3327 Path acceptance, RFC 5626 §6 first-hop outbound support).
+pub fn parse_register_in(
+    msg: &SipMessage,
+    config: &RegistrarConfig,
+    ctx: &RegisterContext<'_>,
+) -> Result<(Aor, RegisterUpdate), Reject> {
+    let (source, node) = (ctx.source, ctx.node);
     if msg.method() != Some(&Method::Register) {
         return Err(bad("Not a REGISTER"));
     }
@@ -77,18 +119,17 @@ pub fn parse_register(
 
     // RFC 3327 §5.3: Path is stored only if the UA can cope with it; an edge
     // proxy that adds Path for a UA that cannot would make it unreachable.
-    let path: Vec<String> = msg
-        .paths()
-        .map_err(bad)?
-        .iter()
-        .map(|hop| hop.raw.to_owned())
-        .collect();
-    let path_supported = msg
-        .option_tags(HeaderName::Supported)
-        .any(|tag| tag.eq_ignore_ascii_case("path"));
-    if !path.is_empty() && !path_supported {
+    let hops = msg.paths().map_err(bad)?;
+    let path: Vec<String> = hops.iter().map(|hop| hop.raw.to_owned()).collect();
+    if !path.is_empty() && !supports(msg, "path") && !ctx.own_path {
         return Err(Reject::ExtensionRequired("path"));
     }
+    // RFC 5626 §6: a flow (reg-id) needs an edge that keeps it: the
+    // topmost Path says `ob`, or there is no Path and we are the first hop.
+    let first_hop_outbound = match hops.first() {
+        Some(top) => top.uri.params.get("ob").is_some(),
+        None => ctx.first_hop,
+    };
 
     let header_expires = match msg.header(HeaderName::Expires) {
         Some(value) => Some(delta_seconds(value).ok_or_else(|| bad("Invalid Expires header"))?),
@@ -104,6 +145,9 @@ pub fn parse_register(
                 .iter()
                 .map(|contact| contact_update(contact, header_expires, config))
                 .collect::<Result<Vec<_>, _>>()?;
+            if !first_hop_outbound && updates.iter().any(|u| u.reg_id.is_some()) {
+                return Err(Reject::FirstHopLacksOutbound);
+            }
             // Checked after every contact parsed, so a malformed request gets
             // its 400 rather than a 423 it could never satisfy.
             if updates
@@ -133,6 +177,12 @@ pub fn parse_register(
         max_bindings: None,
     };
     Ok((aor, update))
+}
+
+/// Whether the request lists `tag` in Supported.
+pub fn supports(msg: &SipMessage, tag: &str) -> bool {
+    msg.option_tags(HeaderName::Supported)
+        .any(|t| t.eq_ignore_ascii_case(tag))
 }
 
 /// One Contact value: expiry from its parameter, else the Expires header,

@@ -26,7 +26,7 @@ fn builds_the_update_from_the_request() {
     let (aor, update) = parse(&[
         r#"Contact: <sip:alice@127.0.0.2:40000;ob>;q=0.7;+sip.instance="<urn:uuid:ABC>";reg-id=1"#,
         "Supported: outbound, path",
-        "Path: <sip:edge1.test;lr>, <sip:edge2.test;lr>",
+        "Path: <sip:edge1.test;lr;ob>, <sip:edge2.test;lr>",
         "User-Agent: Softphone/1.0",
     ])
     .unwrap();
@@ -35,7 +35,10 @@ fn builds_the_update_from_the_request() {
         (update.call_id.as_str(), update.cseq),
         ("reg-call-1@127.0.0.2", 1)
     );
-    assert_eq!(update.path, ["<sip:edge1.test;lr>", "<sip:edge2.test;lr>"]);
+    assert_eq!(
+        update.path,
+        ["<sip:edge1.test;lr;ob>", "<sip:edge2.test;lr>"]
+    );
     assert_eq!(update.user_agent.as_deref(), Some("Softphone/1.0"));
     assert_eq!(update.node.as_deref(), Some("node-1"));
     assert_eq!(update.source, source());

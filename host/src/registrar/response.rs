@@ -7,14 +7,41 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use switchyard_codec::{HeaderName, SipMessage, response_to};
 
-use crate::location::{Binding, StoreError, q_to_string};
+use crate::cluster::{Cluster, TempGruu};
+use crate::location::{Aor, Binding, StoreError, q_to_string};
 use crate::registrar::{Reject, RuleError};
+
+/// What a 200 OK carries beyond the bindings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OkExtras<'a> {
+    /// Echo the request's Path (RFC 3327 §5.3: the UA supports `path`).
+    pub echo_path: bool,
+    /// `Require: outbound` (RFC 5626 §6): the request registered a flow.
+    pub outbound: bool,
+    /// Mint `pub-gruu` and `temp-gruu` for every contact with an instance
+    /// (RFC 5627 §5.2: the UA listed `gruu` in Supported).
+    pub gruu: Option<&'a Cluster>,
+}
 
 /// The 200 OK listing every current binding of the AOR with the seconds it
 /// has left (§10.3 step 8), the Path the request carried (RFC 3327 §5.3:
 /// the UA learns the route its registrar will use) and a Date header
 /// (§10.3 step 8 "SHOULD", lets simple UAs set their clock).
 pub fn ok_response(msg: &SipMessage, bindings: &[Binding], now: SystemTime) -> Bytes {
+    let extras = OkExtras {
+        echo_path: true,
+        ..OkExtras::default()
+    };
+    ok_response_with(msg, bindings, now, &extras)
+}
+
+/// [`ok_response`] with the outbound and GRUU parts chosen by the caller.
+pub fn ok_response_with(
+    msg: &SipMessage,
+    bindings: &[Binding],
+    now: SystemTime,
+    extras: &OkExtras<'_>,
+) -> Bytes {
     let mut sorted: Vec<&Binding> = bindings.iter().filter(|b| !b.is_expired(now)).collect();
     // Highest preference first, then a stable order, so UAs and tests see
     // the same list every time.
@@ -23,18 +50,60 @@ pub fn ok_response(msg: &SipMessage, bindings: &[Binding], now: SystemTime) -> B
             .cmp(&a.q_or_default())
             .then_with(|| a.contact.cmp(&b.contact))
     });
-    let contacts: Vec<String> = sorted.iter().map(|b| contact_value(b, now)).collect();
-    let paths: Vec<&str> = msg.header_all(HeaderName::Path).collect();
+    let aor = msg.to().ok().and_then(|to| Aor::from_uri(&to.uri).ok());
+    let contacts: Vec<String> = sorted
+        .iter()
+        .map(|b| {
+            let mut value = contact_value(b, now);
+            if let (Some(cluster), Some(aor), Some(instance)) = (extras.gruu, &aor, &b.instance) {
+                let generation_ms = instance_generation_ms(&sorted, instance);
+                let temp = cluster.temp_gruu(&TempGruu {
+                    aor: aor.as_str().to_owned(),
+                    instance: instance.clone(),
+                    generation_ms,
+                });
+                let public = Cluster::pub_gruu(aor.as_str(), instance);
+                let _ = write!(value, ";pub-gruu=\"{public}\";temp-gruu=\"{temp}\"");
+            }
+            value
+        })
+        .collect();
 
     let mut response = response_to(msg, 200, "OK").to_tag(&to_tag());
     for contact in &contacts {
         response = response.header("Contact", contact);
     }
-    for path in &paths {
-        response = response.header("Path", path);
+    if extras.echo_path {
+        for path in msg.header_all(HeaderName::Path) {
+            response = response.header("Path", path);
+        }
+    }
+    if extras.outbound {
+        response = response.header("Require", "outbound");
     }
     let date = http_date(now);
     response.header("Date", &date).build()
+}
+
+/// When the instance's current registration began: the oldest of its live
+/// bindings (one per flow), in milliseconds since the epoch.
+fn instance_generation_ms(bindings: &[&Binding], instance: &str) -> u64 {
+    bindings
+        .iter()
+        .filter(|b| {
+            b.instance
+                .as_deref()
+                .is_some_and(|i| i.eq_ignore_ascii_case(instance))
+        })
+        .map(|b| millis(b.registered_at))
+        .min()
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the epoch (0 before it).
+pub fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One Contact value of the 200 OK: the URI as registered plus the
@@ -69,6 +138,7 @@ impl Reject {
             Reject::BadExtension(_) => (420, "Bad Extension".into()),
             Reject::ExtensionRequired(_) => (421, "Extension Required".into()),
             Reject::IntervalTooBrief { .. } => (423, "Interval Too Brief".into()),
+            Reject::FirstHopLacksOutbound => (439, "First Hop Lacks Outbound Support".into()),
         }
     }
 
@@ -83,7 +153,7 @@ impl Reject {
             Reject::IntervalTooBrief { min_expires } => {
                 response.header("Min-Expires", &min_expires.to_string())
             }
-            Reject::BadRequest(_) | Reject::NotFound(_) => response,
+            Reject::BadRequest(_) | Reject::NotFound(_) | Reject::FirstHopLacksOutbound => response,
         }
         .build()
     }

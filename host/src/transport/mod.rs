@@ -180,6 +180,51 @@ impl Transports {
         }
     }
 
+    /// Sends a request over one existing flow (RFC 5626 §5.3): from the same
+    /// local UDP socket to the same remote address, or on the same TCP
+    /// connection. Never opens a connection: a flow that is gone is
+    /// [`TransportError::ConnectionClosed`], which the caller answers 430.
+    pub async fn send_on_flow(&self, flow: &Source, data: Bytes) -> Result<(), TransportError> {
+        self.check_running()?;
+        match flow.transport {
+            Transport::Udp => {
+                self.udp_listener(flow)?
+                    .send_to(&self.shared, flow.remote, &data)
+                    .await
+            }
+            Transport::Tcp => {
+                let closed = TransportError::ConnectionClosed {
+                    remote: flow.remote,
+                };
+                let conn = self
+                    .shared
+                    .conns
+                    .by_flow(flow.remote, flow.local)
+                    .filter(Conn::is_usable_for_new_requests)
+                    .ok_or(closed)?;
+                conn.tx
+                    .send(data)
+                    .await
+                    .map_err(|_| TransportError::ConnectionClosed {
+                        remote: flow.remote,
+                    })
+            }
+        }
+    }
+
+    /// Whether [`send_on_flow`](Self::send_on_flow) can use `flow` now: a
+    /// UDP flow needs our socket, a TCP flow its open connection.
+    pub fn has_flow(&self, flow: &Source) -> bool {
+        match flow.transport {
+            Transport::Udp => self.udp_listener(flow).is_ok(),
+            Transport::Tcp => self
+                .shared
+                .conns
+                .by_flow(flow.remote, flow.local)
+                .is_some_and(|c| c.is_usable_for_new_requests()),
+        }
+    }
+
     /// Sends a response over the flow its request arrived on: the same TCP
     /// connection, or from the same local UDP socket address. If that TCP
     /// connection is gone, connects to `source.remote` (RFC 3261 §18.2.2).

@@ -56,13 +56,15 @@ impl ProxyTx {
         let mut record_route = Vec::new();
         if fw.record_route {
             // Double Record-Route when the request changes transport, so each
-            // side of the dialog reaches us the way it can (RFC 5658 style).
+            // side of the dialog reaches us the way it can (RFC 5658 style);
+            // the side facing a flow we hold carries its token (RFC 5626).
             let in_addr = identity.address_towards(self.source.transport, self.source.remote);
-            record_route.push(out_addr.record_route());
-            if in_addr.advertised != out_addr.advertised || in_addr.transport != out_addr.transport
-            {
-                record_route.push(in_addr.record_route());
-            }
+            record_route = core.record_route(
+                (&out_addr.advertised, out_addr.transport),
+                target.flow,
+                (&in_addr.advertised, in_addr.transport),
+                fw.ua_flow,
+            );
         }
         let routes: Option<Vec<String>> = if !target.route.is_empty() {
             Some(
@@ -103,6 +105,12 @@ impl ProxyTx {
         let key = ClientKey::new(&branch_id, &method);
         let client = ClientTransaction::new(kind, dest.transport, data.clone(), &self.timers, now);
         let slot = &mut self.branches[branch];
+        slot.flow = target.flow;
+        slot.send_failure = match (target.flow, target.via_edge) {
+            (Some(_), _) => 430,
+            (None, true) => 480,
+            (None, false) => 503,
+        };
         slot.key = Some(key.clone());
         slot.client = Some(client);
         slot.dest = Some(dest);
@@ -137,6 +145,8 @@ impl ProxyTx {
                     timer_c: None,
                     no_answer: None,
                     resolving: true,
+                    flow: None,
+                    send_failure: 503,
                 });
                 self.targets_tried.push(target.uri.clone());
                 let hop = self.next_hop(&target);
@@ -272,7 +282,7 @@ impl ProxyTx {
         }
     }
 
-    fn next_hop(&self, target: &Target) -> String {
+    pub(crate) fn next_hop(&self, target: &Target) -> String {
         let routes = self.forwarding.as_ref().map(|f| &f.routes.routes);
         let first = target
             .route

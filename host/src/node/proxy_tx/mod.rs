@@ -83,6 +83,12 @@ impl Output {
 pub(crate) struct Forwarding {
     pub routes: RouteState,
     pub record_route: bool,
+    /// The UA's flow when we are its edge (a first-hop dialog-forming
+    /// request): its token goes into our Record-Route.
+    pub ua_flow: Option<Source>,
+    /// For dialog-forming requests: how to rewrite the Contact of answers
+    /// that come back on one of our flows (the callee's tenant setting).
+    pub callee_rewrite: Option<crate::cluster::ContactRewrite>,
     pub received: Option<String>,
     pub rport: Option<u16>,
     pub loop_hash: String,
@@ -101,6 +107,11 @@ struct BranchSlot {
     no_answer: Option<Instant>,
     /// Its next hop is being resolved: no client transaction yet, but live.
     resolving: bool,
+    /// Sent on one of our RFC 5626 flows (the edge's last hop to a UA).
+    flow: Option<Source>,
+    /// The local status when the send fails: 430 for a flow (RFC 5626
+    /// §5.3), 480 for another node's edge, else 503.
+    send_failure: u16,
 }
 
 pub(crate) struct ProxyTx {
@@ -129,7 +140,13 @@ pub(crate) struct ProxyTx {
     policy_reply: Option<Reply>,
     started: Instant,
     finished: bool,
+    /// Rewrites the Contact of a response that came from a UA on one of
+    /// our flows (set by the edge for dialog-forming requests).
+    pub contact_rewriter: Option<ContactRewriter>,
 }
+
+/// See [`ProxyTx::contact_rewriter`].
+pub(crate) type ContactRewriter = Box<dyn Fn(&SipMessage, Source) -> Option<SipMessage> + Send>;
 
 impl ProxyTx {
     pub fn new(
@@ -168,6 +185,7 @@ impl ProxyTx {
             policy_reply: None,
             started: now,
             finished: false,
+            contact_rewriter: None,
         }
     }
 
@@ -294,6 +312,11 @@ impl ProxyTx {
     }
 
     fn deliver(&mut self, branch: BranchId, status: u16, mut msg: SipMessage) {
+        if let (Some(flow), Some(rewrite)) = (&self.branches[branch].flow, &self.contact_rewriter) {
+            if let Some(edited) = rewrite(&msg, *flow) {
+                msg = edited;
+            }
+        }
         let mut dropped = false;
         if let Some(policy) = &self.policy {
             let info = ResponseInfo {
@@ -398,7 +421,9 @@ impl ProxyTx {
                         progressed = true;
                         match (ev, self.fork.as_mut()) {
                             (ClientEvent::Timeout, Some(f)) => f.on_timeout(i),
-                            (ClientEvent::TransportError, Some(f)) => f.on_transport_error(i),
+                            (ClientEvent::TransportError, Some(f)) => {
+                                f.on_local_failure(i, slot.send_failure)
+                            }
                             (ClientEvent::Terminated, _) => {
                                 if let Some(k) = slot.key.take() {
                                     out.push(Output::Unregister { key: k });

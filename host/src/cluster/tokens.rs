@@ -1,0 +1,196 @@
+//! What the tokens carry, and their compact binary form before sealing.
+//!
+//! Every field is length-prefixed; decoding checks every length, so a
+//! token that opened (it was minted by a node of this cluster) but was
+//! minted by an incompatible version fails cleanly instead of panicking.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::seal::InvalidToken;
+use crate::net::{Source, Transport};
+
+/// An RFC 5626 flow as seen by the edge node that owns it: the transport
+/// and both addresses of the UA's connection or UDP association.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowToken {
+    /// The node holding the flow (`node_id` in its config).
+    pub node: String,
+    pub flow: Source,
+}
+
+/// What a temp-GRUU decodes to (RFC 5627 §3.2): the AOR, the instance and
+/// the registration generation it was minted for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempGruu {
+    pub aor: String,
+    /// `+sip.instance` as stored (`<urn:uuid:...>`).
+    pub instance: String,
+    /// Milliseconds since the epoch at which the instance's registration
+    /// began. The GRUU is valid while a binding of the instance that is at
+    /// least this old still exists: an instance that lapsed and registered
+    /// again invalidates every earlier temp-GRUU.
+    pub generation_ms: u64,
+}
+
+/// A Contact the edge node replaced (for a UA without GRUU support): the
+/// original URI, the edge's address and the flow to reach the UA on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewrittenContact {
+    pub contact: String,
+    /// The edge's own `host:port` and transport, as other nodes reach it.
+    pub edge: String,
+    pub edge_transport: Transport,
+    pub flow: FlowToken,
+}
+
+impl FlowToken {
+    pub(super) fn encode(&self, w: &mut Writer) {
+        w.str(&self.node);
+        w.transport(self.flow.transport);
+        w.addr(self.flow.local);
+        w.addr(self.flow.remote);
+    }
+
+    pub(super) fn decode(r: &mut Reader<'_>) -> Result<FlowToken, InvalidToken> {
+        let node = r.str()?;
+        let transport = r.transport()?;
+        let local = r.addr()?;
+        let remote = r.addr()?;
+        Ok(FlowToken {
+            node,
+            flow: Source {
+                transport,
+                remote,
+                local,
+            },
+        })
+    }
+}
+
+impl TempGruu {
+    pub(super) fn encode(&self, w: &mut Writer) {
+        w.str(&self.aor);
+        w.str(&self.instance);
+        w.u64(self.generation_ms);
+    }
+
+    pub(super) fn decode(r: &mut Reader<'_>) -> Result<TempGruu, InvalidToken> {
+        Ok(TempGruu {
+            aor: r.str()?,
+            instance: r.str()?,
+            generation_ms: r.u64()?,
+        })
+    }
+}
+
+impl RewrittenContact {
+    pub(super) fn encode(&self, w: &mut Writer) {
+        w.str(&self.contact);
+        w.str(&self.edge);
+        w.transport(self.edge_transport);
+        self.flow.encode(w);
+    }
+
+    pub(super) fn decode(r: &mut Reader<'_>) -> Result<RewrittenContact, InvalidToken> {
+        Ok(RewrittenContact {
+            contact: r.str()?,
+            edge: r.str()?,
+            edge_transport: r.transport()?,
+            flow: FlowToken::decode(r)?,
+        })
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Writer(pub Vec<u8>);
+
+impl Writer {
+    fn str(&mut self, s: &str) {
+        let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
+        self.0.extend_from_slice(&len.to_be_bytes());
+        self.0.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+
+    fn transport(&mut self, t: Transport) {
+        self.0.push(match t {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
+        });
+    }
+
+    fn addr(&mut self, a: SocketAddr) {
+        match a.ip() {
+            IpAddr::V4(ip) => {
+                self.0.push(4);
+                self.0.extend_from_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                self.0.push(6);
+                self.0.extend_from_slice(&ip.octets());
+            }
+        }
+        self.0.extend_from_slice(&a.port().to_be_bytes());
+    }
+}
+
+pub(super) struct Reader<'a>(pub &'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], InvalidToken> {
+        if self.0.len() < n {
+            return Err(InvalidToken);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn str(&mut self) -> Result<String, InvalidToken> {
+        let len = u16::from_be_bytes(self.take(2)?.try_into().map_err(|_| InvalidToken)?);
+        let bytes = self.take(usize::from(len))?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| InvalidToken)
+    }
+
+    fn u64(&mut self) -> Result<u64, InvalidToken> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().map_err(|_| InvalidToken)?,
+        ))
+    }
+
+    fn transport(&mut self) -> Result<Transport, InvalidToken> {
+        match self.take(1)?[0] {
+            0 => Ok(Transport::Udp),
+            1 => Ok(Transport::Tcp),
+            _ => Err(InvalidToken),
+        }
+    }
+
+    fn addr(&mut self) -> Result<SocketAddr, InvalidToken> {
+        let ip = match self.take(1)?[0] {
+            4 => {
+                let o: [u8; 4] = self.take(4)?.try_into().map_err(|_| InvalidToken)?;
+                IpAddr::V4(Ipv4Addr::from(o))
+            }
+            6 => {
+                let o: [u8; 16] = self.take(16)?.try_into().map_err(|_| InvalidToken)?;
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+            _ => return Err(InvalidToken),
+        };
+        let port = u16::from_be_bytes(self.take(2)?.try_into().map_err(|_| InvalidToken)?);
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    /// Trailing bytes mean a token of another format.
+    pub fn finish(&self) -> Result<(), InvalidToken> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidToken)
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The edge node's part in a cluster (RFC 3327 Path, RFC 5626 outbound):
+//! the node a UA talks to directly puts itself on the path of everything
+//! for that UA, with a flow token saying which connection leads to it, and
+//! is the only node that ever sends on that flow.
+//!
+//! Pure decisions over a message and the node's [`Cluster`] view; the
+//! routing code calls them at the points named in `docs/architecture.md`.
+
+use switchyard_codec::{HeaderName, NameAddr, SipMessage, Uri};
+
+use super::core::Core;
+use crate::cluster::{ContactRewrite, RewrittenContact};
+use crate::net::{Source, Transport};
+use crate::policy::HeaderEdit;
+use crate::proxy::request::strip_angle;
+
+/// A request straight from a UA: one Via, so no proxy before us. The
+/// same test as Kamailio's `is_first_hop()`.
+pub(crate) fn is_first_hop(msg: &SipMessage) -> bool {
+    msg.vias().take(2).count() == 1
+}
+
+impl Core {
+    /// The transport other nodes use to reach us through Path and
+    /// Record-Route entries (`cluster.path_transport`).
+    pub(crate) fn path_transport(&self) -> Transport {
+        if let Some(t) = self.config.cluster.path_transport {
+            return t.into();
+        }
+        let identity = &self.wiring().identity;
+        if identity
+            .addresses()
+            .iter()
+            .any(|a| a.transport == Transport::Tcp)
+        {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        }
+    }
+
+    /// Our `host:port` on the path transport.
+    fn path_address(&self) -> (String, Transport) {
+        let t = self.path_transport();
+        let addr = self.wiring().identity.address_for(t);
+        (addr.advertised.clone(), addr.transport)
+    }
+
+    /// RFC 3327 §4 / RFC 5626 §5.1: a REGISTER from a UA gets our Path,
+    /// with the flow it came on as a token and `ob` when the UA registers
+    /// a flow (`reg-id`). Returns the request as the registrar must see it.
+    pub(crate) fn add_edge_path(&self, msg: &SipMessage, source: Source) -> Option<SipMessage> {
+        let ob = msg
+            .header_values(HeaderName::Contact)
+            .any(|c| NameAddr::parse(c).is_ok_and(|na| na.params.get("reg-id").is_some()));
+        let (edge, transport) = self.path_address();
+        let path = self.cluster.path_value(&edge, transport, source, ob);
+        let mut e = msg.edit();
+        e.push_header(HeaderName::Path, &path);
+        SipMessage::parse(e.finish()).ok()
+    }
+
+    /// Whether the REGISTER's topmost Path is an edge entry of this cluster.
+    pub(crate) fn top_path_is_ours(&self, msg: &SipMessage) -> bool {
+        msg.paths()
+            .ok()
+            .and_then(|p| p.into_iter().next())
+            .is_some_and(|top| {
+                top.uri
+                    .user
+                    .is_some_and(|u| self.cluster.open_flow(u).is_ok())
+            })
+    }
+
+    /// Removes the leading Route values that name this node (a binding's
+    /// Path pushed as a route set starts with ours when we are the edge)
+    /// and returns the flow one of them holds. `None`, with the list
+    /// untouched past what is ours, when we hold no flow in them.
+    pub(crate) fn take_own_routes(&self, route: &mut Vec<String>) -> (bool, Option<Source>) {
+        let identity = &self.wiring().identity;
+        let mut popped = false;
+        let mut flow = None;
+        while let Some(top) = route.first() {
+            let Ok(uri) = Uri::parse(strip_angle(top)) else {
+                break;
+            };
+            if !identity.is_me(&uri) {
+                break;
+            }
+            flow = flow.or_else(|| self.cluster.own_flow(uri.user).map(|f| f.flow));
+            route.remove(0);
+            popped = true;
+        }
+        (popped, flow)
+    }
+
+    /// Whether a Route value is another node's edge entry (has a flow token).
+    pub(crate) fn is_edge_route(&self, value: &str) -> bool {
+        Uri::parse(strip_angle(value))
+            .ok()
+            .and_then(|u| u.user.map(|user| self.cluster.open_flow(user).is_ok()))
+            .unwrap_or(false)
+    }
+
+    /// RFC 5626 §5.3 for an in-dialog request: among the Route values of
+    /// ours that it carried (our Record-Route), the flow token of a flow we
+    /// hold that the request did *not* arrive on is the UA it is going to.
+    /// Only when no route is left after ours: the UA is the next hop.
+    pub(crate) fn flow_from_routes(
+        &self,
+        popped: &[String],
+        remaining: &[String],
+        source: Source,
+    ) -> Option<Source> {
+        if !remaining.is_empty() {
+            return None;
+        }
+        popped
+            .iter()
+            .filter_map(|r| Uri::parse(strip_angle(r)).ok())
+            .filter_map(|u| self.cluster.own_flow(u.user))
+            .map(|f| f.flow)
+            .find(|f| !same_flow(f, &source))
+    }
+
+    /// Our Record-Route entries for one branch: the side facing each flow
+    /// we hold carries its token, so in-dialog requests coming from the
+    /// other side reach the UA on that flow from whichever node they enter.
+    pub(crate) fn record_route(
+        &self,
+        out: (&str, Transport),
+        out_flow: Option<Source>,
+        inbound: (&str, Transport),
+        in_flow: Option<Source>,
+    ) -> Vec<String> {
+        let rr =
+            |(addr, t): (&str, Transport), flow| self.cluster.record_route_value(addr, t, flow);
+        if out == inbound && (out_flow.is_none() || in_flow.is_none()) {
+            return vec![rr(out, out_flow.or(in_flow))];
+        }
+        vec![rr(out, out_flow), rr(inbound, in_flow)]
+    }
+
+    /// The Contact rewriting mode for a UA of `domain`.
+    pub(crate) fn contact_rewrite_for(&self, domain: &str) -> ContactRewrite {
+        let tenant = self.config.tenant_of(domain);
+        self.config
+            .tenants
+            .contact_rewrite
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.config.cluster.contact_rewrite)
+    }
+
+    /// The edit replacing a UA's Contact with a cluster-routable one
+    /// (sealed: the original URI, this edge, the flow), when the mode asks
+    /// for it. A Contact that is a GRUU is left alone: it routes already.
+    pub(crate) fn rewrite_contact(
+        &self,
+        msg: &SipMessage,
+        flow: Source,
+        mode: ContactRewrite,
+    ) -> Option<HeaderEdit> {
+        if mode == ContactRewrite::Off {
+            return None;
+        }
+        let value = msg.header(HeaderName::Contact)?;
+        let contact = NameAddr::parse(value).ok()?;
+        if contact.uri.params.get("gr").is_some()
+            || contact
+                .uri
+                .user
+                .is_some_and(|u| u.starts_with(crate::cluster::REWRITTEN_PREFIX))
+        {
+            return None;
+        }
+        if mode == ContactRewrite::Nat && !behind_nat(&contact.uri, flow) {
+            return None;
+        }
+        let (edge, edge_transport) = self.path_address();
+        let rewritten = self.cluster.rewritten_contact(&RewrittenContact {
+            contact: contact.uri.raw.to_owned(),
+            edge,
+            edge_transport,
+            flow: crate::cluster::FlowToken {
+                node: self.cluster.node_id.clone(),
+                flow,
+            },
+        });
+        // Header parameters (`expires`, `+sip.instance`...) stay as sent.
+        let params = value.trim().rsplit_once('>').map_or("", |(_, p)| p);
+        Some(HeaderEdit::Set {
+            name: "Contact".into(),
+            value: format!("<{rewritten}>{params}"),
+        })
+    }
+}
+
+/// A Contact whose host:port is not where the UA's packets come from:
+/// RFC 3581's NAT test, applied to the Contact.
+fn behind_nat(contact: &Uri<'_>, flow: Source) -> bool {
+    let host = contact.host.to_string();
+    let host = host.trim_matches(|c| c == '[' || c == ']');
+    let default_port = 5060;
+    host.parse::<std::net::IpAddr>().ok() != Some(flow.remote.ip())
+        || contact.port.unwrap_or(default_port) != flow.remote.port()
+}
+
+/// The same flow: transport and remote address (the local side of a UDP
+/// flow can be any of our sockets of a listener).
+fn same_flow(a: &Source, b: &Source) -> bool {
+    a.transport == b.transport && a.remote == b.remote
+}
