@@ -51,6 +51,15 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
     let Ok(routes) = request::preprocess_routes(msg, identity) else {
         return;
     };
+    // An end-to-end ACK (or other stateless request) for a UA behind us:
+    // our Record-Route entry names the flow (RFC 5626 §5.3).
+    if let Some(flow) = core.flow_from_routes(&routes.popped, &routes.routes, source) {
+        let data = stateless_copy(core, msg, &routes, source, flow.transport, flow.remote);
+        if let Err(e) = core.wiring().transports.send_on_flow(&flow, data).await {
+            debug!(to = %flow.remote, error = %e, "stateless forward on a flow failed");
+        }
+        return;
+    }
     // Without a Route, a request for one of our domains has no target we
     // could know without state (an ACK to an AOR, a late CANCEL): drop it
     // rather than resolve our own domain and loop.
@@ -78,16 +87,36 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
             return;
         }
     };
+    let data = stateless_copy(core, msg, &routes, source, dest.transport, dest.addr);
+    if let Err(e) = core
+        .wiring()
+        .transports
+        .send(dest.transport, dest.addr, data)
+        .await
+    {
+        debug!(to = %dest.addr, error = %e, "stateless forward failed");
+    }
+}
+
+/// The forwarded copy of a stateless request: our Via, routes as
+/// pre-processed, RFC 3581 parameters (§16.11 builds it like §16.6).
+fn stateless_copy(
+    core: &Core,
+    msg: &SipMessage,
+    routes: &request::RouteState,
+    source: Source,
+    transport: Transport,
+    to: SocketAddr,
+) -> bytes::Bytes {
+    let identity = &core.wiring().identity;
     let (received, rport) = rfc3581(msg, &source);
     let via = format!(
         "SIP/2.0/{} {};branch={}",
-        dest.transport,
-        identity
-            .address_towards(dest.transport, dest.addr)
-            .advertised,
+        transport,
+        identity.address_towards(transport, to).advertised,
         request::new_branch(&request::loop_hash(msg))
     );
-    let data = request::build_forward(
+    request::build_forward(
         msg,
         &ForwardSpec {
             request_uri: &routes.request_uri,
@@ -98,15 +127,7 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
             rport,
             headers: &[],
         },
-    );
-    if let Err(e) = core
-        .wiring()
-        .transports
-        .send(dest.transport, dest.addr, data)
-        .await
-    {
-        debug!(to = %dest.addr, error = %e, "stateless forward failed");
-    }
+    )
 }
 
 /// §16.7 for a response with no transaction: drop our Via and send it to the

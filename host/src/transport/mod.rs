@@ -15,6 +15,7 @@ mod conn_table;
 mod error;
 mod signal;
 mod stats;
+mod stun;
 mod tcp;
 mod udp;
 

@@ -213,6 +213,13 @@ async fn recv_loop(
             });
             continue;
         }
+        if let Some(response) = super::stun::binding_response(datagram, remote) {
+            bump(&shared.stats.udp_keepalives);
+            if let Err(e) = sock.send_to(&response, remote).await {
+                debug!(%remote, error = %e, "STUN response not sent");
+            }
+            continue;
+        }
         if is_keepalive(datagram) {
             bump(&shared.stats.udp_keepalives);
             continue;
