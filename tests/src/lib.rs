@@ -5,6 +5,8 @@
 //! without port clashes, and every node runs with egress locked to
 //! 127.0.0.0/8 and no DNS: nothing a test does can leave this machine.
 
+pub mod cluster;
+pub mod phone;
 pub mod policy;
 pub mod sipp;
 pub mod ua;

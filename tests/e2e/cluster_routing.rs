@@ -1,0 +1,197 @@
+//! Three nodes, one proxy: a phone registered through node A is reached
+//! from node C through A (RFC 3327 Path with an RFC 5626 flow token), over
+//! UDP and TCP; GRUUs minted by A resolve on B and C (RFC 5627); an AOR
+//! with phones on two edges forks to both.
+
+use switchyard_codec::HeaderName;
+use switchyard_tests::DOMAIN;
+use switchyard_tests::cluster::TestCluster;
+use switchyard_tests::phone::{Phone, contact_param};
+
+const A: usize = 0;
+const B: usize = 1;
+const C: usize = 2;
+
+fn bob_aor() -> String {
+    format!("sip:bob@{DOMAIN}")
+}
+
+/// The address a Via/Record-Route names, without parameters.
+fn top_via_sent_by(m: &switchyard_codec::SipMessage) -> String {
+    let via = m.top_via().unwrap();
+    format!("{}:{}", via.host, via.port.unwrap_or(5060))
+}
+
+async fn call_at_c_reaches_bob_through_a(mut bob: Phone, cluster: &TestCluster) {
+    let ok = bob.register("", &[]).await;
+    assert_eq!(ok.status(), Some(200));
+    // The edge's Path is not shown to a UA that did not ask for it.
+    assert_eq!(ok.header(HeaderName::Path), None);
+    let aor = switchyard::location::Aor::parse(&format!("bob@{DOMAIN}")).unwrap();
+    let stored = switchyard::location::LocationStore::lookup(
+        cluster.store().as_ref(),
+        &aor,
+        std::time::SystemTime::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].node.as_deref(), Some("a"));
+    let path = &stored[0].path;
+    assert_eq!(path.len(), 1, "{path:?}");
+    assert!(
+        path[0].contains(&format!("@{};transport=tcp;lr", cluster.tcp(A))),
+        "A's Path entry, reachable over TCP: {}",
+        path[0]
+    );
+
+    let mut alice = Phone::udp("alice", "127.0.0.11", cluster.udp(C)).await;
+    let (invite, call_id) = alice.invite(&bob_aor(), None);
+    alice.send(&invite).await;
+
+    let (got, from) = bob.recv_request("INVITE").await;
+    // The UA sees A as its last hop: the packet came from A's socket (the
+    // flow it registered on), A's Via on top, C's below it.
+    assert_eq!(from, cluster.udp(A));
+    assert_eq!(top_via_sent_by(&got), cluster.udp(A).to_string());
+    let vias: Vec<String> = got
+        .vias()
+        .map(|v| {
+            let v = v.unwrap();
+            format!("{}:{}", v.host, v.port.unwrap_or(5060))
+        })
+        .collect();
+    assert_eq!(
+        vias[1],
+        cluster.tcp(C).to_string(),
+        "C → A over TCP: {vias:?}"
+    );
+    assert_eq!(got.request_uri_str(), Some(bob.contact().as_str()));
+    let rr: Vec<&str> = got.header_values(HeaderName::RecordRoute).collect();
+    assert!(
+        rr.iter().any(|r| r.contains(&cluster.udp(A).to_string())),
+        "{rr:?}"
+    );
+    assert!(
+        rr.iter().any(|r| r.contains(&cluster.udp(C).to_string())),
+        "{rr:?}"
+    );
+
+    bob.answer(&got, 486, None).await;
+    let answer = alice.recv_final(&call_id, "INVITE").await;
+    assert_eq!(answer.status(), Some(486));
+}
+
+#[tokio::test]
+async fn udp_phone_registered_at_a_is_called_at_c_through_a() {
+    let cluster = TestCluster::start(21060).await;
+    let bob = Phone::udp("bob", "127.0.0.12", cluster.udp(A)).await;
+    call_at_c_reaches_bob_through_a(bob, &cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn tcp_phone_registered_at_a_is_called_at_c_over_its_connection() {
+    let cluster = TestCluster::start(21061).await;
+    let mut bob = Phone::tcp("bob", "127.0.0.12", cluster.tcp(A)).await;
+    let ok = bob.register("", &["Supported: path"]).await;
+    // With `Supported: path` the UA learns the Path (RFC 3327 §5.3).
+    assert!(ok.header(HeaderName::Path).unwrap().contains(";lr"));
+
+    let mut alice = Phone::udp("alice", "127.0.0.11", cluster.udp(C)).await;
+    let (invite, call_id) = alice.invite(&bob_aor(), None);
+    alice.send(&invite).await;
+    // Received on the connection bob opened: nothing else reaches it.
+    let (got, _) = bob.recv_request("INVITE").await;
+    assert_eq!(top_via_sent_by(&got), cluster.tcp(A).to_string());
+    assert_eq!(got.top_via().unwrap().transport, "TCP");
+    bob.answer(&got, 480, None).await;
+    assert_eq!(
+        alice.recv_final(&call_id, "INVITE").await.status(),
+        Some(480)
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn gruus_minted_by_a_resolve_at_b_and_c_and_forgeries_are_refused() {
+    let cluster = TestCluster::start(21062).await;
+    let mut bob = Phone::udp("bob", "127.0.0.12", cluster.udp(A)).await;
+    let instance = "<urn:uuid:6b3b5b2c-0000-4000-8000-00000000b0b0>";
+    let ok = bob
+        .register(
+            &format!(";+sip.instance=\"{instance}\""),
+            &["Supported: gruu"],
+        )
+        .await;
+    assert_eq!(ok.status(), Some(200));
+    let public = contact_param(&ok, "pub-gruu").expect("pub-gruu");
+    let temp = contact_param(&ok, "temp-gruu").expect("temp-gruu");
+    assert_eq!(
+        public,
+        format!("sip:bob@{DOMAIN};gr=urn:uuid:6b3b5b2c-0000-4000-8000-00000000b0b0")
+    );
+
+    let mut alice = Phone::udp("alice", "127.0.0.11", cluster.udp(B)).await;
+    for (node, gruu) in [(B, &temp), (C, &temp), (C, &public)] {
+        let (invite, call_id) = alice.invite(gruu, None);
+        alice.send_to(cluster.udp(node), &invite).await;
+        let (got, from) = bob.recv_request("INVITE").await;
+        assert_eq!(from, cluster.udp(A), "through the edge");
+        assert_eq!(got.request_uri_str(), Some(bob.contact().as_str()));
+        bob.answer(&got, 486, None).await;
+        let status = alice.recv_final(&call_id, "INVITE").await.status();
+        assert_eq!(status, Some(486), "{gruu} at node {node}");
+    }
+
+    // One character of the token changed: 404, and nothing reaches bob.
+    let at = "sip:tgruu.".len() + 10;
+    let mut forged = temp.clone().into_bytes();
+    forged[at] = if forged[at] == b'x' { b'y' } else { b'x' };
+    let forged = String::from_utf8(forged).unwrap();
+    // An instance that never registered: 480 (RFC 5627 §5.5).
+    let unknown = format!("sip:bob@{DOMAIN};gr=urn:uuid:00000000-dead-4000-8000-000000000000");
+    for (gruu, code) in [(&forged, 404), (&unknown, 480)] {
+        let (invite, call_id) = alice.invite(gruu, None);
+        alice.send_to(cluster.udp(C), &invite).await;
+        let answer = alice.recv_final(&call_id, "INVITE").await;
+        assert_eq!(answer.status(), Some(code), "{gruu}");
+    }
+    assert!(
+        bob.no_request_within("INVITE", std::time::Duration::from_millis(300))
+            .await
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_aor_on_two_edges_forks_through_both() {
+    let cluster = TestCluster::start(21063).await;
+    let mut desk = Phone::udp("bob", "127.0.0.12", cluster.udp(A)).await;
+    let mut mobile = Phone::udp("bob", "127.0.0.13", cluster.udp(B)).await;
+    assert_eq!(desk.register("", &[]).await.status(), Some(200));
+    let ok = mobile.register("", &[]).await;
+    assert_eq!(ok.header_values(HeaderName::Contact).count(), 2);
+
+    let mut alice = Phone::udp("alice", "127.0.0.11", cluster.udp(C)).await;
+    let (invite, call_id) = alice.invite(&bob_aor(), None);
+    alice.send(&invite).await;
+    let (at_desk, from_desk) = desk.recv_request("INVITE").await;
+    let (at_mobile, from_mobile) = mobile.recv_request("INVITE").await;
+    assert_eq!(from_desk, cluster.udp(A));
+    assert_eq!(from_mobile, cluster.udp(B));
+    // Ringing: from now on a CANCEL may be sent to the desk phone (§9.1).
+    let desk_contact = desk.contact();
+    desk.answer(&at_desk, 180, Some(&desk_contact)).await;
+
+    // The mobile answers; the desk phone's branch is cancelled.
+    let contact = mobile.contact();
+    mobile.answer(&at_mobile, 200, Some(&contact)).await;
+    let (cancel, _) = desk.recv_request("CANCEL").await;
+    assert_eq!(cancel.call_id().ok(), at_desk.call_id().ok());
+    desk.answer(&cancel, 200, None).await;
+    desk.answer(&at_desk, 487, None).await;
+    let answer = alice.recv_final(&call_id, "INVITE").await;
+    assert_eq!(answer.status(), Some(200));
+    cluster.shutdown().await;
+}
