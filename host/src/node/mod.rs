@@ -118,7 +118,16 @@ impl Node {
             timers: Default::default(),
             stats: Default::default(),
         });
-        let transports = Transports::bind(&config.listen, config.limits.transport(), core.clone())
+        // The transports reach the core through a weak link: the core owns
+        // them (its wiring), so a strong one would keep both alive, sockets
+        // bound, after shutdown, and a restarted node could not bind again.
+        let inlet = Arc::downgrade(&core);
+        let handler = Arc::new(move |event| {
+            if let Some(core) = inlet.upgrade() {
+                crate::transport::InboundHandler::on_inbound(core.as_ref(), event);
+            }
+        });
+        let transports = Transports::bind(&config.listen, config.limits.transport(), handler)
             .await
             .context("binding listeners")?;
         let addresses = transports
