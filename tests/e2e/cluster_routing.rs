@@ -195,3 +195,60 @@ async fn one_aor_on_two_edges_forks_through_both() {
     assert_eq!(answer.status(), Some(200));
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_phone_behind_nat_is_reached_on_its_flow_and_a_third_party_binding_at_its_contact() {
+    let cluster = TestCluster::start(21064).await;
+    // Behind NAT: Via and Contact name a private port it cannot be reached
+    // on (nothing listens on 5999); only the flow leads to it.
+    let mut bob = Phone::udp("bob", "127.0.0.12", cluster.udp(A)).await;
+    let private = "127.0.0.12:5999";
+    let id = bob.next_id();
+    let register = format!(
+        "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {private};branch=z9hG4bK-{id};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:bob@{DOMAIN}>;tag={id}\r\nTo: <sip:bob@{DOMAIN}>\r\n\
+         Call-ID: nat-{id}@test\r\nCSeq: 1 REGISTER\r\nContact: <sip:bob@{private}>\r\n\
+         Expires: 300\r\nContent-Length: 0\r\n\r\n"
+    );
+    bob.send(&register).await;
+    let ok = bob.recv_final(&format!("nat-{id}@test"), "REGISTER").await;
+    assert_eq!(ok.status(), Some(200));
+
+    // A third-party registration (a provisioning server registers carol's
+    // desk phone, which is directly reachable): routed to its Contact.
+    let mut desk = Phone::udp("carol", "127.0.0.13", cluster.udp(A)).await;
+    let mut provisioner = Phone::udp("carol", "127.0.0.17", cluster.udp(A)).await;
+    let id = provisioner.next_id();
+    let third_party = format!(
+        "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{id};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:carol@{DOMAIN}>;tag={id}\r\nTo: <sip:carol@{DOMAIN}>\r\n\
+         Call-ID: tp-{id}@test\r\nCSeq: 1 REGISTER\r\nContact: <{contact}>\r\n\
+         Expires: 300\r\nContent-Length: 0\r\n\r\n",
+        me = provisioner.addr,
+        contact = desk.contact()
+    );
+    provisioner.send(&third_party).await;
+    let ok = provisioner
+        .recv_final(&format!("tp-{id}@test"), "REGISTER")
+        .await;
+    assert_eq!(ok.status(), Some(200));
+
+    let mut alice = Phone::udp("alice", "127.0.0.11", cluster.udp(C)).await;
+    for (user, phone) in [("bob", &mut bob), ("carol", &mut desk)] {
+        let (invite, call_id) = alice.invite(&format!("sip:{user}@{DOMAIN}"), None);
+        alice.send(&invite).await;
+        let (got, from) = phone.recv_request("INVITE").await;
+        assert_eq!(from, cluster.udp(A), "{user} through A");
+        phone.answer(&got, 486, None).await;
+        assert_eq!(
+            alice.recv_final(&call_id, "INVITE").await.status(),
+            Some(486)
+        );
+    }
+    assert!(
+        provisioner
+            .no_request_within("INVITE", std::time::Duration::from_millis(300))
+            .await
+    );
+    cluster.shutdown().await;
+}

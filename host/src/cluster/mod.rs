@@ -47,11 +47,13 @@ impl Cluster {
         }
     }
 
-    /// A sealed flow token for a flow this node holds.
-    pub fn flow_token(&self, flow: Source) -> String {
+    /// A sealed token for a flow this node holds (`pinned`: see
+    /// [`FlowToken::pinned`]).
+    pub fn flow_token(&self, flow: Source, pinned: bool) -> String {
         self.seal_flow(&FlowToken {
             node: self.node_id.clone(),
             flow,
+            pinned,
         })
     }
 
@@ -71,11 +73,12 @@ impl Cluster {
         Ok(flow)
     }
 
-    /// A flow token from a Route/Path user part, when it is ours to act on.
+    /// A pinned flow token from a Route/Path user part, when it is ours to
+    /// send on.
     pub fn own_flow(&self, user: Option<&str>) -> Option<FlowToken> {
         self.open_flow(user?)
             .ok()
-            .filter(|f| f.node == self.node_id)
+            .filter(|f| f.node == self.node_id && f.pinned)
     }
 
     pub(crate) fn seal_temp_gruu(&self, gruu: &TempGruu) -> String {

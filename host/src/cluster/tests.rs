@@ -17,7 +17,7 @@ fn flow() -> Source {
 #[test]
 fn flow_tokens_open_on_every_node_but_belong_to_one() {
     let (a, b) = (cluster("a"), cluster("b"));
-    let token = a.flow_token(flow());
+    let token = a.flow_token(flow(), true);
     let opened = b.open_flow(&token).unwrap();
     assert_eq!(opened.node, "a");
     assert_eq!(opened.flow, flow());
@@ -33,14 +33,21 @@ fn flow_tokens_open_on_every_node_but_belong_to_one() {
 #[test]
 fn path_value_is_a_loose_route_with_the_token_as_user() {
     let a = cluster("a");
-    let path = a.path_value("127.0.0.2:5060", Transport::Tcp, flow(), true);
+    let path = a.path_value("127.0.0.2:5060", Transport::Tcp, flow(), true, true);
     let uri = Uri::parse(path.trim_matches(|c| c == '<' || c == '>')).unwrap();
     assert!(uri.params.get("lr").is_some());
     assert!(uri.params.get("ob").is_some());
     assert_eq!(uri.params.get("transport"), Some(Some("tcp")));
     assert_eq!(a.own_flow(uri.user).unwrap().flow, flow());
-    let plain = a.path_value("127.0.0.2:5060", Transport::Udp, flow(), false);
+    let plain = a.path_value("127.0.0.2:5060", Transport::Udp, flow(), false, false);
     assert!(!plain.contains(";ob") && !plain.contains("transport="));
+    // Unpinned: it names the edge, but the edge does not send on the flow.
+    let user = Uri::parse(plain.trim_matches(|c| c == '<' || c == '>'))
+        .unwrap()
+        .user
+        .map(str::to_owned);
+    assert!(!a.open_flow(user.as_deref().unwrap()).unwrap().pinned);
+    assert!(a.own_flow(user.as_deref()).is_none());
 }
 
 #[test]
@@ -117,6 +124,7 @@ fn rewritten_contacts_carry_the_original_and_the_flow() {
         flow: FlowToken {
             node: "a".into(),
             flow: flow(),
+            pinned: true,
         },
     };
     let uri = a.rewritten_contact(&rewritten);
@@ -140,7 +148,7 @@ fn rewritten_contacts_carry_the_original_and_the_flow() {
 #[test]
 fn a_token_of_one_kind_is_refused_as_another() {
     let a = cluster("a");
-    let flow_token = a.flow_token(flow());
+    let flow_token = a.flow_token(flow(), true);
     let as_gruu = format!("sip:{TEMP_GRUU_PREFIX}{flow_token}@switchyard.test;gr");
     assert_eq!(
         a.gruu_of(&Uri::parse(&as_gruu).unwrap()),

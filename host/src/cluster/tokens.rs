@@ -16,6 +16,10 @@ pub struct FlowToken {
     /// The node holding the flow (`node_id` in its config).
     pub node: String,
     pub flow: Source,
+    /// The UA can only be reached on this flow (outbound, TCP, behind
+    /// NAT). Unpinned: the UA is reachable at its Contact; the token only
+    /// names the edge it registered through.
+    pub pinned: bool,
 }
 
 /// What a temp-GRUU decodes to (RFC 5627 §3.2): the AOR, the instance and
@@ -46,6 +50,7 @@ pub struct RewrittenContact {
 impl FlowToken {
     pub(super) fn encode(&self, w: &mut Writer) {
         w.str(&self.node);
+        w.0.push(u8::from(self.pinned));
         w.transport(self.flow.transport);
         w.addr(self.flow.local);
         w.addr(self.flow.remote);
@@ -53,6 +58,11 @@ impl FlowToken {
 
     pub(super) fn decode(r: &mut Reader<'_>) -> Result<FlowToken, InvalidToken> {
         let node = r.str()?;
+        let pinned = match r.take(1)?[0] {
+            0 => false,
+            1 => true,
+            _ => return Err(InvalidToken),
+        };
         let transport = r.transport()?;
         let local = r.addr()?;
         let remote = r.addr()?;
@@ -63,6 +73,7 @@ impl FlowToken {
                 remote,
                 local,
             },
+            pinned,
         })
     }
 }
@@ -140,7 +151,7 @@ impl Writer {
 pub(super) struct Reader<'a>(pub &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], InvalidToken> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&[u8], InvalidToken> {
         if self.0.len() < n {
             return Err(InvalidToken);
         }

@@ -30,18 +30,20 @@ pub enum GruuRef {
 
 impl Cluster {
     /// Our Path entry for a REGISTER that arrived on `flow` (RFC 3327 §4,
-    /// RFC 5626 §5.1): the flow token as user part, `ob` when the UA
-    /// asked for outbound (a `reg-id` on its Contact).
+    /// RFC 5626 §5.1): the flow token as user part (`pinned` when the UA
+    /// is reached on that flow only), `ob` when the UA asked for outbound
+    /// (a `reg-id` on its Contact).
     pub fn path_value(
         &self,
         edge: &str,
         edge_transport: Transport,
         flow: Source,
+        pinned: bool,
         ob: bool,
     ) -> String {
         format!(
             "<sip:{}@{edge}{};lr{}>",
-            self.flow_token(flow),
+            self.flow_token(flow, pinned),
             transport_param(edge_transport),
             if ob { ";ob" } else { "" }
         )
@@ -67,7 +69,7 @@ impl Cluster {
         match flow {
             Some(flow) => format!(
                 "<sip:{}@{advertised}{};lr>",
-                self.flow_token(flow),
+                self.flow_token(flow, true),
                 transport_param(transport)
             ),
             None => format!("<sip:{advertised}{};lr>", transport_param(transport)),

@@ -47,14 +47,21 @@ impl Core {
     }
 
     /// RFC 3327 §4 / RFC 5626 §5.1: a REGISTER from a UA gets our Path,
-    /// with the flow it came on as a token and `ob` when the UA registers
-    /// a flow (`reg-id`). Returns the request as the registrar must see it.
+    /// with `ob` when the UA registers a flow (`reg-id`). The flow it came
+    /// on goes into the Path as a token when the UA can only be reached on
+    /// it (the token is *pinned*): an outbound flow, a TCP connection, or a
+    /// UA behind NAT. For a UA reachable at its Contact (or registering a
+    /// third party's), requests still pass through us, then go to the
+    /// Contact. Returns the request as the registrar must see it.
     pub(crate) fn add_edge_path(&self, msg: &SipMessage, source: Source) -> Option<SipMessage> {
         let ob = msg
             .header_values(HeaderName::Contact)
             .any(|c| NameAddr::parse(c).is_ok_and(|na| na.params.get("reg-id").is_some()));
         let (edge, transport) = self.path_address();
-        let path = self.cluster.path_value(&edge, transport, source, ob);
+        let pinned = ob || source.transport == Transport::Tcp || via_behind_nat(msg, source);
+        let path = self
+            .cluster
+            .path_value(&edge, transport, source, pinned, ob);
         let mut e = msg.edit();
         e.push_header(HeaderName::Path, &path);
         SipMessage::parse(e.finish()).ok()
@@ -185,6 +192,7 @@ impl Core {
             flow: crate::cluster::FlowToken {
                 node: self.cluster.node_id.clone(),
                 flow,
+                pinned: true,
             },
         });
         // Header parameters (`expires`, `+sip.instance`...) stay as sent.
@@ -194,6 +202,18 @@ impl Core {
             value: format!("<{rewritten}>{params}"),
         })
     }
+}
+
+/// RFC 3581's test: the top Via's sent-by is not where the request came
+/// from, so a NAT (or a sender that lies) is in between.
+fn via_behind_nat(msg: &SipMessage, source: Source) -> bool {
+    let Ok(via) = msg.top_via() else {
+        return true;
+    };
+    let host = via.host.to_string();
+    let host = host.trim_matches(|c| c == '[' || c == ']');
+    host.parse::<std::net::IpAddr>().ok() != Some(source.remote.ip())
+        || via.port.unwrap_or(5060) != source.remote.port()
 }
 
 /// A Contact whose host:port is not where the UA's packets come from:
