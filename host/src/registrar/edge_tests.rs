@@ -97,6 +97,7 @@ async fn path_without_ua_support_421_unless_it_is_our_edge() {
         "127.0.0.2:5060",
         crate::net::Transport::Udp,
         source(),
+        true,
         false,
     );
     let ctx = RegisterContext {
