@@ -82,3 +82,35 @@ fn the_admin_endpoint_is_on_loopback_by_default_and_can_be_switched_off() {
     let error = Config::parse("[admin]\nlisten = \"nowhere\"\n", "t.toml").unwrap_err();
     assert!(error.to_string().contains("not ADDR:PORT"), "{error}");
 }
+
+#[test]
+fn cluster_section_parses_and_short_secrets_are_refused() {
+    let c = Config::parse(
+        "domains = [\"sip.test\"]\n[cluster]\nsecret = \"0123456789abcdef-new\"\n\
+         previous_secrets = [\"0123456789abcdef-old\"]\ncontact_rewrite = \"always\"\n\
+         path_transport = \"udp\"\n[tenants.contact_rewrite]\nacme = \"off\"\n",
+        "c.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.cluster.secrets(),
+        ["0123456789abcdef-new", "0123456789abcdef-old"]
+    );
+    assert_eq!(
+        c.cluster.contact_rewrite,
+        crate::cluster::ContactRewrite::Always
+    );
+    assert_eq!(
+        c.tenants.contact_rewrite.get("acme"),
+        Some(&crate::cluster::ContactRewrite::Off)
+    );
+    assert_eq!(c.cluster_domain(), "sip.test");
+    let err = Config::parse("[cluster]\nsecret = \"short\"\n", "c.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cluster.secret"), "{err}");
+    // Unset: one random secret per process (single node).
+    let single = Config::default().cluster.secrets();
+    assert_eq!(single.len(), 1);
+    assert_ne!(single, Config::default().cluster.secrets());
+}

@@ -58,7 +58,7 @@ impl Core {
             .header_values(HeaderName::Contact)
             .any(|c| NameAddr::parse(c).is_ok_and(|na| na.params.get("reg-id").is_some()));
         let (edge, transport) = self.path_address();
-        let pinned = ob || source.transport == Transport::Tcp || via_behind_nat(msg, source);
+        let pinned = ob || via_behind_nat(msg, source) || tcp_to_itself(msg, source);
         let path = self
             .cluster
             .path_value(&edge, transport, source, pinned, ob);
@@ -204,8 +204,43 @@ impl Core {
     }
 }
 
+/// A UA registering itself over TCP (a Contact on the connection's host):
+/// it is reached over its connection (RFC 3261 §18 connection reuse; many
+/// TCP UAs do not listen at all). A third party registering another host's
+/// Contact over TCP is not.
+fn tcp_to_itself(msg: &SipMessage, source: Source) -> bool {
+    source.transport == Transport::Tcp
+        && msg.header_values(HeaderName::Contact).any(|c| {
+            NameAddr::parse(c).is_ok_and(|na| {
+                let host = na.uri.host.to_string();
+                host.trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    == Some(source.remote.ip())
+            })
+        })
+}
+
+/// Whether a UA sending a dialog-forming request must be reached on the
+/// flow it came on rather than at its Contact: TCP, behind NAT by its Via
+/// or by its Contact, or asking for outbound (`ob` on its Contact URI).
+pub(crate) fn dialog_needs_flow(msg: &SipMessage, source: Source) -> bool {
+    if source.transport == Transport::Tcp || via_behind_nat(msg, source) {
+        return true;
+    }
+    let Some(contact) = msg
+        .header(HeaderName::Contact)
+        .and_then(|c| NameAddr::parse(c).ok())
+    else {
+        return false;
+    };
+    contact.uri.params.get("ob").is_some() || behind_nat(&contact.uri, source)
+}
+
 /// RFC 3581's test: the top Via's sent-by is not where the request came
-/// from, so a NAT (or a sender that lies) is in between.
+/// from, so a NAT (or a sender that lies) is in between. Over TCP only the
+/// address counts: a client's Via names its listening port, never the
+/// ephemeral port its connection comes from.
 fn via_behind_nat(msg: &SipMessage, source: Source) -> bool {
     let Ok(via) = msg.top_via() else {
         return true;
@@ -213,7 +248,7 @@ fn via_behind_nat(msg: &SipMessage, source: Source) -> bool {
     let host = via.host.to_string();
     let host = host.trim_matches(|c| c == '[' || c == ']');
     host.parse::<std::net::IpAddr>().ok() != Some(source.remote.ip())
-        || via.port.unwrap_or(5060) != source.remote.port()
+        || (source.transport == Transport::Udp && via.port.unwrap_or(5060) != source.remote.port())
 }
 
 /// A Contact whose host:port is not where the UA's packets come from:

@@ -101,6 +101,11 @@ impl Node {
                 (tenants.clone() as Arc<dyn PolicyResolver>, Some(tenants))
             }
         };
+        if config.cluster.secret.is_none() {
+            info!(
+                "no [cluster] secret: flow tokens and GRUUs this node mints are valid on this node only"
+            );
+        }
         let egress = Egress::from_config(&config.egress).context("egress configuration")?;
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),

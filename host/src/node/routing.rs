@@ -209,15 +209,17 @@ pub(crate) async fn route(
     debug!(targets = targets.len(), initial, "forking");
 
     let record_route = initial && request::wants_record_route(&method);
-    // The edge's side of a dialog-forming request from its UA: the flow
-    // goes into our Record-Route, and the UA's Contact may be rewritten.
-    let ua_flow = (record_route && super::edge::is_first_hop(msg)).then_some(source);
-    if let Some(flow) = ua_flow {
+    // The edge's side of a dialog-forming request from its UA: the UA's
+    // Contact may be rewritten, and when the UA can only be reached on the
+    // flow it came on, its token goes into our Record-Route.
+    let edge_of_caller = record_route && super::edge::is_first_hop(msg);
+    let ua_flow = (edge_of_caller && super::edge::dialog_needs_flow(msg, source)).then_some(source);
+    if edge_of_caller {
         let domain = msg
             .from()
             .map(|f| f.uri.host.to_string())
             .unwrap_or_default();
-        if let Some(edit) = core.rewrite_contact(msg, flow, core.contact_rewrite_for(&domain)) {
+        if let Some(edit) = core.rewrite_contact(msg, source, core.contact_rewrite_for(&domain)) {
             headers.push(edit);
         }
     }
