@@ -116,10 +116,11 @@ register_users() { # register_users NODE_INDEX CSV (not timed)
 run_parallel() {
     local rate=$1 k=$(($# - 1)) t0 t1 spec name ok failed
     shift
+    local specs=("$@")
     local share=$((rate / k)) calls=$(((rate / k) * STEP_SECS))
     t0=$(date +%s.%N)
     local bg=()
-    for spec in "$@"; do
+    for spec in "${specs[@]}"; do
         # shellcheck disable=SC2086
         set -- $spec
         name=$1
@@ -129,7 +130,7 @@ run_parallel() {
     wait "${bg[@]}"
     t1=$(date +%s.%N)
     OK=0 FAILED=0
-    for spec in "${SPECS[@]}"; do
+    for spec in "${specs[@]}"; do
         read -r ok failed <"$WORK/${spec%% *}.res"
         OK=$((OK + ok)) FAILED=$((FAILED + failed))
     done

@@ -126,15 +126,21 @@ fn render_guest(out: &mut String, tenants: &[(String, MetricsSnapshot)]) {
     }
 }
 
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn guest_families_are_grouped_by_name_with_a_tenant_label() {
-        let mut latency = Histogram::default();
-        latency.count = 2;
-        latency.sum = 3.0;
+        let mut latency = Histogram {
+            count: 2,
+            sum: 3.0,
+            ..Histogram::default()
+        };
         latency.buckets[0] = 1;
         latency.buckets[HISTOGRAM_BOUNDS.len()] = 1;
         let tenants = vec![
@@ -183,8 +189,4 @@ mod tests {
         );
         assert!(out.contains("switchyard_guest_metrics_dropped_total{tenant=\"acme\"} 1\n"));
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
 }

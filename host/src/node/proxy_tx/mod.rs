@@ -312,10 +312,10 @@ impl ProxyTx {
     }
 
     fn deliver(&mut self, branch: BranchId, status: u16, mut msg: SipMessage) {
-        if let (Some(flow), Some(rewrite)) = (&self.branches[branch].flow, &self.contact_rewriter) {
-            if let Some(edited) = rewrite(&msg, *flow) {
-                msg = edited;
-            }
+        if let (Some(flow), Some(rewrite)) = (&self.branches[branch].flow, &self.contact_rewriter)
+            && let Some(edited) = rewrite(&msg, *flow)
+        {
+            msg = edited;
         }
         let mut dropped = false;
         if let Some(policy) = &self.policy {
