@@ -7,6 +7,7 @@ use switchyard_codec::HeaderName;
 use switchyard_tests::DOMAIN;
 use switchyard_tests::cluster::TestCluster;
 use switchyard_tests::phone::{Phone, contact_param};
+use switchyard_tests::ua::{self, UdpUa};
 
 const A: usize = 0;
 const B: usize = 1;
@@ -250,5 +251,70 @@ async fn a_phone_behind_nat_is_reached_on_its_flow_and_a_third_party_binding_at_
             .no_request_within("INVITE", std::time::Duration::from_millis(300))
             .await
     );
+    cluster.shutdown().await;
+}
+
+/// RFC 3327 §4.1 at the edge of another domain's registrar: a REGISTER
+/// for a foreign domain is forwarded with A's Path (flow token inside) when
+/// the UA supports path, and a request that registrar routes with that
+/// Path as its Route reaches the UA over its connection. Without
+/// `Supported: path` no Path is added.
+#[tokio::test]
+async fn a_foreign_registrar_gets_the_edge_path_and_routes_back_through_it() {
+    let cluster = TestCluster::start(21065).await;
+    let registrar = UdpUa::bind("127.0.0.9").await;
+    let foreign = registrar.addr.to_string();
+    let mut bob = Phone::tcp("bob", "127.0.0.13", cluster.tcp(A)).await;
+
+    let (register, call_id) = bob.register_request(&foreign, "", &["Supported: path"]);
+    bob.send(&register).await;
+    let got = registrar
+        .recv_request("REGISTER", "REGISTER at the foreign registrar")
+        .await;
+    let path: Vec<&str> = got.header_values(HeaderName::Path).collect();
+    assert_eq!(path.len(), 1, "{path:?}");
+    assert!(
+        path[0].contains(&format!("@{};transport=tcp;lr", cluster.tcp(A))),
+        "A's Path entry: {}",
+        path[0]
+    );
+    registrar
+        .send(
+            cluster.udp(A),
+            &ua::reply(&got, 200, "OK", "reg", registrar.addr),
+        )
+        .await;
+    assert_eq!(
+        bob.recv_final(&call_id, "REGISTER").await.status(),
+        Some(200)
+    );
+
+    // The registrar's proxy routes a call to the binding with its Path.
+    let mut invite = ua::invite(
+        &bob.contact(),
+        "carol@elsewhere.test",
+        registrar.addr,
+        "fp1",
+    );
+    let at = invite.find("Max-Forwards").unwrap();
+    invite.insert_str(at, &format!("Route: {}\r\n", path[0]));
+    registrar.send(cluster.udp(A), &invite).await;
+    let (delivered, _) = bob.recv_request("INVITE").await;
+    assert_eq!(delivered.request_uri_str(), Some(bob.contact().as_str()));
+    assert_eq!(
+        delivered.header(HeaderName::Route),
+        None,
+        "A consumed its Path entry"
+    );
+    assert_eq!(top_via_sent_by(&delivered), cluster.tcp(A).to_string());
+
+    // A UA that does not support path gets none (§5.1).
+    let mut carol = Phone::udp("carol", "127.0.0.14", cluster.udp(A)).await;
+    let (register, _) = carol.register_request(&foreign, "", &[]);
+    carol.send(&register).await;
+    let got = registrar
+        .recv_request("REGISTER", "REGISTER without path support")
+        .await;
+    assert_eq!(got.header(HeaderName::Path), None);
     cluster.shutdown().await;
 }

@@ -158,6 +158,18 @@ impl Phone {
     /// REGISTERs `contact_params` (after the URI, e.g. `;+sip.instance=...`)
     /// with `extra` header lines and returns the final response.
     pub async fn register(&mut self, contact_params: &str, extra: &[&str]) -> SipMessage {
+        let (text, call_id) = self.register_request(DOMAIN, contact_params, extra);
+        self.send(&text).await;
+        self.recv_final(&call_id, "REGISTER").await
+    }
+
+    /// A REGISTER of `user@domain`, ready to send; returns (text, Call-ID).
+    pub fn register_request(
+        &mut self,
+        domain: &str,
+        contact_params: &str,
+        extra: &[&str],
+    ) -> (String, String) {
         let id = self.next_id();
         let mut text = msg(
             "REGISTER sip:{domain} SIP/2.0
@@ -173,7 +185,7 @@ Content-Length: 0
 
 ",
             &[
-                ("domain", DOMAIN),
+                ("domain", domain),
                 ("tp", self.transport()),
                 ("me", &self.addr.to_string()),
                 ("id", &id),
@@ -185,9 +197,7 @@ Content-Length: 0
             ],
         );
         insert_headers(&mut text, extra);
-        self.send(&text).await;
-        let call_id = format!("reg-{}-{}@test", self.user, self.addr.port());
-        self.recv_final(&call_id, "REGISTER").await
+        (text, format!("reg-{}-{}@test", self.user, self.addr.port()))
     }
 
     /// An INVITE from us to `ruri` with `contact` as our Contact (our own

@@ -16,6 +16,15 @@ fn quickstart_example_parses() {
 }
 
 #[test]
+fn cluster_node_example_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster-node.toml");
+    let c = Config::load(Path::new(path)).unwrap();
+    assert_eq!(c.store.backend, "cassandra");
+    assert_eq!(c.cluster_domain(), "pbx.example.test");
+    assert_eq!(c.cluster.secrets().len(), 1);
+}
+
+#[test]
 fn unknown_key_is_refused_with_line_and_key() {
     let err = Config::parse("node_id = \"a\"\n[timers]\nt1 = 5\n", "bad.toml").unwrap_err();
     let msg = err.to_string();

@@ -54,17 +54,36 @@ impl Core {
     /// third party's), requests still pass through us, then go to the
     /// Contact. Returns the request as the registrar must see it.
     pub(crate) fn add_edge_path(&self, msg: &SipMessage, source: Source) -> Option<SipMessage> {
+        let mut e = msg.edit();
+        e.push_header(HeaderName::Path, &self.edge_path(msg, source));
+        SipMessage::parse(e.finish()).ok()
+    }
+
+    /// Our Path entry for a REGISTER that came straight from a UA.
+    pub(crate) fn edge_path(&self, msg: &SipMessage, source: Source) -> String {
         let ob = msg
             .header_values(HeaderName::Contact)
             .any(|c| NameAddr::parse(c).is_ok_and(|na| na.params.get("reg-id").is_some()));
         let (edge, transport) = self.path_address();
         let pinned = ob || via_behind_nat(msg, source) || tcp_to_itself(msg, source);
-        let path = self
-            .cluster
-            .path_value(&edge, transport, source, pinned, ob);
-        let mut e = msg.edit();
-        e.push_header(HeaderName::Path, &path);
-        SipMessage::parse(e.finish()).ok()
+        self.cluster
+            .path_value(&edge, transport, source, pinned, ob)
+    }
+
+    /// RFC 3327 §4.1 for a REGISTER we forward to another domain's
+    /// registrar: as its UA's first hop we add our Path entry, so that
+    /// registrar routes requests for the UA back through us and its flow,
+    /// but only when the UA said `Supported: path` (§5.1: without it the
+    /// registrar could not tell the UA its route set).
+    pub(crate) fn foreign_register_path(
+        &self,
+        msg: &SipMessage,
+        source: Source,
+    ) -> Option<HeaderEdit> {
+        (is_first_hop(msg) && crate::registrar::supports(msg, "path")).then(|| HeaderEdit::Add {
+            name: "Path".into(),
+            value: self.edge_path(msg, source),
+        })
     }
 
     /// Whether the REGISTER's topmost Path is an edge entry of this cluster.

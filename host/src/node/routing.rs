@@ -201,6 +201,11 @@ pub(crate) async fn route(
         }
     }
     let mut targets = targets.targets;
+    if method == Method::Register
+        && let Some(path) = core.foreign_register_path(msg, source)
+    {
+        headers.push(path);
+    }
     if let Some(flow) = dialog_flow {
         for t in &mut targets {
             t.flow.get_or_insert(flow);
