@@ -5,7 +5,9 @@
 //! without port clashes, and every node runs with egress locked to
 //! 127.0.0.0/8 and no DNS: nothing a test does can leave this machine.
 
+pub mod baresip;
 pub mod cluster;
+pub mod linphone;
 pub mod phone;
 pub mod policy;
 pub mod sipp;
@@ -28,6 +30,12 @@ pub async fn start_node_with(ip: &str, tweak: impl FnOnce(&mut Config)) -> NodeH
         Config::for_tests(&[&format!("udp:{ip}:0"), &format!("tcp:{ip}:0")], &[DOMAIN]);
     tweak(&mut config);
     Node::start(config).await.expect("node starts")
+}
+
+/// Starts a node the way most softphone setups point at a proxy: the SIP
+/// domain is the proxy's own IP address, with phones on the same host.
+pub async fn start_node_domain_is_ip(ip: &str) -> NodeHandle {
+    start_node_with(ip, |c| c.domains = vec![ip.to_string()]).await
 }
 
 /// `ip:port` of the node's UDP listener, for request lines and SIPp.

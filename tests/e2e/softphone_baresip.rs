@@ -1,0 +1,1 @@
+//! Real softphone calls through a node (work in progress).

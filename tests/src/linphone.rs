@@ -1,0 +1,1 @@
+//! Driver for a real softphone (work in progress).
