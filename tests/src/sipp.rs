@@ -207,6 +207,24 @@ impl Sipp {
         )
     }
 
+    /// Runs a variant of the scenario with the text `old` replaced by
+    /// `new`, e.g. a callee answering with its GRUU as Contact. Panics when
+    /// `old` is not in the scenario, so a renamed line cannot go unnoticed.
+    pub fn replacing(mut self, old: &str, new: &str) -> Self {
+        let name = self.scenario.name();
+        let xml = match &self.scenario {
+            Scenario::File(path) => fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display())),
+            Scenario::Rendered { xml, .. } => xml.clone(),
+        };
+        assert!(xml.contains(old), "{name} has no {old:?} to replace");
+        self.scenario = Scenario::Rendered {
+            name,
+            xml: xml.replace(old, new),
+        };
+        self
+    }
+
     fn new(role: Role, scenario: Scenario) -> Self {
         Sipp {
             role,

@@ -194,7 +194,7 @@ impl Core {
         let Some(tx) = invite else {
             let ours = msg
                 .request_uri()
-                .is_ok_and(|u| self.wiring().identity.is_our_domain(&u.host));
+                .is_ok_and(|u| self.wiring().identity.is_our_aor(&u));
             if ours && msg.header(switchyard_codec::HeaderName::Route).is_none() {
                 let resp = codec::response_to(&msg, 481, "Call/Transaction Does Not Exist").build();
                 let _ = self.wiring().transports.reply(&source, resp).await;

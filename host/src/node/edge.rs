@@ -21,27 +21,35 @@ pub(crate) fn is_first_hop(msg: &SipMessage) -> bool {
 }
 
 impl Core {
-    /// The transport other nodes use to reach us through Path and
-    /// Record-Route entries (`cluster.path_transport`).
-    pub(crate) fn path_transport(&self) -> Transport {
+    /// The transport our Path and Record-Route entries name for a UA's
+    /// flow (`cluster.path_transport`). Default: on a cluster (a shared
+    /// secret), TCP when we listen on it, so other nodes notice a dead edge
+    /// at once; on a single node, the flow's own transport, since the
+    /// entry only ever leads back to ourselves and the UA sees it in the
+    /// 200 OK of its REGISTER.
+    pub(crate) fn path_transport(&self, flow: Transport) -> Transport {
         if let Some(t) = self.config.cluster.path_transport {
             return t.into();
         }
-        let identity = &self.wiring().identity;
-        if identity
-            .addresses()
-            .iter()
-            .any(|a| a.transport == Transport::Tcp)
-        {
+        let listens = |t| {
+            self.wiring()
+                .identity
+                .addresses()
+                .iter()
+                .any(|a| a.transport == t)
+        };
+        if self.config.cluster.secret.is_some() && listens(Transport::Tcp) {
             Transport::Tcp
+        } else if listens(flow) {
+            flow
         } else {
-            Transport::Udp
+            self.wiring().identity.addresses()[0].transport
         }
     }
 
     /// Our `host:port` on the path transport.
-    fn path_address(&self) -> (String, Transport) {
-        let t = self.path_transport();
+    fn path_address(&self, flow: Transport) -> (String, Transport) {
+        let t = self.path_transport(flow);
         let addr = self.wiring().identity.address_for(t);
         (addr.advertised.clone(), addr.transport)
     }
@@ -64,7 +72,7 @@ impl Core {
         let ob = msg
             .header_values(HeaderName::Contact)
             .any(|c| NameAddr::parse(c).is_ok_and(|na| na.params.get("reg-id").is_some()));
-        let (edge, transport) = self.path_address();
+        let (edge, transport) = self.path_address(source.transport);
         let pinned = ob || via_behind_nat(msg, source) || tcp_to_itself(msg, source);
         self.cluster
             .path_value(&edge, transport, source, pinned, ob)
@@ -203,7 +211,7 @@ impl Core {
         if mode == ContactRewrite::Nat && !behind_nat(&contact.uri, flow) {
             return None;
         }
-        let (edge, edge_transport) = self.path_address();
+        let (edge, edge_transport) = self.path_address(flow.transport);
         let rewritten = self.cluster.rewritten_contact(&RewrittenContact {
             contact: contact.uri.raw.to_owned(),
             edge,
@@ -271,13 +279,16 @@ fn via_behind_nat(msg: &SipMessage, source: Source) -> bool {
 }
 
 /// A Contact whose host:port is not where the UA's packets come from:
-/// RFC 3581's NAT test, applied to the Contact.
+/// RFC 3581's NAT test, applied to the Contact. As for the Via, over TCP
+/// only the address counts: the connection's port is ephemeral, never the
+/// one a UA listens on and puts in its Contact.
 fn behind_nat(contact: &Uri<'_>, flow: Source) -> bool {
     let host = contact.host.to_string();
     let host = host.trim_matches(|c| c == '[' || c == ']');
     let default_port = 5060;
     host.parse::<std::net::IpAddr>().ok() != Some(flow.remote.ip())
-        || contact.port.unwrap_or(default_port) != flow.remote.port()
+        || (flow.transport == Transport::Udp
+            && contact.port.unwrap_or(default_port) != flow.remote.port())
 }
 
 /// The same flow: transport and remote address (the local side of a UDP

@@ -32,6 +32,9 @@ pub(super) async fn cluster_targets(
         });
     }
     let (aor, instance, generation) = match core.cluster.gruu_of(ruri)? {
+        // Another domain's GRUU is that domain's to resolve: routed as
+        // any other URI.
+        GruuRef::Public { .. } if !core.wiring().identity.is_our_aor(ruri) => return None,
         GruuRef::Public { aor, instance } => (aor, instance, None),
         GruuRef::Temp(t) => (t.aor, t.instance, Some(t.generation_ms)),
         GruuRef::Invalid => {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use self::core::{Core, Wiring};
 use crate::cassandra::CassandraStore;
@@ -140,7 +140,13 @@ impl Node {
             .into_iter()
             .map(|(t, addr)| LocalAddress::new(t, &config.advertised_for(addr)))
             .collect();
-        let identity = Identity::new(&config.domains, addresses);
+        let bound: Vec<SocketAddr> = transports
+            .local_addrs()
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        let identity = Identity::new(&config.domains, addresses)
+            .with_bound(bound.iter().copied(), &wildcard_interfaces(&bound));
         let _ = core.wiring.set(Wiring {
             transports: transports.clone(),
             identity,
@@ -178,6 +184,21 @@ impl Node {
             tenants,
             admin_addr,
         })
+    }
+}
+
+/// The machine's interface addresses, needed only when a listener is bound
+/// to a wildcard address (every one of them is then ours).
+fn wildcard_interfaces(bound: &[SocketAddr]) -> Vec<std::net::IpAddr> {
+    if !bound.iter().any(|a| a.ip().is_unspecified()) {
+        return Vec::new();
+    }
+    match if_addrs::get_if_addrs() {
+        Ok(ifs) => ifs.into_iter().map(|i| i.ip()).collect(),
+        Err(e) => {
+            warn!(error = %e, "cannot list the interface addresses: a wildcard listener knows only its advertised address");
+            Vec::new()
+        }
     }
 }
 

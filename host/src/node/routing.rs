@@ -54,7 +54,8 @@ pub(crate) async fn route(
         return out;
     };
     let to_us = routes.routes.is_empty();
-    let our_domain = identity.is_our_domain(&ruri.host);
+    let initial = msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
+    let our_domain = identity.is_our_aor(&ruri);
     let tenant = core.config.tenant_of(&ruri.host.to_string()).to_string();
     let policy = core.policies.policy_for(&tenant);
     let mut pctx = PolicyCtx::default();
@@ -134,11 +135,11 @@ pub(crate) async fn route(
         return out;
     }
 
-    let initial = msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
     // RFC 5626 §5.3: our own Record-Route entry with the flow token of the
     // UA this in-dialog request is going to.
     let dialog_flow = core.flow_from_routes(&routes.popped, &routes.routes, source);
-    let mut targets = match default_targets(core, &routes.request_uri, &ruri, to_us).await {
+    let mut targets = match default_targets(core, &routes.request_uri, &ruri, to_us, initial).await
+    {
         Ok(t) => t,
         Err(rej) => {
             out.extend(tx.lock().reject(&rej, now));
@@ -168,7 +169,7 @@ pub(crate) async fn route(
                         out.extend(tx.lock().reject(&Reject::new(500, "Policy Error"), now));
                         return out;
                     };
-                    targets = match default_targets(core, &new_uri, &parsed, to_us).await {
+                    targets = match default_targets(core, &new_uri, &parsed, to_us, initial).await {
                         Ok(t) => t,
                         Err(rej) => {
                             out.extend(tx.lock().reject(&rej, now));
@@ -288,11 +289,19 @@ pub(super) async fn lookup(core: &Core, aor: &Aor) -> Result<Vec<Binding>, Rejec
         })
 }
 
+/// §16.5 target determination for a request with no Route left:
+/// - a GRUU or a Contact an edge rewrote: resolved from the URI (any node);
+/// - an in-dialog request: its Request-URI is the peer's remote target
+///   (§12.2), forwarded as it is, whatever its host: a phone on the
+///   proxy's own host has a Contact in "our" domain with another port;
+/// - an address-of-record of ours: the location store;
+/// - otherwise the Request-URI itself.
 async fn default_targets(
     core: &Core,
     request_uri: &str,
     ruri: &Uri<'_>,
     to_us: bool,
+    initial: bool,
 ) -> Result<DefaultTargets, Reject> {
     let identity = &core.wiring().identity;
     let only = |uri: &str| DefaultTargets {
@@ -305,7 +314,10 @@ async fn default_targets(
     if let Some(targets) = super::gruu::cluster_targets(core, ruri).await {
         return targets;
     }
-    if identity.is_our_domain(&ruri.host) && ruri.user.is_some() {
+    if !initial && !identity.reaches_me(ruri) {
+        return Ok(only(request_uri));
+    }
+    if identity.is_our_aor(ruri) && ruri.user.is_some() {
         let aor = Aor::new(ruri.user, &ruri.host.to_string())
             .map_err(|_| Reject::new(404, "Not Found"))?;
         let bindings = lookup(core, &aor).await?;

@@ -48,38 +48,57 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
         core.stats.rejected.inc();
         return;
     }
-    let Ok(routes) = request::preprocess_routes(msg, identity) else {
+    let Ok(mut routes) = request::preprocess_routes(msg, identity) else {
         return;
     };
     // An end-to-end ACK (or other stateless request) for a UA behind us:
     // our Record-Route entry names the flow (RFC 5626 §5.3).
-    if let Some(flow) = core.flow_from_routes(&routes.popped, &routes.routes, source) {
+    let mut flow = core.flow_from_routes(&routes.popped, &routes.routes, source);
+    if flow.is_none() && routes.routes.is_empty() {
+        let Ok(ruri) = switchyard_codec::Uri::parse(&routes.request_uri) else {
+            return;
+        };
+        // The ACK for a 2xx goes to the callee's Contact (§13.2.2.4),
+        // which may be its GRUU (linphone's dialog Contact) or a Contact
+        // an edge rewrote: resolved like any request to one.
+        let target = match super::gruu::cluster_targets(core, &ruri).await {
+            Some(Ok(found)) => found.targets.into_iter().next(),
+            Some(Err(rej)) => {
+                debug!(
+                    reason = rej.reason,
+                    "stateless request to a GRUU not forwarded"
+                );
+                return;
+            }
+            // Without a Route, a URI that leads back to us has no target
+            // we could know without state (an ACK to an AOR, a late
+            // CANCEL): drop it rather than loop. A phone's Contact on
+            // our host with another port is not that: it is forwarded.
+            None if identity.reaches_me(&ruri) => {
+                debug!("stateless request addressed to ourselves dropped");
+                return;
+            }
+            None => None,
+        };
+        if let Some(mut target) = target {
+            let (_, own_flow) = core.take_own_routes(&mut target.route);
+            flow = own_flow.or(target.flow);
+            routes.request_uri = target.uri;
+            routes.routes = target.route;
+            routes.changed = true;
+        }
+    }
+    if let Some(flow) = flow {
         let data = stateless_copy(core, msg, &routes, source, flow.transport, flow.remote);
         if let Err(e) = core.wiring().transports.send_on_flow(&flow, data).await {
             debug!(to = %flow.remote, error = %e, "stateless forward on a flow failed");
         }
         return;
     }
-    // Without a Route, a request for one of our domains has no target we
-    // could know without state (an ACK to an AOR, a late CANCEL): drop it
-    // rather than resolve our own domain and loop.
-    if routes.routes.is_empty()
-        && switchyard_codec::Uri::parse(&routes.request_uri)
-            .is_ok_and(|u| identity.is_our_domain(&u.host))
-    {
-        debug!("stateless request for our own domain dropped");
-        return;
-    }
     let hop = match routes.routes.first() {
         Some(r) => request::strip_angle(r).to_string(),
         None => routes.request_uri.clone(),
     };
-    if routes.routes.is_empty()
-        && switchyard_codec::Uri::parse(&hop).is_ok_and(|u| identity.is_me(&u))
-    {
-        debug!("stateless request addressed to ourselves dropped");
-        return;
-    }
     let dest = match resolve(core, &hop).await {
         Ok(d) => d,
         Err(rej) => {
