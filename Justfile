@@ -1,11 +1,12 @@
 # Developer shortcuts. The two commands that matter work without `just`:
 #   cargo run --release -p switchyard -- run --config examples/quickstart.toml
-#   cargo test --workspace
+#   bash tests/install-tools.sh && cargo test --workspace
 
 run:
     cargo run --release -p switchyard -- run --config examples/quickstart.toml
 
 test:
+    bash tests/install-tools.sh
     cargo test --workspace
 
 lint:

@@ -54,7 +54,7 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
     // An end-to-end ACK (or other stateless request) for a UA behind us:
     // our Record-Route entry names the flow (RFC 5626 §5.3).
     let mut flow = core.flow_from_routes(&routes.popped, &routes.routes, source);
-    if flow.is_none() && routes.routes.is_empty() {
+    if routes.routes.is_empty() {
         let Ok(ruri) = switchyard_codec::Uri::parse(&routes.request_uri) else {
             return;
         };
@@ -74,7 +74,7 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
             // we could know without state (an ACK to an AOR, a late
             // CANCEL): drop it rather than loop. A phone's Contact on
             // our host with another port is not that: it is forwarded.
-            None if identity.reaches_me(&ruri) => {
+            None if flow.is_none() && identity.reaches_me(&ruri) => {
                 debug!("stateless request addressed to ourselves dropped");
                 return;
             }
@@ -82,7 +82,7 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
         };
         if let Some(mut target) = target {
             let (_, own_flow) = core.take_own_routes(&mut target.route);
-            flow = own_flow.or(target.flow);
+            flow = flow.or(own_flow).or(target.flow);
             routes.request_uri = target.uri;
             routes.routes = target.route;
             routes.changed = true;

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the real SIP tools the end-to-end tests drive, from Debian's
+# packages, when they are missing: SIPp, sipsak, dnsmasq (the RFC 3263
+# tests' DNS server) and the softphones baresip and linphonec. Needs root
+# (or sudo) and apt; does nothing when everything is there already.
+set -euo pipefail
+
+need=()
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+command -v sipsak >/dev/null 2>&1 || need+=(sipsak)
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
+command -v linphonec >/dev/null 2>&1 || need+=(linphone-cli)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+echo "installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
