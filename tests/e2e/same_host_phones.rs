@@ -215,3 +215,66 @@ async fn wildcard_listener_answers_pings_to_any_local_address() {
     assert_eq!(answer.status(), Some(200), "{answer:?}");
     node.shutdown().await;
 }
+
+/// RFC 3261 §18.2.2: a response goes back over the TCP connection its
+/// request came on; when the client closed it meanwhile, the node connects
+/// to the port in the Via's sent-by (where the client listens), never to
+/// the gone connection's ephemeral port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_response_after_the_connection_closed_goes_to_the_via_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = start_node_domain_is_ip("127.0.62.5").await;
+    let (udp, tcp) = (node.addr(Transport::Udp), node.addr(Transport::Tcp));
+    let bob = UdpUa::bind("127.0.62.5").await;
+    let reg = switchyard_tests::ua::register("127.0.62.5", "bob", bob.addr, "tcpfb");
+    assert_eq!(
+        bob.request(udp, &reg, "200 to REGISTER").await.status(),
+        Some(200)
+    );
+
+    // The caller listens on its Via port and sends from another connection.
+    let listener = tokio::net::TcpListener::bind("127.0.62.5:0").await.unwrap();
+    let via_port = listener.local_addr().unwrap().port();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.62.5:0".parse().unwrap()).unwrap();
+    let mut conn = socket.connect(tcp).await.unwrap();
+    let invite = msg(
+        "INVITE sip:bob@127.0.62.5 SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 127.0.62.5:{port};branch=z9hG4bK-tcpfb1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.62.5>;tag=tcpfb\r\n\
+         To: <sip:bob@127.0.62.5>\r\n\
+         Call-ID: tcp-fallback-1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@127.0.62.5:{port};transport=tcp>\r\n\
+         Content-Length: 0\r\n\r\n",
+        &[("port", &via_port.to_string())],
+    );
+    conn.write_all(invite.as_bytes()).await.unwrap();
+    let forwarded = bob.recv_request("INVITE", "INVITE at bob").await;
+    drop(conn);
+    // The node has seen the close once it holds no connection any more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while node.transport_stats().tcp_open_connections > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connection never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let busy = switchyard_codec::response_to(&forwarded, 486, "Busy Here").build();
+    bob.send_bytes(udp, &busy).await;
+
+    let (mut back, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the node connects to the Via's sent-by port")
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), back.read(&mut buf))
+        .await
+        .expect("a response on the new connection")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 486"), "{text}");
+    node.shutdown().await;
+}

@@ -108,7 +108,7 @@ impl Core {
             && msg.method() != Some(&Method::Ack)
         {
             let resp = codec::response_to(&msg, code, reason).build();
-            let _ = self.wiring().transports.reply(&source, resp).await;
+            let _ = self.reply(&source, resp).await;
         }
         self.wiring().transports.close(&source);
     }
@@ -119,14 +119,14 @@ impl Core {
             self.stats.rejected.inc();
             if msg.method() != Some(&Method::Ack) {
                 let resp = codec::response_to(&msg, rej.code, &rej.reason).build();
-                let _ = self.wiring().transports.reply(&source, resp).await;
+                let _ = self.reply(&source, resp).await;
             }
             return;
         }
         let Some(key) = server_key(&msg) else {
             if msg.method() != Some(&Method::Ack) {
                 let resp = codec::response_to(&msg, 400, "Bad Via or Method").build();
-                let _ = self.wiring().transports.reply(&source, resp).await;
+                let _ = self.reply(&source, resp).await;
             }
             return;
         };
@@ -197,14 +197,14 @@ impl Core {
                 .is_ok_and(|u| self.wiring().identity.is_our_aor(&u));
             if ours && msg.header(switchyard_codec::HeaderName::Route).is_none() {
                 let resp = codec::response_to(&msg, 481, "Call/Transaction Does Not Exist").build();
-                let _ = self.wiring().transports.reply(&source, resp).await;
+                let _ = self.reply(&source, resp).await;
             } else {
                 super::stateless::forward_request(self, &msg, source).await;
             }
             return;
         };
         let resp = codec::response_to(&msg, 200, "OK").build();
-        let _ = self.wiring().transports.reply(&source, resp).await;
+        let _ = self.reply(&source, resp).await;
         let out = tx.lock().cancel(Instant::now());
         self.execute(&tx, out).await;
     }
@@ -230,6 +230,38 @@ impl Core {
         }
     }
 
+    /// Sends a response back over the flow its request came on. Over TCP,
+    /// when that connection is gone, RFC 3261 §18.2.2: a new connection to
+    /// the top Via's `received` address (else its host) and sent-by port
+    /// (else 5060), the port the client listens on, never the gone
+    /// connection's ephemeral one. Held to the egress allowlist like any
+    /// destination we open a connection to.
+    pub(crate) async fn reply(
+        &self,
+        source: &Source,
+        data: bytes::Bytes,
+    ) -> Result<(), crate::transport::TransportError> {
+        let transports = &self.wiring().transports;
+        match transports.reply(source, data.clone()).await {
+            Err(crate::transport::TransportError::ConnectionClosed { .. })
+                if source.transport.is_reliable() =>
+            {
+                let Some(addr) = via_listening_address(&data)
+                    .filter(|a| self.egress.allowlist().permits(a.ip()))
+                else {
+                    return Err(crate::transport::TransportError::ConnectionClosed {
+                        remote: source.remote,
+                    });
+                };
+                transports
+                    .send(source.transport, addr, data)
+                    .await
+                    .map(drop)
+            }
+            other => other,
+        }
+    }
+
     /// Performs what a transaction step asked for, outside its lock, then
     /// feeds back what happened (new branches resolved, send failures).
     pub(crate) async fn execute(self: &Arc<Self>, tx: &TxRef, mut outputs: Vec<Output>) {
@@ -238,7 +270,7 @@ impl Core {
             for out in outputs.drain(..) {
                 match out {
                     Output::Reply { source, data } => {
-                        if let Err(e) = self.wiring().transports.reply(&source, data).await {
+                        if let Err(e) = self.reply(&source, data).await {
                             warn!(to = %source.remote, error = %e, "cannot send response upstream");
                         }
                     }
@@ -380,6 +412,19 @@ fn client_key(msg: &SipMessage) -> Option<ClientKey> {
     let via = msg.top_via().ok()?;
     let cseq = msg.cseq().ok()?;
     Some(ClientKey::new(via.branch()?, cseq.method.as_str()))
+}
+
+/// §18.2.2's fallback address of a response: the top Via's `received`
+/// (or its host, when an IP) with its sent-by port. `None` for a host name
+/// (no resolution on the response path) or an unparseable response.
+fn via_listening_address(response: &bytes::Bytes) -> Option<std::net::SocketAddr> {
+    let msg = SipMessage::parse(response.clone()).ok()?;
+    let via = msg.top_via().ok()?;
+    let host = via
+        .received()
+        .map_or_else(|| via.host.to_string(), str::to_owned);
+    let ip: std::net::IpAddr = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, via.port.unwrap_or(5060)))
 }
 
 /// The header block of a partial message (for addressing an error response).

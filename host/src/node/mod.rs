@@ -260,6 +260,11 @@ impl NodeHandle {
         &self.core.stats
     }
 
+    /// The transports' counters (open TCP connections, drops...).
+    pub fn transport_stats(&self) -> crate::transport::TransportStats {
+        self.transports.stats()
+    }
+
     /// Live (server, client) transactions and armed timers.
     pub fn live_transactions(&self) -> (usize, usize, usize) {
         let (s, c) = self.core.tables.counts();

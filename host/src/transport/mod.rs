@@ -227,8 +227,11 @@ impl Transports {
     }
 
     /// Sends a response over the flow its request arrived on: the same TCP
-    /// connection, or from the same local UDP socket address. If that TCP
-    /// connection is gone, connects to `source.remote` (RFC 3261 §18.2.2).
+    /// connection, or from the same local UDP socket address. A TCP
+    /// connection that is gone is [`TransportError::ConnectionClosed`]:
+    /// the remote end was an ephemeral port, so RFC 3261 §18.2.2 has the
+    /// caller connect to the Via's `received` address and sent-by port
+    /// instead, with [`send`](Self::send).
     pub async fn reply(&self, source: &Source, data: Bytes) -> Result<(), TransportError> {
         self.check_running()?;
         match source.transport {
@@ -238,14 +241,20 @@ impl Transports {
                     .await
             }
             Transport::Tcp => {
-                let data = match self.shared.conns.by_flow(source.remote, source.local) {
-                    Some(conn) => match conn.tx.send(data).await {
-                        Ok(()) => return Ok(()),
-                        Err(mpsc::error::SendError(data)) => data,
-                    },
-                    None => data,
+                let closed = TransportError::ConnectionClosed {
+                    remote: source.remote,
                 };
-                self.send_tcp(source.remote, data).await.map(drop)
+                let conn = self
+                    .shared
+                    .conns
+                    .by_flow(source.remote, source.local)
+                    .ok_or(closed)?;
+                conn.tx
+                    .send(data)
+                    .await
+                    .map_err(|_| TransportError::ConnectionClosed {
+                        remote: source.remote,
+                    })
             }
         }
     }
