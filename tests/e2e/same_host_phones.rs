@@ -172,6 +172,15 @@ async fn callee_using_its_temp_gruu_as_contact_gets_ack_and_bye() {
         ],
     );
     let ok = ua.request(s.proxy(), &register, "200 to REGISTER").await;
+    // The edge's Path names the transport the phone registered on: on a
+    // single node it only ever leads back to the node itself.
+    let path = ok
+        .header(switchyard_codec::HeaderName::Path)
+        .expect("the 200 OK echoes the Path");
+    assert!(
+        path.ends_with(";lr>") && !path.contains("transport="),
+        "{path}"
+    );
     let contact = ok
         .header_values(switchyard_codec::HeaderName::Contact)
         .next()
