@@ -161,7 +161,7 @@ async fn callee_using_its_temp_gruu_as_contact_gets_ack_and_bye() {
          To: <sip:bob@{d}>\r\n\
          Call-ID: tgruu-1\r\n\
          CSeq: 1 REGISTER\r\n\
-         Supported: gruu\r\n\
+         Supported: gruu, path\r\n\
          Contact: <sip:bob@{d}:5070>;+sip.instance=\"<{urn}>\"\r\n\
          Expires: 300\r\n\
          Content-Length: 0\r\n\r\n",
