@@ -1,6 +1,6 @@
 //! Connection reuse in both directions, connects, close and shutdown.
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use super::*;
