@@ -7,22 +7,13 @@
 //! events) and from the node's location store; see
 //! `switchyard_tests::baresip` for how baresip is run.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use switchyard::NodeHandle;
-use switchyard::location::{Aor, Binding};
 use switchyard::net::Transport;
 use switchyard_tests::baresip::{Account, Baresip, param};
+use switchyard_tests::softphone::bindings;
 use switchyard_tests::start_node_domain_is_ip;
-
-/// The bindings of `user@ip` now.
-async fn bindings(node: &NodeHandle, user: &str, ip: &str) -> Vec<Binding> {
-    let aor = Aor::new(Some(user), ip).expect("AOR");
-    node.store()
-        .lookup(&aor, SystemTime::now())
-        .await
-        .expect("lookup")
-}
 
 /// Waits until `user@ip` has no binding: baresip 1.0.0 reports no event
 /// when its unregistration is answered, so the store is the witness.

@@ -9,22 +9,11 @@
 //! and the SIP messages their log shows) and from the node's location
 //! store; see `switchyard_tests::linphone` for how linphonec is run.
 
-use std::time::SystemTime;
-
 use switchyard::NodeHandle;
-use switchyard::location::{Aor, Binding};
 use switchyard::net::Transport;
 use switchyard_tests::linphone::{Account, Linphone};
+use switchyard_tests::softphone::bindings;
 use switchyard_tests::start_node_domain_is_ip;
-
-/// The bindings of `user@ip` now.
-async fn bindings(node: &NodeHandle, user: &str, ip: &str) -> Vec<Binding> {
-    let aor = Aor::new(Some(user), ip).expect("AOR");
-    node.store()
-        .lookup(&aor, SystemTime::now())
-        .await
-        .expect("lookup")
-}
 
 /// Checks the binding a registered phone left in the store: one contact
 /// on the phone's own address and transport, with the `+sip.instance`

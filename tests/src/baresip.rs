@@ -22,11 +22,12 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard::net::Transport;
+
+pub use crate::softphone::Account;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
@@ -39,24 +40,7 @@ pub const MODULES: &str = "/usr/lib/baresip/modules";
 /// loopback takes milliseconds; this only bounds a failing test).
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// How an account reaches the node: baresip's account line for
-/// `sip:user@domain` with the node as outbound proxy on `transport`, and,
-/// with `outbound`, SIP Outbound (RFC 5626: `reg-id`, `+sip.instance`).
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub user: String,
-    pub domain: String,
-    pub proxy: SocketAddr,
-    pub transport: Transport,
-    pub outbound: bool,
-}
-
 impl Account {
-    /// `sip:user@domain`, as baresip reports it in `accountaor`.
-    pub fn aor(&self) -> String {
-        format!("sip:{}@{}", self.user, self.domain)
-    }
-
     /// The `uanew` / `accounts` line. `regint` keeps re-registration out of
     /// the test's window; `answermode=auto` makes the callee answer at once.
     pub fn line(&self) -> String {
@@ -145,7 +129,7 @@ impl Baresip {
             "{BARESIP} (with ctrl_tcp) is not installed: run `.ci/run` (or \
              `bash tests/install-tools.sh`), which installs Debian's baresip-core"
         );
-        let dir = run_dir(name);
+        let dir = crate::run_dir("baresip", name);
         // ctrl_tcp needs a fixed port: take a free one on our own address.
         let ctrl_port = std::net::TcpListener::bind((ip, 0))
             .and_then(|l| l.local_addr())
@@ -349,7 +333,7 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // A failing test keeps its logs: the panic names the directory.
-        if !keep() && !std::thread::panicking() {
+        if !crate::keep_env("BARESIP_KEEP") && !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
@@ -376,19 +360,4 @@ fn strip_colours(log: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-fn run_dir(name: &str) -> PathBuf {
-    static RUNS: AtomicU32 = AtomicU32::new(0);
-    let n = RUNS.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir()
-        .join("switchyard-baresip")
-        .join(format!("{}-{n}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    dir
-}
-
-fn keep() -> bool {
-    std::env::var_os("BARESIP_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
 }

@@ -11,6 +11,7 @@ pub mod linphone;
 pub mod phone;
 pub mod policy;
 pub mod sipp;
+pub mod softphone;
 pub mod ua;
 
 use switchyard::net::Transport;
@@ -72,4 +73,24 @@ pub async fn stop(child: sipp::SippChild) -> sipp::SippResult {
 /// `127.0.a.b` as an IP address.
 pub fn ip(a: u8, b: u8) -> std::net::IpAddr {
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, a, b))
+}
+
+/// A fresh directory for one run of an external tool (its config, logs
+/// and traces): `$TMPDIR/switchyard-<tool>/<pid>-<n>-<name>`.
+pub fn run_dir(tool: &str, name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir()
+        .join(format!("switchyard-{tool}"))
+        .join(format!("{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}
+
+/// Whether the environment variable `var` asks to keep run directories
+/// after a passing test (set, and neither empty nor `0`).
+pub fn keep_env(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|v| !v.is_empty() && v != "0")
 }

@@ -21,14 +21,14 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use switchyard::net::Transport;
+
+pub use crate::softphone::Account;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::{Instant, timeout_at};
 
@@ -38,25 +38,6 @@ pub const LINPHONEC: &str = "/usr/bin/linphonec";
 /// How long to wait for one line (a transaction over loopback takes
 /// milliseconds; this only bounds a failing test).
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// A phone's account: `sip:user@domain` registering through `proxy` on
-/// `transport`; `outbound` adds `reg-id=1` to its Contact (see [`rc`]).
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub user: String,
-    pub domain: String,
-    pub proxy: SocketAddr,
-    pub transport: Transport,
-    pub outbound: bool,
-}
-
-impl Account {
-    /// `sip:user@domain`: the identity, and how linphonec names the peer
-    /// of a call.
-    pub fn aor(&self) -> String {
-        format!("sip:{}@{}", self.user, self.domain)
-    }
-}
 
 /// The rc file for a phone on loopback address `ip`.
 ///
@@ -177,7 +158,7 @@ impl Linphone {
              Debian's linphone-cli, or `apt-get install linphone-cli`"
         );
         let name = account.user.clone();
-        let dir = run_dir(&name);
+        let dir = crate::run_dir("linphone", &name);
         fs::create_dir_all(dir.join(".local/share/linphone")).expect("linphone data dir");
         fs::write(dir.join("rc"), rc(ip, account)).expect("write rc");
         let mut cmd = Command::new(LINPHONEC);
@@ -448,7 +429,7 @@ impl Drop for Linphone {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
-        if !std::thread::panicking() && !keep() {
+        if !std::thread::panicking() && !crate::keep_env("LINPHONE_KEEP") {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
@@ -461,19 +442,4 @@ fn is_start_line(line: &str) -> bool {
         || line.ends_with(" SIP/2.0")
             && !method.is_empty()
             && method.bytes().all(|c| c.is_ascii_uppercase())
-}
-
-fn run_dir(name: &str) -> PathBuf {
-    static RUNS: AtomicU32 = AtomicU32::new(0);
-    let n = RUNS.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir()
-        .join("switchyard-linphone")
-        .join(format!("{}-{n}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    dir
-}
-
-fn keep() -> bool {
-    std::env::var_os("LINPHONE_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
 }

@@ -48,7 +48,6 @@ use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -345,7 +344,7 @@ impl Sipp {
     pub fn spawn(self) -> SippChild {
         let sipp = find_sipp();
         let label = format!("{} ({})", self.scenario.name(), self.role_name());
-        let dir = run_dir(&self.scenario.name());
+        let dir = crate::run_dir("sipp", &self.scenario.name());
         let args = self.args(&dir);
 
         let stderr = fs::File::create(dir.join("stderr.txt"))
@@ -556,7 +555,7 @@ impl SippChild {
             screen: first_screen(&read("screen.log")),
             errors: head(&read("errors.log"), 40),
             stderr: head(&read("stderr.txt"), 20),
-            dir: keep_logs().then(|| self.dir.clone()),
+            dir: crate::keep_env("SIPP_KEEP").then(|| self.dir.clone()),
             stats,
         }
     }
@@ -583,7 +582,7 @@ impl Drop for SippChild {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if !keep_logs() {
+        if !crate::keep_env("SIPP_KEEP") {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
@@ -808,22 +807,6 @@ fn find_sipp() -> PathBuf {
         .unwrap_or_else(|| {
             panic!("sipp not found: apt-get install sip-tester (CI installs it in .ci/run)")
         })
-}
-
-/// A fresh directory per run: SIPp writes its traces there.
-fn run_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir()
-        .join("switchyard-sipp")
-        .join(format!("{}-{n}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    dir
-}
-
-fn keep_logs() -> bool {
-    std::env::var_os("SIPP_KEEP").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 fn write(path: &Path, contents: &str) {
