@@ -186,31 +186,7 @@ impl Transports {
     /// connection. Never opens a connection: a flow that is gone is
     /// [`TransportError::ConnectionClosed`], which the caller answers 430.
     pub async fn send_on_flow(&self, flow: &Source, data: Bytes) -> Result<(), TransportError> {
-        self.check_running()?;
-        match flow.transport {
-            Transport::Udp => {
-                self.udp_listener(flow)?
-                    .send_to(&self.shared, flow.remote, &data)
-                    .await
-            }
-            Transport::Tcp => {
-                let closed = TransportError::ConnectionClosed {
-                    remote: flow.remote,
-                };
-                let conn = self
-                    .shared
-                    .conns
-                    .by_flow(flow.remote, flow.local)
-                    .filter(Conn::is_usable_for_new_requests)
-                    .ok_or(closed)?;
-                conn.tx
-                    .send(data)
-                    .await
-                    .map_err(|_| TransportError::ConnectionClosed {
-                        remote: flow.remote,
-                    })
-            }
-        }
+        self.send_over(flow, data, true).await
     }
 
     /// Whether [`send_on_flow`](Self::send_on_flow) can use `flow` now: a
@@ -227,34 +203,42 @@ impl Transports {
     }
 
     /// Sends a response over the flow its request arrived on: the same TCP
-    /// connection, or from the same local UDP socket address. A TCP
-    /// connection that is gone is [`TransportError::ConnectionClosed`]:
-    /// the remote end was an ephemeral port, so RFC 3261 §18.2.2 has the
-    /// caller connect to the Via's `received` address and sent-by port
-    /// instead, with [`send`](Self::send).
+    /// connection (even one closing to new requests), or from the same
+    /// local UDP socket address. A TCP connection that is gone is
+    /// [`TransportError::ConnectionClosed`]: the remote end was an
+    /// ephemeral port, so RFC 3261 §18.2.2 has the caller connect to the
+    /// Via's `received` address and sent-by port instead, with
+    /// [`send`](Self::send).
     pub async fn reply(&self, source: &Source, data: Bytes) -> Result<(), TransportError> {
+        self.send_over(source, data, false).await
+    }
+
+    /// One message over an existing flow; `new_request` refuses a TCP
+    /// connection that takes no new requests any more.
+    async fn send_over(
+        &self,
+        flow: &Source,
+        data: Bytes,
+        new_request: bool,
+    ) -> Result<(), TransportError> {
         self.check_running()?;
-        match source.transport {
+        let closed = || TransportError::ConnectionClosed {
+            remote: flow.remote,
+        };
+        match flow.transport {
             Transport::Udp => {
-                self.udp_listener(source)?
-                    .send_to(&self.shared, source.remote, &data)
+                self.udp_listener(flow)?
+                    .send_to(&self.shared, flow.remote, &data)
                     .await
             }
             Transport::Tcp => {
-                let closed = TransportError::ConnectionClosed {
-                    remote: source.remote,
-                };
                 let conn = self
                     .shared
                     .conns
-                    .by_flow(source.remote, source.local)
-                    .ok_or(closed)?;
-                conn.tx
-                    .send(data)
-                    .await
-                    .map_err(|_| TransportError::ConnectionClosed {
-                        remote: source.remote,
-                    })
+                    .by_flow(flow.remote, flow.local)
+                    .filter(|c| !new_request || c.is_usable_for_new_requests())
+                    .ok_or_else(closed)?;
+                conn.tx.send(data).await.map_err(|_| closed())
             }
         }
     }
