@@ -172,6 +172,16 @@ impl HeaderName {
             .map_or(Other, |&(_, h)| h)
     }
 
+    /// The credentials and challenges of RFC 3261 §7.3.1's exception: one
+    /// value per line, whose commas separate parameters, not values.
+    pub fn is_one_value_per_line(self) -> bool {
+        use HeaderName::*;
+        matches!(
+            self,
+            WwwAuthenticate | Authorization | ProxyAuthenticate | ProxyAuthorization
+        )
+    }
+
     /// Headers that RFC 3261 §7.3.1 allows to be split over several lines
     /// or combined with commas. Used by validation to spot duplicates of
     /// single-valued headers.

@@ -189,9 +189,15 @@ impl SipMessage {
     }
 
     /// All values of `name` over all its lines, split at top-level commas
-    /// (RFC 3261 §7.3.1; quote- and `<>`-aware).
+    /// (RFC 3261 §7.3.1; quote- and `<>`-aware), except the lines of
+    /// WWW-Authenticate, Authorization and the Proxy- pair, each one value.
     pub fn header_values(&self, name: HeaderName) -> impl Iterator<Item = &str> {
-        self.header_all(name).flat_map(CommaSplit::new)
+        // Credentials and challenges: the line is the value (§7.3.1).
+        let split = match name.is_one_value_per_line() {
+            true => CommaSplit::whole,
+            false => CommaSplit::new,
+        };
+        self.header_all(name).flat_map(split)
     }
 
     /// Number of lines carrying `name`.

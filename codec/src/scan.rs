@@ -155,6 +155,8 @@ fn find_unquoted_short(b: &[u8], needle: u8) -> Option<usize> {
 #[derive(Debug, Clone)]
 pub(crate) struct CommaSplit<'a> {
     rest: Option<&'a str>,
+    /// Yield the whole value as one element (no splitting).
+    whole: bool,
 }
 
 impl<'a> CommaSplit<'a> {
@@ -162,6 +164,16 @@ impl<'a> CommaSplit<'a> {
         let t = trim_lws(value);
         CommaSplit {
             rest: if t.is_empty() { None } else { Some(t) },
+            whole: false,
+        }
+    }
+
+    /// The LWS-trimmed value as a single element: for the headers whose
+    /// commas separate parameters, not values (§7.3.1's exception).
+    pub(crate) fn whole(value: &'a str) -> Self {
+        CommaSplit {
+            whole: true,
+            ..CommaSplit::new(value)
         }
     }
 }
@@ -170,6 +182,10 @@ impl<'a> Iterator for CommaSplit<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
         let rest = self.rest?;
+        if self.whole {
+            self.rest = None;
+            return Some(rest);
+        }
         match find_unquoted(rest, b',') {
             Some(i) => {
                 self.rest = Some(&rest[i + 1..]);

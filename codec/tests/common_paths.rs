@@ -235,3 +235,26 @@ fn framing_a_stream() {
     assert_eq!(frame(&stream, 65536), Framing::Complete(INVITE.len()));
     assert_eq!(frame(&stream[INVITE.len()..], 65536), Framing::KeepAlive(4));
 }
+
+#[test]
+fn credentials_and_challenges_are_one_value_per_line() {
+    // RFC 3261 §7.3.1: their commas separate parameters, not values.
+    let text = "SIP/2.0 401 Unauthorized\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n\
+To: <sip:bob@biloxi.example.com>;tag=x\r\n\
+From: <sip:alice@atlanta.example.com>;tag=1\r\n\
+Call-ID: c\r\n\
+CSeq: 1 REGISTER\r\n\
+WWW-Authenticate: Digest realm=\"a, b\", nonce=\"n1\", algorithm=SHA-256, qop=\"auth\"\r\n\
+WWW-Authenticate:  Digest realm=\"a, b\", nonce=\"n1\", algorithm=MD5 \r\n\
+Content-Length: 0\r\n\r\n";
+    let m = SipMessage::parse(Bytes::from_static(text.as_bytes())).unwrap();
+    let values: Vec<_> = m.header_values(HeaderName::WwwAuthenticate).collect();
+    assert_eq!(
+        values,
+        [
+            "Digest realm=\"a, b\", nonce=\"n1\", algorithm=SHA-256, qop=\"auth\"",
+            "Digest realm=\"a, b\", nonce=\"n1\", algorithm=MD5"
+        ]
+    );
+}

@@ -7,11 +7,13 @@
 //! - [`registrar`] and [`location`]: RFC 3261 §10.3 and the binding store.
 //! - [`cassandra`]: the Cassandra/ScyllaDB location store and its operator tools.
 //! - [`egress`]: RFC 3263 next-hop resolution and the egress allowlist.
+//! - [`auth`]: digest authentication (RFC 7616/8760), subscribers, stateless nonces.
 //! - [`policy`]: the hook interface routing policies implement.
 //! - [`cluster`]: what makes N nodes one proxy: sealed flow tokens, GRUUs, rewritten Contacts.
 //! - [`node`]: wires them together; the path of a message is in `node/core.rs`.
 
 pub mod admin;
+pub mod auth;
 pub mod cassandra;
 pub mod cluster;
 pub mod config;

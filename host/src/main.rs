@@ -59,6 +59,61 @@ enum Command {
     /// Load and inspect tenant policies on a running node (docs/policies.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Subscribers of the embedded store (`[auth] subscribers`, docs/security.md).
+    /// A running node re-reads the file when it changes.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Which subscriber file and realms a `user` command acts on.
+#[derive(clap::Args)]
+struct UserScope {
+    /// The node's config: its `[auth] subscribers` file, and the domains
+    /// of `--tenant`.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The subscriber file itself (instead of `--config`).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The realm: a SIP domain; repeatable.
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    domains: Vec<String>,
+    /// Every domain of this tenant (`[tenants]`; `default` for all
+    /// domains without one). Needs `--config`.
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (or replace its password) in each realm.
+    Add {
+        #[command(flatten)]
+        scope: UserScope,
+        user: String,
+        /// The password; `-` reads one line from standard input.
+        #[arg(long)]
+        password: String,
+    },
+    /// Change an existing user's password.
+    Passwd {
+        #[command(flatten)]
+        scope: UserScope,
+        user: String,
+        #[arg(long)]
+        password: String,
+    },
+    /// Remove a user.
+    Remove {
+        #[command(flatten)]
+        scope: UserScope,
+        user: String,
+    },
+    /// List users (realm and name; never credentials).
+    List {
+        #[command(flatten)]
+        scope: UserScope,
+    },
 }
 
 #[derive(Subcommand)]
@@ -164,6 +219,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .context("starting the runtime")?;
             runtime.block_on(policy_command(command))
         }
+        Command::User(command) => user_command(command),
         Command::Run {
             config,
             listen,
@@ -258,6 +314,108 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    use switchyard::auth::{Subscriber, edit_file};
+    let (scope, user, password, must_exist) = match command {
+        UserCommand::Add {
+            scope,
+            user,
+            password,
+        } => (scope, Some(user), Some(password), false),
+        UserCommand::Passwd {
+            scope,
+            user,
+            password,
+        } => (scope, Some(user), Some(password), true),
+        UserCommand::Remove { scope, user } => (scope, Some(user), None, true),
+        UserCommand::List { scope } => (scope, None, None, false),
+    };
+    let (file, realms) = user_scope(&scope)?;
+    let password = match password.as_deref() {
+        Some("-") => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            Some(line.trim_end_matches(['\r', '\n']).to_string())
+        }
+        other => other.map(str::to_owned),
+    };
+    if password.as_deref() == Some("") {
+        anyhow::bail!("an empty password is refused");
+    }
+    let Some(user) = user else {
+        let list = edit_file(&file, |users| users.clone())?;
+        for s in list
+            .iter()
+            .filter(|s| realms.is_empty() || realms.contains(&s.realm))
+        {
+            println!("{}\t{}", s.realm, s.user);
+        }
+        return Ok(());
+    };
+    anyhow::ensure!(
+        !realms.is_empty(),
+        "name the realm: --domain D or --tenant T"
+    );
+    let missing = edit_file(&file, |users| {
+        let mut missing = Vec::new();
+        for realm in &realms {
+            let at = users
+                .iter()
+                .position(|s| &s.realm == realm && s.user == user);
+            if must_exist && at.is_none() {
+                missing.push(realm.clone());
+                continue;
+            }
+            if let Some(at) = at {
+                users.remove(at);
+            }
+            if let Some(pw) = &password {
+                users.push(Subscriber::new(realm, &user, pw));
+            }
+        }
+        missing
+    })?;
+    anyhow::ensure!(
+        missing.is_empty(),
+        "no user {user} in {}",
+        missing.join(", ")
+    );
+    eprintln!("{}: {user} in {}", file.display(), realms.join(", "));
+    Ok(())
+}
+
+/// The subscriber file and the realms (lowercase) a `user` command names.
+fn user_scope(scope: &UserScope) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    let config = scope.config.as_deref().map(Config::load).transpose()?;
+    let file = match (&scope.file, &config) {
+        (Some(f), _) => f.clone(),
+        (None, Some(c)) => c
+            .auth
+            .subscribers
+            .clone()
+            .context("the config has no `[auth] subscribers` file; set it, or pass --file")?,
+        (None, None) => anyhow::bail!("pass --config (with [auth] subscribers) or --file"),
+    };
+    let mut realms: Vec<String> = scope
+        .domains
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    if let Some(tenant) = &scope.tenant {
+        let config = config.as_ref().context("--tenant needs --config")?;
+        let before = realms.len();
+        realms.extend(
+            config
+                .domains
+                .iter()
+                .filter(|d| config.tenant_of(d) == tenant)
+                .map(|d| d.to_ascii_lowercase()),
+        );
+        anyhow::ensure!(realms.len() > before, "tenant {tenant} has no domains");
+    }
+    Ok((file, realms))
 }
 
 /// Unix seconds as an RFC 1123 date.

@@ -13,7 +13,10 @@ use switchyard::NodeHandle;
 use switchyard::net::Transport;
 use switchyard_tests::baresip::{Account, Baresip, param};
 use switchyard_tests::softphone::bindings;
-use switchyard_tests::start_node_domain_is_ip;
+use switchyard_tests::{start_node_domain_is_ip, start_node_with_users};
+
+/// alice's and bob's passwords when the node authenticates.
+const PASSWORDS: [&str; 2] = ["alice-Pw-2026!", "bob-Pw-2026!"];
 
 /// Waits until `user@ip` has no binding: baresip 1.0.0 reports no event
 /// when its unregistration is answered, so the store is the witness.
@@ -62,13 +65,27 @@ fn peer(event: &serde_json::Value) -> String {
 
 /// The whole scenario on a node at `ip`, phones on the same address.
 async fn call_flow(ip: &str, transport: Transport, outbound: bool) {
-    let node = start_node_domain_is_ip(ip).await;
+    call_flow_as(ip, transport, outbound, false).await;
+}
+
+/// The scenario; with `auth`, the node challenges every REGISTER and
+/// INVITE and the phones answer with their passwords.
+async fn call_flow_as(ip: &str, transport: Transport, outbound: bool, auth: bool) {
+    let node = if auth {
+        // The default, MD5 alone: libre 1.1 refuses the whole set of
+        // challenges when any one of them has an algorithm it lacks.
+        start_node_with_users(ip, &[("alice", PASSWORDS[0]), ("bob", PASSWORDS[1])], &[]).await
+    } else {
+        start_node_domain_is_ip(ip).await
+    };
+    let password = |user: &str| auth.then(|| PASSWORDS[usize::from(user == "bob")].to_string());
     let account = |user: &str| Account {
         user: user.into(),
         domain: ip.into(),
         proxy: node.addr(transport),
         transport,
         outbound,
+        password: password(user),
     };
     let (alice_acc, bob_acc) = (account("alice"), account("bob"));
 
@@ -110,6 +127,17 @@ async fn call_flow(ip: &str, transport: Transport, outbound: bool) {
         wait_unbound(&node, phone, &acc.user, ip).await;
     }
     drop((alice, bob));
+    if auth {
+        // Both REGISTERs were answered 401 and alice's INVITE 407 first,
+        // and no credentials were refused.
+        let stats = node.stats();
+        assert!(
+            stats.auth_challenged.get() >= 3,
+            "{} challenges",
+            stats.auth_challenged.get()
+        );
+        assert_eq!(stats.auth_failed.get(), 0);
+    }
     node.shutdown().await;
 }
 
@@ -131,4 +159,14 @@ async fn udp_call_with_outbound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_call_with_outbound() {
     call_flow("127.0.60.4", Transport::Tcp, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_call_with_digest_auth() {
+    call_flow_as("127.0.60.5", Transport::Udp, false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_call_with_digest_auth() {
+    call_flow_as("127.0.60.6", Transport::Tcp, false, true).await;
 }

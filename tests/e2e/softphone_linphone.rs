@@ -13,7 +13,10 @@ use switchyard::NodeHandle;
 use switchyard::net::Transport;
 use switchyard_tests::linphone::{Account, Linphone};
 use switchyard_tests::softphone::bindings;
-use switchyard_tests::start_node_domain_is_ip;
+use switchyard_tests::{start_node_domain_is_ip, start_node_with_users};
+
+/// alice's and bob's passwords when the node authenticates.
+const PASSWORDS: [&str; 2] = ["alice-Pw-2026!", "bob-Pw-2026!"];
 
 /// Checks the binding a registered phone left in the store: one contact
 /// on the phone's own address and transport, with the `+sip.instance`
@@ -39,13 +42,31 @@ async fn assert_bound(node: &NodeHandle, phone: &Linphone, account: &Account, ip
 
 /// The whole scenario on a node at `ip`, phones on the same address.
 async fn call_flow(ip: &str, transport: Transport, outbound: bool) {
-    let node = start_node_domain_is_ip(ip).await;
+    call_flow_as(ip, transport, outbound, false).await;
+}
+
+/// The scenario; with `auth`, the node challenges every REGISTER and
+/// INVITE and the phones answer with their passwords.
+async fn call_flow_as(ip: &str, transport: Transport, outbound: bool, auth: bool) {
+    let node = if auth {
+        // linphone answers the topmost challenge: SHA-256 (RFC 8760).
+        start_node_with_users(
+            ip,
+            &[("alice", PASSWORDS[0]), ("bob", PASSWORDS[1])],
+            &["SHA-256", "MD5"],
+        )
+        .await
+    } else {
+        start_node_domain_is_ip(ip).await
+    };
+    let password = |user: &str| auth.then(|| PASSWORDS[usize::from(user == "bob")].to_string());
     let account = |user: &str| Account {
         user: user.into(),
         domain: ip.into(),
         proxy: node.addr(transport),
         transport,
         outbound,
+        password: password(user),
     };
     let (alice_acc, bob_acc) = (account("alice"), account("bob"));
     let (alice_uri, bob_uri) = (alice_acc.aor(), bob_acc.aor());
@@ -91,6 +112,17 @@ async fn call_flow(ip: &str, transport: Transport, outbound: bool) {
             phone.fail(&format!("still bound after unregistering: {left:?}"));
         }
     }
+    if auth {
+        // Both REGISTERs were answered 401 and alice's INVITE 407 first,
+        // and no credentials were refused.
+        let stats = node.stats();
+        assert!(
+            stats.auth_challenged.get() >= 3,
+            "{} challenges",
+            stats.auth_challenged.get()
+        );
+        assert_eq!(stats.auth_failed.get(), 0);
+    }
     node.shutdown().await;
 }
 
@@ -112,4 +144,14 @@ async fn linphonec_calls_over_udp_with_outbound() {
 #[tokio::test]
 async fn linphonec_calls_over_tcp_with_outbound() {
     call_flow("127.0.61.4", Transport::Tcp, true).await;
+}
+
+#[tokio::test]
+async fn linphonec_calls_over_udp_with_digest_auth() {
+    call_flow_as("127.0.61.5", Transport::Udp, false, true).await;
+}
+
+#[tokio::test]
+async fn linphonec_calls_over_tcp_with_digest_auth() {
+    call_flow_as("127.0.61.6", Transport::Tcp, false, true).await;
 }

@@ -53,9 +53,13 @@ impl Account {
         } else {
             ""
         };
+        let auth = match &self.password {
+            Some(pw) => format!(";auth_user={};auth_pass={pw}", self.user),
+            None => String::new(),
+        };
         format!(
             "<sip:{user}@{domain};transport={tp}>;outbound=\"sip:{proxy};transport={tp}\"\
-             {nat};regint=600;answermode=auto;audio_codecs=PCMU,PCMA",
+             {nat}{auth};regint=600;answermode=auto;audio_codecs=PCMU,PCMA",
             user = self.user,
             domain = self.domain,
             proxy = self.proxy,

@@ -39,6 +39,34 @@ pub async fn start_node_domain_is_ip(ip: &str) -> NodeHandle {
     start_node_with(ip, |c| c.domains = vec![ip.to_string()]).await
 }
 
+/// [`start_node_domain_is_ip`] with digest authentication on (`[auth]`),
+/// `users` (name, password) as the subscribers of that domain and
+/// `algorithms` offered (empty: the default).
+pub async fn start_node_with_users(
+    ip: &str,
+    users: &[(&str, &str)],
+    algorithms: &[&str],
+) -> NodeHandle {
+    let file = run_dir("auth", ip).join("subscribers.toml");
+    switchyard::auth::edit_file(&file, |list| {
+        list.extend(
+            users
+                .iter()
+                .map(|(u, p)| switchyard::auth::Subscriber::new(ip, u, p)),
+        )
+    })
+    .expect("writing the subscriber file");
+    start_node_with(ip, |c| {
+        c.domains = vec![ip.to_string()];
+        c.auth.enabled = true;
+        c.auth.subscribers = Some(file);
+        if !algorithms.is_empty() {
+            c.auth.algorithms = algorithms.iter().map(|a| a.to_string()).collect();
+        }
+    })
+    .await
+}
+
 /// `ip:port` of the node's UDP listener, for request lines and SIPp.
 pub fn udp_addr(node: &NodeHandle) -> std::net::SocketAddr {
     node.addr(Transport::Udp)

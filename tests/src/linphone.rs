@@ -63,6 +63,15 @@ pub fn rc(ip: &str, account: &Account) -> String {
     } else {
         ""
     };
+    // The credentials for the node's realm (its domain), if it asks.
+    let auth = match &account.password {
+        Some(pw) => format!(
+            "[auth_info_0]\nusername={user}\nuserid={user}\npasswd={pw}\nrealm={realm}\ndomain={realm}\n",
+            user = account.user,
+            realm = account.domain,
+        ),
+        None => String::new(),
+    };
     format!(
         "[sip]\nbind_address={ip}\nsip_port={udp}\nsip_tcp_port={tcp}\nsip_tls_port=0\n\
          ipv6_migration_done=1\nuse_ipv6=0\nauto_net_state_mon=0\n\
@@ -71,7 +80,7 @@ pub fn rc(ip: &str, account: &Account) -> String {
          [rtp]\nbind_address={ip}\naudio_rtp_port=-1\nvideo_rtp_port=-1\ntext_rtp_port=-1\n\
          [video]\ncapture=0\ndisplay=0\nautomatically_initiate=0\nautomatically_accept=0\n\
          [proxy_0]\nreg_proxy=<sip:{proxy};transport={tp}>\nreg_identity={aor}\n\
-         reg_expires=600\nreg_sendregister=0\npublish=0\n{reg_id}",
+         reg_expires=600\nreg_sendregister=0\npublish=0\n{reg_id}{auth}",
         proxy = account.proxy,
         aor = account.aor(),
     )

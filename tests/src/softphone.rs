@@ -18,6 +18,8 @@ pub struct Account {
     pub proxy: SocketAddr,
     pub transport: Transport,
     pub outbound: bool,
+    /// The digest password, when the node authenticates (`[auth]`).
+    pub password: Option<String>,
 }
 
 impl Account {

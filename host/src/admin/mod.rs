@@ -167,5 +167,11 @@ pub fn node_counters(stats: &Stats) -> Vec<(&'static str, u64)> {
             "switchyard_egress_refused_total",
             stats.egress_refused.get(),
         ),
+        (
+            "switchyard_auth_challenges_total",
+            stats.auth_challenged.get(),
+        ),
+        ("switchyard_auth_failures_total", stats.auth_failed.get()),
+        ("switchyard_relay_refused_total", stats.relay_refused.get()),
     ]
 }

@@ -15,6 +15,7 @@ mod tenants;
 pub use tenants::{TenantPolicyConfig, TenantsConfig};
 
 use crate::admin::AdminConfig;
+use crate::auth::AuthConfig;
 use crate::cassandra::CassandraConfig;
 use crate::cluster::ClusterConfig;
 use crate::egress::EgressConfig;
@@ -62,6 +63,8 @@ pub struct Config {
     /// What the nodes of one cluster share: the token secret, the cluster
     /// domain, Contact rewriting, the transport between nodes.
     pub cluster: ClusterConfig,
+    /// Digest authentication of the node's users (`docs/security.md`).
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -89,6 +92,7 @@ impl Default for Config {
             policy: EngineConfig::default(),
             admin: AdminConfig::default(),
             cluster: ClusterConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -227,6 +231,7 @@ impl Config {
         if self.listen.is_empty() {
             return Err("key `listen`: at least one listener is needed".into());
         }
+        self.auth.validate()?;
         let t = &self.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
             return Err("key `timers`: need 0 < t1_ms <= t2_ms".into());

@@ -51,6 +51,8 @@ pub(crate) struct Core {
     pub cluster: Arc<Cluster>,
     pub policies: Arc<dyn PolicyResolver>,
     pub egress: Egress,
+    /// `[auth]`: None when authentication is off.
+    pub auth: Option<Arc<crate::auth::Authenticator>>,
     pub tables: Tables,
     pub timers: TimerDriver,
     pub stats: Stats,

@@ -2,6 +2,7 @@
 //! tables and timers, and connects them to the proxy core, registrar and
 //! location store. `core.rs` shows the path of a message.
 
+mod auth;
 pub(crate) mod core;
 mod edge;
 mod gruu;
@@ -56,6 +57,12 @@ pub struct Stats {
     pub dropped_malformed: Counter,
     pub dropped_stray: Counter,
     pub egress_refused: Counter,
+    /// 401/407 challenges sent.
+    pub auth_challenged: Counter,
+    /// Credentials that were present but wrong (or for another user).
+    pub auth_failed: Counter,
+    /// Initial requests from a stranger to a foreign domain (403).
+    pub relay_refused: Counter,
 }
 
 /// What a node is built from besides its config; the defaults give the
@@ -107,6 +114,7 @@ impl Node {
             );
         }
         let egress = Egress::from_config(&config.egress).context("egress configuration")?;
+        let auth = start_auth(&config)?;
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
             config: config.clone(),
@@ -119,6 +127,7 @@ impl Node {
             )),
             policies,
             egress,
+            auth: auth.clone(),
             tables: Default::default(),
             timers: Default::default(),
             stats: Default::default(),
@@ -158,6 +167,14 @@ impl Node {
         // Returns at once for stores that expire bindings themselves (Cassandra TTL).
         let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
         tasks.push(tokio::spawn(purge_periodically(store.clone(), every)));
+        if let Some(auth) = &auth
+            && let Some(path) = auth.subscribers().path()
+        {
+            tasks.push(
+                crate::auth::watch(path.to_path_buf(), auth.clone())
+                    .with_context(|| format!("watching {}", path.display()))?,
+            );
+        }
         let mut admin_addr = None;
         if let Some(tenants) = &tenants {
             if config.admin.listen.is_some() {
@@ -185,6 +202,30 @@ impl Node {
             admin_addr,
         })
     }
+}
+
+/// The authenticator when `[auth] enabled`. Its nonce key comes from the
+/// cluster secret, so every node accepts every node's nonces; a single
+/// node without one draws a key per process.
+fn start_auth(config: &Config) -> anyhow::Result<Option<Arc<crate::auth::Authenticator>>> {
+    if !config.auth.enabled {
+        return Ok(None);
+    }
+    let subscribers = match &config.auth.subscribers {
+        Some(path) => crate::auth::Subscribers::open(path)?,
+        None => crate::auth::Subscribers::empty(),
+    };
+    if subscribers.is_empty() {
+        warn!("[auth] is enabled with no subscribers: nobody can register or call out");
+    }
+    let secret = match &config.cluster.secret {
+        Some(s) => s.as_bytes().to_vec(),
+        None => rand::random::<[u8; 32]>().to_vec(),
+    };
+    let auth = crate::auth::Authenticator::new(config.auth.clone(), &secret, Arc::new(subscribers))
+        .map_err(anyhow::Error::msg)
+        .context("[auth]")?;
+    Ok(Some(Arc::new(auth)))
 }
 
 /// The machine's interface addresses, needed only when a listener is bound
@@ -254,6 +295,11 @@ impl NodeHandle {
     /// Where the admin endpoint listens, if enabled.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// The configuration the node was started with.
+    pub fn config(&self) -> &Config {
+        &self.core.config
     }
 
     pub fn stats(&self) -> &Stats {

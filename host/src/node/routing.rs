@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 use switchyard_codec::{Method, SipMessage, Uri};
 use tracing::{debug, warn};
 
+use super::auth::AuthStep;
 use super::core::Core;
 use super::proxy_tx::{Forwarding, Output, TxRef};
 use crate::location::{Aor, Binding};
@@ -28,12 +29,6 @@ pub(crate) async fn route(
     let now = Instant::now();
     let method = msg.method().cloned().unwrap_or(Method::Options);
     let mut out = Vec::new();
-    if method == Method::Invite {
-        // §16.2: answer 100 at once (before any store lookup) so the UAC
-        // stops retransmitting over UDP.
-        let trying = tx.lock().respond(100, "Trying", &[], now);
-        core.execute(tx, trying).await;
-    }
     let identity = &core.wiring().identity;
     if let Err(rej) = request::validate(msg, identity) {
         if rej.code == 483 || rej.code == 482 {
@@ -82,7 +77,27 @@ pub(crate) async fn route(
         }
     }
 
-    if method == Method::Register && to_us && our_domain {
+    let register_for_us = method == Method::Register && to_us && our_domain;
+    let authenticated = match core.authenticate(msg, source.remote.ip(), &ruri, register_for_us) {
+        AuthStep::Proceed { user } => user,
+        AuthStep::Challenge(c) => {
+            out.extend(tx.lock().respond(c.code, c.reason, &c.headers, now));
+            return out;
+        }
+        AuthStep::Forbid(rej) => {
+            out.extend(tx.lock().reject(&rej, now));
+            return out;
+        }
+    };
+    if method == Method::Invite {
+        // §16.2: answer 100 at once (before any store lookup) so the UAC
+        // stops retransmitting over UDP; not before the request is known
+        // to be one we route (a spoofed INVITE gets one answer, not two).
+        let trying = tx.lock().respond(100, "Trying", &[], now);
+        core.execute(tx, trying).await;
+    }
+
+    if register_for_us {
         let aor = msg.to().ok().map(|t| t.uri.to_string());
         let info = RegisterInfo {
             tenant: &tenant,
@@ -200,6 +215,12 @@ pub(crate) async fn route(
                 return out;
             }
         }
+    }
+    if authenticated.is_some() && method != Method::Register {
+        // Our realm's credentials end here (Kamailio's consume_credentials).
+        headers.push(crate::policy::HeaderEdit::Remove {
+            name: "Proxy-Authorization".into(),
+        });
     }
     let mut targets = targets.targets;
     if method == Method::Register

@@ -1,0 +1,207 @@
+//! One authentication decision: a request, the realm it must prove
+//! itself in, the time and the client's address in; a verdict out. No
+//! I/O: the subscribers are an in-memory table, time and randomness are
+//! the caller's.
+
+use std::net::IpAddr;
+
+use parking_lot::Mutex;
+use switchyard_codec::{HeaderName, SipMessage};
+
+use super::digest::{self, Algorithm, Credentials};
+use super::nonce::{NonceCheck, NonceCounts, NonceKey};
+use super::subscribers::Subscribers;
+use super::{AuthConfig, Challenge};
+
+/// Where credentials travel: a registrar asks with 401 and
+/// `WWW-Authenticate` / `Authorization`, a proxy with 407 and
+/// `Proxy-Authenticate` / `Proxy-Authorization` (RFC 3261 §22.2, §22.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Registrar,
+    Proxy,
+}
+
+impl Role {
+    fn credentials_header(self) -> HeaderName {
+        match self {
+            Role::Registrar => HeaderName::Authorization,
+            Role::Proxy => HeaderName::ProxyAuthorization,
+        }
+    }
+
+    pub fn status(self) -> (u16, &'static str) {
+        match self {
+            Role::Registrar => (401, "Unauthorized"),
+            Role::Proxy => (407, "Proxy Authentication Required"),
+        }
+    }
+
+    pub fn challenge_header(self) -> &'static str {
+        match self {
+            Role::Registrar => "WWW-Authenticate",
+            Role::Proxy => "Proxy-Authenticate",
+        }
+    }
+}
+
+/// What to do with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Proven: this user of the realm sent it.
+    Authenticated { user: String },
+    /// Not proven (no credentials, wrong password, unknown user, another
+    /// realm, a forged nonce): challenge again. `stale`: the credentials
+    /// were right but the nonce expired or was replayed, so the phone may
+    /// retry without asking its user (RFC 7616 §3.3).
+    Challenge { stale: bool },
+}
+
+pub struct Authenticator {
+    config: AuthConfig,
+    offered: Vec<Algorithm>,
+    key: NonceKey,
+    counts: Mutex<NonceCounts>,
+    subscribers: std::sync::Arc<Subscribers>,
+    /// HA1 for users that do not exist: derived from a secret, so an
+    /// unknown user costs the same hashing as a known one with a wrong
+    /// password and gets the same answer (no user enumeration).
+    decoy: NonceKey,
+}
+
+/// Nonce-counts remembered per node (bounded memory: one entry is about
+/// 100 bytes).
+const NONCE_COUNTS: usize = 100_000;
+
+impl Authenticator {
+    /// `secret`: the cluster secret when there is one, so every node
+    /// accepts every node's nonces; else per process.
+    pub fn new(
+        config: AuthConfig,
+        secret: &[u8],
+        subscribers: std::sync::Arc<Subscribers>,
+    ) -> Result<Authenticator, String> {
+        config.validate()?;
+        Ok(Authenticator {
+            offered: config.offered()?,
+            config,
+            key: NonceKey::derive(secret),
+            counts: Mutex::new(NonceCounts::new(NONCE_COUNTS)),
+            subscribers,
+            decoy: NonceKey::derive(&[secret, b"decoy"].concat()),
+        })
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    pub fn subscribers(&self) -> &Subscribers {
+        &self.subscribers
+    }
+
+    /// Whether `source` is trusted: never challenged, may relay.
+    pub fn is_trusted(&self, source: IpAddr) -> bool {
+        self.config.trusted.iter().any(|net| net.contains(&source))
+    }
+
+    /// Checks the request's credentials for `realm` (RFC 3261 §22.4).
+    pub fn verify(
+        &self,
+        msg: &SipMessage,
+        role: Role,
+        realm: &str,
+        client: IpAddr,
+        now_unix_secs: u64,
+    ) -> Verdict {
+        let challenge = Verdict::Challenge { stale: false };
+        // A phone may answer several challenges at once (one per
+        // algorithm): take the first for our realm in an algorithm we offer.
+        let Some(creds) = msg
+            .header_values(role.credentials_header())
+            .filter_map(|v| Credentials::parse(v).ok())
+            .find(|c| c.realm.eq_ignore_ascii_case(realm) && self.offered.contains(&c.algorithm))
+        else {
+            return challenge;
+        };
+        // RFC 7616 §3.4.6: the digest-uri must name this request.
+        if msg.request_uri_str() != Some(creds.uri.as_ref()) {
+            return challenge;
+        }
+        let nonce = self.key.check(
+            &creds.nonce,
+            realm,
+            client,
+            now_unix_secs,
+            self.config.nonce_lifetime_secs,
+        );
+        if nonce == NonceCheck::Invalid {
+            return challenge;
+        }
+        let ha1 = match self.subscribers.get(realm, &creds.username) {
+            Some(s) => s.ha1(creds.algorithm).to_string(),
+            None => self.decoy_ha1(creds.algorithm, &creds.username, realm),
+        };
+        let method = msg.method().map(|m| m.as_str()).unwrap_or_default();
+        if !digest::verify(&creds, &ha1, method, msg.body()) {
+            return challenge;
+        }
+        if matches!(nonce, NonceCheck::Stale) {
+            return Verdict::Challenge { stale: true };
+        }
+        // Every challenge offers qop, so an answer without it (RFC 2069)
+        // has no nonce-count to guard against replay: refused.
+        let Some(nc) = creds.nc else {
+            return challenge;
+        };
+        let fresh = self.counts.lock().accept(
+            &creds.nonce,
+            nc,
+            now_unix_secs,
+            self.config.nonce_lifetime_secs,
+        );
+        if !fresh {
+            return Verdict::Challenge { stale: true };
+        }
+        Verdict::Authenticated {
+            user: creds.username.to_string(),
+        }
+    }
+
+    /// The challenge headers: one per offered algorithm, strongest first
+    /// (RFC 8760 §2.4), each with a fresh nonce bound to `realm` and the
+    /// client's address. `salt` is the caller's randomness.
+    pub fn challenge(
+        &self,
+        role: Role,
+        realm: &str,
+        client: IpAddr,
+        now_unix_secs: u64,
+        stale: bool,
+        salt: u64,
+    ) -> Challenge {
+        let nonce = self.key.issue(now_unix_secs, realm, client, salt);
+        let (code, reason) = role.status();
+        Challenge {
+            code,
+            reason,
+            headers: self
+                .offered
+                .iter()
+                .map(|alg| {
+                    (
+                        role.challenge_header().to_string(),
+                        digest::challenge(*alg, realm, &nonce, None, stale),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn decoy_ha1(&self, alg: Algorithm, user: &str, realm: &str) -> String {
+        // Any deterministic value nobody can compute: the nonce key's MAC
+        // of the name, hashed like a real HA1.
+        let seed = self.decoy.issue(0, realm, IpAddr::from([0, 0, 0, 0]), 0);
+        digest::ha1(alg, user, realm, &seed)
+    }
+}

@@ -1,0 +1,31 @@
+//! Digest authentication of the node's own users (RFC 3261 §22,
+//! RFC 7616, RFC 8760): challenges with stateless nonces any node of a
+//! cluster accepts, credentials checked against HA1s per realm.
+//!
+//! - [`digest`]: the algorithms (MD5, SHA-256, SHA-512-256), credentials
+//!   parsing, response computation; pure.
+//! - [`nonce`]: nonces authenticated by an HMAC over time, realm and the
+//!   client's address, and the nonce-count replay guard; pure.
+//! - [`Subscribers`]: who may authenticate (the embedded store's file).
+//! - [`Authenticator`]: one verdict per request; the routing code decides
+//!   which requests need one (`node/routing.rs`).
+
+mod authenticator;
+mod config;
+pub mod digest;
+pub mod nonce;
+mod subscribers;
+mod watch;
+
+pub use authenticator::{Authenticator, Role, Verdict};
+pub use config::AuthConfig;
+pub use subscribers::{Subscriber, SubscriberError, Subscribers, edit_file};
+pub use watch::watch;
+
+/// A 401/407 to send: status and one challenge header per algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub code: u16,
+    pub reason: &'static str,
+    pub headers: Vec<(String, String)>,
+}

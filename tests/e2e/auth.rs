@@ -1,0 +1,439 @@
+//! Digest authentication on the wire (`[auth] enabled`): REGISTER is
+//! challenged 401 and initial requests from the node's users 407, one
+//! challenge per algorithm, strongest first; a user may register only
+//! their own AOR and call only as themselves; an unknown user looks
+//! exactly like a wrong password; a stranger may reach our users but not
+//! relay elsewhere; the subscriber file is re-read while the node runs.
+//! The client side computes its answers with the same digest module the
+//! node uses, checked against RFC 7616's vectors in its unit tests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchyard::auth::digest::{self, Algorithm, Qop};
+use switchyard::net::Transport;
+use switchyard_codec::{HeaderName, SipMessage};
+use switchyard_tests::softphone::bindings;
+use switchyard_tests::start_node_with_users;
+use switchyard_tests::ua::{UdpUa, msg};
+
+const IP: &str = "127.0.63.1";
+
+/// A REGISTER of `user` binding the UA's own address.
+fn register(ua: &UdpUa, user: &str, cseq: u32, auth: Option<&str>) -> String {
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    msg(
+        "REGISTER sip:{ip} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-reg-{user}-{cseq}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}@{ip}>;tag=r-{user}\r\n\
+         To: <sip:{user}@{ip}>\r\n\
+         Call-ID: reg-{user}-{me}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{user}@{me}>\r\n\
+         {auth}Expires: 300\r\n\
+         Content-Length: 0\r\n\r\n",
+        &[
+            ("ip", IP),
+            ("me", &ua.addr.to_string()),
+            ("user", user),
+            ("cseq", &cseq.to_string()),
+            ("auth", &auth),
+        ],
+    )
+}
+
+/// An INVITE from `from@from_domain` to `to`.
+fn invite(
+    ua: &UdpUa,
+    from: &str,
+    from_domain: &str,
+    to: &str,
+    id: &str,
+    auth: Option<&str>,
+) -> String {
+    let auth = auth.map_or(String::new(), |a| format!("Proxy-Authorization: {a}\r\n"));
+    msg(
+        "INVITE {to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-inv-{id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{from}@{fd}>;tag=i-{id}\r\n\
+         To: <{to}>\r\n\
+         Call-ID: inv-{id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:{from}@{me}>\r\n\
+         {auth}Content-Length: 0\r\n\r\n",
+        &[
+            ("to", to),
+            ("me", &ua.addr.to_string()),
+            ("from", from),
+            ("fd", from_domain),
+            ("id", id),
+            ("auth", &auth),
+        ],
+    )
+}
+
+/// `name="value"` or `name=value` out of a challenge.
+fn param(challenge: &str, name: &str) -> String {
+    let rest = challenge
+        .split_once(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name} in {challenge}"))
+        .1;
+    match rest.strip_prefix('"') {
+        Some(q) => q.split('"').next().unwrap_or_default().to_string(),
+        None => rest
+            .split([',', ' '])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+/// The answer to the challenge of algorithm `alg` in `resp`.
+fn answer(
+    resp: &SipMessage,
+    header: HeaderName,
+    alg: Algorithm,
+    user: &str,
+    pw: &str,
+    method: &str,
+    uri: &str,
+) -> String {
+    let challenge = resp
+        .header_values(header)
+        .find(|c| param(c, "algorithm") == alg.name())
+        .unwrap_or_else(|| panic!("no {} challenge in {resp:?}", alg.name()));
+    let (realm, nonce) = (param(challenge, "realm"), param(challenge, "nonce"));
+    let ha1 = digest::ha1(alg, user, &realm, pw);
+    let (nc, cnonce) = ("00000001", "0a4f113b");
+    let response = digest::response(
+        alg,
+        &ha1,
+        &nonce,
+        Some((Qop::Auth, nc, cnonce)),
+        method,
+        uri,
+        b"",
+    );
+    format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         response=\"{response}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"",
+        alg.name()
+    )
+}
+
+fn challenges(resp: &SipMessage, header: HeaderName) -> Vec<String> {
+    resp.header_values(header)
+        .map(|c| param(c, "algorithm"))
+        .collect()
+}
+
+async fn node_and_ua() -> (switchyard::NodeHandle, SocketAddr, UdpUa) {
+    // Every algorithm, strongest first (RFC 8760 phones).
+    let node = start_node_with_users(
+        IP,
+        &[("alice", "wonderland"), ("bob", "builder")],
+        &["SHA-512-256", "SHA-256", "MD5"],
+    )
+    .await;
+    let proxy = node.addr(Transport::Udp);
+    (node, proxy, UdpUa::bind(IP).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_is_challenged_then_accepted_with_each_algorithm() {
+    let (node, proxy, ua) = node_and_ua().await;
+    let first = ua
+        .request(proxy, &register(&ua, "alice", 1, None), "401")
+        .await;
+    assert_eq!(first.status(), Some(401), "{first:?}");
+    assert_eq!(
+        challenges(&first, HeaderName::WwwAuthenticate),
+        ["SHA-512-256", "SHA-256", "MD5"]
+    );
+    assert!(
+        bindings(&node, "alice", IP).await.is_empty(),
+        "nothing stored before proof"
+    );
+    let mut challenge = first;
+    for (cseq, alg) in [
+        (2, Algorithm::Md5),
+        (4, Algorithm::Sha256),
+        (6, Algorithm::Sha512_256),
+    ] {
+        let auth = answer(
+            &challenge,
+            HeaderName::WwwAuthenticate,
+            alg,
+            "alice",
+            "wonderland",
+            "REGISTER",
+            &format!("sip:{IP}"),
+        );
+        let ok = ua
+            .request(proxy, &register(&ua, "alice", cseq, Some(&auth)), "200")
+            .await;
+        assert_eq!(ok.status(), Some(200), "{}: {ok:?}", alg.name());
+        // A fresh nonce for the next algorithm (each nonce-count is used once).
+        challenge = ua
+            .request(proxy, &register(&ua, "alice", cseq + 1, None), "401")
+            .await;
+    }
+    assert_eq!(bindings(&node, "alice", IP).await.len(), 1);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_user_wrong_password_and_replay_get_the_same_challenge() {
+    let (node, proxy, ua) = node_and_ua().await;
+    let first = ua
+        .request(proxy, &register(&ua, "alice", 1, None), "401")
+        .await;
+    let uri = format!("sip:{IP}");
+    let wrong = answer(
+        &first,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "alice",
+        "looking-glass",
+        "REGISTER",
+        &uri,
+    );
+    let a = ua
+        .request(proxy, &register(&ua, "alice", 2, Some(&wrong)), "401")
+        .await;
+    let first_m = ua
+        .request(proxy, &register(&ua, "mallory", 1, None), "401")
+        .await;
+    let unknown = answer(
+        &first_m,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "mallory",
+        "x",
+        "REGISTER",
+        &uri,
+    );
+    let b = ua
+        .request(proxy, &register(&ua, "mallory", 2, Some(&unknown)), "401")
+        .await;
+    // Same status, reason and challenge shape: nothing tells them apart.
+    for r in [&a, &b] {
+        assert_eq!(r.status(), Some(401), "{r:?}");
+        assert_eq!(
+            challenges(r, HeaderName::WwwAuthenticate),
+            ["SHA-512-256", "SHA-256", "MD5"]
+        );
+        assert!(
+            r.header_values(HeaderName::WwwAuthenticate)
+                .all(|c| !c.contains("stale"))
+        );
+    }
+    assert_eq!(a.start_line(), b.start_line());
+    // The right answer works once; the same nonce-count again is stale.
+    let right = answer(
+        &first,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "alice",
+        "wonderland",
+        "REGISTER",
+        &uri,
+    );
+    let ok = ua
+        .request(proxy, &register(&ua, "alice", 3, Some(&right)), "200")
+        .await;
+    assert_eq!(ok.status(), Some(200));
+    let again = ua
+        .request(proxy, &register(&ua, "alice", 4, Some(&right)), "stale 401")
+        .await;
+    assert_eq!(again.status(), Some(401));
+    assert!(
+        again
+            .header_values(HeaderName::WwwAuthenticate)
+            .all(|c| c.contains("stale=true")),
+        "{again:?}"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_registers_only_their_own_aor() {
+    let (node, proxy, ua) = node_and_ua().await;
+    let first = ua
+        .request(proxy, &register(&ua, "bob", 1, None), "401")
+        .await;
+    // alice's valid credentials on a REGISTER for bob.
+    let as_alice = answer(
+        &first,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Sha256,
+        "alice",
+        "wonderland",
+        "REGISTER",
+        &format!("sip:{IP}"),
+    );
+    let refused = ua
+        .request(proxy, &register(&ua, "bob", 2, Some(&as_alice)), "403")
+        .await;
+    assert_eq!(refused.status(), Some(403), "{refused:?}");
+    assert!(bindings(&node, "bob", IP).await.is_empty());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_out_need_proof_strangers_reach_users_but_cannot_relay() {
+    let (node, proxy, ua) = node_and_ua().await;
+    // bob registers (authenticated) so he can be called.
+    let bob = UdpUa::bind(IP).await;
+    let c = bob
+        .request(proxy, &register(&bob, "bob", 1, None), "401")
+        .await;
+    let auth = answer(
+        &c,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "bob",
+        "builder",
+        "REGISTER",
+        &format!("sip:{IP}"),
+    );
+    assert_eq!(
+        bob.request(proxy, &register(&bob, "bob", 2, Some(&auth)), "200")
+            .await
+            .status(),
+        Some(200)
+    );
+
+    // alice calls bob: 407 first, then through, credentials consumed.
+    let to = format!("sip:bob@{IP}");
+    let challenge = ua
+        .request(proxy, &invite(&ua, "alice", IP, &to, "a1", None), "407")
+        .await;
+    assert_eq!(challenge.status(), Some(407), "{challenge:?}");
+    assert_eq!(
+        challenges(&challenge, HeaderName::ProxyAuthenticate),
+        ["SHA-512-256", "SHA-256", "MD5"]
+    );
+    let auth = answer(
+        &challenge,
+        HeaderName::ProxyAuthenticate,
+        Algorithm::Sha512_256,
+        "alice",
+        "wonderland",
+        "INVITE",
+        &to,
+    );
+    ua.send(proxy, &invite(&ua, "alice", IP, &to, "a2", Some(&auth)))
+        .await;
+    let at_bob = bob.recv_request("INVITE", "alice's INVITE at bob").await;
+    assert!(
+        at_bob.header(HeaderName::ProxyAuthorization).is_none(),
+        "{at_bob:?}"
+    );
+
+    // alice's credentials do not let her call as bob (caller-ID spoofing).
+    let c = ua
+        .request(
+            proxy,
+            &invite(&ua, "bob", IP, &to, "a3", None),
+            "407 for bob",
+        )
+        .await;
+    let as_alice = answer(
+        &c,
+        HeaderName::ProxyAuthenticate,
+        Algorithm::Md5,
+        "alice",
+        "wonderland",
+        "INVITE",
+        &to,
+    );
+    let spoof = ua
+        .request(
+            proxy,
+            &invite(&ua, "bob", IP, &to, "a4", Some(&as_alice)),
+            "403",
+        )
+        .await;
+    assert_eq!(spoof.status(), Some(403), "{spoof:?}");
+
+    // A stranger reaches our user without credentials...
+    let stranger = UdpUa::bind("127.0.63.2").await;
+    stranger
+        .send(
+            proxy,
+            &invite(&stranger, "eve", "elsewhere.test", &to, "s1", None),
+        )
+        .await;
+    bob.recv_request("INVITE", "the stranger's INVITE at bob")
+        .await;
+    // ...but cannot use the node as a relay to another domain.
+    let relay = stranger
+        .request(
+            proxy,
+            &invite(
+                &stranger,
+                "eve",
+                "elsewhere.test",
+                "sip:carol@127.0.63.3:5999",
+                "s2",
+                None,
+            ),
+            "403",
+        )
+        .await;
+    assert_eq!(relay.status(), Some(403), "{relay:?}");
+    assert_eq!(relay.start_line(), "SIP/2.0 403 Relaying Denied");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_added_to_the_file_can_register_without_a_restart() {
+    let (node, proxy, ua) = node_and_ua().await;
+    let config = node
+        .config()
+        .auth
+        .subscribers
+        .clone()
+        .expect("subscriber file");
+    switchyard::auth::edit_file(&config, |users| {
+        users.push(switchyard::auth::Subscriber::new(IP, "carol", "c4r0l"))
+    })
+    .unwrap();
+    // The watcher re-reads the file within its settle time; retry until then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut cseq = 1;
+    loop {
+        let c = ua
+            .request(proxy, &register(&ua, "carol", cseq, None), "401")
+            .await;
+        let auth = answer(
+            &c,
+            HeaderName::WwwAuthenticate,
+            Algorithm::Md5,
+            "carol",
+            "c4r0l",
+            "REGISTER",
+            &format!("sip:{IP}"),
+        );
+        let r = ua
+            .request(
+                proxy,
+                &register(&ua, "carol", cseq + 1, Some(&auth)),
+                "answer",
+            )
+            .await;
+        if r.status() == Some(200) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "carol never accepted: {r:?}"
+        );
+        cseq += 2;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.shutdown().await;
+}
