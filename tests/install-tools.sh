@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real SIP tools the end-to-end tests drive, from Debian's
 # packages, when they are missing: SIPp, sipsak, dnsmasq (the RFC 3263
-# tests' DNS server) and the softphones baresip and linphonec. Needs root
+# tests' DNS server), the softphones baresip and linphonec, and the
+# password cracker svcrack (sipvicious) the throttling test runs. Needs root
 # (or sudo) and apt; does nothing when everything is there already.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ command -v sipsak >/dev/null 2>&1 || need+=(sipsak)
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || need+=(linphone-cli)
+command -v svcrack >/dev/null 2>&1 || need+=(sipvicious)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=()

@@ -14,8 +14,8 @@ use switchyard::auth::digest::{self, Algorithm, Qop};
 use switchyard::net::Transport;
 use switchyard_codec::{HeaderName, SipMessage};
 use switchyard_tests::softphone::bindings;
-use switchyard_tests::start_node_with_users;
 use switchyard_tests::ua::{UdpUa, msg};
+use switchyard_tests::{algorithms, start_node_with_users};
 
 const IP: &str = "127.0.63.1";
 
@@ -134,7 +134,7 @@ async fn node_and_ua() -> (switchyard::NodeHandle, SocketAddr, UdpUa) {
     let node = start_node_with_users(
         IP,
         &[("alice", "wonderland"), ("bob", "builder")],
-        &["SHA-512-256", "SHA-256", "MD5"],
+        algorithms(&["SHA-512-256", "SHA-256", "MD5"]),
     )
     .await;
     let proxy = node.addr(Transport::Udp);
@@ -436,4 +436,91 @@ async fn a_user_added_to_the_file_can_register_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     node.shutdown().await;
+}
+
+/// `svcrack` (Debian's sipvicious) guessing alice's 4-digit password
+/// from a dictionary of 1..=100: it finds it when wrong answers are not
+/// throttled, and not with the default throttle (3 wrong guesses per
+/// source and user per minute, then 403 for a doubling back-off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_cracker_finds_nothing_with_the_default_throttle() {
+    let unthrottled = start_node_with_users("127.0.63.4", &[("alice", "0042")], |c| {
+        c.auth.throttle.max_failures = 1_000_000;
+        c.auth.throttle.max_failures_per_source = 1_000_000;
+    })
+    .await;
+    let found = svcrack(&unthrottled, "127.0.63.4", "127.0.63.5").await;
+    assert!(
+        found.contains("0042"),
+        "svcrack should crack an unthrottled node:\n{found}"
+    );
+    unthrottled.shutdown().await;
+
+    let node = start_node_with_users("127.0.63.6", &[("alice", "0042")], |_| {}).await;
+    let found = svcrack(&node, "127.0.63.6", "127.0.63.7").await;
+    assert!(
+        !found.contains("0042"),
+        "the throttle let svcrack through:\n{found}"
+    );
+    assert!(node.stats().auth_throttled.get() > 0);
+    // The real alice, from her own address, is not locked out.
+    let ua = UdpUa::bind("127.0.63.6").await;
+    let proxy = node.addr(Transport::Udp);
+    let register_at = |ua: &UdpUa, cseq, auth: Option<&str>| {
+        register(ua, "alice", cseq, auth).replace("127.0.63.1", "127.0.63.6")
+    };
+    let c = ua.request(proxy, &register_at(&ua, 1, None), "401").await;
+    let auth = answer(
+        &c,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "alice",
+        "0042",
+        "REGISTER",
+        "sip:127.0.63.6",
+    );
+    let ok = ua
+        .request(proxy, &register_at(&ua, 2, Some(&auth)), "200")
+        .await;
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+    node.shutdown().await;
+}
+
+/// Runs svcrack against `node` (domain `ip`) from `from`; its output.
+async fn svcrack(node: &switchyard::NodeHandle, ip: &str, from: &str) -> String {
+    let port = node.addr(Transport::Udp).port().to_string();
+    let dir = switchyard_tests::run_dir("svcrack", ip);
+    let args = [
+        "-u",
+        "alice",
+        "-r",
+        "1-100",
+        "-z",
+        "4",
+        "-b",
+        from,
+        "-x",
+        from,
+        "-p",
+        &port,
+        "--maximumtime",
+        "5",
+        ip,
+    ];
+    let out = tokio::process::Command::new("svcrack")
+        .args(args)
+        .current_dir(&dir)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("svcrack finishes within a minute")
+        .unwrap_or_else(|e| {
+            panic!("svcrack (sipvicious) not found: run tests/install-tools.sh: {e}")
+        });
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -74,7 +74,12 @@ async fn call_flow_as(ip: &str, transport: Transport, outbound: bool, auth: bool
     let node = if auth {
         // The default, MD5 alone: libre 1.1 refuses the whole set of
         // challenges when any one of them has an algorithm it lacks.
-        start_node_with_users(ip, &[("alice", PASSWORDS[0]), ("bob", PASSWORDS[1])], &[]).await
+        start_node_with_users(
+            ip,
+            &[("alice", PASSWORDS[0]), ("bob", PASSWORDS[1])],
+            |_| {},
+        )
+        .await
     } else {
         start_node_domain_is_ip(ip).await
     };

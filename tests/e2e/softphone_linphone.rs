@@ -13,7 +13,7 @@ use switchyard::NodeHandle;
 use switchyard::net::Transport;
 use switchyard_tests::linphone::{Account, Linphone};
 use switchyard_tests::softphone::bindings;
-use switchyard_tests::{start_node_domain_is_ip, start_node_with_users};
+use switchyard_tests::{algorithms, start_node_domain_is_ip, start_node_with_users};
 
 /// alice's and bob's passwords when the node authenticates.
 const PASSWORDS: [&str; 2] = ["alice-Pw-2026!", "bob-Pw-2026!"];
@@ -53,7 +53,7 @@ async fn call_flow_as(ip: &str, transport: Transport, outbound: bool, auth: bool
         start_node_with_users(
             ip,
             &[("alice", PASSWORDS[0]), ("bob", PASSWORDS[1])],
-            &["SHA-256", "MD5"],
+            algorithms(&["SHA-256", "MD5"]),
         )
         .await
     } else {

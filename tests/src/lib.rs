@@ -39,13 +39,13 @@ pub async fn start_node_domain_is_ip(ip: &str) -> NodeHandle {
     start_node_with(ip, |c| c.domains = vec![ip.to_string()]).await
 }
 
-/// [`start_node_domain_is_ip`] with digest authentication on (`[auth]`),
-/// `users` (name, password) as the subscribers of that domain and
-/// `algorithms` offered (empty: the default).
+/// [`start_node_domain_is_ip`] with digest authentication on (`[auth]`)
+/// and `users` (name, password) as the subscribers of that domain;
+/// `tweak` may change the rest (algorithms, throttling).
 pub async fn start_node_with_users(
     ip: &str,
     users: &[(&str, &str)],
-    algorithms: &[&str],
+    tweak: impl FnOnce(&mut Config),
 ) -> NodeHandle {
     let file = run_dir("auth", ip).join("subscribers.toml");
     switchyard::auth::edit_file(&file, |list| {
@@ -60,11 +60,15 @@ pub async fn start_node_with_users(
         c.domains = vec![ip.to_string()];
         c.auth.enabled = true;
         c.auth.subscribers = Some(file);
-        if !algorithms.is_empty() {
-            c.auth.algorithms = algorithms.iter().map(|a| a.to_string()).collect();
-        }
+        tweak(c);
     })
     .await
+}
+
+/// Offer these digest algorithms, in this order (a [`start_node_with_users`] tweak).
+pub fn algorithms(list: &[&str]) -> impl FnOnce(&mut Config) {
+    let list: Vec<String> = list.iter().map(|a| a.to_string()).collect();
+    move |c| c.auth.algorithms = list
 }
 
 /// `ip:port` of the node's UDP listener, for request lines and SIPp.

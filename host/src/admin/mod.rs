@@ -172,6 +172,10 @@ pub fn node_counters(stats: &Stats) -> Vec<(&'static str, u64)> {
             stats.auth_challenged.get(),
         ),
         ("switchyard_auth_failures_total", stats.auth_failed.get()),
+        (
+            "switchyard_auth_throttled_total",
+            stats.auth_throttled.get(),
+        ),
         ("switchyard_relay_refused_total", stats.relay_refused.get()),
     ]
 }

@@ -11,6 +11,7 @@ use switchyard_codec::{HeaderName, SipMessage};
 use super::digest::{self, Algorithm, Credentials};
 use super::nonce::{NonceCheck, NonceCounts, NonceKey};
 use super::subscribers::Subscribers;
+use super::throttle::Throttle;
 use super::{AuthConfig, Challenge};
 
 /// Where credentials travel: a registrar asks with 401 and
@@ -55,6 +56,9 @@ pub enum Verdict {
     /// were right but the nonce expired or was replayed, so the phone may
     /// retry without asking its user (RFC 7616 §3.3).
     Challenge { stale: bool },
+    /// Too many wrong answers from this source (for this user): refused
+    /// without looking at the answer, until the back-off ends.
+    Throttled,
 }
 
 pub struct Authenticator {
@@ -62,6 +66,7 @@ pub struct Authenticator {
     offered: Vec<Algorithm>,
     key: NonceKey,
     counts: Mutex<NonceCounts>,
+    throttle: Mutex<Throttle>,
     subscribers: std::sync::Arc<Subscribers>,
     /// HA1 for users that do not exist: derived from a secret, so an
     /// unknown user costs the same hashing as a known one with a wrong
@@ -72,6 +77,9 @@ pub struct Authenticator {
 /// Nonce-counts remembered per node (bounded memory: one entry is about
 /// 100 bytes).
 const NONCE_COUNTS: usize = 100_000;
+/// Sources (and source-user pairs) the throttle remembers (~100 bytes
+/// each).
+const THROTTLED: usize = 100_000;
 
 impl Authenticator {
     /// `secret`: the cluster secret when there is one, so every node
@@ -84,6 +92,7 @@ impl Authenticator {
         config.validate()?;
         Ok(Authenticator {
             offered: config.offered()?,
+            throttle: Mutex::new(Throttle::new(config.throttle.clone(), THROTTLED)),
             config,
             key: NonceKey::derive(secret),
             counts: Mutex::new(NonceCounts::new(NONCE_COUNTS)),
@@ -124,6 +133,13 @@ impl Authenticator {
         else {
             return challenge;
         };
+        if self
+            .throttle
+            .lock()
+            .is_blocked(client, &creds.username, now_unix_secs)
+        {
+            return Verdict::Throttled;
+        }
         // RFC 7616 §3.4.6: the digest-uri must name this request.
         if msg.request_uri_str() != Some(creds.uri.as_ref()) {
             return challenge;
@@ -144,8 +160,12 @@ impl Authenticator {
         };
         let method = msg.method().map(|m| m.as_str()).unwrap_or_default();
         if !digest::verify(&creds, &ha1, method, msg.body()) {
+            self.throttle
+                .lock()
+                .failure(client, &creds.username, now_unix_secs);
             return challenge;
         }
+        self.throttle.lock().success(client, &creds.username);
         if matches!(nonce, NonceCheck::Stale) {
             return Verdict::Challenge { stale: true };
         }

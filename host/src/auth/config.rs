@@ -6,6 +6,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::digest::Algorithm;
+use super::throttle::ThrottleConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +32,8 @@ pub struct AuthConfig {
     /// Sources whose initial requests are not challenged and may relay:
     /// PBXs, media servers, carriers' gateways.
     pub trusted: Vec<IpNet>,
+    /// Brute-force throttling of wrong answers (`[auth.throttle]`).
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for AuthConfig {
@@ -41,6 +44,7 @@ impl Default for AuthConfig {
             nonce_lifetime_secs: 300,
             algorithms: vec!["MD5".into()],
             trusted: Vec::new(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -65,6 +69,16 @@ impl AuthConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.offered()?.is_empty() {
             return Err("key `auth.algorithms`: offer at least one algorithm".into());
+        }
+        let t = &self.throttle;
+        if t.max_failures == 0
+            || t.max_failures_per_source == 0
+            || t.backoff_secs > t.max_backoff_secs
+        {
+            return Err(
+                "key `auth.throttle`: need max_failures >= 1 and backoff_secs <= max_backoff_secs"
+                    .into(),
+            );
         }
         if self.nonce_lifetime_secs == 0 {
             return Err("key `auth.nonce_lifetime_secs`: must be at least 1".into());

@@ -15,11 +15,13 @@ mod config;
 pub mod digest;
 pub mod nonce;
 mod subscribers;
+mod throttle;
 mod watch;
 
 pub use authenticator::{Authenticator, Role, Verdict};
 pub use config::AuthConfig;
 pub use subscribers::{Subscriber, SubscriberError, Subscribers, edit_file};
+pub use throttle::{Throttle, ThrottleConfig};
 pub use watch::watch;
 
 /// A 401/407 to send: status and one challenge header per algorithm.

@@ -83,6 +83,10 @@ impl Core {
                 self.stats.auth_failed.inc();
                 AuthStep::Forbid(Reject::new(403, "Forbidden"))
             }
+            Verdict::Throttled => {
+                self.stats.auth_throttled.inc();
+                AuthStep::Forbid(Reject::new(403, "Forbidden"))
+            }
             Verdict::Challenge { stale } => {
                 if msg.header(role_header(role)).is_some() && !stale {
                     self.stats.auth_failed.inc();

@@ -61,6 +61,8 @@ pub struct Stats {
     pub auth_challenged: Counter,
     /// Credentials that were present but wrong (or for another user).
     pub auth_failed: Counter,
+    /// Attempts refused unexamined during a brute-force back-off.
+    pub auth_throttled: Counter,
     /// Initial requests from a stranger to a foreign domain (403).
     pub relay_refused: Counter,
 }
