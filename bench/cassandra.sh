@@ -177,7 +177,7 @@ write_config() { # write_config BACKEND FILE
 start_switchyard() { # BACKEND -> PROXY_PID
     local backend=$1
     wait_port_free "$SY_ADDR" "$PORT" || { log "$SY_ADDR:$PORT is taken by another process"; return 1; }
-    "$BIN" run --config "$WORK/$backend.toml" --log warn >>"$WORK/switchyard-$backend.log" 2>&1 &
+    "$BIN" run --no-auth --config "$WORK/$backend.toml" --log warn >>"$WORK/switchyard-$backend.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
     # Up to 30 s: with create_schema the first start creates keyspace and

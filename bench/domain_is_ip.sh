@@ -32,7 +32,7 @@ esac
 
 BIN=${BIN:-target/release/switchyard}
 [[ ${SKIP_BUILD:-0} == 1 || $BIN != target/release/switchyard ]] || cargo build --release -p switchyard -q
-"$BIN" run --listen "udp:$IP:$PORT" --listen "tcp:$IP:$PORT" \
+"$BIN" run --no-auth --listen "udp:$IP:$PORT" --listen "tcp:$IP:$PORT" \
     --domain "$IP" --log warn >"$WORK/node.log" 2>&1 &
 PIDS+=($!)
 wait_udp_bound "$IP" "$PORT" || { log "node did not start"; cat "$WORK/node.log"; exit 1; }

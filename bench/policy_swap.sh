@@ -47,7 +47,7 @@ start_node() { # start_node [cache_dir]
         echo 'module = "builtin:default"'
     } >"$WORK/node.toml"
     wait_port_free "$ADDR" "$PORT" || { log "$ADDR:$PORT busy"; exit 1; }
-    "$BIN" run --config "$WORK/node.toml" --listen "udp:$ADDR:$PORT" --log warn >>"$WORK/node.log" 2>&1 &
+    "$BIN" run --no-auth --config "$WORK/node.toml" --listen "udp:$ADDR:$PORT" --log warn >>"$WORK/node.log" 2>&1 &
     NODE=$!
     PIDS+=("$NODE")
     wait_udp_bound "$ADDR" "$PORT" 3000 || { log "node did not start"; tail -5 "$WORK/node.log" >&2; exit 1; }

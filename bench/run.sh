@@ -131,7 +131,7 @@ pbx_config() {
 start_switchyard() { # start_switchyard [extra args]
     local bin="$ROOT/target/release/switchyard"
     [[ -x $bin ]] || return 1
-    "$bin" run "$@" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log warn \
+    "$bin" run --no-auth "$@" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log warn \
         >"$WORK/switchyard.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")

@@ -30,7 +30,7 @@ CLOSED=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 
 run() { # run NAME SCENARIO CONFIG -> prints "rate ok failed max_ms"
     local name=$1 scenario=$2 config=$3
-    "$BIN" --log error run --config "$config" >"$WORK/$name.log" 2>&1 &
+    "$BIN" --log error run --no-auth --config "$config" >"$WORK/$name.log" 2>&1 &
     PID=$!
     for _ in $(seq 100); do ss -Hlun "src $PROXY:5060" | grep -q . && break; sleep 0.05; done
     local start end

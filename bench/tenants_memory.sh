@@ -61,7 +61,7 @@ rss_of() { # rss_of CONFIG -> "rss_bytes startup_seconds"
     local t0 t1 pid rss
     wait_port_free "$ADDR" "$PORT" || { log "$ADDR:$PORT busy"; return 1; }
     t0=$(date +%s.%N)
-    "$BIN" run --config "$1" --listen "udp:$ADDR:$PORT" --log warn >"$WORK/node.log" 2>&1 &
+    "$BIN" run --no-auth --config "$1" --listen "udp:$ADDR:$PORT" --log warn >"$WORK/node.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_udp_bound "$ADDR" "$PORT" 30000 || { log "node did not start"; tail -5 "$WORK/node.log" >&2; return 1; }

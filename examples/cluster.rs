@@ -65,6 +65,8 @@ fn main() -> anyhow::Result<()> {
             config.egress.dns = false;
             config.admin.listen = None;
             config.cluster.secret = Some(args.secret.clone());
+            // A demo and benchmark cluster on loopback: no subscribers.
+            config.auth.enabled = false;
             let parts = NodeParts {
                 store: Some(store.clone()),
                 policies: None,

@@ -50,6 +50,11 @@ enum Command {
         /// This node's id.
         #[arg(long)]
         node_id: Option<String>,
+        /// Turn digest authentication off (`[auth] enabled = false`): anyone
+        /// may register as anyone and relay anywhere the egress allowlist
+        /// permits. For benchmarks and closed labs only.
+        #[arg(long)]
+        no_auth: bool,
     },
     /// Validate a configuration file and print the effective settings.
     CheckConfig { file: PathBuf },
@@ -226,6 +231,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             domain,
             advertise,
             node_id,
+            no_auth,
         } => {
             let mut cfg = match config {
                 Some(path) => Config::load(&path)?,
@@ -242,6 +248,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             if let Some(id) = node_id {
                 cfg.node_id = id;
+            }
+            if no_auth {
+                cfg.auth.enabled = false;
+                tracing::warn!(
+                    "--no-auth: anyone may register as anyone and relay through this node"
+                );
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -524,3 +524,50 @@ async fn svcrack(node: &switchyard::NodeHandle, ip: &str, from: &str) -> String 
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Early rejections are answered once, outside any transaction: a 407
+/// (or a 403) to a source that may be spoofed is not retransmitted (no
+/// Timer G), and the ACK for it, which carries no Route of ours, is not
+/// relayed anywhere, not even to the Request-URI it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenges_are_sent_once_and_their_acks_go_nowhere() {
+    let (node, proxy, ua) = node_and_ua().await;
+    let carol = UdpUa::bind("127.0.63.3").await;
+    let to = format!("sip:carol@{}", carol.addr);
+    let inv = invite(&ua, "alice", IP, &to, "once1", None);
+    let challenge = ua.request(proxy, &inv, "407").await;
+    assert_eq!(challenge.status(), Some(407));
+    // Test T1 is 100 ms: Timer G would have re-sent it at 100 and 300 ms.
+    assert!(
+        ua.try_recv(Duration::from_millis(500)).await.is_none(),
+        "407 retransmitted"
+    );
+    let to_tag = challenge.to().unwrap().tag().unwrap().to_string();
+    let ack = msg(
+        "ACK {to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-inv-once1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@{ip}>;tag=i-once1\r\n\
+         To: <{to}>;tag={tag}\r\n\
+         Call-ID: inv-once1\r\n\
+         CSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n",
+        &[
+            ("to", &to),
+            ("me", &ua.addr.to_string()),
+            ("ip", IP),
+            ("tag", &to_tag),
+        ],
+    );
+    ua.send(proxy, &ack).await;
+    // A stranger's made-up in-dialog ACK towards carol is not relayed either.
+    let forged = ack
+        .replace("z9hG4bK-inv-once1", "z9hG4bK-forged")
+        .replace(&format!("tag=i-once1"), "tag=forged");
+    ua.send(proxy, &forged).await;
+    assert!(
+        carol.try_recv(Duration::from_millis(500)).await.is_none(),
+        "an ACK without our route was relayed"
+    );
+    node.shutdown().await;
+}

@@ -13,7 +13,9 @@ use super::throttle::ThrottleConfig;
 pub struct AuthConfig {
     /// Challenge every REGISTER (401) and every initial request whose From
     /// is in a served domain (407), and refuse to relay between two foreign
-    /// domains (403).
+    /// domains (403). On by default: with no subscribers, nobody registers
+    /// until `switchyard user add`. `switchyard run --no-auth` turns it off
+    /// (benchmarks, closed labs).
     pub enabled: bool,
     /// The subscriber file of the embedded store: HA1s per realm and user,
     /// written by `switchyard user add`. Re-read when it changes.
@@ -39,7 +41,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            enabled: false,
+            enabled: true,
             subscribers: None,
             nonce_lifetime_secs: 300,
             algorithms: vec!["MD5".into()],

@@ -277,6 +277,8 @@ impl Config {
         };
         c.egress.allow = vec!["127.0.0.0/8".parse().unwrap()];
         c.egress.dns = false;
+        // Tests that are about authentication turn it on themselves.
+        c.auth.enabled = false;
         c.timers.t1_ms = 100;
         c.timers.timer_c_ms = 10_000;
         c.limits.udp_sockets = 1;

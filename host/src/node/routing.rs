@@ -81,11 +81,14 @@ pub(crate) async fn route(
     let authenticated = match core.authenticate(msg, source.remote.ip(), &ruri, register_for_us) {
         AuthStep::Proceed { user } => user,
         AuthStep::Challenge(c) => {
-            out.extend(tx.lock().respond(c.code, c.reason, &c.headers, now));
+            out.extend(tx.lock().respond_once(c.code, c.reason, &c.headers, now));
             return out;
         }
         AuthStep::Forbid(rej) => {
-            out.extend(tx.lock().reject(&rej, now));
+            out.extend(
+                tx.lock()
+                    .respond_once(rej.code, &rej.reason, &rej.headers, now),
+            );
             return out;
         }
     };

@@ -88,6 +88,14 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
             routes.changed = true;
         }
     }
+    // With authentication on, nothing is relayed statelessly that did not
+    // come through us: an ACK for a 2xx carries our Record-Route, one to a
+    // GRUU was resolved above; an ACK for our own 401/407 (no Route) or a
+    // stranger's made-up ACK ends here.
+    if core.auth.is_some() && !routes.changed {
+        debug!("stateless request without our route dropped");
+        return;
+    }
     if let Some(flow) = flow {
         let data = stateless_copy(core, msg, &routes, source, flow.transport, flow.remote);
         if let Err(e) = core.wiring().transports.send_on_flow(&flow, data).await {

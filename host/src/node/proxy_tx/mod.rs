@@ -197,6 +197,33 @@ impl ProxyTx {
         headers: &[(String, String)],
         now: Instant,
     ) -> Vec<Output> {
+        let data = self.local_response(code, reason, headers);
+        self.respond_bytes(code, data, now)
+    }
+
+    /// Answers a final response once and ends the transaction: for early
+    /// rejections of requests that may come from a spoofed source (401,
+    /// 407, 403), no Timer G retransmissions go towards it; a retransmitted
+    /// request is answered anew (with a fresh challenge).
+    pub fn respond_once(
+        &mut self,
+        code: u16,
+        reason: &str,
+        headers: &[(String, String)],
+        now: Instant,
+    ) -> Vec<Output> {
+        let data = self.local_response(code, reason, headers);
+        self.final_status = Some(code);
+        self.server.abandon();
+        let mut out = vec![Output::Reply {
+            source: self.source,
+            data,
+        }];
+        out.extend(self.pump(now));
+        out
+    }
+
+    fn local_response(&self, code: u16, reason: &str, headers: &[(String, String)]) -> Bytes {
         let mut b = codec::response_to(&self.request, code, reason);
         if code > 100 {
             b = b.to_tag(&self.to_tag);
@@ -204,7 +231,7 @@ impl ProxyTx {
         for (n, v) in headers {
             b = b.header(n, v);
         }
-        self.respond_bytes(code, b.build(), now)
+        b.build()
     }
 
     /// Sends a complete response through the server transaction.
