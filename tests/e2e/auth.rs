@@ -563,11 +563,129 @@ async fn challenges_are_sent_once_and_their_acks_go_nowhere() {
     // A stranger's made-up in-dialog ACK towards carol is not relayed either.
     let forged = ack
         .replace("z9hG4bK-inv-once1", "z9hG4bK-forged")
-        .replace(&format!("tag=i-once1"), "tag=forged");
+        .replace("tag=i-once1", "tag=forged");
     ua.send(proxy, &forged).await;
     assert!(
         carol.try_recv(Duration::from_millis(500)).await.is_none(),
         "an ACK without our route was relayed"
     );
+    node.shutdown().await;
+}
+
+/// `;tag=x` on the To header no longer opens a way around authentication
+/// and policies: an in-dialog request is routed only when it carries our
+/// Record-Route with its sealed dialog token, which the calls of our own
+/// users do (their ACK and BYE reach the callee).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_dialog_requests_need_our_record_route_token() {
+    let (node, proxy, ua) = node_and_ua().await;
+    let carol = UdpUa::bind("127.0.63.8").await;
+    let to = format!("sip:carol@{}", carol.addr);
+    let made_up = |id: &str, route: &str| {
+        msg(
+            "INVITE {to} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-dlg-{id}\r\n\
+             Max-Forwards: 70\r\n\
+             Route: {route}\r\n\
+             From: <sip:eve@elsewhere.test>;tag=e-{id}\r\n\
+             To: <{to}>;tag=x\r\n\
+             Call-ID: dlg-{id}\r\n\
+             CSeq: 2 INVITE\r\n\
+             Contact: <sip:eve@{me}>\r\n\
+             Content-Length: 0\r\n\r\n",
+            &[
+                ("to", &to),
+                ("me", &ua.addr.to_string()),
+                ("id", id),
+                ("route", route),
+            ],
+        )
+    };
+    // Our address as Route, with no token, or with a forged one: 403.
+    for (id, route) in [
+        ("plain", format!("<sip:{proxy};lr>")),
+        (
+            "forged",
+            format!("<sip:{proxy};lr;dlg=AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA>"),
+        ),
+    ] {
+        let answer = ua.request(proxy, &made_up(id, &route), "403").await;
+        assert_eq!(answer.status(), Some(403), "{id}: {answer:?}");
+    }
+    assert!(
+        carol.try_recv(Duration::from_millis(300)).await.is_none(),
+        "relayed to carol"
+    );
+
+    // A real dialog: bob registered, alice (authenticated) calls him, the
+    // INVITE's Record-Route holds the token, the BYE along it reaches bob.
+    let bob = UdpUa::bind(IP).await;
+    let c = bob
+        .request(proxy, &register(&bob, "bob", 1, None), "401")
+        .await;
+    let auth = answer(
+        &c,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "bob",
+        "builder",
+        "REGISTER",
+        &format!("sip:{IP}"),
+    );
+    assert_eq!(
+        bob.request(proxy, &register(&bob, "bob", 2, Some(&auth)), "200")
+            .await
+            .status(),
+        Some(200)
+    );
+    let bob_uri = format!("sip:bob@{IP}");
+    let c = ua
+        .request(
+            proxy,
+            &invite(&ua, "alice", IP, &bob_uri, "d1", None),
+            "407",
+        )
+        .await;
+    let auth = answer(
+        &c,
+        HeaderName::ProxyAuthenticate,
+        Algorithm::Md5,
+        "alice",
+        "wonderland",
+        "INVITE",
+        &bob_uri,
+    );
+    ua.send(
+        proxy,
+        &invite(&ua, "alice", IP, &bob_uri, "d2", Some(&auth)),
+    )
+    .await;
+    let at_bob = bob.recv_request("INVITE", "INVITE at bob").await;
+    let rr = at_bob
+        .header(HeaderName::RecordRoute)
+        .expect("record-routed")
+        .to_string();
+    assert!(rr.contains(";dlg="), "{rr}");
+    let bye = msg(
+        "BYE sip:bob@{bob} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-dlg-bye\r\n\
+         Max-Forwards: 70\r\n\
+         Route: {rr}\r\n\
+         From: <sip:alice@{ip}>;tag=i-d2\r\n\
+         To: <{bob_uri}>;tag=b1\r\n\
+         Call-ID: inv-d2\r\n\
+         CSeq: 2 BYE\r\n\
+         Content-Length: 0\r\n\r\n",
+        &[
+            ("bob", &bob.addr.to_string()),
+            ("me", &ua.addr.to_string()),
+            ("rr", &rr),
+            ("ip", IP),
+            ("bob_uri", &bob_uri),
+        ],
+    );
+    ua.send(proxy, &bye).await;
+    bob.recv_request("BYE", "BYE along the Record-Route at bob")
+        .await;
     node.shutdown().await;
 }

@@ -34,6 +34,9 @@ pub struct AuthConfig {
     /// Sources whose initial requests are not challenged and may relay:
     /// PBXs, media servers, carriers' gateways.
     pub trusted: Vec<IpNet>,
+    /// How long a dialog's Record-Route token is honoured: in-dialog
+    /// requests of a longer call are refused (403).
+    pub dialog_max_secs: u64,
     /// Brute-force throttling of wrong answers (`[auth.throttle]`).
     pub throttle: ThrottleConfig,
 }
@@ -46,6 +49,7 @@ impl Default for AuthConfig {
             nonce_lifetime_secs: 300,
             algorithms: vec!["MD5".into()],
             trusted: Vec::new(),
+            dialog_max_secs: 86_400,
             throttle: ThrottleConfig::default(),
         }
     }

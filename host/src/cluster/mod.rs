@@ -21,7 +21,7 @@ mod tests;
 
 pub use config::{ClusterConfig, ContactRewrite, PathTransport};
 pub use seal::{InvalidToken, Kind, Sealer};
-pub use tokens::{FlowToken, RewrittenContact, TempGruu};
+pub use tokens::{DialogToken, FlowToken, RewrittenContact, TempGruu};
 pub use uris::{GruuRef, REWRITTEN_PREFIX, TEMP_GRUU_PREFIX};
 
 use crate::net::{Source, Transport};
@@ -79,6 +79,20 @@ impl Cluster {
         self.open_flow(user?)
             .ok()
             .filter(|f| f.node == self.node_id && f.pinned)
+    }
+
+    pub fn seal_dialog(&self, dialog: DialogToken) -> String {
+        let mut w = Writer::default();
+        dialog.encode(&mut w);
+        self.sealer.seal(Kind::Dialog, &w.0)
+    }
+
+    pub fn open_dialog(&self, token: &str) -> Result<DialogToken, InvalidToken> {
+        let plain = self.sealer.open(Kind::Dialog, token)?;
+        let mut r = Reader(&plain);
+        let dialog = DialogToken::decode(&mut r)?;
+        r.finish()?;
+        Ok(dialog)
     }
 
     pub(crate) fn seal_temp_gruu(&self, gruu: &TempGruu) -> String {

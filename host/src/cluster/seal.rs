@@ -27,6 +27,7 @@ pub enum Kind {
     Flow,
     TempGruu,
     Contact,
+    Dialog,
 }
 
 impl Kind {
@@ -35,6 +36,7 @@ impl Kind {
             Kind::Flow => b"switchyard flow v1",
             Kind::TempGruu => b"switchyard temp-gruu v1",
             Kind::Contact => b"switchyard contact v1",
+            Kind::Dialog => b"switchyard dialog v1",
         }
     }
 }

@@ -160,3 +160,32 @@ fn a_token_of_one_kind_is_refused_as_another() {
         Some(Err(InvalidToken))
     );
 }
+
+#[test]
+fn record_route_carries_a_dialog_token_any_node_opens() {
+    let (a, b) = (cluster("a"), cluster("b"));
+    let token = a.seal_dialog(DialogToken {
+        started_secs: 1_700_000_000,
+    });
+    let rr = a.record_route_value("127.0.0.2:5060", Transport::Udp, Some(flow()), Some(&token));
+    let uri = Uri::parse(rr.trim_matches(|c| c == '<' || c == '>')).unwrap();
+    assert!(uri.params.get("lr").is_some());
+    // The flow token still travels as the user part.
+    assert_eq!(a.own_flow(uri.user).unwrap().flow, flow());
+    assert_eq!(
+        b.dialog_of(&uri).unwrap().unwrap(),
+        DialogToken {
+            started_secs: 1_700_000_000
+        }
+    );
+    // No token, a flow token in its place, another cluster's: refused.
+    let plain = a.record_route_value("127.0.0.2:5060", Transport::Udp, None, None);
+    assert!(
+        a.dialog_of(&Uri::parse(plain.trim_matches(|c| c == '<' || c == '>')).unwrap())
+            .is_none()
+    );
+    let flow_token = a.flow_token(flow(), true);
+    assert!(a.open_dialog(&flow_token).is_err());
+    let other = Cluster::new("x", "switchyard.test", &["another secret, also long"]);
+    assert!(other.open_dialog(&token).is_err());
+}

@@ -47,6 +47,27 @@ pub struct RewrittenContact {
     pub flow: FlowToken,
 }
 
+/// What the dialog token in our Record-Route entries carries (with
+/// `[auth]` on): when the dialog began, so an in-dialog request is routed
+/// only when it came through a Record-Route of this cluster, and only while
+/// the dialog can still exist (`auth.dialog_max_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogToken {
+    pub started_secs: u64,
+}
+
+impl DialogToken {
+    pub(super) fn encode(&self, w: &mut Writer) {
+        w.u64(self.started_secs);
+    }
+
+    pub(super) fn decode(r: &mut Reader<'_>) -> Result<DialogToken, InvalidToken> {
+        Ok(DialogToken {
+            started_secs: r.u64()?,
+        })
+    }
+}
+
 impl FlowToken {
     pub(super) fn encode(&self, w: &mut Writer) {
         w.str(&self.node);

@@ -14,6 +14,8 @@ use crate::net::{Source, Transport};
 
 /// User-part prefix of temp-GRUUs we mint.
 pub const TEMP_GRUU_PREFIX: &str = "tgruu.";
+/// The Record-Route URI parameter carrying the dialog token.
+pub const DIALOG_PARAM: &str = "dlg";
 /// User-part prefix of Contacts we rewrote.
 pub const REWRITTEN_PREFIX: &str = "sy.";
 
@@ -59,21 +61,33 @@ impl Cluster {
     }
 
     /// Our Record-Route entry; with `flow`, it carries the UA side's flow
-    /// token so in-dialog requests from the far side reach the UA over it.
+    /// token so in-dialog requests from the far side reach the UA over it;
+    /// with `dialog`, a sealed [`DialogToken`](super::DialogToken) in its
+    /// `dlg` parameter, without which (`[auth]` on) no in-dialog request
+    /// is routed.
     pub fn record_route_value(
         &self,
         advertised: &str,
         transport: Transport,
         flow: Option<Source>,
+        dialog: Option<&str>,
     ) -> String {
-        match flow {
-            Some(flow) => format!(
-                "<sip:{}@{advertised}{};lr>",
-                self.flow_token(flow, true),
-                transport_param(transport)
-            ),
-            None => format!("<sip:{advertised}{};lr>", transport_param(transport)),
-        }
+        let user = match flow {
+            Some(flow) => format!("{}@", self.flow_token(flow, true)),
+            None => String::new(),
+        };
+        let dialog = dialog.map_or(String::new(), |d| format!(";{DIALOG_PARAM}={d}"));
+        format!(
+            "<sip:{user}{advertised}{};lr{dialog}>",
+            transport_param(transport)
+        )
+    }
+
+    /// The dialog token of a Route value of ours, opened. `None`: it has
+    /// none; `Some(Err)`: forged, altered or another cluster's.
+    pub fn dialog_of(&self, uri: &Uri<'_>) -> Option<Result<super::DialogToken, InvalidToken>> {
+        let token = uri.params.get(DIALOG_PARAM)??;
+        Some(self.open_dialog(token))
     }
 
     /// The public GRUU of `instance` (stored as `<urn:uuid:…>`) under the

@@ -9,7 +9,11 @@
 //!
 //! Trusted sources (`auth.trusted`) are never challenged and may relay.
 //! In-dialog requests, ACK and CANCEL are not challenged (RFC 3261 §22.1:
-//! they cannot be).
+//! they cannot be): an in-dialog request is routed only when it came
+//! through our Record-Route (its sealed dialog token, within
+//! `auth.dialog_max_secs`) or goes to a GRUU or rewritten Contact;
+//! otherwise 403. Without that, `;tag=x` on the To header of an INVITE
+//! would skip authentication and every policy.
 
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,7 +22,7 @@ use switchyard_codec::{Method, SipMessage, Uri};
 
 use super::core::Core;
 use crate::auth::{Challenge, Role, Verdict};
-use crate::proxy::request::Reject;
+use crate::proxy::request::{Reject, RouteState, strip_angle};
 
 /// What authentication makes of a new request.
 pub(super) enum AuthStep {
@@ -37,6 +41,7 @@ impl Core {
         msg: &SipMessage,
         client: IpAddr,
         ruri: &Uri<'_>,
+        routes: &RouteState,
         register_for_us: bool,
     ) -> AuthStep {
         let proceed = AuthStep::Proceed { user: None };
@@ -45,8 +50,15 @@ impl Core {
         };
         let initial = msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
         let method = msg.method();
-        if !initial || matches!(method, Some(Method::Ack | Method::Cancel)) {
+        if matches!(method, Some(Method::Ack | Method::Cancel)) {
             return proceed;
+        }
+        if !initial {
+            if auth.is_trusted(client) || self.came_through_us(&routes.popped, ruri) {
+                return proceed;
+            }
+            self.stats.relay_refused.inc();
+            return AuthStep::Forbid(Reject::new(403, "Forbidden (No Dialog Of Ours)"));
         }
         let identity = &self.wiring().identity;
         let now = unix_now();
@@ -104,6 +116,23 @@ impl Core {
         }
     }
 
+    /// Whether an in-dialog request may be routed (with `[auth]` on): one
+    /// of the Route values of ours it carried holds a dialog token of this
+    /// cluster that has not outlived `auth.dialog_max_secs`, or it is for
+    /// a GRUU or a Contact we rewrote (which reach only the registered
+    /// instance).
+    pub(super) fn came_through_us(&self, popped: &[String], ruri: &Uri<'_>) -> bool {
+        let max = self.auth.as_ref().map_or(0, |a| a.config().dialog_max_secs);
+        let now = unix_now();
+        let ours = popped.iter().any(|r| {
+            Uri::parse(strip_angle(r))
+                .ok()
+                .and_then(|u| self.cluster.dialog_of(&u))
+                .is_some_and(|d| d.is_ok_and(|d| d.started_secs.saturating_add(max) >= now))
+        });
+        ours || self.cluster.gruu_of(ruri).is_some() || self.cluster.rewritten_of(ruri).is_some()
+    }
+
     /// Whether a Request-URI leads to one of our users: an AOR of ours,
     /// a GRUU or a Contact we rewrote.
     fn targets_us(&self, ruri: &Uri<'_>) -> bool {
@@ -120,7 +149,7 @@ fn role_header(role: Role) -> switchyard_codec::HeaderName {
     }
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

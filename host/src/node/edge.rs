@@ -166,9 +166,11 @@ impl Core {
         out_flow: Option<Source>,
         inbound: (&str, Transport),
         in_flow: Option<Source>,
+        dialog: Option<&str>,
     ) -> Vec<String> {
-        let rr =
-            |(addr, t): (&str, Transport), flow| self.cluster.record_route_value(addr, t, flow);
+        let rr = |(addr, t): (&str, Transport), flow| {
+            self.cluster.record_route_value(addr, t, flow, dialog)
+        };
         if out == inbound && (out_flow.is_none() || in_flow.is_none()) {
             return vec![rr(out, out_flow.or(in_flow))];
         }

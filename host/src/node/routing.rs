@@ -78,20 +78,21 @@ pub(crate) async fn route(
     }
 
     let register_for_us = method == Method::Register && to_us && our_domain;
-    let authenticated = match core.authenticate(msg, source.remote.ip(), &ruri, register_for_us) {
-        AuthStep::Proceed { user } => user,
-        AuthStep::Challenge(c) => {
-            out.extend(tx.lock().respond_once(c.code, c.reason, &c.headers, now));
-            return out;
-        }
-        AuthStep::Forbid(rej) => {
-            out.extend(
-                tx.lock()
-                    .respond_once(rej.code, &rej.reason, &rej.headers, now),
-            );
-            return out;
-        }
-    };
+    let authenticated =
+        match core.authenticate(msg, source.remote.ip(), &ruri, &routes, register_for_us) {
+            AuthStep::Proceed { user } => user,
+            AuthStep::Challenge(c) => {
+                out.extend(tx.lock().respond_once(c.code, c.reason, &c.headers, now));
+                return out;
+            }
+            AuthStep::Forbid(rej) => {
+                out.extend(
+                    tx.lock()
+                        .respond_once(rej.code, &rej.reason, &rej.headers, now),
+                );
+                return out;
+            }
+        };
     if method == Method::Invite {
         // §16.2: answer 100 at once (before any store lookup) so the UAC
         // stops retransmitting over UDP; not before the request is known
@@ -264,6 +265,11 @@ pub(crate) async fn route(
         rport,
         loop_hash: request::loop_hash(msg),
         headers,
+        dialog_token: (record_route && core.auth.is_some()).then(|| {
+            core.cluster.seal_dialog(crate::cluster::DialogToken {
+                started_secs: super::auth::unix_now(),
+            })
+        }),
     };
     let mut guard = tx.lock();
     guard.tenant = tenant;

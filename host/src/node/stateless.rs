@@ -51,6 +51,11 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
     let Ok(mut routes) = request::preprocess_routes(msg, identity) else {
         return;
     };
+    let Ok(original_ruri) = switchyard_codec::Uri::parse(&routes.request_uri) else {
+        return;
+    };
+    // Checked before the Request-URI is retargeted below.
+    let through_us = core.auth.is_none() || core.came_through_us(&routes.popped, &original_ruri);
     // An end-to-end ACK (or other stateless request) for a UA behind us:
     // our Record-Route entry names the flow (RFC 5626 §5.3).
     let mut flow = core.flow_from_routes(&routes.popped, &routes.routes, source);
@@ -89,10 +94,10 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
         }
     }
     // With authentication on, nothing is relayed statelessly that did not
-    // come through us: an ACK for a 2xx carries our Record-Route, one to a
-    // GRUU was resolved above; an ACK for our own 401/407 (no Route) or a
-    // stranger's made-up ACK ends here.
-    if core.auth.is_some() && !routes.changed {
+    // come through us: an ACK for a 2xx carries our Record-Route and its
+    // dialog token, one to a GRUU was resolved above; an ACK for our own
+    // 401/407 (no Route) or a stranger's made-up ACK ends here.
+    if !through_us {
         debug!("stateless request without our route dropped");
         return;
     }

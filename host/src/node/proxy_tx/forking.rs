@@ -64,6 +64,7 @@ impl ProxyTx {
                 target.flow,
                 (&in_addr.advertised, in_addr.transport),
                 fw.ua_flow,
+                fw.dialog_token.as_deref(),
             );
         }
         let routes: Option<Vec<String>> = if !target.route.is_empty() {

@@ -94,6 +94,8 @@ pub(crate) struct Forwarding {
     pub loop_hash: String,
     /// The policy's header edits for every forwarded copy.
     pub headers: Vec<crate::policy::HeaderEdit>,
+    /// The sealed dialog token our Record-Route entries carry (`[auth]`).
+    pub dialog_token: Option<String>,
 }
 
 struct BranchSlot {
