@@ -30,7 +30,7 @@ use crate::location::{EmbeddedStore, LocationStore, purge_periodically};
 use crate::net::Transport;
 use crate::policy::PolicyResolver;
 use crate::policy::tenants::Tenants;
-use crate::policy::wasm::PolicyEngine;
+use crate::policy::wasm::{PolicyEngine, PolicyLocation};
 use crate::proxy::identity::{Identity, LocalAddress};
 use crate::transport::Transports;
 
@@ -263,7 +263,8 @@ async fn start_tenants(config: &Config, store: &Arc<dyn LocationStore>) -> anyho
     if !wants_engine {
         return Ok(Tenants::native(config.tenants.clone()));
     }
-    let engine = PolicyEngine::new(config.policy.clone(), Some(store.clone()))
+    let location = PolicyLocation::new(store.clone(), config.tenants.clone());
+    let engine = PolicyEngine::new(config.policy.clone(), Some(location))
         .context("starting the policy engine ([policy])")?;
     Tenants::start(config.tenants.clone(), Arc::new(engine))
         .await

@@ -50,7 +50,7 @@ pub(crate) struct EngineInner {
     /// component's remaining (tolerated) imports with traps.
     pub linker: Linker<HostState>,
     pub compiled: CompileCache,
-    pub location: Option<Arc<dyn LocationStore>>,
+    pub location: Option<Arc<PolicyLocation>>,
     tenants: Mutex<HashMap<String, TenantState>>,
     _ticker: EpochTicker,
 }
@@ -61,13 +61,44 @@ struct TenantState {
     metrics: Arc<TenantMetrics>,
 }
 
+/// The location store as policies may read it: a tenant's policy sees the
+/// bindings of its own tenant's domains only (`[tenants] domains`), never
+/// another tenant's users.
+pub struct PolicyLocation {
+    pub store: Arc<dyn LocationStore>,
+    pub tenants: crate::config::TenantsConfig,
+}
+
+impl PolicyLocation {
+    /// All of `store` to every tenant's policy in the default tenant.
+    pub fn new(store: Arc<dyn LocationStore>, tenants: crate::config::TenantsConfig) -> Self {
+        PolicyLocation { store, tenants }
+    }
+
+    /// The unexpired bindings of `aor` in the store's cache (never waits
+    /// for a remote backend), when its domain is `tenant`'s; else none.
+    pub fn bindings(
+        &self,
+        tenant: &str,
+        aor: &crate::location::Aor,
+        now: std::time::SystemTime,
+    ) -> Vec<crate::location::Binding> {
+        if self.tenants.tenant_of(aor.domain()) != tenant {
+            return Vec::new();
+        }
+        let mut bindings = self.store.cached(aor, now).unwrap_or_default();
+        bindings.retain(|b| !b.is_expired(now));
+        bindings
+    }
+}
+
 impl PolicyEngine {
     /// Builds the engine: refuses an invalid config, reserves the instance
     /// pool, starts the epoch ticker. `location` backs the `location`
     /// import (None: lookups return nothing).
     pub fn new(
         config: EngineConfig,
-        location: Option<Arc<dyn LocationStore>>,
+        location: Option<PolicyLocation>,
     ) -> Result<PolicyEngine, EngineError> {
         config.validate()?;
         let engine = Engine::new(&wasmtime_config(&config)).map_err(EngineError::wasmtime)?;
@@ -86,7 +117,7 @@ impl PolicyEngine {
                 config,
                 linker,
                 compiled,
-                location,
+                location: location.map(Arc::new),
                 tenants: Mutex::new(HashMap::new()),
                 _ticker: ticker,
             }),

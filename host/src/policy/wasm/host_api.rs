@@ -16,7 +16,7 @@ use wasmtime::ResourceLimiter;
 use super::bindings::{clock, kv, location, log, metrics, types};
 use super::kv::TenantKv;
 use super::metrics::TenantMetrics;
-use crate::location::{Aor, LocationStore};
+use crate::location::Aor;
 
 /// Guest log lines per second and version beyond which lines are dropped.
 pub const LOG_LINES_PER_SEC: u32 = 100;
@@ -33,7 +33,7 @@ pub(crate) struct GuestContext {
     pub version: Arc<str>,
     pub kv: Arc<TenantKv>,
     pub metrics: Arc<TenantMetrics>,
-    pub location: Option<Arc<dyn LocationStore>>,
+    pub location: Option<Arc<super::engine::PolicyLocation>>,
     pub utc_offset_minutes: i32,
     log_window: Mutex<LogWindow>,
     /// Guest log lines dropped by the rate limit.
@@ -53,7 +53,7 @@ impl GuestContext {
         version: Arc<str>,
         kv: Arc<TenantKv>,
         metrics: Arc<TenantMetrics>,
-        location: Option<Arc<dyn LocationStore>>,
+        location: Option<Arc<super::engine::PolicyLocation>>,
         utc_offset_minutes: i32,
     ) -> Self {
         GuestContext {
@@ -260,20 +260,19 @@ impl kv::Host for HostState {
 
 impl location::Host for HostState {
     /// Reads the store's cache only ([`LocationStore::cached`]): never waits
-    /// for a remote backend. An unparsable AOR or an AOR the cache does not
-    /// hold gives an empty list.
+    /// for a remote backend. An unparsable AOR, an AOR of another tenant's
+    /// domain or one the cache does not hold gives an empty list.
     fn lookup(&mut self, aor: String) -> Vec<types::Binding> {
-        let Some(store) = &self.ctx.location else {
+        let Some(location) = &self.ctx.location else {
             return Vec::new();
         };
         let Ok(aor) = Aor::parse(&aor) else {
             return Vec::new();
         };
         let now = SystemTime::now();
-        let bindings = store.cached(&aor, now).unwrap_or_default();
-        bindings
+        location
+            .bindings(&self.ctx.tenant, &aor, now)
             .iter()
-            .filter(|b| !b.is_expired(now))
             .map(|b| super::convert::wit_binding(b, now))
             .collect()
     }

@@ -72,7 +72,7 @@ use std::path::PathBuf;
 
 pub use compile::CompiledFrom;
 pub use config::{EngineConfig, FailureMode};
-pub use engine::PolicyEngine;
+pub use engine::{PolicyEngine, PolicyLocation};
 pub use failure::FailureKind;
 pub use info::VersionInfo;
 pub use kv::TenantKv;

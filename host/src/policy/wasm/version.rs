@@ -445,16 +445,13 @@ impl PolicyVersion {
     /// The AOR's current bindings for `on-register`, from the store's cache
     /// (the registrar has not read the store yet at this point).
     fn stored_bindings(&self, aor: &str) -> Vec<crate::location::Binding> {
-        let Some(store) = &self.ctx.location else {
+        let Some(location) = &self.ctx.location else {
             return Vec::new();
         };
         let Ok(aor) = crate::location::Aor::parse(aor) else {
             return Vec::new();
         };
-        let now = SystemTime::now();
-        let mut bindings = store.cached(&aor, now).unwrap_or_default();
-        bindings.retain(|b| !b.is_expired(now));
-        bindings
+        location.bindings(&self.ctx.tenant, &aor, SystemTime::now())
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::location::Aor;
 use crate::policy::wasm::testing::{self, FixedStore, Invite, TENANT};
-use crate::policy::wasm::{EngineConfig, PolicyEngine};
+use crate::policy::wasm::{EngineConfig, PolicyEngine, PolicyLocation};
 use crate::policy::{FailureCause, HeaderEdit, Reply, RequestAction, ResponseAction};
 use crate::proxy::fork::Target;
 
@@ -368,7 +368,10 @@ fn location_lookup_reads_the_store_cache() {
         aor: Aor::parse("sip:bob@example.test").unwrap(),
         bindings: vec![testing::binding("sip:bob@127.0.0.1:5080")],
     };
-    let engine = PolicyEngine::new(testing::config(), Some(Arc::new(store))).unwrap();
+    let mut tenants = crate::config::TenantsConfig::default();
+    tenants.domains.insert("example.test".into(), TENANT.into());
+    let location = PolicyLocation::new(Arc::new(store), tenants.clone());
+    let engine = PolicyEngine::new(testing::config(), Some(location)).unwrap();
     let version = testing::probe(&engine, FailureMode::FailClosed);
     let prefetched = [testing::binding("sip:x@127.0.0.1")];
     let invite = Invite::to("lookup");
@@ -381,6 +384,25 @@ fn location_lookup_reads_the_store_cache() {
     );
     let expires: u32 = found.rsplit('=').next().unwrap().parse().unwrap();
     assert!((3590..=3600).contains(&expires), "{expires}");
+}
+
+#[test]
+fn location_lookup_sees_only_the_tenants_own_domains() {
+    let store = FixedStore {
+        aor: Aor::parse("sip:bob@example.test").unwrap(),
+        bindings: vec![testing::binding("sip:bob@127.0.0.1:5080")],
+    };
+    // example.test belongs to another tenant than the policy's.
+    let mut tenants = crate::config::TenantsConfig::default();
+    tenants
+        .domains
+        .insert("example.test".into(), "globex".into());
+    let location = PolicyLocation::new(Arc::new(store), tenants);
+    let engine = PolicyEngine::new(testing::config(), Some(location)).unwrap();
+    let version = testing::probe(&engine, FailureMode::FailClosed);
+    let invite = Invite::to("lookup");
+    let decision = version.on_request(&invite.info(&[]), &mut PolicyCtx::default());
+    assert_eq!(header(&decision, "X-Lookup"), Some(""), "{decision:?}");
 }
 
 #[test]
