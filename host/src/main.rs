@@ -329,7 +329,7 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
 }
 
 fn user_command(command: UserCommand) -> anyhow::Result<()> {
-    use switchyard::auth::{Subscriber, edit_file};
+    use switchyard::auth::Subscriber;
     let (scope, user, password, must_exist) = match command {
         UserCommand::Add {
             scope,
@@ -344,7 +344,6 @@ fn user_command(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Remove { scope, user } => (scope, Some(user), None, true),
         UserCommand::List { scope } => (scope, None, None, false),
     };
-    let (file, realms) = user_scope(&scope)?;
     let password = match password.as_deref() {
         Some("-") => {
             let mut line = String::new();
@@ -356,59 +355,71 @@ fn user_command(command: UserCommand) -> anyhow::Result<()> {
     if password.as_deref() == Some("") {
         anyhow::bail!("an empty password is refused");
     }
-    let Some(user) = user else {
-        let list = edit_file(&file, |users| users.clone())?;
-        for s in list
-            .iter()
-            .filter(|s| realms.is_empty() || realms.contains(&s.realm))
-        {
-            println!("{}\t{}", s.realm, s.user);
-        }
-        return Ok(());
-    };
-    anyhow::ensure!(
-        !realms.is_empty(),
-        "name the realm: --domain D or --tenant T"
-    );
-    let missing = edit_file(&file, |users| {
-        let mut missing = Vec::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let (store, realms) = user_scope(&scope).await?;
+        let Some(user) = user else {
+            let mut all = Vec::new();
+            if realms.is_empty() {
+                all = store.list(None).await?;
+            }
+            for realm in &realms {
+                all.extend(store.list(Some(realm)).await?);
+            }
+            for (realm, user) in all {
+                println!("{realm}\t{user}");
+            }
+            return Ok(());
+        };
+        anyhow::ensure!(
+            !realms.is_empty(),
+            "name the realm: --domain D or --tenant T"
+        );
         for realm in &realms {
-            let at = users
-                .iter()
-                .position(|s| &s.realm == realm && s.user == user);
-            if must_exist && at.is_none() {
-                missing.push(realm.clone());
-                continue;
-            }
-            if let Some(at) = at {
-                users.remove(at);
-            }
-            if let Some(pw) = &password {
-                users.push(Subscriber::new(realm, &user, pw));
+            if must_exist && store.subscriber(realm, &user).await?.is_none() {
+                anyhow::bail!("no user {user} in {realm}");
             }
         }
-        missing
-    })?;
-    anyhow::ensure!(
-        missing.is_empty(),
-        "no user {user} in {}",
-        missing.join(", ")
-    );
-    eprintln!("{}: {user} in {}", file.display(), realms.join(", "));
-    Ok(())
+        for realm in &realms {
+            match &password {
+                Some(pw) => store.put(Subscriber::new(realm, &user, pw)).await?,
+                None => {
+                    store.remove(realm, &user).await?;
+                }
+            }
+        }
+        eprintln!(
+            "{} subscribers: {user} in {}",
+            store.backend(),
+            realms.join(", ")
+        );
+        Ok(())
+    })
 }
 
-/// The subscriber file and the realms (lowercase) a `user` command names.
-fn user_scope(scope: &UserScope) -> anyhow::Result<(PathBuf, Vec<String>)> {
+/// The subscriber store and the realms (lowercase) a `user` command names:
+/// `--file`, else the config's `[auth] subscribers` file, else its
+/// Cassandra store.
+async fn user_scope(
+    scope: &UserScope,
+) -> anyhow::Result<(Box<dyn switchyard::auth::SubscriberStore>, Vec<String>)> {
+    use switchyard::auth::Subscribers;
     let config = scope.config.as_deref().map(Config::load).transpose()?;
-    let file = match (&scope.file, &config) {
-        (Some(f), _) => f.clone(),
-        (None, Some(c)) => c
-            .auth
-            .subscribers
-            .clone()
-            .context("the config has no `[auth] subscribers` file; set it, or pass --file")?,
-        (None, None) => anyhow::bail!("pass --config (with [auth] subscribers) or --file"),
+    let store: Box<dyn switchyard::auth::SubscriberStore> = match (&scope.file, &config) {
+        (Some(f), _) => Box::new(Subscribers::open(f)?),
+        (None, Some(c)) => match (&c.auth.subscribers, c.store.backend.as_str()) {
+            (Some(f), _) => Box::new(Subscribers::open(f)?),
+            (None, "cassandra") => Box::new(
+                switchyard::cassandra::CassandraStore::connect(c.store.cassandra.clone()).await?,
+            ),
+            (None, _) => anyhow::bail!(
+                "the config has no `[auth] subscribers` file and no cassandra store; set one, or pass --file"
+            ),
+        },
+        (None, None) => anyhow::bail!("pass --config or --file"),
     };
     let mut realms: Vec<String> = scope
         .domains
@@ -427,7 +438,7 @@ fn user_scope(scope: &UserScope) -> anyhow::Result<(PathBuf, Vec<String>)> {
         );
         anyhow::ensure!(realms.len() > before, "tenant {tenant} has no domains");
     }
-    Ok((file, realms))
+    Ok((store, realms))
 }
 
 /// Unix seconds as an RFC 1123 date.

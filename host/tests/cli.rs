@@ -324,3 +324,88 @@ failure = "fail-open"
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `switchyard user add|passwd|list|remove` on a subscriber file: HA1s
+/// only, the password from stdin with `-`, errors that say what is wrong.
+#[test]
+fn user_commands_edit_the_subscriber_file() {
+    let dir = std::env::temp_dir().join(format!("sy-cli-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("subscribers.toml");
+    let user = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(BIN)
+            .arg("user")
+            .args(args)
+            .args(["--file", file.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn switchyard user");
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    assert!(
+        user(
+            &["add", "--domain", "A.test", "alice", "--password", "pw-one"],
+            None
+        )
+        .status
+        .success()
+    );
+    assert!(
+        user(
+            &["add", "--domain", "b.test", "bob", "--password", "-"],
+            Some("pw-two\n")
+        )
+        .status
+        .success()
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains("pw-one") && !text.contains("pw-two"),
+        "{text}"
+    );
+    let list = user(&["list"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "a.test\talice\nb.test\tbob\n"
+    );
+    assert!(
+        user(
+            &[
+                "passwd",
+                "--domain",
+                "a.test",
+                "alice",
+                "--password",
+                "pw-3"
+            ],
+            None
+        )
+        .status
+        .success()
+    );
+    let missing = user(
+        &["passwd", "--domain", "a.test", "carol", "--password", "x"],
+        None,
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no user carol in a.test"));
+    assert!(
+        user(&["remove", "--domain", "a.test", "alice"], None)
+            .status
+            .success()
+    );
+    let list = user(&["list", "--domain", "a.test"], None);
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

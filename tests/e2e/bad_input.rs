@@ -284,3 +284,30 @@ async fn cassandra_backend_pointed_at_nothing_answers_503_fast() {
     assert_eq!(got.method(), Some(&Method::Bye));
     node.shutdown().await;
 }
+
+/// `limits.max_transactions`: past the cap a new request gets 503 with
+/// Retry-After, sent statelessly and counted, while the live transaction
+/// still absorbs its retransmissions.
+#[tokio::test]
+async fn past_the_transaction_cap_new_requests_get_503_retry_after() {
+    let node = start_node_with("127.0.41.95", |c| c.limits.max_transactions = 1).await;
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.96").await;
+    let me = ua.addr.to_string();
+    let target = proxy.to_string();
+    // A UDP non-INVITE transaction lives on for Timer J after its 200.
+    let first = options(&me, &target, "cap1");
+    assert_eq!(ua.request(proxy, &first, "200").await.status(), Some(200));
+    let second = ua
+        .request(proxy, &options(&me, &target, "cap2"), "503")
+        .await;
+    assert_eq!(second.status(), Some(503), "{second:?}");
+    assert_eq!(second.header(HeaderName::RetryAfter), Some("5"));
+    assert_eq!(node.stats().overloaded.get(), 1);
+    // The live one still answers its retransmission.
+    assert_eq!(
+        ua.request(proxy, &first, "200 again").await.status(),
+        Some(200)
+    );
+    node.shutdown().await;
+}

@@ -65,6 +65,9 @@ pub const UAC_CANCEL: &str = "uac_cancel.xml";
 pub const UAC_INVITE_TWICE: &str = "uac_invite_twice.xml";
 /// Template behind [`Sipp::uac_expect`].
 pub const UAC_INVITE_EXPECT_TEMPLATE: &str = "uac_invite_expect.xml.in";
+/// One INVITE to `target@domain` per call, sent and forgotten (a flood;
+/// `-r` is the offered rate). Keys: domain, target. Use [`Sipp::no_retrans`].
+pub const UAC_FLOOD: &str = "uac_flood.xml";
 /// Callee: 100, 180, 200 -> ACK -> BYE -> 200.
 pub const UAS_ANSWER: &str = "uas_answer.xml";
 /// Callee: 100, 180, then waits for CANCEL -> 200 + 487 -> ACK.

@@ -1,7 +1,10 @@
-//! One authentication decision: a request, the realm it must prove
-//! itself in, the time and the client's address in; a verdict out. No
-//! I/O: the subscribers are an in-memory table, time and randomness are
-//! the caller's.
+//! One authentication decision, sans-IO in two steps (like quinn-proto's
+//! "I need this, come back with it"): [`Authenticator::check`] reads the
+//! request, the realm it must prove itself in, the time and the client's
+//! address, and either decides at once or asks for one subscriber;
+//! [`Authenticator::conclude`] takes what the store returned and decides.
+//! The caller does the lookup ([`SubscriberStore`](super::SubscriberStore)),
+//! time and randomness.
 
 use std::net::IpAddr;
 
@@ -10,7 +13,8 @@ use switchyard_codec::{HeaderName, SipMessage};
 
 use super::digest::{self, Algorithm, Credentials};
 use super::nonce::{NonceCheck, NonceCounts, NonceKey};
-use super::subscribers::Subscribers;
+use super::store::SubscriberStore;
+use super::subscribers::Subscriber;
 use super::throttle::Throttle;
 use super::{AuthConfig, Challenge};
 
@@ -61,13 +65,42 @@ pub enum Verdict {
     Throttled,
 }
 
+/// The first step's outcome.
+pub enum Check<'m> {
+    /// Decided without the subscriber (no or bad credentials, throttled).
+    Done(Verdict),
+    /// Look the subscriber up, then [`Authenticator::conclude`].
+    Lookup(Pending<'m>),
+}
+
+/// Credentials waiting for their subscriber.
+pub struct Pending<'m> {
+    creds: Credentials<'m>,
+    stale: bool,
+    realm: String,
+    client: IpAddr,
+    now_unix_secs: u64,
+}
+
+impl Pending<'_> {
+    /// The realm to look up (lowercase).
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The user name the credentials claim.
+    pub fn user(&self) -> &str {
+        &self.creds.username
+    }
+}
+
 pub struct Authenticator {
     config: AuthConfig,
     offered: Vec<Algorithm>,
     key: NonceKey,
     counts: Mutex<NonceCounts>,
     throttle: Mutex<Throttle>,
-    subscribers: std::sync::Arc<Subscribers>,
+    subscribers: std::sync::Arc<dyn SubscriberStore>,
     /// HA1 for users that do not exist: derived from a secret, so an
     /// unknown user costs the same hashing as a known one with a wrong
     /// password and gets the same answer (no user enumeration).
@@ -87,7 +120,7 @@ impl Authenticator {
     pub fn new(
         config: AuthConfig,
         secret: &[u8],
-        subscribers: std::sync::Arc<Subscribers>,
+        subscribers: std::sync::Arc<dyn SubscriberStore>,
     ) -> Result<Authenticator, String> {
         config.validate()?;
         Ok(Authenticator {
@@ -105,7 +138,8 @@ impl Authenticator {
         &self.config
     }
 
-    pub fn subscribers(&self) -> &Subscribers {
+    /// Where [`Check::Lookup`] looks subscribers up.
+    pub fn subscribers(&self) -> &std::sync::Arc<dyn SubscriberStore> {
         &self.subscribers
     }
 
@@ -114,16 +148,17 @@ impl Authenticator {
         self.config.trusted.iter().any(|net| net.contains(&source))
     }
 
-    /// Checks the request's credentials for `realm` (RFC 3261 §22.4).
-    pub fn verify(
+    /// First step of checking the request's credentials for `realm`
+    /// (RFC 3261 §22.4): what can be decided without the subscriber.
+    pub fn check<'m>(
         &self,
-        msg: &SipMessage,
+        msg: &'m SipMessage,
         role: Role,
         realm: &str,
         client: IpAddr,
         now_unix_secs: u64,
-    ) -> Verdict {
-        let challenge = Verdict::Challenge { stale: false };
+    ) -> Check<'m> {
+        let challenge = Check::Done(Verdict::Challenge { stale: false });
         // A phone may answer several challenges at once (one per
         // algorithm): take the first for our realm in an algorithm we offer.
         let Some(creds) = msg
@@ -138,7 +173,7 @@ impl Authenticator {
             .lock()
             .is_blocked(client, &creds.username, now_unix_secs)
         {
-            return Verdict::Throttled;
+            return Check::Done(Verdict::Throttled);
         }
         // RFC 7616 §3.4.6: the digest-uri must name this request.
         if msg.request_uri_str() != Some(creds.uri.as_ref()) {
@@ -154,9 +189,35 @@ impl Authenticator {
         if nonce == NonceCheck::Invalid {
             return challenge;
         }
-        let ha1 = match self.subscribers.get(realm, &creds.username) {
+        Check::Lookup(Pending {
+            creds,
+            stale: nonce == NonceCheck::Stale,
+            realm: realm.to_ascii_lowercase(),
+            client,
+            now_unix_secs,
+        })
+    }
+
+    /// Second step: `subscriber` is what the store holds for
+    /// [`Pending::realm`] and [`Pending::user`] (None: no such user, which
+    /// costs and answers the same as a wrong password).
+    pub fn conclude(
+        &self,
+        pending: Pending<'_>,
+        subscriber: Option<&Subscriber>,
+        msg: &SipMessage,
+    ) -> Verdict {
+        let challenge = Verdict::Challenge { stale: false };
+        let Pending {
+            creds,
+            stale,
+            realm,
+            client,
+            now_unix_secs,
+        } = pending;
+        let ha1 = match subscriber {
             Some(s) => s.ha1(creds.algorithm).to_string(),
-            None => self.decoy_ha1(creds.algorithm, &creds.username, realm),
+            None => self.decoy_ha1(creds.algorithm, &creds.username, &realm),
         };
         let method = msg.method().map(|m| m.as_str()).unwrap_or_default();
         if !digest::verify(&creds, &ha1, method, msg.body()) {
@@ -166,7 +227,7 @@ impl Authenticator {
             return challenge;
         }
         self.throttle.lock().success(client, &creds.username);
-        if matches!(nonce, NonceCheck::Stale) {
+        if stale {
             return Verdict::Challenge { stale: true };
         }
         // Every challenge offers qop, so an answer without it (RFC 2069)

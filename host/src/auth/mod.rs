@@ -6,7 +6,8 @@
 //!   parsing, response computation; pure.
 //! - [`nonce`]: nonces authenticated by an HMAC over time, realm and the
 //!   client's address, and the nonce-count replay guard; pure.
-//! - [`Subscribers`]: who may authenticate (the embedded store's file).
+//! - [`SubscriberStore`]: who may authenticate: the embedded store's file
+//!   ([`Subscribers`]) or the Cassandra `subscribers` table.
 //! - [`Authenticator`]: one verdict per request; the routing code decides
 //!   which requests need one (`node/routing.rs`).
 
@@ -14,12 +15,14 @@ mod authenticator;
 mod config;
 pub mod digest;
 pub mod nonce;
+mod store;
 mod subscribers;
 mod throttle;
 mod watch;
 
-pub use authenticator::{Authenticator, Role, Verdict};
+pub use authenticator::{Authenticator, Check, Pending, Role, Verdict};
 pub use config::AuthConfig;
+pub use store::{SubscriberStore, conformance};
 pub use subscribers::{Subscriber, SubscriberError, Subscribers, edit_file};
 pub use throttle::{Throttle, ThrottleConfig};
 pub use watch::watch;

@@ -135,6 +135,16 @@ impl Subscribers {
             .cloned()
     }
 
+    /// Every subscriber, in no particular order.
+    pub fn all(&self) -> Vec<Subscriber> {
+        self.table.load().values().cloned().collect()
+    }
+
+    /// Swaps in a whole new table (the in-memory store without a file).
+    pub(super) fn replace(&self, list: Vec<Subscriber>) {
+        self.table.store(Arc::new(index(list)));
+    }
+
     pub fn len(&self) -> usize {
         self.table.load().len()
     }

@@ -9,7 +9,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::Authenticator;
+use super::Subscribers;
 
 /// A write is several events (the CLI writes a temporary file and renames
 /// it): wait this long after the last one.
@@ -18,7 +18,7 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// Watches the file's directory until the node's tasks are aborted.
 pub fn watch(
     path: PathBuf,
-    auth: Arc<Authenticator>,
+    subscribers: Arc<Subscribers>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -42,7 +42,7 @@ pub fn watch(
         let _watcher = watcher;
         while rx.recv().await.is_some() {
             while let Ok(Some(())) = tokio::time::timeout(SETTLE, rx.recv()).await {}
-            match auth.subscribers().reload() {
+            match subscribers.reload() {
                 Ok(n) => info!(file = %path.display(), subscribers = n, "subscribers reloaded"),
                 Err(error) => warn!(%error, "subscriber file refused; the previous table stays"),
             }

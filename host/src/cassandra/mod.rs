@@ -23,6 +23,7 @@ pub mod ordering;
 pub mod rows;
 pub mod schema;
 mod store;
+mod subscribers;
 pub mod tls;
 pub mod tokens;
 

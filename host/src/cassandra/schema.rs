@@ -1,6 +1,7 @@
 //! The CQL schema and statement texts, generated from the config (pure).
 //!
-//! One table, `bindings`:
+//! Two tables: `subscribers` (digest credentials, `cassandra/subscribers.rs`)
+//! and `bindings`:
 //! - partition key `aor`: the tenant-qualified [`Aor`](crate::location::Aor)
 //!   string (`user@domain`; the domain is the tenant), so every operation on
 //!   an AOR touches exactly one partition — one replica set, one round trip;
@@ -124,9 +125,10 @@ pub fn table_cql(keyspace: &str) -> String {
 /// Everything `switchyard cassandra schema` prints, `;`-terminated.
 pub fn schema_cql(config: &CassandraConfig) -> String {
     format!(
-        "{};\n\n{};\n",
+        "{};\n\n{};\n\n{};\n",
         keyspace_cql(config),
-        table_cql(&config.keyspace)
+        table_cql(&config.keyspace),
+        super::subscribers::table_cql(&config.keyspace)
     )
 }
 
@@ -256,10 +258,14 @@ mod tests {
     }
 
     #[test]
-    fn schema_output_has_both_statements_terminated() {
+    fn schema_output_has_every_statement_terminated() {
         let text = schema_cql(&CassandraConfig::default());
         assert!(text.starts_with("CREATE KEYSPACE IF NOT EXISTS switchyard"));
         assert!(text.contains(";\n\nCREATE TABLE IF NOT EXISTS switchyard.bindings ("));
-        assert!(text.ends_with("'0.2'};\n"));
+        assert!(text.contains("'0.2'};\n\nCREATE TABLE IF NOT EXISTS switchyard.subscribers ("));
+        assert!(
+            text.ends_with("PRIMARY KEY ((realm), username)\n);\n"),
+            "{text}"
+        );
     }
 }

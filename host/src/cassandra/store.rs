@@ -61,8 +61,9 @@ pub struct CassandraStore {
 }
 
 /// A session with its statements prepared.
-struct Connected {
-    session: Session,
+pub(super) struct Connected {
+    pub(super) session: Session,
+    pub(super) subscribers: super::subscribers::Prepared,
     select: PreparedStatement,
     insert: PreparedStatement,
     delete: PreparedStatement,
@@ -120,7 +121,7 @@ impl CassandraStore {
     }
 
     /// Runs `call` under the breaker and the request deadline.
-    async fn guarded<T, E, F, Fut>(&self, call: F) -> Result<T, E>
+    pub(super) async fn guarded<T, E, F, Fut>(&self, call: F) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -149,7 +150,7 @@ impl CassandraStore {
 
     /// The live connection, connecting first if needed: joins the attempt
     /// in flight or starts one (bounded by `connect_timeout_ms`).
-    async fn connection(&self) -> Result<Arc<Connected>, StoreError> {
+    pub(super) async fn connection(&self) -> Result<Arc<Connected>, StoreError> {
         if let Some(live) = self.live.read().clone() {
             return Ok(live);
         }
@@ -193,7 +194,7 @@ impl CassandraStore {
 }
 
 /// Classifies a call's error for the breaker and the metrics.
-trait Classify {
+pub(super) trait Classify {
     fn outcome(&self) -> Outcome;
 }
 
@@ -258,6 +259,7 @@ impl Connected {
             for cql in [
                 schema::keyspace_cql(config),
                 schema::table_cql(&config.keyspace),
+                super::subscribers::table_cql(&config.keyspace),
             ] {
                 session.query_unpaged(cql, &[]).await.map_err(store_error)?;
             }
@@ -273,7 +275,9 @@ impl Connected {
         };
         let mut select = prepare(statements.select.clone()).await?;
         select.set_is_idempotent(true);
-        select.set_execution_profile_handle(Some(read_profile));
+        select.set_execution_profile_handle(Some(read_profile.clone()));
+        let subscribers =
+            super::subscribers::Prepared::new(&session, &config.keyspace, read_profile).await?;
         let mut insert = prepare(statements.insert.clone()).await?;
         let mut delete = prepare(statements.delete.clone()).await?;
         let mut bump_version = prepare(statements.bump_version.clone()).await?;
@@ -293,6 +297,7 @@ impl Connected {
         }
         Ok(Connected {
             session,
+            subscribers,
             select,
             insert,
             delete,

@@ -239,6 +239,14 @@ mod cluster {
 
     #[tokio::test]
     #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
+    async fn subscribers_conform_on_a_real_cluster() {
+        let store = cluster_store().await;
+        let realm = format!("r{:08x}.test", rand::random::<u32>());
+        crate::auth::conformance(&store, &realm).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
     async fn round_trips_on_a_real_cluster() {
         let store = cluster_store().await;
         let aor = crate::location::conformance::unique_aor("round-trips");

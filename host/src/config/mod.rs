@@ -23,7 +23,7 @@ use crate::net::Transport;
 use crate::policy::wasm::EngineConfig;
 use crate::registrar::RegistrarConfig;
 use crate::transaction::TimerConfig;
-use crate::transport::{ListenerSpec, TransportConfig};
+use crate::transport::{ListenerSpec, MAX_SOURCE_RATE, SourceLimitConfig, TransportConfig};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -147,6 +147,18 @@ pub struct LimitsConfig {
     pub tcp_message_timeout_ms: u64,
     /// UDP sockets per UDP listener (SO_REUSEPORT); 0 = one per core.
     pub udp_sockets: usize,
+    /// Live server transactions at most; a new request beyond it gets 503
+    /// with Retry-After, statelessly, once (counted as
+    /// `switchyard_overloaded_total`).
+    pub max_transactions: usize,
+    /// Messages per second one source (IPv4 address, IPv6 /64) may send on
+    /// average, checked before parsing; over it, dropped unanswered. 0 = off.
+    pub per_source_rate: u32,
+    /// Messages a quiet source may send at once before the rate applies.
+    pub per_source_burst: u32,
+    /// Sources never rate-limited: trunks, SBCs, cluster peers. Replaces
+    /// the default (loopback).
+    pub rate_limit_exempt: Vec<ipnet::IpNet>,
 }
 
 impl Default for LimitsConfig {
@@ -156,6 +168,10 @@ impl Default for LimitsConfig {
             tcp_idle_timeout_ms: 180_000,
             tcp_message_timeout_ms: 32_000,
             udp_sockets: 0,
+            max_transactions: 1_000_000,
+            per_source_rate: SourceLimitConfig::default().rate,
+            per_source_burst: SourceLimitConfig::default().burst,
+            rate_limit_exempt: SourceLimitConfig::default_exempt(),
         }
     }
 }
@@ -171,6 +187,12 @@ impl LimitsConfig {
                 cores
             } else {
                 self.udp_sockets
+            },
+            source_limit: SourceLimitConfig {
+                rate: self.per_source_rate,
+                burst: self.per_source_burst,
+                exempt: self.rate_limit_exempt.clone(),
+                ..SourceLimitConfig::default()
             },
             ..TransportConfig::default()
         }
@@ -260,6 +282,17 @@ impl Config {
         self.cluster.validate()?;
         if self.limits.max_message_size < 1024 {
             return Err("key `limits.max_message_size`: must be at least 1024 bytes".into());
+        }
+        if self.limits.per_source_rate > MAX_SOURCE_RATE {
+            return Err(format!(
+                "key `limits.per_source_rate`: at most {MAX_SOURCE_RATE} messages/s (exempt a source that needs more)"
+            ));
+        }
+        if self.limits.per_source_rate > 0 && self.limits.per_source_burst == 0 {
+            return Err(
+                "key `limits.per_source_burst`: must be at least 1 while `per_source_rate` is on"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_codec::{Method, SipMessage, Uri};
 
 use super::core::Core;
-use crate::auth::{Challenge, Role, Verdict};
+use crate::auth::{Challenge, Check, Role, Verdict};
 use crate::proxy::request::{Reject, RouteState, strip_angle};
 
 /// What authentication makes of a new request.
@@ -30,13 +30,13 @@ pub(super) enum AuthStep {
     Proceed { user: Option<String> },
     /// Answer with this challenge.
     Challenge(Challenge),
-    /// Answer 403.
+    /// Answer with this refusal (403; 503 when the subscriber store is down).
     Forbid(Reject),
 }
 
 impl Core {
     /// The authentication step for a new request whose target is `ruri`.
-    pub(super) fn authenticate(
+    pub(super) async fn authenticate(
         &self,
         msg: &SipMessage,
         client: IpAddr,
@@ -83,7 +83,27 @@ impl Core {
             return AuthStep::Forbid(Reject::new(403, "Forbidden"));
         };
         let realm = claimed.host.to_string().to_ascii_lowercase();
-        match auth.verify(msg, role, &realm, client, now) {
+        let verdict = match auth.check(msg, role, &realm, client, now) {
+            Check::Done(verdict) => verdict,
+            Check::Lookup(pending) => {
+                let subscriber = match auth
+                    .subscribers()
+                    .subscriber(pending.realm(), pending.user())
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "subscriber lookup failed");
+                        let mut rej = Reject::new(503, "Subscriber Store Unavailable");
+                        rej.headers
+                            .push(("Retry-After".into(), e.retry_after_secs().to_string()));
+                        return AuthStep::Forbid(rej);
+                    }
+                };
+                auth.conclude(pending, subscriber.as_ref(), msg)
+            }
+        };
+        match verdict {
             // The proof must be for the identity the request claims: a
             // user may register only their own AOR, and call only as
             // themselves (RFC 3261 §10.3 step 3, caller-ID spoofing).

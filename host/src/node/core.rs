@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::Stats;
 use super::proxy_tx::{Output, ProxyTx, TxRef};
-use super::tables::Tables;
+use super::tables::{ServerSlot, Tables};
 use super::timers::TimerDriver;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -152,10 +152,11 @@ impl Core {
         key: ServerKey,
     ) {
         let now = Instant::now();
-        let tx = match self.tables.server_or_insert(key, |k| {
+        let max = self.config.limits.max_transactions;
+        let tx = match self.tables.server_or_insert(key, max, |k| {
             ProxyTx::new(self, msg.clone(), source, k.clone(), now)
         }) {
-            (tx, false) => {
+            ServerSlot::Existing(tx) => {
                 // §17.2.1/§17.2.2: a retransmission is absorbed by its
                 // transaction, which re-sends its last response.
                 self.stats.retransmissions_absorbed.inc();
@@ -163,7 +164,18 @@ impl Core {
                 self.execute(&tx, out).await;
                 return;
             }
-            (tx, true) => tx,
+            ServerSlot::New(tx) => tx,
+            ServerSlot::Full => {
+                // Overloaded: answered once, statelessly (RFC 3261 §21.5.4,
+                // RFC 6357); a retransmission is answered again, maybe by
+                // then with a transaction.
+                self.stats.overloaded.inc();
+                let resp = codec::response_to(&msg, 503, "Service Unavailable")
+                    .header("Retry-After", "5")
+                    .build();
+                let _ = self.reply(&source, resp).await;
+                return;
+            }
         };
         self.timers.arm(&tx);
         let out = super::routing::route(self, &tx, &msg, source).await;

@@ -13,6 +13,7 @@ mod tables;
 mod timers;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -22,6 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use self::core::{Core, Wiring};
+use crate::auth::{Authenticator, SubscriberStore, Subscribers};
 use crate::cassandra::CassandraStore;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -63,6 +65,8 @@ pub struct Stats {
     pub auth_failed: Counter,
     /// Attempts refused unexamined during a brute-force back-off.
     pub auth_throttled: Counter,
+    /// New requests answered 503 because `limits.max_transactions` were live.
+    pub overloaded: Counter,
     /// Initial requests from a stranger to a foreign domain (403).
     pub relay_refused: Counter,
 }
@@ -93,15 +97,19 @@ impl Node {
             .validate()
             .map_err(anyhow::Error::msg)
             .context("invalid configuration")?;
-        let store: Arc<dyn LocationStore> = match (parts.store, config.store.backend.as_str()) {
-            (Some(store), _) => store,
-            // Lazily connected: the node comes up even while the cluster is
-            // down and answers 503 + Retry-After until it is back.
-            (None, "cassandra") => Arc::new(
+        // Lazily connected: the node comes up even while the cluster is
+        // down and answers 503 + Retry-After until it is back.
+        let cassandra = match (&parts.store, config.store.backend.as_str()) {
+            (None, "cassandra") => Some(Arc::new(
                 CassandraStore::lazy(config.store.cassandra.clone())
                     .context("the [store.cassandra] configuration")?,
-            ),
-            (None, _) => Arc::new(EmbeddedStore::with_shards(config.store.shards)),
+            )),
+            _ => None,
+        };
+        let store: Arc<dyn LocationStore> = match (parts.store, &cassandra) {
+            (Some(store), _) => store,
+            (None, Some(cassandra)) => cassandra.clone(),
+            (None, None) => Arc::new(EmbeddedStore::with_shards(config.store.shards)),
         };
         let (policies, tenants) = match parts.policies {
             Some(policies) => (policies, None),
@@ -116,7 +124,7 @@ impl Node {
             );
         }
         let egress = Egress::from_config(&config.egress).context("egress configuration")?;
-        let auth = start_auth(&config)?;
+        let (auth, subscriber_file) = start_auth(&config, cassandra)?;
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
             config: config.clone(),
@@ -169,11 +177,11 @@ impl Node {
         // Returns at once for stores that expire bindings themselves (Cassandra TTL).
         let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
         tasks.push(tokio::spawn(purge_periodically(store.clone(), every)));
-        if let Some(auth) = &auth
-            && let Some(path) = auth.subscribers().path()
+        if let Some(file) = subscriber_file
+            && let Some(path) = file.path().map(Path::to_path_buf)
         {
             tasks.push(
-                crate::auth::watch(path.to_path_buf(), auth.clone())
+                crate::auth::watch(path.clone(), file)
                     .with_context(|| format!("watching {}", path.display()))?,
             );
         }
@@ -208,26 +216,40 @@ impl Node {
 
 /// The authenticator when `[auth] enabled`. Its nonce key comes from the
 /// cluster secret, so every node accepts every node's nonces; a single
-/// node without one draws a key per process.
-fn start_auth(config: &Config) -> anyhow::Result<Option<Arc<crate::auth::Authenticator>>> {
+/// node without one draws a key per process. Subscribers: the
+/// `[auth] subscribers` file when set (returned too, to be watched), else
+/// the Cassandra `subscribers` table when that is the store.
+#[allow(clippy::type_complexity)]
+fn start_auth(
+    config: &Config,
+    cassandra: Option<Arc<CassandraStore>>,
+) -> anyhow::Result<(Option<Arc<Authenticator>>, Option<Arc<Subscribers>>)> {
     if !config.auth.enabled {
-        return Ok(None);
+        return Ok((None, None));
     }
-    let subscribers = match &config.auth.subscribers {
-        Some(path) => crate::auth::Subscribers::open(path)?,
-        None => crate::auth::Subscribers::empty(),
+    let (store, file): (Arc<dyn SubscriberStore>, _) = match (&config.auth.subscribers, cassandra) {
+        (Some(path), _) => {
+            let file = Arc::new(Subscribers::open(path)?);
+            if file.is_empty() {
+                warn!(file = %path.display(), "[auth] has no subscribers yet: nobody can register or call out until `switchyard user add`");
+            }
+            (file.clone(), Some(file))
+        }
+        (None, Some(cassandra)) => (cassandra, None),
+        (None, None) => {
+            warn!("[auth] has no subscriber file: nobody can register or call out");
+            (Arc::new(Subscribers::empty()), None)
+        }
     };
-    if subscribers.is_empty() {
-        warn!("[auth] is enabled with no subscribers: nobody can register or call out");
-    }
+    info!(subscribers = store.backend(), "digest authentication on");
     let secret = match &config.cluster.secret {
         Some(s) => s.as_bytes().to_vec(),
         None => rand::random::<[u8; 32]>().to_vec(),
     };
-    let auth = crate::auth::Authenticator::new(config.auth.clone(), &secret, Arc::new(subscribers))
+    let auth = Authenticator::new(config.auth.clone(), &secret, store)
         .map_err(anyhow::Error::msg)
         .context("[auth]")?;
-    Ok(Some(Arc::new(auth)))
+    Ok((Some(Arc::new(auth)), file))
 }
 
 /// The machine's interface addresses, needed only when a listener is bound

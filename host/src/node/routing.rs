@@ -78,21 +78,23 @@ pub(crate) async fn route(
     }
 
     let register_for_us = method == Method::Register && to_us && our_domain;
-    let authenticated =
-        match core.authenticate(msg, source.remote.ip(), &ruri, &routes, register_for_us) {
-            AuthStep::Proceed { user } => user,
-            AuthStep::Challenge(c) => {
-                out.extend(tx.lock().respond_once(c.code, c.reason, &c.headers, now));
-                return out;
-            }
-            AuthStep::Forbid(rej) => {
-                out.extend(
-                    tx.lock()
-                        .respond_once(rej.code, &rej.reason, &rej.headers, now),
-                );
-                return out;
-            }
-        };
+    let authenticated = match core
+        .authenticate(msg, source.remote.ip(), &ruri, &routes, register_for_us)
+        .await
+    {
+        AuthStep::Proceed { user } => user,
+        AuthStep::Challenge(c) => {
+            out.extend(tx.lock().respond_once(c.code, c.reason, &c.headers, now));
+            return out;
+        }
+        AuthStep::Forbid(rej) => {
+            out.extend(
+                tx.lock()
+                    .respond_once(rej.code, &rej.reason, &rej.headers, now),
+            );
+            return out;
+        }
+    };
     if method == Method::Invite {
         // §16.2: answer 100 at once (before any store lookup) so the UAC
         // stops retransmitting over UDP; not before the request is known

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -37,6 +38,9 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
 
 pub(crate) struct Tables {
     servers: Sharded<ServerKey, TxRef>,
+    /// Live server transactions, kept alongside the shards so the cap is
+    /// checked without locking all of them.
+    servers_live: AtomicUsize,
     clients: Sharded<ClientKey, (Weak<Mutex<ProxyTx>>, Role)>,
 }
 
@@ -44,26 +48,42 @@ impl Default for Tables {
     fn default() -> Self {
         Tables {
             servers: Sharded::new(),
+            servers_live: AtomicUsize::new(0),
             clients: Sharded::new(),
         }
     }
 }
 
+/// What [`Tables::server_or_insert`] found.
+pub(crate) enum ServerSlot {
+    /// A retransmission: the transaction already exists.
+    Existing(TxRef),
+    /// A new request: its transaction was created.
+    New(TxRef),
+    /// A new request while `limits.max_transactions` are live.
+    Full,
+}
+
 impl Tables {
     /// Finds the server transaction for `key`, or inserts the one `make`
-    /// builds. Returns whether it was inserted (false: a retransmission).
+    /// builds unless `max` are live already.
     pub fn server_or_insert(
         &self,
         key: ServerKey,
+        max: usize,
         make: impl FnOnce(&ServerKey) -> ProxyTx,
-    ) -> (TxRef, bool) {
+    ) -> ServerSlot {
         let mut shard = self.servers.shard(&key).lock();
         if let Some(tx) = shard.get(&key) {
-            return (tx.clone(), false);
+            return ServerSlot::Existing(tx.clone());
+        }
+        if self.servers_live.load(Ordering::Relaxed) >= max {
+            return ServerSlot::Full;
         }
         let tx = Arc::new(Mutex::new(make(&key)));
         shard.insert(key, tx.clone());
-        (tx, true)
+        self.servers_live.fetch_add(1, Ordering::Relaxed);
+        ServerSlot::New(tx)
     }
 
     pub fn server(&self, key: &ServerKey) -> Option<TxRef> {
@@ -71,7 +91,9 @@ impl Tables {
     }
 
     pub fn remove_server(&self, key: &ServerKey) {
-        self.servers.shard(key).lock().remove(key);
+        if self.servers.shard(key).lock().remove(key).is_some() {
+            self.servers_live.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub fn insert_client(&self, key: ClientKey, tx: &TxRef, role: Role) {

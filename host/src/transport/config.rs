@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ListenerSpecError, TransportError};
+use super::limiter::SourceLimitConfig;
 use crate::net::Transport;
 
 /// One listening socket from config or the command line: `udp:127.0.0.1:5090`,
@@ -102,6 +103,9 @@ pub struct TransportConfig {
     /// While this many connections (inbound and outbound) are open, new inbound
     /// ones are refused at accept.
     pub tcp_max_connections: usize,
+    /// The per-source rate limit on datagrams, TCP messages and inbound
+    /// connections, applied before anything is parsed.
+    pub source_limit: SourceLimitConfig,
 }
 
 impl Default for TransportConfig {
@@ -119,9 +123,15 @@ impl Default for TransportConfig {
             tcp_error_linger: Duration::from_secs(2),
             tcp_send_queue: 1024,
             tcp_max_connections: 16 * 1024,
+            source_limit: SourceLimitConfig::default(),
         }
     }
 }
+
+/// The highest per-source rate: beyond it the limiter's nanosecond emission
+/// interval rounds off noticeably, and a source that needs more should be
+/// exempt instead.
+pub const MAX_SOURCE_RATE: u32 = 1_000_000;
 
 impl TransportConfig {
     /// Refuse settings that cannot work, saying what to change.
@@ -145,6 +155,13 @@ impl TransportConfig {
         }
         if self.tcp_send_queue == 0 || self.tcp_max_connections == 0 {
             return fail("tcp_send_queue and tcp_max_connections must be > 0");
+        }
+        let limit = &self.source_limit;
+        if limit.is_enabled() && (limit.burst == 0 || limit.max_sources == 0) {
+            return fail("a per-source rate needs a burst and max_sources > 0");
+        }
+        if limit.rate > MAX_SOURCE_RATE {
+            return fail("the per-source rate is at most 1000000 messages/s");
         }
         Ok(())
     }

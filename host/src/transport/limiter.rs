@@ -121,11 +121,7 @@ impl SourceLimiter {
         SourceLimiter {
             interval: interval.max(1),
             tolerance: interval.max(1) * u64::from(config.burst.max(1)),
-            exempt: config
-                .exempt
-                .iter()
-                .map(|net| canonical(*net))
-                .collect(),
+            exempt: config.exempt.iter().map(|net| canonical(*net)).collect(),
             per_shard: config.max_sources.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -142,10 +138,11 @@ impl SourceLimiter {
         }
         let key = source_key(ip);
         let epoch = *self.epoch.get_or_init(|| now);
-        let now = u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
+        let now =
+            u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
         // Hashed outside the lock; the map hashes again inside (SipHash, so
         // spoofed sources cannot be chosen to collide).
-        let index = (self.hasher.hash_one(key) >> 58) as usize % SHARDS;
+        let index = self.hasher.hash_one(key) as usize % SHARDS;
         let mut shard = self.shards[index].lock();
         if let Some(paid_off) = shard.paid_off.get_mut(&key) {
             return self.spend(paid_off, now);

@@ -13,6 +13,7 @@
 mod config;
 mod conn_table;
 mod error;
+mod limiter;
 mod signal;
 mod stats;
 mod stun;
@@ -28,14 +29,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use switchyard_codec::FrameError;
 use tokio::sync::{mpsc, watch};
-use tracing::{Instrument, info};
+use tracing::{Instrument, info, trace};
 
-pub use self::config::{ListenerSpec, TransportConfig};
+pub use self::config::{ListenerSpec, MAX_SOURCE_RATE, TransportConfig};
 use self::conn_table::{Conn, ConnTable};
 pub use self::error::{ListenerSpecError, TransportError};
+pub use self::limiter::{SourceLimitConfig, SourceLimiter};
 use self::signal::ShutdownToken;
 use self::stats::Counters;
-pub use self::stats::TransportStats;
+pub use self::stats::{TransportStats, rate_limited_in_process};
 use self::udp::UdpListener;
 use crate::net::{Source, Transport};
 
@@ -81,6 +83,26 @@ struct Shared {
     handler: Arc<dyn InboundHandler>,
     stats: Counters,
     conns: ConnTable,
+    /// None when `per_source_rate` is 0.
+    limiter: Option<SourceLimiter>,
+}
+
+impl Shared {
+    /// The per-source rate limit, asked before a datagram, an inbound
+    /// connection or a framed TCP message costs anything more. Over the
+    /// limit it is dropped silently and counted: an answer would only
+    /// amplify the flood, often towards a spoofed address.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        if limiter.allow(ip, std::time::Instant::now()) {
+            return true;
+        }
+        stats::count_rate_limited(&self.stats);
+        trace!(%ip, "over the per-source rate, dropped");
+        false
+    }
 }
 
 /// All listeners and connections of a node. Share it as `Arc<Transports>`.
@@ -117,11 +139,16 @@ impl Transports {
                 Transport::Tcp => tcp_listeners.push(tcp::bind_listener(spec.addr)?),
             }
         }
+        let limiter = cfg
+            .source_limit
+            .is_enabled()
+            .then(|| SourceLimiter::new(cfg.source_limit.clone()));
         let shared = Arc::new(Shared {
             cfg,
             handler,
             stats: Counters::default(),
             conns: ConnTable::default(),
+            limiter,
         });
         let (stop, stop_rx) = watch::channel(false);
         let token = ShutdownToken::new(stop_rx);

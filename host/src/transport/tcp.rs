@@ -68,6 +68,10 @@ pub(super) async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
+                // A connection takes a token too: each costs two tasks.
+                if !shared.admit(remote.ip()) {
+                    continue;
+                }
                 if shared.conns.len() >= shared.cfg.tcp_max_connections {
                     bump(&shared.stats.tcp_refused);
                     warn!(%remote, "tcp_max_connections reached, refusing connection");
@@ -249,10 +253,14 @@ fn drain_frames(
                 }
             }
             Framing::Complete(n) => {
+                *last_progress = now;
+                if !shared.admit(source.remote.ip()) {
+                    buf.advance(n);
+                    continue;
+                }
                 // Copy out (see the UDP receive loop for why) and keep the buffer.
                 let data = Bytes::copy_from_slice(&buf[..n]);
                 buf.advance(n);
-                *last_progress = now;
                 bump(&shared.stats.tcp_rx_messages);
                 trace!(len = n, "tcp message");
                 let inbound = Inbound {

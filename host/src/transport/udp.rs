@@ -194,6 +194,9 @@ async fn recv_loop(
             },
         };
         bump(&rx_count);
+        if !shared.admit(remote.ip()) {
+            continue;
+        }
         let datagram = &buf[..n];
         if n > max {
             // The core answers 513 if the header block (within the first
