@@ -80,6 +80,9 @@ struct UserScope {
     /// The subscriber file itself (instead of `--config`).
     #[arg(long)]
     file: Option<PathBuf>,
+    /// A running node's admin endpoint (its store, whichever it is).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
     /// The realm: a SIP domain; repeatable.
     #[arg(long = "domain", value_name = "DOMAIN")]
     domains: Vec<String>,
@@ -401,14 +404,17 @@ fn user_command(command: UserCommand) -> anyhow::Result<()> {
 }
 
 /// The subscriber store and the realms (lowercase) a `user` command names:
-/// `--file`, else the config's `[auth] subscribers` file, else its
-/// Cassandra store.
+/// a running node's (`--admin`), else `--file`, else the config's
+/// `[auth] subscribers` file, else its Cassandra store.
 async fn user_scope(
     scope: &UserScope,
 ) -> anyhow::Result<(Box<dyn switchyard::auth::SubscriberStore>, Vec<String>)> {
     use switchyard::auth::Subscribers;
     let config = scope.config.as_deref().map(Config::load).transpose()?;
     let store: Box<dyn switchyard::auth::SubscriberStore> = match (&scope.file, &config) {
+        _ if let Some(admin) = scope.admin => {
+            Box::new(switchyard::admin::RemoteSubscribers { admin })
+        }
         (Some(f), _) => Box::new(Subscribers::open(f)?),
         (None, Some(c)) => match (&c.auth.subscribers, c.store.backend.as_str()) {
             (Some(f), _) => Box::new(Subscribers::open(f)?),
@@ -419,7 +425,7 @@ async fn user_scope(
                 "the config has no `[auth] subscribers` file and no cassandra store; set one, or pass --file"
             ),
         },
-        (None, None) => anyhow::bail!("pass --config or --file"),
+        (None, None) => anyhow::bail!("pass --admin, --config or --file"),
     };
     let mut realms: Vec<String> = scope
         .domains

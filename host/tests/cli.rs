@@ -409,3 +409,59 @@ fn user_commands_edit_the_subscriber_file() {
     assert_eq!(String::from_utf8_lossy(&list.stdout), "");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `switchyard user --admin ADDR` provisions a running node: the node
+/// writes its subscriber file (HA1s, computed by the CLI) and serves the
+/// list back.
+#[test]
+fn user_commands_through_a_running_nodes_admin_endpoint() {
+    let dir = std::env::temp_dir().join(format!("switchyard-user-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("node.toml");
+    let file = dir.join("subscribers.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"udp:127.0.66.2:0\"]\ndomains = [\"cli.test\"]\n\
+             [admin]\nlisten = \"127.0.66.2:0\"\n\
+             [auth]\nsubscribers = \"{}\"\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let (_node, admin) = start_with_admin(&config);
+    let admin = admin.to_string();
+    let user = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("user")
+            .args(args)
+            .args(["--admin", &admin])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = user(&[
+        "add",
+        "--domain",
+        "cli.test",
+        "alice",
+        "--password",
+        "s3cret",
+    ]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("alice") && !text.contains("s3cret"), "{text}");
+    let (ok, out, _) = user(&["list"]);
+    assert!(ok);
+    assert_eq!(out, "cli.test\talice\n");
+    let (ok, _, err) = user(&["remove", "--domain", "cli.test", "bob"]);
+    assert!(!ok && err.contains("no user bob in cli.test"), "{err}");
+    let (ok, _, err) = user(&["remove", "--domain", "cli.test", "alice"]);
+    assert!(ok, "{err}");
+    assert_eq!(user(&["list"]).1, "");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,12 +7,16 @@
 //! | `PUT /policies/{tenant}`    | body = a `.wasm` component: validate, then publish |
 //! | `GET /metrics`              | node and policy counters, Prometheus text format  |
 //! | `GET /health`               | `ok`                                              |
+//! | `/subscribers...`           | the node's subscribers (`switchyard user --admin`), see [`subscribers`] |
 //!
 //! There is no authentication: the endpoint is meant for the node's own
 //! host, and binding it to a non-loopback address logs a warning.
 
 pub mod client;
 mod metrics;
+mod subscribers;
+
+pub use subscribers::RemoteSubscribers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +90,7 @@ pub async fn serve(
     config: &AdminConfig,
     tenants: Arc<Tenants>,
     stats: Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>,
+    subscribers: Option<Arc<dyn crate::auth::SubscriberStore>>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let Some(addr) = config.listen else {
         return Err(std::io::Error::other("admin endpoint disabled"));
@@ -95,13 +100,23 @@ pub async fn serve(
     }
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let users = Router::new()
+        .route("/subscribers", get(subscribers::list))
+        .route(
+            "/subscribers/{realm}/{user}",
+            get(subscribers::get)
+                .put(subscribers::put)
+                .delete(subscribers::delete),
+        )
+        .with_state(subscribers);
     let app = Router::new()
         .route("/policies", get(list))
         .route("/policies/{tenant}", axum::routing::put(load))
         .route("/metrics", get(metrics_text))
         .route("/health", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(config.max_module_bytes))
-        .with_state(AdminState { tenants, stats });
+        .with_state(AdminState { tenants, stats })
+        .merge(users);
     info!(addr = %bound, "admin endpoint listening");
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {

@@ -190,9 +190,11 @@ impl Node {
             if config.admin.listen.is_some() {
                 let stats_core = core.clone();
                 let stats = Arc::new(move || crate::admin::node_counters(&stats_core.stats));
-                let (addr, task) = crate::admin::serve(&config.admin, tenants.clone(), stats)
-                    .await
-                    .context("starting the admin endpoint ([admin] listen)")?;
+                let subscribers = auth.as_ref().map(|a| a.subscribers().clone());
+                let (addr, task) =
+                    crate::admin::serve(&config.admin, tenants.clone(), stats, subscribers)
+                        .await
+                        .context("starting the admin endpoint ([admin] listen)")?;
                 admin_addr = Some(addr);
                 tasks.push(task);
             }
