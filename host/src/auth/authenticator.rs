@@ -70,7 +70,7 @@ pub enum Check<'m> {
     /// Decided without the subscriber (no or bad credentials, throttled).
     Done(Verdict),
     /// Look the subscriber up, then [`Authenticator::conclude`].
-    Lookup(Pending<'m>),
+    Lookup(Box<Pending<'m>>),
 }
 
 /// Credentials waiting for their subscriber.
@@ -189,13 +189,13 @@ impl Authenticator {
         if nonce == NonceCheck::Invalid {
             return challenge;
         }
-        Check::Lookup(Pending {
+        Check::Lookup(Box::new(Pending {
             creds,
             stale: nonce == NonceCheck::Stale,
             realm: realm.to_ascii_lowercase(),
             client,
             now_unix_secs,
-        })
+        }))
     }
 
     /// Second step: `subscriber` is what the store holds for
@@ -203,7 +203,7 @@ impl Authenticator {
     /// costs and answers the same as a wrong password).
     pub fn conclude(
         &self,
-        pending: Pending<'_>,
+        pending: Box<Pending<'_>>,
         subscriber: Option<&Subscriber>,
         msg: &SipMessage,
     ) -> Verdict {
@@ -214,7 +214,7 @@ impl Authenticator {
             realm,
             client,
             now_unix_secs,
-        } = pending;
+        } = *pending;
         let ha1 = match subscriber {
             Some(s) => s.ha1(creds.algorithm).to_string(),
             None => self.decoy_ha1(creds.algorithm, &creds.username, &realm),
