@@ -2,6 +2,7 @@
 //! Synchronisation is by awaiting events or socket reads, each bounded by
 //! `within`, never by sleeping.
 
+mod limits;
 mod tcp_flows;
 mod tcp_framing;
 mod udp;
