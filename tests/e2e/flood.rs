@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::NodeHandle;
 use switchyard_codec::HeaderName;
+use switchyard_tests::policy::admin_get;
 use switchyard_tests::sipp::{Sipp, SippResult, UAC_CALL, UAC_FLOOD, UAC_REGISTER, UAS_ANSWER};
 use switchyard_tests::ua::{UdpUa, msg};
 use switchyard_tests::{DOMAIN, finish, ip, start_node_with, stop, udp_addr};
@@ -45,6 +46,8 @@ async fn a_flood_from_one_source_is_dropped_and_calls_from_others_go_through() {
         c.limits.per_source_rate = RATE_LIMIT;
         c.limits.per_source_burst = 2 * RATE_LIMIT;
         c.timers.t1_ms = 500;
+        // For /metrics.
+        c.admin.listen = Some("127.0.65.1:0".parse().unwrap());
         if !limiter_on {
             c.limits.per_source_rate = 0;
         }
@@ -118,9 +121,16 @@ async fn a_flood_from_one_source_is_dropped_and_calls_from_others_go_through() {
     );
     assert!(success >= 0.95, "legitimate calls suffered:\n{calls}");
     assert!(rate_limited > 0, "nothing was rate limited");
+    // The only node of this process, so the process-wide count is its own.
+    let (code, metrics) = admin_get(node.admin_addr().unwrap(), "/metrics").await;
+    let series = format!("switchyard_rate_limited_total {rate_limited}\n");
+    assert!(
+        code == 200 && metrics.contains(&series),
+        "{series} in:\n{metrics}"
+    );
     // What the flooder can get in: a burst, then the rate, for as long as
     // it lasted; each admitted INVITE lives 64·T1 (its 480 is never ACKed).
-    // The legitimate calls add a few hundred transactions at most.
+    // The legitimate calls add up to four each (INVITE and BYE, both sides).
     let admissible = u64::from(limits.per_source_burst)
         + (u64::from(limits.per_source_rate) as f64 * (flood_secs + 0.5)) as u64;
     let bound = admissible as usize + 2000;

@@ -117,10 +117,10 @@ impl SourceLimiter {
     /// transports simply build none then.
     pub fn new(config: SourceLimitConfig) -> Self {
         let rate = u64::from(config.rate.max(1));
-        let interval = (1_000_000_000 + rate / 2) / rate;
+        let interval = ((1_000_000_000 + rate / 2) / rate).max(1);
         SourceLimiter {
-            interval: interval.max(1),
-            tolerance: interval.max(1) * u64::from(config.burst.max(1)),
+            interval,
+            tolerance: interval * u64::from(config.burst.max(1)),
             exempt: config.exempt.iter().map(|net| canonical(*net)).collect(),
             per_shard: config.max_sources.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
@@ -158,7 +158,7 @@ impl SourceLimiter {
 
     /// GCRA: one more interval of debt, if the debt stays within the burst.
     fn spend(&self, paid_off: &mut u64, now: u64) -> bool {
-        let after = (*paid_off).max(now) + self.interval;
+        let after = (*paid_off).max(now).saturating_add(self.interval);
         if after - now > self.tolerance {
             return false;
         }
