@@ -163,9 +163,12 @@ async fn metrics_text(State(state): State<AdminState>) -> String {
     metrics::render(&(state.stats)(), &state.tenants)
 }
 
-/// The node counters the admin endpoint exports, and the process-wide
+/// The node counters the admin endpoint exports, with its transports'
 /// per-source rate-limit drops.
-pub fn node_counters(stats: &Stats) -> Vec<(&'static str, u64)> {
+pub fn node_counters(
+    stats: &Stats,
+    transport: &crate::transport::TransportStats,
+) -> Vec<(&'static str, u64)> {
     vec![
         ("switchyard_requests_total", stats.requests_in.get()),
         ("switchyard_responses_total", stats.responses_in.get()),
@@ -194,11 +197,6 @@ pub fn node_counters(stats: &Stats) -> Vec<(&'static str, u64)> {
         ),
         ("switchyard_relay_refused_total", stats.relay_refused.get()),
         ("switchyard_overloaded_total", stats.overloaded.get()),
-        // The process's count: the transports' counters are not in `Stats`
-        // (see `rate_limited_in_process`).
-        (
-            "switchyard_rate_limited_total",
-            crate::transport::rate_limited_in_process(),
-        ),
+        ("switchyard_rate_limited_total", transport.rate_limited),
     ]
 }

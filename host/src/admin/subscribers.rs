@@ -81,8 +81,16 @@ pub(super) async fn put(
     // JSON whatever the Content-Type (the admin client sends one type).
     let subscriber: Subscriber = match serde_json::from_slice(&body) {
         Ok(s) => s,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}
-")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{e}
+"
+                ),
+            )
+                .into_response();
+        }
     };
     if !subscriber.realm.eq_ignore_ascii_case(&realm) || subscriber.user != user {
         return (StatusCode::BAD_REQUEST, "the body names another user\n").into_response();

@@ -189,7 +189,10 @@ impl Node {
         if let Some(tenants) = &tenants {
             if config.admin.listen.is_some() {
                 let stats_core = core.clone();
-                let stats = Arc::new(move || crate::admin::node_counters(&stats_core.stats));
+                let stats = Arc::new(move || {
+                    let transport = stats_core.wiring().transports.stats();
+                    crate::admin::node_counters(&stats_core.stats, &transport)
+                });
                 let subscribers = auth.as_ref().map(|a| a.subscribers().clone());
                 let (addr, task) =
                     crate::admin::serve(&config.admin, tenants.clone(), stats, subscribers)

@@ -37,7 +37,7 @@ pub use self::error::{ListenerSpecError, TransportError};
 pub use self::limiter::{SourceLimitConfig, SourceLimiter};
 use self::signal::ShutdownToken;
 use self::stats::Counters;
-pub use self::stats::{TransportStats, rate_limited_in_process};
+pub use self::stats::TransportStats;
 use self::udp::UdpListener;
 use crate::net::{Source, Transport};
 

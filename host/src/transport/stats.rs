@@ -72,21 +72,8 @@ counters! {
     send_errors,
 }
 
-/// `rate_limited` summed over every [`Transports`](super::Transports) of
-/// the process. `GET /metrics` exports it as `switchyard_rate_limited_total`:
-/// the admin endpoint is handed only the node's own counters, and a
-/// production process runs one node (tests that run several read each
-/// node's `TransportStats` instead).
-static RATE_LIMITED_IN_PROCESS: AtomicU64 = AtomicU64::new(0);
-
-/// See [`RATE_LIMITED_IN_PROCESS`].
-pub fn rate_limited_in_process() -> u64 {
-    RATE_LIMITED_IN_PROCESS.load(Ordering::Relaxed)
-}
-
 pub(super) fn count_rate_limited(counters: &Counters) {
     bump(&counters.rate_limited);
-    bump(&RATE_LIMITED_IN_PROCESS);
 }
 
 pub(super) fn add(counter: &AtomicU64, n: u64) {
