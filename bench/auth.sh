@@ -2,7 +2,7 @@
 # The cost of digest authentication: the same proxy with [auth] off and on,
 # in one run, for Switchyard and Kamailio 5.6.
 #
-#   bench/auth.sh                           # ~10 minutes, 4 s steps
+#   bench/auth.sh                           # ~6 minutes, 4 s steps
 #   TARGETS=switchyard bench/auth.sh        # some of: switchyard kamailio
 #   PHASES=register bench/auth.sh           # some of: register calls
 #   QUIET_WAIT=1200 bench/auth.sh           # first wait up to 20 min for no rustc/cargo
@@ -26,6 +26,10 @@
 #             "callee": SIPp 3.6.1 cannot put a per-call Request-URI in the
 #             digest uri (only -auth_uri, fixed), and Switchyard checks the
 #             two match (RFC 7616 3.4.6). Off uses the same callee.
+# Each ramp's first step (REG_START, CALL_START: far below overload) also
+# gives the proxy's CPU time per REGISTER / call (utime + stime of the
+# proxy and its child processes over the step, /proc/PID/stat): steadier
+# than the rates on a shared machine.
 # Switchyard: `switchyard run --no-auth` vs `[auth] enabled = true` with a
 # subscriber file of USERS + 1 users (HA1s written here with python3), the
 # default offered algorithm (MD5, qop=auth). Kamailio: bench/kamailio.cfg vs
@@ -75,11 +79,12 @@ WORK=$(mktemp -d /tmp/switchyard-bench-auth.XXXXXX)
 PIDS=()
 
 cleanup() {
-    local pid
+    local pid kids=()
     for pid in "${PIDS[@]}"; do
+        kids+=($(pgrep -P "$pid" || true))
         kill -TERM "$pid" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
+    for pid in "${PIDS[@]}" "${kids[@]}"; do
         for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         kill -KILL "$pid" 2>/dev/null || true
     done
@@ -197,9 +202,20 @@ start_proxy() {
     wait_udp_bound "$PROXY_ADDR" "$PORT" || {
         log "$target ($mode) did not bind $PROXY_ADDR:$PORT"
         tail -5 "$log" >&2
-        stop_pid "$PROXY_PID"
+        stop_proxy
         return 1
     }
+}
+
+# Stop the proxy and whatever children it leaves: Kamailio's main process
+# stops its workers on SIGTERM, but when it is still busy after
+# stop_pid's 5 s (an overloaded step's backlog) it gets SIGKILL and its
+# workers, which ignore SIGTERM, live on holding the address.
+stop_proxy() {
+    local kids k
+    kids=$(pgrep -P "$PROXY_PID" || true)
+    stop_pid "$PROXY_PID"
+    for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
 }
 
 start_uas() {
@@ -213,6 +229,24 @@ start_uas() {
 
 # --- steps -----------------------------------------------------------------
 
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # PID -> utime + stime of it and its children (clock ticks)
+    local p total=0 t
+    for p in $1 $(pgrep -P "$1"); do
+        # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+        t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+# cpu_note KEY RATE START BEFORE OK: records µs per operation for the ramp's first step
+cpu_note() {
+    local key=$1 rate=$2 start=$3 before=$4 ok=$5 after
+    ((rate == start && ok > 0)) || return 0
+    after=$(cpu_ticks "$PROXY_PID")
+    CPU_US[$key]=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$ok" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }')
+}
+
 register_args() { # MODE -> scenario and its arguments for one REGISTER per call
     if [[ $1 == on* ]]; then
         REG_ARGS=("$SCEN/uac_register_auth.xml" -auth_uri "$DOMAIN")
@@ -224,13 +258,17 @@ register_args() { # MODE -> scenario and its arguments for one REGISTER per call
 register_step() {
     local rate=$1 calls res ok failed elapsed
     calls=$((rate * STEP_SECS))
+    note_busy
     start_proxy "$TARGET" "$MODE" || return 1
     register_args "$MODE"
+    local cpu0
+    cpu0=$(cpu_ticks "$PROXY_PID")
     res=$(run_uac "reg-$TARGET-$MODE-$rate" "$PROXY_ADDR" "${REG_ARGS[0]}" "$rate" "$calls" \
         "${REG_ARGS[@]:1}" -inf "$WORK/users.csv" -key domain "$DOMAIN" \
         -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080)
-    stop_pid "$PROXY_PID"
     read -r ok failed elapsed <<<"$res"
+    cpu_note "reg-$TARGET-$MODE" "$rate" "$REG_START" "$cpu0" "$ok"
+    stop_proxy
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
         log "  REGISTER $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
         DETAIL[reg-$TARGET-$MODE]="$rate/s: $ok ok / $failed failed in ${elapsed}s"
@@ -243,8 +281,9 @@ register_step() {
 call_step() {
     local rate=$1 calls res ok failed elapsed
     calls=$((rate * STEP_SECS))
+    note_busy
     start_proxy "$TARGET" "$MODE" || return 1
-    start_uas || { stop_pid "$PROXY_PID"; return 1; }
+    start_uas || { stop_proxy; return 1; }
     # Bind the callee to the UAS (authenticated when auth is on; not timed).
     register_args "$MODE"
     res=$(run_uac "bind-$TARGET-$MODE-$rate" "$PROXY_ADDR" "${REG_ARGS[0]}" 10 1 \
@@ -254,16 +293,19 @@ call_step() {
     if [[ $ok != 1 ]]; then
         log "  could not register the callee ($TARGET, auth $MODE): step void"
         stop_pid "$UAS_PID"
-        stop_pid "$PROXY_PID"
+        stop_proxy
         return 1
     fi
     local scen=("$SCEN/uac_call.xml")
     [[ $MODE == on* ]] && scen=("$SCEN/uac_call_auth.xml" -auth_uri "$CALLEE@$DOMAIN")
+    local cpu0
+    cpu0=$(cpu_ticks "$PROXY_PID")
     res=$(run_uac "call-$TARGET-$MODE-$rate" "$PROXY_ADDR" "${scen[0]}" "$rate" "$calls" \
         "${scen[@]:1}" -inf "$WORK/calls.csv" -key domain "$DOMAIN" -d "$CALL_HOLD_MS" -p 5081)
-    stop_pid "$UAS_PID"
-    stop_pid "$PROXY_PID"
     read -r ok failed elapsed <<<"$res"
+    cpu_note "call-$TARGET-$MODE" "$rate" "$CALL_START" "$cpu0" "$ok"
+    stop_pid "$UAS_PID"
+    stop_proxy
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
         log "  calls $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
         DETAIL[call-$TARGET-$MODE]="$rate/s: $ok ok / $failed failed in ${elapsed}s"
@@ -282,7 +324,7 @@ smoke() { # TARGET MODE
     res=$(run_uac "smoke-$1-$2" "$PROXY_ADDR" "${REG_ARGS[0]}" 10 1 \
         "${REG_ARGS[@]:1}" -inf "$WORK/callee.csv" -key domain "$DOMAIN" \
         -key uas "${UAS_IP[$1]}:$UAS_PORT" -key expires 3600 -p 5080)
-    stop_pid "$PROXY_PID"
+    stop_proxy
     read -r ok _ <<<"$res"
     [[ $ok == 1 ]] || { log "$1 (auth $2): a single REGISTER failed (KEEP=1 keeps $WORK/smoke-$1-$2.err)"; return 1; }
 }
@@ -314,6 +356,12 @@ bench_target() {
 
 # Wait (up to QUIET_WAIT s) while compilers run: only 2 cores, shared.
 busy() { pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; }
+STEPS=0
+BUSY_STEPS=0
+note_busy() { # count the steps that start while a compiler runs
+    STEPS=$((STEPS + 1))
+    if busy; then BUSY_STEPS=$((BUSY_STEPS + 1)); fi
+}
 wait_quiet() {
     local waited=0
     while busy && ((waited < QUIET_WAIT)); do
@@ -328,7 +376,7 @@ wait_quiet() {
 
 command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
-declare -A REG CALLS DETAIL
+declare -A REG CALLS DETAIL CPU_US
 write_users
 wait_quiet
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -357,8 +405,18 @@ for t in $TARGETS; do
             echo "Kamailio $(kamailio -v 2>/dev/null | awk '/^version:/ { print $3; exit }'): kamailio.cfg (off) vs kamailio-auth.cfg (on: auth_db on db_text; on-htable: -A WITH_HTABLE)"
             ;;
     esac
-    for row in REGISTER/s calls/s; do
-        if [[ $row == REGISTER/s ]]; then declare -n R=REG; else declare -n R=CALLS; fi
+    declare -A CPU_REG=() CPU_CALL=()
+    for m in $modes; do
+        CPU_REG[$t-$m]=${CPU_US[reg-$t-$m]:-}
+        CPU_CALL[$t-$m]=${CPU_US[call-$t-$m]:-}
+    done
+    for row in REGISTER/s calls/s "CPU us/REG" "CPU us/call"; do
+        case $row in
+            REGISTER/s) declare -n R=REG ;;
+            calls/s) declare -n R=CALLS ;;
+            "CPU us/REG") declare -n R=CPU_REG ;;
+            "CPU us/call") declare -n R=CPU_CALL ;;
+        esac
         if [[ $row == REGISTER/s ]]; then
             line=$(printf '  %-12s' "")
             for m in $modes; do
@@ -375,6 +433,7 @@ for t in $TARGETS; do
         echo "$line"
         unset -n R
     done
+    echo "  (CPU us: the proxy's CPU time per REGISTER / call at $REG_START REGISTER/s and $CALL_START calls/s)"
     if [[ $t == switchyard ]]; then
         echo "  target auth on >= ${TARGET_RATIO}x off: REGISTER $(meets "${REG[$t-on]:-}" "${REG[$t-off]:-}"), calls $(meets "${CALLS[$t-on]:-}" "${CALLS[$t-off]:-}")"
     fi
@@ -384,4 +443,5 @@ for t in $TARGETS; do
         done
     done
 done
+echo "steps started while rustc/cargo ran: $BUSY_STEPS of $STEPS"
 echo "bench time: $((SECONDS - START))s"
