@@ -129,6 +129,28 @@ fn challenges(resp: &SipMessage, header: HeaderName) -> Vec<String> {
         .collect()
 }
 
+/// bob on a UA of his own, registered with his password (401, then 200).
+async fn registered_bob(proxy: SocketAddr) -> UdpUa {
+    let bob = UdpUa::bind(IP).await;
+    let c = bob
+        .request(proxy, &register(&bob, "bob", 1, None), "401")
+        .await;
+    let auth = answer(
+        &c,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "bob",
+        "builder",
+        "REGISTER",
+        &format!("sip:{IP}"),
+    );
+    let ok = bob
+        .request(proxy, &register(&bob, "bob", 2, Some(&auth)), "200")
+        .await;
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+    bob
+}
+
 async fn node_and_ua() -> (switchyard::NodeHandle, SocketAddr, UdpUa) {
     // Every algorithm, strongest first (RFC 8760 phones).
     let node = start_node_with_users(
@@ -286,25 +308,7 @@ async fn a_user_registers_only_their_own_aor() {
 async fn calls_out_need_proof_strangers_reach_users_but_cannot_relay() {
     let (node, proxy, ua) = node_and_ua().await;
     // bob registers (authenticated) so he can be called.
-    let bob = UdpUa::bind(IP).await;
-    let c = bob
-        .request(proxy, &register(&bob, "bob", 1, None), "401")
-        .await;
-    let auth = answer(
-        &c,
-        HeaderName::WwwAuthenticate,
-        Algorithm::Md5,
-        "bob",
-        "builder",
-        "REGISTER",
-        &format!("sip:{IP}"),
-    );
-    assert_eq!(
-        bob.request(proxy, &register(&bob, "bob", 2, Some(&auth)), "200")
-            .await
-            .status(),
-        Some(200)
-    );
+    let bob = registered_bob(proxy).await;
 
     // alice calls bob: 407 first, then through, credentials consumed.
     let to = format!("sip:bob@{IP}");
@@ -619,25 +623,7 @@ async fn in_dialog_requests_need_our_record_route_token() {
 
     // A real dialog: bob registered, alice (authenticated) calls him, the
     // INVITE's Record-Route holds the token, the BYE along it reaches bob.
-    let bob = UdpUa::bind(IP).await;
-    let c = bob
-        .request(proxy, &register(&bob, "bob", 1, None), "401")
-        .await;
-    let auth = answer(
-        &c,
-        HeaderName::WwwAuthenticate,
-        Algorithm::Md5,
-        "bob",
-        "builder",
-        "REGISTER",
-        &format!("sip:{IP}"),
-    );
-    assert_eq!(
-        bob.request(proxy, &register(&bob, "bob", 2, Some(&auth)), "200")
-            .await
-            .status(),
-        Some(200)
-    );
+    let bob = registered_bob(proxy).await;
     let bob_uri = format!("sip:bob@{IP}");
     let c = ua
         .request(
