@@ -12,11 +12,7 @@
 use switchyard::NodeHandle;
 use switchyard::net::Transport;
 use switchyard_tests::linphone::{Account, Linphone};
-use switchyard_tests::softphone::bindings;
-use switchyard_tests::{algorithms, start_node_domain_is_ip, start_node_with_users};
-
-/// alice's and bob's passwords when the node authenticates.
-const PASSWORDS: [&str; 2] = ["alice-Pw-2026!", "bob-Pw-2026!"];
+use switchyard_tests::softphone::{assert_challenged, bindings, scenario};
 
 /// Checks the binding a registered phone left in the store: one contact
 /// on the phone's own address and transport, with the `+sip.instance`
@@ -48,27 +44,9 @@ async fn call_flow(ip: &str, transport: Transport, outbound: bool) {
 /// The scenario; with `auth`, the node challenges every REGISTER and
 /// INVITE and the phones answer with their passwords.
 async fn call_flow_as(ip: &str, transport: Transport, outbound: bool, auth: bool) {
-    let node = if auth {
-        // linphone answers the topmost challenge: SHA-256 (RFC 8760).
-        start_node_with_users(
-            ip,
-            &[("alice", PASSWORDS[0]), ("bob", PASSWORDS[1])],
-            algorithms(&["SHA-256", "MD5"]),
-        )
-        .await
-    } else {
-        start_node_domain_is_ip(ip).await
-    };
-    let password = |user: &str| auth.then(|| PASSWORDS[usize::from(user == "bob")].to_string());
-    let account = |user: &str| Account {
-        user: user.into(),
-        domain: ip.into(),
-        proxy: node.addr(transport),
-        transport,
-        outbound,
-        password: password(user),
-    };
-    let (alice_acc, bob_acc) = (account("alice"), account("bob"));
+    // linphone answers the topmost challenge: SHA-256 (RFC 8760).
+    let auth = auth.then_some(&["SHA-256", "MD5"][..]);
+    let (node, alice_acc, bob_acc) = scenario(ip, transport, outbound, auth).await;
     let (alice_uri, bob_uri) = (alice_acc.aor(), bob_acc.aor());
 
     let mut alice = Linphone::start(ip, &alice_acc, false).await;
@@ -112,16 +90,8 @@ async fn call_flow_as(ip: &str, transport: Transport, outbound: bool, auth: bool
             phone.fail(&format!("still bound after unregistering: {left:?}"));
         }
     }
-    if auth {
-        // Both REGISTERs were answered 401 and alice's INVITE 407 first,
-        // and no credentials were refused.
-        let stats = node.stats();
-        assert!(
-            stats.auth_challenged.get() >= 3,
-            "{} challenges",
-            stats.auth_challenged.get()
-        );
-        assert_eq!(stats.auth_failed.get(), 0);
+    if auth.is_some() {
+        assert_challenged(&node);
     }
     node.shutdown().await;
 }

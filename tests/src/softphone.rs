@@ -38,3 +38,43 @@ pub async fn bindings(node: &NodeHandle, user: &str, domain: &str) -> Vec<Bindin
         .await
         .expect("lookup")
 }
+
+/// alice's and bob's passwords when the node authenticates.
+const PASSWORDS: [(&str, &str); 2] = [("alice", "alice-Pw-2026!"), ("bob", "bob-Pw-2026!")];
+
+/// The node and the two accounts of a softphone scenario: a node at `ip`
+/// whose domain is `ip`, alice and bob registering through it on
+/// `transport`. With `auth` (`Some(algorithms)`, empty for the default)
+/// the node challenges every REGISTER and INVITE and the accounts carry
+/// passwords.
+pub async fn scenario(
+    ip: &str,
+    transport: Transport,
+    outbound: bool,
+    auth: Option<&[&str]>,
+) -> (NodeHandle, Account, Account) {
+    let node = match auth {
+        Some([]) => crate::start_node_with_users(ip, &PASSWORDS, |_| {}).await,
+        Some(list) => crate::start_node_with_users(ip, &PASSWORDS, crate::algorithms(list)).await,
+        None => crate::start_node_domain_is_ip(ip).await,
+    };
+    let account = |(user, password): (&str, &str)| Account {
+        user: user.into(),
+        domain: ip.into(),
+        proxy: node.addr(transport),
+        transport,
+        outbound,
+        password: auth.map(|_| password.to_string()),
+    };
+    let (alice, bob) = (account(PASSWORDS[0]), account(PASSWORDS[1]));
+    (node, alice, bob)
+}
+
+/// After a scenario with authentication: both REGISTERs were answered
+/// 401 and alice's INVITE 407 first, and no credentials were refused.
+pub fn assert_challenged(node: &NodeHandle) {
+    let stats = node.stats();
+    let challenges = stats.auth_challenged.get();
+    assert!(challenges >= 3, "{challenges} challenges");
+    assert_eq!(stats.auth_failed.get(), 0);
+}
