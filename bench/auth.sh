@@ -93,29 +93,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-SIPP_COMMON=(-nostdin -bind_local -buff_size 4194304 -recv_timeout 4000
-    -max_recv_loops 10000 -max_sched_loops 10000 -trace_stat -fd 3600 -trace_err)
-
-# run_uac NAME PROXY SCENARIO RATE CALLS [extra sipp args]
-# -> prints "successful failed elapsed_seconds" (as run.sh)
-run_uac() {
-    local name=$1 proxy=$2 scenario=$3 rate=$4 calls=$5
-    shift 5
-    local stf="$WORK/$name.stat" t0 t1
-    rm -f "$stf"
-    t0=$(date +%s.%N)
-    timeout $((calls / rate + 20)) sipp "$proxy:$PORT" -sf "$scenario" \
-        -i "$UAC_IP" -r "$rate" -m "$calls" -l $((rate * 5 + 100)) \
-        -stf "$stf" -error_file "$WORK/$name.err" "${SIPP_COMMON[@]}" "$@" \
-        >/dev/null 2>"$WORK/$name.stderr" || true
-    t1=$(date +%s.%N)
-    if [[ ! -s $stf ]]; then
-        echo "0 $calls 1"
-        return
-    fi
-    echo "$(stat "$stf" 'SuccessfulCall(C)') $(stat "$stf" 'FailedCall(C)') $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
-}
-
 # --- subscribers -----------------------------------------------------------
 
 # Users user0..user(USERS-1) and the callee, password "pw-<user>-<run>";

@@ -90,3 +90,33 @@ ramp() {
     done
     RAMP_RESULT=$low
 }
+
+# Common SIPp flags: big socket buffers (the default 64 KiB drops datagrams
+# at these rates, which would measure SIPp, not the proxy), no keyboard,
+# statistics and errors into files, and a receive timeout so a lost
+# message fails its call in seconds instead of hanging the step.
+SIPP_COMMON=(-nostdin -bind_local -buff_size 4194304 -recv_timeout 4000
+    -max_recv_loops 10000 -max_sched_loops 10000 -trace_stat -fd 3600 -trace_err)
+
+# run_uac NAME PROXY SCENARIO RATE CALLS [extra sipp args]
+# -> prints "successful failed elapsed_seconds". Uses the caller's WORK
+# (stat and error files), PORT (the proxy's) and UAC_IP.
+run_uac() {
+    local name=$1 proxy=$2 scenario=$3 rate=$4 calls=$5
+    shift 5
+    local stf="$WORK/$name.stat" t0 t1
+    rm -f "$stf"
+    # Wall clock, not SIPp's ElapsedTime: the stat file only has whole seconds.
+    t0=$(date +%s.%N)
+    # Bounded: the calls themselves plus retransmission/timeout slack.
+    timeout $((calls / rate + 30)) sipp "$proxy:$PORT" -sf "$scenario" \
+        -i "$UAC_IP" -r "$rate" -m "$calls" -l $((rate * 5 + 100)) \
+        -stf "$stf" -error_file "$WORK/$name.err" "${SIPP_COMMON[@]}" "$@" \
+        >/dev/null 2>"$WORK/$name.stderr" || true
+    t1=$(date +%s.%N)
+    if [[ ! -s $stf ]]; then
+        echo "0 $calls 1"
+        return
+    fi
+    echo "$(stat "$stf" 'SuccessfulCall(C)') $(stat "$stf" 'FailedCall(C)') $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+}
