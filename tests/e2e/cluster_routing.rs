@@ -318,3 +318,72 @@ async fn a_foreign_registrar_gets_the_edge_path_and_routes_back_through_it() {
     assert_eq!(got.header(HeaderName::Path), None);
     cluster.shutdown().await;
 }
+
+/// A flow token lets a request out on the flow it names, past the egress
+/// allowlist, only until it expires: a live token in a Route sends the
+/// in-dialog request to the flow; the same flow in an expired token is
+/// not honoured and the request goes to its Request-URI like any other.
+#[tokio::test]
+async fn an_expired_flow_token_is_not_honoured() {
+    use switchyard::cluster::Cluster;
+    use switchyard::net::{Source, Transport};
+
+    let node = switchyard_tests::start_node_with("127.0.73.1", |c| {
+        c.node_id = "edge".into();
+        c.cluster.secret = Some(switchyard_tests::cluster::SECRET.into());
+    })
+    .await;
+    let proxy = switchyard_tests::udp_addr(&node);
+    let flow_ua = UdpUa::bind("127.0.73.9").await;
+    let contact_ua = UdpUa::bind("127.0.73.8").await;
+    let caller = UdpUa::bind("127.0.73.3").await;
+    let minter = Cluster::new("edge", DOMAIN, &[switchyard_tests::cluster::SECRET]);
+    let flow = Source {
+        transport: Transport::Udp,
+        remote: flow_ua.addr,
+        local: proxy,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+
+    for (n, expires, live) in [(1, now + 600, true), (2, now - 1, false)] {
+        let token = minter.flow_token(flow, true, expires);
+        let request = format!(
+            "OPTIONS sip:bob@{contact} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bKexp{n}\r\n\
+             Max-Forwards: 70\r\n\
+             Route: <sip:{token}@{proxy};lr>\r\n\
+             From: <sip:alice@{DOMAIN}>;tag=a{n}\r\n\
+             To: <sip:bob@{DOMAIN}>;tag=b{n}\r\n\
+             Call-ID: expired-flow-{n}@127.0.73.3\r\n\
+             CSeq: {n} OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n",
+            contact = contact_ua.addr,
+            me = caller.addr,
+        );
+        caller.send(proxy, &request).await;
+        let (reached, other) = if live {
+            (&flow_ua, &contact_ua)
+        } else {
+            (&contact_ua, &flow_ua)
+        };
+        let (got, from) = reached.recv("the forwarded OPTIONS").await;
+        assert_eq!(from, proxy);
+        assert_eq!(got.call_id().unwrap(), format!("expired-flow-{n}@127.0.73.3"));
+        // Answered, so no retransmission of it blurs the next round.
+        reached
+            .send(from, &ua::reply(&got, 200, "OK", "b", reached.addr))
+            .await;
+        let (ok, _) = caller.recv("200 OK relayed").await;
+        assert_eq!(ok.status(), Some(200));
+        assert!(
+            other
+                .try_recv(std::time::Duration::from_millis(300))
+                .await
+                .is_none(),
+            "token live: {live}, but the other UA got the request too"
+        );
+    }
+}

@@ -48,12 +48,13 @@ impl Cluster {
     }
 
     /// A sealed token for a flow this node holds (`pinned`: see
-    /// [`FlowToken::pinned`]).
-    pub fn flow_token(&self, flow: Source, pinned: bool) -> String {
+    /// [`FlowToken::pinned`]), honoured until `expires_secs`.
+    pub fn flow_token(&self, flow: Source, pinned: bool, expires_secs: u64) -> String {
         self.seal_flow(&FlowToken {
             node: self.node_id.clone(),
             flow,
             pinned,
+            expires_secs,
         })
     }
 
@@ -65,18 +66,21 @@ impl Cluster {
         self.sealer.seal(Kind::Flow, &w.0)
     }
 
-    pub fn open_flow(&self, token: &str) -> Result<FlowToken, InvalidToken> {
+    /// A flow token of this cluster that has not expired at `now_secs`.
+    /// An expired token is as good as a forged one: the request it rides
+    /// on is routed like any other, held to the egress allowlist.
+    pub fn open_flow(&self, token: &str, now_secs: u64) -> Result<FlowToken, InvalidToken> {
         let plain = self.sealer.open(Kind::Flow, token)?;
         let mut r = Reader(&plain);
         let flow = FlowToken::decode(&mut r)?;
         r.finish()?;
-        Ok(flow)
+        flow.is_live(now_secs).then_some(flow).ok_or(InvalidToken)
     }
 
-    /// A pinned flow token from a Route/Path user part, when it is ours to
-    /// send on.
-    pub fn own_flow(&self, user: Option<&str>) -> Option<FlowToken> {
-        self.open_flow(user?)
+    /// A live pinned flow token from a Route/Path user part, when it is
+    /// ours to send on.
+    pub fn own_flow(&self, user: Option<&str>, now_secs: u64) -> Option<FlowToken> {
+        self.open_flow(user?, now_secs)
             .ok()
             .filter(|f| f.node == self.node_id && f.pinned)
     }
@@ -115,12 +119,21 @@ impl Cluster {
         self.sealer.seal(Kind::Contact, &w.0)
     }
 
-    pub(crate) fn open_contact(&self, token: &str) -> Result<RewrittenContact, InvalidToken> {
+    /// A rewritten Contact whose flow has not expired at `now_secs`.
+    pub(crate) fn open_contact(
+        &self,
+        token: &str,
+        now_secs: u64,
+    ) -> Result<RewrittenContact, InvalidToken> {
         let plain = self.sealer.open(Kind::Contact, token)?;
         let mut r = Reader(&plain);
         let contact = RewrittenContact::decode(&mut r)?;
         r.finish()?;
-        Ok(contact)
+        contact
+            .flow
+            .is_live(now_secs)
+            .then_some(contact)
+            .ok_or(InvalidToken)
     }
 }
 

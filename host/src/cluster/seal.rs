@@ -33,9 +33,9 @@ pub enum Kind {
 impl Kind {
     fn label(self) -> &'static [u8] {
         match self {
-            Kind::Flow => b"switchyard flow v1",
+            Kind::Flow => b"switchyard flow v2",
             Kind::TempGruu => b"switchyard temp-gruu v1",
-            Kind::Contact => b"switchyard contact v1",
+            Kind::Contact => b"switchyard contact v2",
             Kind::Dialog => b"switchyard dialog v1",
         }
     }

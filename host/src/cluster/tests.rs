@@ -6,6 +6,10 @@ fn cluster(node: &str) -> Cluster {
     Cluster::new(node, "switchyard.test", &["a cluster secret of length"])
 }
 
+/// "Now" for the tokens below, and an expiry well after it.
+const NOW: u64 = 1_700_000_000;
+const LATER: u64 = NOW + 3600;
+
 fn flow() -> Source {
     Source {
         transport: Transport::Tcp,
@@ -17,37 +21,37 @@ fn flow() -> Source {
 #[test]
 fn flow_tokens_open_on_every_node_but_belong_to_one() {
     let (a, b) = (cluster("a"), cluster("b"));
-    let token = a.flow_token(flow(), true);
-    let opened = b.open_flow(&token).unwrap();
+    let token = a.flow_token(flow(), true, LATER);
+    let opened = b.open_flow(&token, NOW).unwrap();
     assert_eq!(opened.node, "a");
     assert_eq!(opened.flow, flow());
-    assert_eq!(a.own_flow(Some(&token)).unwrap().flow, flow());
+    assert_eq!(a.own_flow(Some(&token), NOW).unwrap().flow, flow());
     assert!(
-        b.own_flow(Some(&token)).is_none(),
+        b.own_flow(Some(&token), NOW).is_none(),
         "b does not hold a's flow"
     );
-    assert!(a.own_flow(Some("alice")).is_none());
-    assert!(a.own_flow(None).is_none());
+    assert!(a.own_flow(Some("alice"), NOW).is_none());
+    assert!(a.own_flow(None, NOW).is_none());
 }
 
 #[test]
 fn path_value_is_a_loose_route_with_the_token_as_user() {
     let a = cluster("a");
-    let path = a.path_value("127.0.0.2:5060", Transport::Tcp, flow(), true, true);
+    let path = a.path_value(("127.0.0.2:5060", Transport::Tcp), flow(), true, true, LATER);
     let uri = Uri::parse(path.trim_matches(|c| c == '<' || c == '>')).unwrap();
     assert!(uri.params.get("lr").is_some());
     assert!(uri.params.get("ob").is_some());
     assert_eq!(uri.params.get("transport"), Some(Some("tcp")));
-    assert_eq!(a.own_flow(uri.user).unwrap().flow, flow());
-    let plain = a.path_value("127.0.0.2:5060", Transport::Udp, flow(), false, false);
+    assert_eq!(a.own_flow(uri.user, NOW).unwrap().flow, flow());
+    let plain = a.path_value(("127.0.0.2:5060", Transport::Udp), flow(), false, false, LATER);
     assert!(!plain.contains(";ob") && !plain.contains("transport="));
     // Unpinned: it names the edge, but the edge does not send on the flow.
     let user = Uri::parse(plain.trim_matches(|c| c == '<' || c == '>'))
         .unwrap()
         .user
         .map(str::to_owned);
-    assert!(!a.open_flow(user.as_deref().unwrap()).unwrap().pinned);
-    assert!(a.own_flow(user.as_deref()).is_none());
+    assert!(!a.open_flow(user.as_deref().unwrap(), NOW).unwrap().pinned);
+    assert!(a.own_flow(user.as_deref(), NOW).is_none());
 }
 
 #[test]
@@ -125,22 +129,23 @@ fn rewritten_contacts_carry_the_original_and_the_flow() {
             node: "a".into(),
             flow: flow(),
             pinned: true,
+            expires_secs: LATER,
         },
     };
     let uri = a.rewritten_contact(&rewritten);
     assert!(uri.starts_with("sip:sy.") && uri.ends_with("@switchyard.test"));
     assert!(!uri.contains("bob"));
     let parsed = Uri::parse(&uri).unwrap();
-    assert_eq!(c.rewritten_of(&parsed), Some(Ok(rewritten)));
+    assert_eq!(c.rewritten_of(&parsed, NOW), Some(Ok(rewritten)));
     let tampered = uri
         .replacen("sip:sy.A", "sip:sy.B", 1)
         .replacen("sip:sy.", "sip:sy.Q", 1);
     assert_eq!(
-        c.rewritten_of(&Uri::parse(&tampered).unwrap()),
+        c.rewritten_of(&Uri::parse(&tampered).unwrap(), NOW),
         Some(Err(InvalidToken))
     );
     assert_eq!(
-        c.rewritten_of(&Uri::parse("sip:bob@switchyard.test").unwrap()),
+        c.rewritten_of(&Uri::parse("sip:bob@switchyard.test").unwrap(), NOW),
         None
     );
 }
@@ -148,7 +153,7 @@ fn rewritten_contacts_carry_the_original_and_the_flow() {
 #[test]
 fn a_token_of_one_kind_is_refused_as_another() {
     let a = cluster("a");
-    let flow_token = a.flow_token(flow(), true);
+    let flow_token = a.flow_token(flow(), true, LATER);
     let as_gruu = format!("sip:{TEMP_GRUU_PREFIX}{flow_token}@switchyard.test;gr");
     assert_eq!(
         a.gruu_of(&Uri::parse(&as_gruu).unwrap()),
@@ -156,7 +161,7 @@ fn a_token_of_one_kind_is_refused_as_another() {
     );
     let as_contact = format!("sip:{REWRITTEN_PREFIX}{flow_token}@switchyard.test");
     assert_eq!(
-        a.rewritten_of(&Uri::parse(&as_contact).unwrap()),
+        a.rewritten_of(&Uri::parse(&as_contact).unwrap(), NOW),
         Some(Err(InvalidToken))
     );
 }
@@ -167,11 +172,16 @@ fn record_route_carries_a_dialog_token_any_node_opens() {
     let token = a.seal_dialog(DialogToken {
         started_secs: 1_700_000_000,
     });
-    let rr = a.record_route_value("127.0.0.2:5060", Transport::Udp, Some(flow()), Some(&token));
+    let rr = a.record_route_value(
+        ("127.0.0.2:5060", Transport::Udp),
+        Some(flow()),
+        Some(&token),
+        LATER,
+    );
     let uri = Uri::parse(rr.trim_matches(|c| c == '<' || c == '>')).unwrap();
     assert!(uri.params.get("lr").is_some());
     // The flow token still travels as the user part.
-    assert_eq!(a.own_flow(uri.user).unwrap().flow, flow());
+    assert_eq!(a.own_flow(uri.user, NOW).unwrap().flow, flow());
     assert_eq!(
         b.dialog_of(&uri).unwrap().unwrap(),
         DialogToken {
@@ -179,13 +189,38 @@ fn record_route_carries_a_dialog_token_any_node_opens() {
         }
     );
     // No token, a flow token in its place, another cluster's: refused.
-    let plain = a.record_route_value("127.0.0.2:5060", Transport::Udp, None, None);
+    let plain = a.record_route_value(("127.0.0.2:5060", Transport::Udp), None, None, LATER);
     assert!(
         a.dialog_of(&Uri::parse(plain.trim_matches(|c| c == '<' || c == '>')).unwrap())
             .is_none()
     );
-    let flow_token = a.flow_token(flow(), true);
+    let flow_token = a.flow_token(flow(), true, LATER);
     assert!(a.open_dialog(&flow_token).is_err());
     let other = Cluster::new("x", "switchyard.test", &["another secret, also long"]);
     assert!(other.open_dialog(&token).is_err());
+}
+
+#[test]
+fn flow_tokens_are_honoured_until_they_expire_and_not_after() {
+    let (a, b) = (cluster("a"), cluster("b"));
+    let token = a.flow_token(flow(), true, LATER);
+    assert!(a.own_flow(Some(&token), LATER).is_some(), "the last second");
+    assert!(a.own_flow(Some(&token), LATER + 1).is_none());
+    assert_eq!(b.open_flow(&token, LATER + 1), Err(InvalidToken));
+    // The flow inside a rewritten Contact expires the same way.
+    let rewritten = RewrittenContact {
+        contact: "sip:bob@127.0.0.9:5060".into(),
+        edge: "127.0.0.2:5060".into(),
+        edge_transport: Transport::Udp,
+        flow: FlowToken {
+            node: "a".into(),
+            flow: flow(),
+            pinned: true,
+            expires_secs: LATER,
+        },
+    };
+    let uri = a.rewritten_contact(&rewritten);
+    let uri = Uri::parse(&uri).unwrap();
+    assert_eq!(b.rewritten_of(&uri, LATER), Some(Ok(rewritten)));
+    assert_eq!(b.rewritten_of(&uri, LATER + 1), Some(Err(InvalidToken)));
 }

@@ -20,6 +20,19 @@ pub struct FlowToken {
     /// NAT). Unpinned: the UA is reachable at its Contact; the token only
     /// names the edge it registered through.
     pub pinned: bool,
+    /// Unix seconds after which no node honours the token: the end of the
+    /// registration (Path) or of the longest dialog (Record-Route,
+    /// rewritten Contact) it was minted for. A flow token lets a request
+    /// past the egress allowlist, so it must not outlive what it stands for.
+    pub expires_secs: u64,
+}
+
+impl FlowToken {
+    /// Whether the registration or dialog the token was minted for can
+    /// still exist at `now_secs`.
+    pub fn is_live(&self, now_secs: u64) -> bool {
+        now_secs <= self.expires_secs
+    }
 }
 
 /// What a temp-GRUU decodes to (RFC 5627 §3.2): the AOR, the instance and
@@ -72,6 +85,7 @@ impl FlowToken {
     pub(super) fn encode(&self, w: &mut Writer) {
         w.str(&self.node);
         w.0.push(u8::from(self.pinned));
+        w.u64(self.expires_secs);
         w.transport(self.flow.transport);
         w.addr(self.flow.local);
         w.addr(self.flow.remote);
@@ -84,6 +98,7 @@ impl FlowToken {
             1 => true,
             _ => return Err(InvalidToken),
         };
+        let expires_secs = r.u64()?;
         let transport = r.transport()?;
         let local = r.addr()?;
         let remote = r.addr()?;
@@ -95,6 +110,7 @@ impl FlowToken {
                 local,
             },
             pinned,
+            expires_secs,
         })
     }
 }

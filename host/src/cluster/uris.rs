@@ -34,18 +34,20 @@ impl Cluster {
     /// Our Path entry for a REGISTER that arrived on `flow` (RFC 3327 §4,
     /// RFC 5626 §5.1): the flow token as user part (`pinned` when the UA
     /// is reached on that flow only), `ob` when the UA asked for outbound
-    /// (a `reg-id` on its Contact).
+    /// (a `reg-id` on its Contact). The token expires with the
+    /// registration (`expires_secs`, Unix seconds).
     pub fn path_value(
         &self,
-        edge: &str,
-        edge_transport: Transport,
+        edge: (&str, Transport),
         flow: Source,
         pinned: bool,
         ob: bool,
+        expires_secs: u64,
     ) -> String {
+        let (edge, edge_transport) = edge;
         format!(
             "<sip:{}@{edge}{};lr{}>",
-            self.flow_token(flow, pinned),
+            self.flow_token(flow, pinned, expires_secs),
             transport_param(edge_transport),
             if ob { ";ob" } else { "" }
         )
@@ -64,16 +66,17 @@ impl Cluster {
     /// token so in-dialog requests from the far side reach the UA over it;
     /// with `dialog`, a sealed [`DialogToken`](super::DialogToken) in its
     /// `dlg` parameter, without which (`[auth]` on) no in-dialog request
-    /// is routed.
+    /// is routed. The flow token expires at `expires_secs` (Unix seconds,
+    /// the longest a dialog may last).
     pub fn record_route_value(
         &self,
-        advertised: &str,
-        transport: Transport,
+        (advertised, transport): (&str, Transport),
         flow: Option<Source>,
         dialog: Option<&str>,
+        expires_secs: u64,
     ) -> String {
         let user = match flow {
-            Some(flow) => format!("{}@", self.flow_token(flow, true)),
+            Some(flow) => format!("{}@", self.flow_token(flow, true, expires_secs)),
             None => String::new(),
         };
         let dialog = dialog.map_or(String::new(), |d| format!(";{DIALOG_PARAM}={d}"));
@@ -136,9 +139,14 @@ impl Cluster {
     }
 
     /// A Request-URI that is one of our rewritten Contacts, opened.
-    /// `None`: not one (no prefix); `Some(Err)`: forged or altered.
-    pub fn rewritten_of(&self, uri: &Uri<'_>) -> Option<Result<RewrittenContact, InvalidToken>> {
+    /// `None`: not one (no prefix); `Some(Err)`: forged, altered or
+    /// expired at `now_secs`.
+    pub fn rewritten_of(
+        &self,
+        uri: &Uri<'_>,
+        now_secs: u64,
+    ) -> Option<Result<RewrittenContact, InvalidToken>> {
         let token = uri.user?.strip_prefix(REWRITTEN_PREFIX)?;
-        Some(self.open_contact(token))
+        Some(self.open_contact(token, now_secs))
     }
 }

@@ -150,7 +150,7 @@ impl Core {
                 .and_then(|u| self.cluster.dialog_of(&u))
                 .is_some_and(|d| d.is_ok_and(|d| d.started_secs.saturating_add(max) >= now))
         });
-        ours || self.cluster.gruu_of(ruri).is_some() || self.cluster.rewritten_of(ruri).is_some()
+        ours || self.cluster.gruu_of(ruri).is_some() || self.cluster.rewritten_of(ruri, now).is_some()
     }
 
     /// Whether a Request-URI leads to one of our users: an AOR of ours,
@@ -158,7 +158,7 @@ impl Core {
     fn targets_us(&self, ruri: &Uri<'_>) -> bool {
         self.wiring().identity.is_our_aor(ruri)
             || self.cluster.gruu_of(ruri).is_some()
-            || self.cluster.rewritten_of(ruri).is_some()
+            || self.cluster.rewritten_of(ruri, unix_now()).is_some()
     }
 }
 

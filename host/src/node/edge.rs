@@ -8,11 +8,13 @@
 
 use switchyard_codec::{HeaderName, NameAddr, SipMessage, Uri};
 
+use super::auth::unix_now;
 use super::core::Core;
 use crate::cluster::{ContactRewrite, RewrittenContact};
 use crate::net::{Source, Transport};
 use crate::policy::HeaderEdit;
 use crate::proxy::request::strip_angle;
+use crate::registrar::RegistrarConfig;
 
 /// A request straight from a UA: one Via, so no proxy before us. The
 /// same test as Kamailio's `is_first_hop()`.
@@ -63,19 +65,29 @@ impl Core {
     /// Contact. Returns the request as the registrar must see it.
     pub(crate) fn add_edge_path(&self, msg: &SipMessage, source: Source) -> Option<SipMessage> {
         let mut e = msg.edit();
-        e.push_header(HeaderName::Path, &self.edge_path(msg, source));
+        let path = self.edge_path(msg, source, &self.config.registrar);
+        e.push_header(HeaderName::Path, &path);
         SipMessage::parse(e.finish()).ok()
     }
 
-    /// Our Path entry for a REGISTER that came straight from a UA.
-    pub(crate) fn edge_path(&self, msg: &SipMessage, source: Source) -> String {
+    /// Our Path entry for a REGISTER that came straight from a UA, its
+    /// flow token valid as long as `registrar` can grant the binding.
+    fn edge_path(&self, msg: &SipMessage, source: Source, registrar: &RegistrarConfig) -> String {
         let ob = msg
             .header_values(HeaderName::Contact)
             .any(|c| NameAddr::parse(c).is_ok_and(|na| na.params.get("reg-id").is_some()));
         let (edge, transport) = self.path_address(source.transport);
         let pinned = ob || via_behind_nat(msg, source) || tcp_to_itself(msg, source);
+        let lifetime = crate::registrar::longest_grant(msg, registrar);
+        let expires = token_expiry(u64::from(lifetime));
         self.cluster
-            .path_value(&edge, transport, source, pinned, ob)
+            .path_value((&edge, transport), source, pinned, ob, expires)
+    }
+
+    /// When a flow token minted now for a dialog stops being honoured: the
+    /// longest a dialog may last (`auth.dialog_max_secs`).
+    fn dialog_token_expiry(&self) -> u64 {
+        token_expiry(self.config.auth.dialog_max_secs)
     }
 
     /// RFC 3327 §4.1 for a REGISTER we forward to another domain's
@@ -88,9 +100,14 @@ impl Core {
         msg: &SipMessage,
         source: Source,
     ) -> Option<HeaderEdit> {
+        // Another registrar may grant up to what the UA asked for.
+        let theirs = RegistrarConfig {
+            max_expires: u32::MAX,
+            ..RegistrarConfig::default()
+        };
         (is_first_hop(msg) && crate::registrar::supports(msg, "path")).then(|| HeaderEdit::Add {
             name: "Path".into(),
-            value: self.edge_path(msg, source),
+            value: self.edge_path(msg, source, &theirs),
         })
     }
 
@@ -102,7 +119,7 @@ impl Core {
             .is_some_and(|top| {
                 top.uri
                     .user
-                    .is_some_and(|u| self.cluster.open_flow(u).is_ok())
+                    .is_some_and(|u| self.cluster.open_flow(u, unix_now()).is_ok())
             })
     }
 
@@ -112,6 +129,7 @@ impl Core {
     /// untouched past what is ours, when we hold no flow in them.
     pub(crate) fn take_own_routes(&self, route: &mut Vec<String>) -> (bool, Option<Source>) {
         let identity = &self.wiring().identity;
+        let now = unix_now();
         let mut popped = false;
         let mut flow = None;
         while let Some(top) = route.first() {
@@ -121,7 +139,7 @@ impl Core {
             if !identity.is_me(&uri) {
                 break;
             }
-            flow = flow.or_else(|| self.cluster.own_flow(uri.user).map(|f| f.flow));
+            flow = flow.or_else(|| self.cluster.own_flow(uri.user, now).map(|f| f.flow));
             route.remove(0);
             popped = true;
         }
@@ -132,7 +150,10 @@ impl Core {
     pub(crate) fn is_edge_route(&self, value: &str) -> bool {
         Uri::parse(strip_angle(value))
             .ok()
-            .and_then(|u| u.user.map(|user| self.cluster.open_flow(user).is_ok()))
+            .and_then(|u| {
+                u.user
+                    .map(|user| self.cluster.open_flow(user, unix_now()).is_ok())
+            })
             .unwrap_or(false)
     }
 
@@ -149,10 +170,11 @@ impl Core {
         if !remaining.is_empty() {
             return None;
         }
+        let now = unix_now();
         popped
             .iter()
             .filter_map(|r| Uri::parse(strip_angle(r)).ok())
-            .filter_map(|u| self.cluster.own_flow(u.user))
+            .filter_map(|u| self.cluster.own_flow(u.user, now))
             .map(|f| f.flow)
             .find(|f| !same_flow(f, &source))
     }
@@ -168,8 +190,9 @@ impl Core {
         in_flow: Option<Source>,
         dialog: Option<&str>,
     ) -> Vec<String> {
-        let rr = |(addr, t): (&str, Transport), flow| {
-            self.cluster.record_route_value(addr, t, flow, dialog)
+        let expires = self.dialog_token_expiry();
+        let rr = |at: (&str, Transport), flow| {
+            self.cluster.record_route_value(at, flow, dialog, expires)
         };
         if out == inbound && (out_flow.is_none() || in_flow.is_none()) {
             return vec![rr(out, out_flow.or(in_flow))];
@@ -222,6 +245,7 @@ impl Core {
                 node: self.cluster.node_id.clone(),
                 flow,
                 pinned: true,
+                expires_secs: self.dialog_token_expiry(),
             },
         });
         // Header parameters (`expires`, `+sip.instance`...) stay as sent.
@@ -231,6 +255,15 @@ impl Core {
             value: format!("<{rewritten}>{params}"),
         })
     }
+}
+
+/// Unix seconds `lifetime` from now, plus a minute for the clocks of the
+/// cluster's nodes to disagree.
+fn token_expiry(lifetime: u64) -> u64 {
+    const CLOCK_SKEW_SECS: u64 = 60;
+    unix_now()
+        .saturating_add(lifetime)
+        .saturating_add(CLOCK_SKEW_SECS)
 }
 
 /// A UA registering itself over TCP (a Contact on the connection's host):

@@ -22,7 +22,7 @@ pub(super) async fn cluster_targets(
     core: &Core,
     ruri: &Uri<'_>,
 ) -> Option<Result<DefaultTargets, Reject>> {
-    if let Some(rewritten) = core.cluster.rewritten_of(ruri) {
+    if let Some(rewritten) = core.cluster.rewritten_of(ruri, super::auth::unix_now()) {
         return Some(match rewritten {
             Ok(contact) => Ok(DefaultTargets {
                 targets: vec![contact_target(core, contact)],

@@ -94,11 +94,11 @@ async fn path_without_ua_support_421_unless_it_is_our_edge() {
 
     let c = cluster();
     let ours = c.path_value(
-        "127.0.0.2:5060",
-        crate::net::Transport::Udp,
+        ("127.0.0.2:5060", crate::net::Transport::Udp),
         source(),
         true,
         false,
+        u64::MAX,
     );
     let ctx = RegisterContext {
         own_path: true,

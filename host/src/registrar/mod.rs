@@ -26,7 +26,8 @@ use crate::location::{LocationStore, RegisterError};
 use crate::net::Source;
 
 pub use request::{
-    RegisterContext, Reject, contact_key, parse_register, parse_register_in, supports,
+    RegisterContext, Reject, contact_key, longest_grant, parse_register, parse_register_in,
+    supports,
 };
 pub use response::{
     OkExtras, http_date, millis, ok_response, ok_response_with, rule_error_response,

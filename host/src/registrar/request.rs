@@ -179,6 +179,26 @@ pub fn parse_register_in(
     Ok((aor, update))
 }
 
+/// The longest a binding of this REGISTER can be granted (§10.3 step 7:
+/// each Contact's `expires`, else the Expires header, else the default,
+/// at most the maximum): what the edge's Path token must outlive. A
+/// malformed value counts as the maximum; the registrar rejects it anyway.
+pub fn longest_grant(msg: &SipMessage, config: &RegistrarConfig) -> u32 {
+    let header = msg.header(HeaderName::Expires).map(delta_seconds);
+    let Ok(Contacts::List(list)) = msg.contacts() else {
+        return config.max_expires;
+    };
+    list.iter()
+        .map(|c| match (c.params.get("expires"), header) {
+            (Some(v), _) => v.and_then(delta_seconds),
+            (None, Some(h)) => h,
+            (None, None) => Some(config.default_expires),
+        })
+        .map(|e| e.map_or(config.max_expires, |e| e.min(config.max_expires)))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Whether the request lists `tag` in Supported.
 pub fn supports(msg: &SipMessage, tag: &str) -> bool {
     msg.option_tags(HeaderName::Supported)

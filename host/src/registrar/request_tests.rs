@@ -211,3 +211,27 @@ fn contact_keys_follow_rfc3261_uri_comparison() {
     );
     assert_eq!(key("sip:a@[2001:DB8::1]:5060"), "sip:a@[2001:db8::1]:5060");
 }
+
+#[test]
+fn longest_grant_is_what_the_edge_token_must_outlive() {
+    let config = RegistrarConfig::default();
+    let grant = |extra: &[&str]| longest_grant(&register(1, extra), &config);
+    assert_eq!(
+        grant(&[
+            "Contact: <sip:a@127.0.0.2>;expires=600",
+            "Contact: <sip:b@127.0.0.2>"
+        ]),
+        config.default_expires,
+        "a Contact without expires gets the default"
+    );
+    assert_eq!(
+        grant(&["Contact: <sip:a@127.0.0.2>", "Expires: 120"]),
+        120
+    );
+    assert_eq!(
+        grant(&["Contact: <sip:a@127.0.0.2>;expires=999999"]),
+        config.max_expires
+    );
+    assert_eq!(grant(&["Contact: <sip:a@127.0.0.2>;expires=0"]), 0);
+    assert_eq!(grant(&[]), 0, "a query registers nothing");
+}
