@@ -16,6 +16,8 @@ pub enum HeaderName {
     CSeq,
     Contact,
     MaxForwards,
+    /// RFC 5393.
+    MaxBreadth,
     Route,
     RecordRoute,
     Path,
@@ -59,6 +61,7 @@ impl HeaderName {
             CSeq => "CSeq",
             Contact => "Contact",
             MaxForwards => "Max-Forwards",
+            MaxBreadth => "Max-Breadth",
             Route => "Route",
             RecordRoute => "Record-Route",
             Path => "Path",
@@ -143,6 +146,7 @@ impl HeaderName {
                 (b"min-expires", MinExpires),
                 (b"unsupported", Unsupported),
                 (b"retry-after", RetryAfter),
+                (b"max-breadth", MaxBreadth),
             ],
             12 => &[
                 (b"max-forwards", MaxForwards),
@@ -193,6 +197,7 @@ impl HeaderName {
                 | CallId
                 | CSeq
                 | MaxForwards
+                | MaxBreadth
                 | Expires
                 | MinExpires
                 | ContentLength

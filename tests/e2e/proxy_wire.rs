@@ -288,3 +288,65 @@ async fn ipv6_listener_proxies_between_ipv6_endpoints() {
     );
     node.shutdown().await;
 }
+
+/// RFC 5393: a request with Max-Breadth 2 for an AOR with three phones
+/// forks to two at a time, each copy carrying Max-Breadth 1; the third is
+/// tried when both have failed. Max-Breadth 0 is 440.
+#[tokio::test]
+async fn max_breadth_limits_parallel_branches() {
+    use std::time::Duration;
+    use switchyard_tests::ua::{ack, invite, register, reply};
+
+    let node = start_node("127.0.74.1").await;
+    let proxy = udp_addr(&node);
+    let mut phones = Vec::new();
+    for i in 0..3 {
+        let phone = UdpUa::bind(&format!("127.0.74.{}", 11 + i)).await;
+        phone
+            .send(proxy, &register(DOMAIN, "bob", phone.addr, &format!("mb{i}")))
+            .await;
+        let (ok, _) = phone.recv("200 to REGISTER").await;
+        assert_eq!(ok.status(), Some(200));
+        phones.push(phone);
+    }
+    let alice = UdpUa::bind("127.0.74.3").await;
+    let ruri = format!("sip:bob@{DOMAIN}");
+    let with_breadth = |b: u32, id: &str| {
+        invite(&ruri, &format!("alice@{DOMAIN}"), alice.addr, id)
+            .replacen("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\nMax-Breadth: {b}\r\n"), 1)
+    };
+
+    let sent = with_breadth(2, "mb");
+    alice.send(proxy, &sent).await;
+    let wait = Duration::from_secs(1);
+    let (a, b, c) = tokio::join!(
+        phones[0].try_recv(wait),
+        phones[1].try_recv(wait),
+        phones[2].try_recv(wait)
+    );
+    let got: Vec<_> = [a, b, c].into_iter().collect();
+    let rung: Vec<usize> = (0..3).filter(|&i| got[i].is_some()).collect();
+    assert_eq!(rung.len(), 2, "two branches in parallel, not three");
+    for &i in &rung {
+        let (inv, from) = got[i].as_ref().unwrap();
+        assert_eq!(inv.header(HeaderName::MaxBreadth), Some("1"));
+        phones[i]
+            .send(*from, &reply(inv, 486, "Busy Here", "busy", phones[i].addr))
+            .await;
+    }
+    let last = (0..3).find(|i| !rung.contains(i)).unwrap();
+    let inv = phones[last].recv_request("INVITE", "the third branch").await;
+    assert_eq!(inv.header(HeaderName::MaxBreadth), Some("2"));
+    phones[last]
+        .send(proxy, &reply(&inv, 486, "Busy Here", "busy", phones[last].addr))
+        .await;
+    let (fin, _) = alice.recv_final("486 for the call").await;
+    assert_eq!(fin.status(), Some(486));
+    alice.send(proxy, &ack(&sent, &fin)).await;
+
+    let sent = with_breadth(0, "mb0");
+    alice.send(proxy, &sent).await;
+    let (fin, _) = alice.recv_final("440").await;
+    assert_eq!(fin.status(), Some(440));
+    alice.send(proxy, &ack(&sent, &fin)).await;
+}

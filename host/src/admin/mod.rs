@@ -197,6 +197,14 @@ pub fn node_counters(
         ),
         ("switchyard_relay_refused_total", stats.relay_refused.get()),
         ("switchyard_overloaded_total", stats.overloaded.get()),
+        (
+            "switchyard_branches_capped_total",
+            stats.branches_capped.get(),
+        ),
+        (
+            "switchyard_contacts_capped_total",
+            stats.contacts_capped.get(),
+        ),
         ("switchyard_rate_limited_total", transport.rate_limited),
     ]
 }

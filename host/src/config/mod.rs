@@ -159,6 +159,12 @@ pub struct LimitsConfig {
     /// Sources never rate-limited: trunks, SBCs, cluster peers. Replaces
     /// the default (loopback).
     pub rate_limit_exempt: Vec<ipnet::IpNet>,
+    /// RFC 5393 Max-Breadth: parallel branches of one request at most
+    /// (and the value assumed when a request carries none, or lowered to).
+    pub max_breadth: u32,
+    /// Branches of one request in all, serial and failover included;
+    /// targets beyond are dropped and counted.
+    pub max_branches: usize,
 }
 
 impl Default for LimitsConfig {
@@ -172,6 +178,8 @@ impl Default for LimitsConfig {
             per_source_rate: SourceLimitConfig::default().rate,
             per_source_burst: SourceLimitConfig::default().burst,
             rate_limit_exempt: SourceLimitConfig::default_exempt(),
+            max_breadth: crate::proxy::fork::ForkLimits::DEFAULT_BREADTH,
+            max_branches: 32,
         }
     }
 }
@@ -267,6 +275,9 @@ impl Config {
                 "key `registrar`: need min_expires <= default_expires <= max_expires".into(),
             );
         }
+        if r.max_contacts == 0 {
+            return Err("key `registrar.max_contacts`: must be at least 1".into());
+        }
         match self.store.backend.as_str() {
             "embedded" => {}
             "cassandra" if self.store.cassandra.contact_points.is_empty() => {
@@ -280,6 +291,11 @@ impl Config {
             }
         }
         self.cluster.validate()?;
+        if self.limits.max_breadth == 0 || self.limits.max_branches == 0 {
+            return Err(
+                "key `limits.max_breadth` / `limits.max_branches`: must be at least 1".into(),
+            );
+        }
         if self.limits.max_message_size < 1024 {
             return Err("key `limits.max_message_size`: must be at least 1024 bytes".into());
         }

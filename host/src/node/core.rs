@@ -384,6 +384,7 @@ impl Core {
                 self.tables.remove_server(&key);
                 self.timers.disarm(tx);
             }
+            Output::TargetsDropped(n) => self.stats.branches_capped.add(n as u64),
             other => debug_assert!(false, "not bookkeeping: {other:?}"),
         }
     }

@@ -44,6 +44,9 @@ impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -69,6 +72,10 @@ pub struct Stats {
     pub overloaded: Counter,
     /// Initial requests from a stranger to a foreign domain (403).
     pub relay_refused: Counter,
+    /// Targets left out by `limits.max_branches`.
+    pub branches_capped: Counter,
+    /// REGISTERs refused at `registrar.max_contacts`.
+    pub contacts_capped: Counter,
 }
 
 /// What a node is built from besides its config; the defaults give the

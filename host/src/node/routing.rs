@@ -16,7 +16,7 @@ use crate::net::Source;
 use crate::policy::{
     PolicyCtx, RegisterDecision, RegisterInfo, Reply, RequestAction, RequestInfo, TargetGroup,
 };
-use crate::proxy::fork::Target;
+use crate::proxy::fork::{ForkLimits, Target};
 use crate::proxy::request::{self, Reject};
 use crate::registrar::Limits;
 
@@ -152,6 +152,10 @@ pub(crate) async fn route(
         )
         .await;
         let code = status_of(&data);
+        if code == 403 {
+            // The registrar's only 403: `max_contacts` reached.
+            core.stats.contacts_capped.inc();
+        }
         out.extend(tx.lock().respond_bytes(code, data, now));
         return out;
     }
@@ -272,6 +276,10 @@ pub(crate) async fn route(
                 started_secs: super::auth::unix_now(),
             })
         }),
+        fork_limits: ForkLimits {
+            breadth: request::max_breadth(msg, core.config.limits.max_breadth),
+            max_branches: core.config.limits.max_branches,
+        },
     };
     let mut guard = tx.lock();
     guard.tenant = tenant;

@@ -158,6 +158,7 @@ fn stateless_copy(
             received: received.as_deref(),
             rport,
             headers: &[],
+            max_breadth: None,
         },
     )
 }

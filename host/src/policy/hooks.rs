@@ -44,7 +44,7 @@ impl HeaderEdit {
     /// changing them would break RFC 3261 matching (§17.2.3, §12) or the
     /// proxy's own Route/Record-Route processing.
     pub fn is_allowed(&self) -> bool {
-        const OWNED: [&str; 13] = [
+        const OWNED: [&str; 15] = [
             "via",
             "v",
             "cseq",
@@ -58,6 +58,11 @@ impl HeaderEdit {
             "l",
             "route",
             "record-route",
+            // Loop and fan-out limits (RFC 3261 §16.6 step 3, RFC 5393):
+            // raised by a policy, they would let a request loop or fork
+            // without bound.
+            "max-forwards",
+            "max-breadth",
         ];
         let name = self.name().trim();
         let value_ok = match self {

@@ -30,6 +30,10 @@ pub struct Target {
     /// top Route): when that node cannot be reached, the UA is
     /// temporarily unavailable (480) rather than the proxy broken (500).
     pub via_edge: bool,
+    /// The Max-Breadth this branch carries (RFC 5393 §5.3): its share of
+    /// the request's, set by the [`ResponseContext`] when it starts the
+    /// branch.
+    pub max_breadth: u32,
 }
 
 impl Target {
@@ -41,8 +45,33 @@ impl Target {
             timeout: None,
             flow: None,
             via_edge: false,
+            max_breadth: 0,
         }
     }
+}
+
+/// How far one request may fan out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForkLimits {
+    /// RFC 5393 Max-Breadth: branches in parallel at most, and the sum of
+    /// the Max-Breadth values the branches carry. A larger q-group is
+    /// tried `breadth` targets at a time.
+    pub breadth: u32,
+    /// Branches per request in all (parallel, serial and a policy's
+    /// failover): targets beyond it are dropped, and reported as
+    /// [`ForkAction::Dropped`].
+    pub max_branches: usize,
+}
+
+impl ForkLimits {
+    /// RFC 5393 §5.3.1's default for a request without Max-Breadth.
+    pub const DEFAULT_BREADTH: u32 = 60;
+
+    /// No limit worth the name: for tests of other rules.
+    pub const UNLIMITED: ForkLimits = ForkLimits {
+        breadth: u32::MAX,
+        max_branches: usize::MAX,
+    };
 }
 
 /// Groups targets for serial forking: highest q first, equal q tried in parallel
@@ -71,6 +100,9 @@ pub enum ForkAction<M> {
     CancelBranch(BranchId),
     /// Forward this response upstream now (provisional > 100, or a 2xx).
     Forward(M),
+    /// Targets left out because [`ForkLimits::max_branches`] was reached
+    /// (the node counts them).
+    Dropped(usize),
     /// Every branch ended without success and no targets remain: the node may
     /// ask the policy's branch-failure hook for more targets ([`ResponseContext::add_targets`])
     /// or conclude ([`ResponseContext::conclude`]).
@@ -115,12 +147,14 @@ pub struct ResponseContext<M> {
     cancelled: bool,
     concluded: bool,
     actions: VecDeque<ForkAction<M>>,
+    limits: ForkLimits,
 }
 
 impl<M> ResponseContext<M> {
     /// `invite` selects INVITE rules (2xx cancels the other branches; §16.7 step 10).
-    pub fn new(invite: bool, targets: Vec<Target>) -> Self {
+    pub fn new(invite: bool, targets: Vec<Target>, limits: ForkLimits) -> Self {
         ResponseContext {
+            limits,
             invite,
             groups: group_by_q(targets).into(),
             branches: Vec::new(),
@@ -135,8 +169,13 @@ impl<M> ResponseContext<M> {
 
     /// Starts the first q-group. With no targets at all the answer is 480
     /// (§16.5: an empty target set; "Temporarily Unavailable" is what registrars use).
+    /// RFC 5393 §5.3.3: a request whose Max-Breadth leaves nothing to
+    /// fork with is 440 Max-Breadth Exceeded.
     pub fn start(&mut self) {
-        if !self.start_next_group() {
+        if self.limits.breadth == 0 && !self.groups.is_empty() {
+            self.best_local = Some(440);
+            self.conclude();
+        } else if !self.start_next_group() {
             self.best_local = Some(480);
             self.conclude();
         }
@@ -381,10 +420,29 @@ impl<M> ResponseContext<M> {
     }
 
     fn start_next_group(&mut self) -> bool {
-        let Some(group) = self.groups.pop_front() else {
+        let room = self.limits.max_branches.saturating_sub(self.branches.len());
+        if room == 0 {
+            let dropped: usize = self.groups.drain(..).map(|g| g.len()).sum();
+            if dropped > 0 {
+                self.actions.push_back(ForkAction::Dropped(dropped));
+            }
+            return false;
+        }
+        let Some(mut group) = self.groups.pop_front() else {
             return false;
         };
-        for target in group {
+        // At most `breadth` at a time: the rest of the group comes next.
+        let parallel = room.min(usize::try_from(self.limits.breadth).unwrap_or(usize::MAX));
+        if group.len() > parallel {
+            let rest = group.split_off(parallel);
+            self.groups.push_front(rest);
+        }
+        // RFC 5393 §5.3.3: the branches' Max-Breadths add up to at most
+        // the request's, and each is at least 1.
+        let share = self.limits.breadth / group.len() as u32;
+        let extra = (self.limits.breadth % group.len() as u32) as usize;
+        for (i, mut target) in group.into_iter().enumerate() {
+            target.max_breadth = share + u32::from(i < extra);
             let id = self.branches.len();
             self.branches.push(Branch {
                 state: BranchState::Trying,

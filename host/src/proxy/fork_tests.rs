@@ -1,23 +1,128 @@
 use super::*;
 
 fn t(uri: &str, q: u16) -> Target {
-    Target {
-        uri: uri.into(),
-        q,
-        route: Vec::new(),
-        timeout: None,
-        flow: None,
-        via_edge: false,
-    }
+    Target { q, ..Target::new(uri) }
 }
 
+/// The actions, with the Max-Breadth shares left out (the tests of other
+/// rules run unlimited); [`drain_raw`] keeps them.
 fn drain(ctx: &mut ResponseContext<&'static str>) -> Vec<ForkAction<&'static str>> {
+    drain_raw(ctx)
+        .into_iter()
+        .map(|a| match a {
+            ForkAction::StartBranch(id, target) => ForkAction::StartBranch(
+                id,
+                Target {
+                    max_breadth: 0,
+                    ..target
+                },
+            ),
+            other => other,
+        })
+        .collect()
+}
+
+fn drain_raw(ctx: &mut ResponseContext<&'static str>) -> Vec<ForkAction<&'static str>> {
     std::iter::from_fn(|| ctx.poll_action()).collect()
+}
+
+/// The branches started, as (id, uri, Max-Breadth).
+fn started(actions: &[ForkAction<&'static str>]) -> Vec<(BranchId, String, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            ForkAction::StartBranch(id, t) => Some((*id, t.uri.clone(), t.max_breadth)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn same_q(uris: &[&str]) -> Vec<Target> {
+    uris.iter().map(|u| t(u, 1000)).collect()
+}
+
+#[test]
+fn max_breadth_is_shared_among_parallel_branches() {
+    let limits = ForkLimits {
+        breadth: 5,
+        max_branches: 10,
+    };
+    let mut ctx = ResponseContext::new(true, same_q(&["sip:a", "sip:b"]), limits);
+    ctx.start();
+    assert_eq!(
+        started(&drain_raw(&mut ctx)),
+        vec![(0, "sip:a".into(), 3), (1, "sip:b".into(), 2)]
+    );
+}
+
+#[test]
+fn a_group_wider_than_max_breadth_is_tried_breadth_at_a_time() {
+    let limits = ForkLimits {
+        breadth: 2,
+        max_branches: 10,
+    };
+    let mut ctx = ResponseContext::new(true, same_q(&["sip:a", "sip:b", "sip:c"]), limits);
+    ctx.start();
+    assert_eq!(
+        started(&drain_raw(&mut ctx)),
+        vec![(0, "sip:a".into(), 1), (1, "sip:b".into(), 1)]
+    );
+    ctx.on_final(0, 486, "486a");
+    assert!(drain_raw(&mut ctx).is_empty(), "b still rings");
+    ctx.on_final(1, 486, "486b");
+    assert_eq!(
+        started(&drain_raw(&mut ctx)),
+        vec![(2, "sip:c".into(), 2)]
+    );
+}
+
+#[test]
+fn max_branches_drops_the_rest_and_says_how_many() {
+    let limits = ForkLimits {
+        breadth: 60,
+        max_branches: 2,
+    };
+    let mut ctx = ResponseContext::new(
+        true,
+        vec![t("sip:a", 900), t("sip:b", 900), t("sip:c", 500), t("sip:d", 100)],
+        limits,
+    );
+    ctx.start();
+    assert_eq!(started(&drain_raw(&mut ctx)).len(), 2);
+    ctx.on_final(0, 486, "486a");
+    ctx.on_final(1, 486, "486b");
+    assert_eq!(
+        drain_raw(&mut ctx),
+        vec![ForkAction::Dropped(2), ForkAction::Exhausted]
+    );
+    // A policy's failover targets are held to the same cap.
+    ctx.add_targets(same_q(&["sip:e"]));
+    assert_eq!(
+        drain_raw(&mut ctx),
+        vec![
+            ForkAction::Dropped(1),
+            ForkAction::Final(FinalResponse::Received("486a"))
+        ]
+    );
+}
+
+#[test]
+fn no_max_breadth_left_is_440() {
+    let limits = ForkLimits {
+        breadth: 0,
+        max_branches: 10,
+    };
+    let mut ctx = ResponseContext::new(true, same_q(&["sip:a"]), limits);
+    ctx.start();
+    assert_eq!(
+        drain_raw(&mut ctx),
+        vec![ForkAction::Final(FinalResponse::Local(440))]
+    );
 }
 
 #[test]
 fn empty_target_set_is_480() {
-    let mut ctx = ResponseContext::<&str>::new(true, vec![]);
+    let mut ctx = ResponseContext::<&str>::new(true, vec![], ForkLimits::UNLIMITED);
     ctx.start();
     assert_eq!(
         drain(&mut ctx),
@@ -27,7 +132,7 @@ fn empty_target_set_is_480() {
 
 #[test]
 fn equal_q_forks_in_parallel_and_first_2xx_cancels_the_rest() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 500), t("sip:b", 500)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 500), t("sip:b", 500)], ForkLimits::UNLIMITED);
     ctx.start();
     assert_eq!(
         drain(&mut ctx),
@@ -55,7 +160,7 @@ fn equal_q_forks_in_parallel_and_first_2xx_cancels_the_rest() {
 
 #[test]
 fn busy_on_highest_q_moves_to_next_group() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:low", 100), t("sip:high", 900)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:low", 100), t("sip:high", 900)], ForkLimits::UNLIMITED);
     ctx.start();
     assert_eq!(
         drain(&mut ctx),
@@ -72,7 +177,7 @@ fn busy_on_highest_q_moves_to_next_group() {
 
 #[test]
 fn exhausted_then_best_response_wins() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 1000)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 1000)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.on_final(0, 503, "503");
@@ -88,7 +193,7 @@ fn exhausted_then_best_response_wins() {
 
 #[test]
 fn policy_can_add_failover_targets_after_exhaustion() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:phone", 1000)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:phone", 1000)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.on_final(0, 486, "486");
@@ -106,8 +211,7 @@ fn policy_can_add_failover_targets_after_exhaustion() {
 fn six_xx_cancels_pending_and_stops_serial_forking() {
     let mut ctx = ResponseContext::new(
         true,
-        vec![t("sip:a", 1000), t("sip:b", 1000), t("sip:later", 10)],
-    );
+        vec![t("sip:a", 1000), t("sip:b", 1000), t("sip:later", 10)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.on_provisional(1, 180, "180b");
@@ -123,7 +227,7 @@ fn six_xx_cancels_pending_and_stops_serial_forking() {
 
 #[test]
 fn timeout_without_any_response_is_408() {
-    let mut ctx = ResponseContext::<&str>::new(true, vec![t("sip:a", 1000)]);
+    let mut ctx = ResponseContext::<&str>::new(true, vec![t("sip:a", 1000)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.on_timeout(0);
@@ -137,7 +241,7 @@ fn timeout_without_any_response_is_408() {
 
 #[test]
 fn received_response_beats_local_timeout() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 1000)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 1000)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.on_timeout(0);
@@ -152,7 +256,7 @@ fn received_response_beats_local_timeout() {
 
 #[test]
 fn cancel_waits_for_a_provisional_before_cancelling_a_branch() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.cancel();
@@ -171,7 +275,7 @@ fn cancel_waits_for_a_provisional_before_cancelling_a_branch() {
 
 #[test]
 fn timer_c_cancels_a_ringing_branch_and_serial_forking_continues() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 10)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 10)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.on_provisional(0, 180, "180");
@@ -198,7 +302,7 @@ fn timer_c_cancels_a_ringing_branch_and_serial_forking_continues() {
 
 #[test]
 fn ringing_without_answer_until_timer_c_is_408() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.on_provisional(0, 180, "180");
@@ -216,7 +320,7 @@ fn ringing_without_answer_until_timer_c_is_408() {
 
 #[test]
 fn non_invite_is_never_cancelled() {
-    let mut ctx = ResponseContext::new(false, vec![t("sip:a", 1000), t("sip:b", 1000)]);
+    let mut ctx = ResponseContext::new(false, vec![t("sip:a", 1000), t("sip:b", 1000)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.on_provisional(1, 183, "183");
@@ -236,7 +340,7 @@ fn ranking_prefers_6xx_then_lowest_class() {
 
 #[test]
 fn retransmitted_and_extra_2xx_on_a_finished_branch_are_still_forwarded() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     ctx.on_final(0, 200, "200");
@@ -249,7 +353,7 @@ fn retransmitted_and_extra_2xx_on_a_finished_branch_are_still_forwarded() {
 
 #[test]
 fn a_silenced_provisional_still_allows_cancel() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)]);
+    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000)], ForkLimits::UNLIMITED);
     ctx.start();
     drain(&mut ctx);
     assert!(ctx.note_provisional(0));

@@ -31,6 +31,7 @@ pub fn standard(code: u16) -> &'static str {
         421 => "Extension Required",
         423 => "Interval Too Brief",
         430 => "Flow Failed",
+        440 => "Max-Breadth Exceeded",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",

@@ -194,6 +194,9 @@ pub struct ForwardSpec<'a> {
     pub rport: Option<u16>,
     /// A policy's header edits (already checked with [`HeaderEdit::is_allowed`]).
     pub headers: &'a [HeaderEdit],
+    /// RFC 5393: the branch's Max-Breadth, written when it differs from
+    /// the request's (a fork shares it out); `None` leaves it as received.
+    pub max_breadth: Option<u32>,
 }
 
 /// Builds the bytes of a forwarded request by splicing the original.
@@ -216,9 +219,29 @@ pub fn build_forward(msg: &SipMessage, spec: &ForwardSpec<'_>) -> Bytes {
     if spec.received.is_some() || spec.rport.is_some() {
         e.set_top_via_received(spec.received, spec.rport);
     }
+    if let Some(breadth) = spec.max_breadth {
+        e.remove_headers(HeaderName::MaxBreadth);
+        e.push_header(HeaderName::MaxBreadth, &breadth.to_string());
+    }
     HeaderEdit::apply_all(spec.headers, &mut e);
     e.push_header(HeaderName::Via, spec.via);
     e.finish()
+}
+
+/// RFC 5393 §5.3.1: the request's Max-Breadth, lowered to ours
+/// (`limit`, which also stands in for a missing or unreadable value).
+pub fn max_breadth(msg: &SipMessage, limit: u32) -> u32 {
+    msg.header(HeaderName::MaxBreadth)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map_or(limit, |b| b.min(limit))
+}
+
+/// What a branch's Max-Breadth header must say: its share when the
+/// request forks or already carried one; nothing for a request without
+/// one that goes to a single target.
+pub fn branch_max_breadth(msg: &SipMessage, share: u32, request: u32) -> Option<u32> {
+    let carried = msg.header(HeaderName::MaxBreadth).is_some();
+    (carried || share < request).then_some(share)
 }
 
 /// Methods that create dialogs and therefore get our Record-Route (§16.6 step 4;

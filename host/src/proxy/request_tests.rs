@@ -105,9 +105,11 @@ fn forwarded_copy_is_spliced_per_16_6() {
             received: Some("127.0.0.10"),
             rport: Some(5070),
             headers: &[],
+            max_breadth: Some(30),
         },
     );
     let fwd = SipMessage::parse(out).unwrap();
+    assert_eq!(fwd.header(HeaderName::MaxBreadth), Some("30"));
     assert_eq!(fwd.request_uri_str(), Some("sip:b@127.0.0.8:5080"));
     assert_eq!(fwd.max_forwards().unwrap(), Some(69));
     let vias: Vec<String> = fwd.vias().map(|v| v.unwrap().raw.to_string()).collect();
@@ -129,4 +131,19 @@ fn angle_brackets_are_stripped_from_route_values() {
     assert_eq!(strip_angle("<sip:a;lr>"), "sip:a;lr");
     assert_eq!(strip_angle(" \"x\" <sip:a>;foo"), "sip:a");
     assert_eq!(strip_angle("sip:a;lr"), "sip:a");
+}
+
+#[test]
+fn max_breadth_is_lowered_never_raised_and_written_only_when_needed() {
+    let plain = invite("", "sip:b@switchyard.test", 70);
+    let carried = invite("Max-Breadth: 10\n", "sip:b@switchyard.test", 70);
+    let bogus = invite("Max-Breadth: lots\n", "sip:b@switchyard.test", 70);
+    assert_eq!(max_breadth(&plain, 60), 60, "RFC 5393 §5.3.1's default");
+    assert_eq!(max_breadth(&carried, 60), 10);
+    assert_eq!(max_breadth(&carried, 4), 4, "lowered to ours");
+    assert_eq!(max_breadth(&bogus, 60), 60);
+    // One target, no header: left alone. Forked, or carried: written.
+    assert_eq!(branch_max_breadth(&plain, 60, 60), None);
+    assert_eq!(branch_max_breadth(&plain, 30, 60), Some(30));
+    assert_eq!(branch_max_breadth(&carried, 10, 10), Some(10));
 }

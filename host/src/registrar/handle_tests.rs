@@ -176,6 +176,7 @@ fn config_validation_refuses_unworkable_intervals() {
         min_expires: 600,
         default_expires: 300,
         max_expires: 7200,
+        ..RegistrarConfig::default()
     };
     assert!(bad.validate().is_err());
     let bad = RegistrarConfig {

@@ -48,6 +48,9 @@ pub struct RegistrarConfig {
     /// Longer requests are shortened to this (§10.3 step 7 allows it): bounds
     /// how long a vanished UA stays reachable.
     pub max_expires: u32,
+    /// Bindings one AOR may hold; a REGISTER that would add more gets
+    /// 403 (a policy's `on-register` limit can lower it, not raise it).
+    pub max_contacts: u32,
 }
 
 impl Default for RegistrarConfig {
@@ -56,6 +59,7 @@ impl Default for RegistrarConfig {
             default_expires: 3600,
             min_expires: 60,
             max_expires: 7200,
+            max_contacts: 16,
         }
     }
 }
@@ -140,7 +144,11 @@ pub async fn handle_in(
             return reject.response(msg);
         }
     };
-    update.max_bindings = limits.max_bindings;
+    update.max_bindings = Some(
+        limits
+            .max_bindings
+            .map_or(config.max_contacts, |m| m.min(config.max_contacts)),
+    );
     let mut outbound = false;
     if let ContactsUpdate::Set(contacts) = &mut update.contacts {
         outbound = contacts.iter().any(|c| c.reg_id.is_some() && c.expires > 0);

@@ -91,6 +91,11 @@ impl ProxyTx {
                 received: fw.received.as_deref(),
                 rport: fw.rport,
                 headers: &fw.headers,
+                max_breadth: request::branch_max_breadth(
+                    &self.request,
+                    target.max_breadth,
+                    fw.fork_limits.breadth,
+                ),
             },
         );
         let kind = if self.invite {
@@ -223,6 +228,7 @@ impl ProxyTx {
                 out.extend(self.respond(code, reason_for(code), &[], now));
             }
             ForkAction::Exhausted => self.on_exhausted(),
+            ForkAction::Dropped(n) => out.push(Output::TargetsDropped(n)),
         }
     }
 

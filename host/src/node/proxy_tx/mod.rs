@@ -20,7 +20,7 @@ use crate::net::Source;
 use crate::policy::{
     CompletionSummary, HeaderEdit, Policy, PolicyCtx, Reply, ResponseAction, ResponseInfo,
 };
-use crate::proxy::fork::{BranchId, ResponseContext, Target};
+use crate::proxy::fork::{BranchId, ForkLimits, ResponseContext, Target};
 use crate::proxy::request::{Reject, RouteState};
 use crate::transaction::{
     ClientEvent, ClientKey, ClientTransaction, Disposition, Kind, ServerEvent, ServerKey,
@@ -66,6 +66,8 @@ pub(crate) enum Output {
     Finished {
         key: ServerKey,
     },
+    /// Targets left out by `limits.max_branches`, to be counted.
+    TargetsDropped(usize),
 }
 
 impl Output {
@@ -73,7 +75,10 @@ impl Output {
     pub fn is_bookkeeping(&self) -> bool {
         matches!(
             self,
-            Output::Register { .. } | Output::Unregister { .. } | Output::Finished { .. }
+            Output::Register { .. }
+                | Output::Unregister { .. }
+                | Output::Finished { .. }
+                | Output::TargetsDropped(_)
         )
     }
 }
@@ -96,6 +101,8 @@ pub(crate) struct Forwarding {
     pub headers: Vec<crate::policy::HeaderEdit>,
     /// The sealed dialog token our Record-Route entries carry (`[auth]`).
     pub dialog_token: Option<String>,
+    /// Max-Breadth and the branch cap for this request.
+    pub fork_limits: ForkLimits,
 }
 
 struct BranchSlot {
@@ -295,10 +302,10 @@ impl ProxyTx {
         if self.cancel_requested {
             return self.respond(487, "Request Terminated", &[], now);
         }
+        let mut fork = ResponseContext::new(self.invite, targets, forwarding.fork_limits);
         self.forwarding = Some(Box::new(forwarding));
         self.policy = policy;
         self.pctx = pctx;
-        let mut fork = ResponseContext::new(self.invite, targets);
         fork.start();
         self.fork = Some(Box::new(fork));
         self.pump(now)
