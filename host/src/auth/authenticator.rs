@@ -349,3 +349,7 @@ impl Authenticator {
         digest::ha1(alg, user, realm, &seed)
     }
 }
+
+#[cfg(test)]
+#[path = "authenticator_tests.rs"]
+mod tests;
