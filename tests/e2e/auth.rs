@@ -3,7 +3,8 @@
 //! challenge per algorithm, strongest first; a user may register only
 //! their own AOR and call only as themselves; an unknown user looks
 //! exactly like a wrong password; a stranger may reach our users but not
-//! relay elsewhere; the subscriber file is re-read while the node runs.
+//! relay elsewhere; the subscriber file is re-read while the node runs;
+//! an unreachable nonce ledger fails closed (503).
 //! The client side computes its answers with the same digest module the
 //! node uses, checked against RFC 7616's vectors in its unit tests.
 
@@ -673,5 +674,48 @@ async fn in_dialog_requests_need_our_record_route_token() {
     ua.send(proxy, &bye).await;
     bob.recv_request("BYE", "BYE along the Record-Route at bob")
         .await;
+    node.shutdown().await;
+}
+
+/// With a Cassandra store the nonce ledger is its `nonce_uses` table: when
+/// the cluster cannot be reached, a right answer (checked against the
+/// subscriber file) is refused with 503 and Retry-After, never accepted
+/// unclaimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_right_answer_gets_503_when_the_nonce_ledger_is_down() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let node = start_node_with_users(IP, &[("alice", "wonderland")], |c| {
+        c.store.backend = "cassandra".into();
+        c.store.cassandra.contact_points = vec![format!("127.0.0.1:{closed}")];
+        c.store.cassandra.request_timeout_ms = 500;
+        c.store.cassandra.connect_timeout_ms = 500;
+    })
+    .await;
+    let proxy = node.addr(Transport::Udp);
+    let ua = UdpUa::bind(IP).await;
+    let first = ua
+        .request(proxy, &register(&ua, "alice", 1, None), "401")
+        .await;
+    let right = answer(
+        &first,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "alice",
+        "wonderland",
+        "REGISTER",
+        &format!("sip:{IP}"),
+    );
+    let refused = ua
+        .request(proxy, &register(&ua, "alice", 2, Some(&right)), "503")
+        .await;
+    assert_eq!(refused.status(), Some(503), "{refused:?}");
+    assert!(
+        refused.start_line().contains("Nonce Ledger Unavailable"),
+        "{refused:?}"
+    );
+    assert!(refused.header(HeaderName::RetryAfter).is_some());
     node.shutdown().await;
 }

@@ -1,10 +1,16 @@
-//! One authentication decision, sans-IO in two steps (like quinn-proto's
-//! "I need this, come back with it"): [`Authenticator::check`] reads the
-//! request, the realm it must prove itself in, the time and the client's
-//! address, and either decides at once or asks for one subscriber;
-//! [`Authenticator::conclude`] takes what the store returned and decides.
+//! One authentication decision, sans-IO in up to three steps (like
+//! quinn-proto's "I need this, come back with it"):
+//!
+//! 1. [`Authenticator::check`] reads the request, the realm it must prove
+//!    itself in, the time and the client's address, and either decides at
+//!    once or asks for one subscriber ([`Check::Lookup`]);
+//! 2. [`Authenticator::conclude`] takes what the store returned and either
+//!    decides or, for a right answer, asks for its nonce count to be
+//!    claimed ([`Concluded::Claim`]);
+//! 3. [`Claim::settle`] takes the ledger's answer: first use, or a replay.
+//!
 //! The caller does the lookup ([`SubscriberStore`](super::SubscriberStore)),
-//! time and randomness.
+//! the claim ([`NonceLedger`](super::NonceLedger)), time and randomness.
 
 use std::net::IpAddr;
 
@@ -12,7 +18,8 @@ use parking_lot::Mutex;
 use switchyard_codec::{HeaderName, SipMessage};
 
 use super::digest::{self, Algorithm, Credentials};
-use super::nonce::{NonceCheck, NonceCounts, NonceKey};
+use super::ledger::NonceLedger;
+use super::nonce::{MAX_CLOCK_SKEW_SECS, NonceCheck, NonceKey};
 use super::store::SubscriberStore;
 use super::subscribers::Subscriber;
 use super::throttle::Throttle;
@@ -73,10 +80,57 @@ pub enum Check<'m> {
     Lookup(Box<Pending<'m>>),
 }
 
+/// The second step's outcome.
+pub enum Concluded {
+    /// Decided: a wrong answer, a stale nonce, no nonce count.
+    Done(Verdict),
+    /// The answer is right: claim its nonce count in the ledger
+    /// ([`NonceLedger::claim`] with [`Claim::nonce`], [`Claim::nc`],
+    /// [`Claim::ttl_secs`]), then [`Claim::settle`].
+    Claim(Claim),
+}
+
+/// A right answer whose nonce count must be claimed before it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    user: String,
+    nonce: String,
+    nc: u32,
+    ttl_secs: u64,
+}
+
+impl Claim {
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    pub fn nc(&self) -> u32 {
+        self.nc
+    }
+
+    /// How long the claim must be remembered: until the nonce is Stale on
+    /// every node.
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
+    /// Third step: `fresh` is what the ledger answered. A replayed count
+    /// gets a stale challenge: the phone that really sent it retries with
+    /// a fresh nonce without asking its user (RFC 7616 §3.3).
+    pub fn settle(self, fresh: bool) -> Verdict {
+        if fresh {
+            Verdict::Authenticated { user: self.user }
+        } else {
+            Verdict::Challenge { stale: true }
+        }
+    }
+}
+
 /// Credentials waiting for their subscriber.
 pub struct Pending<'m> {
     creds: Credentials<'m>,
-    stale: bool,
+    /// When the nonce was issued; None when it is Stale.
+    issued_at: Option<u64>,
     realm: String,
     client: IpAddr,
     now_unix_secs: u64,
@@ -98,7 +152,7 @@ pub struct Authenticator {
     config: AuthConfig,
     offered: Vec<Algorithm>,
     key: NonceKey,
-    counts: Mutex<NonceCounts>,
+    ledger: std::sync::Arc<dyn NonceLedger>,
     throttle: Mutex<Throttle>,
     subscribers: std::sync::Arc<dyn SubscriberStore>,
     /// HA1 for users that do not exist: derived from a secret, so an
@@ -107,20 +161,19 @@ pub struct Authenticator {
     decoy: NonceKey,
 }
 
-/// Nonce-counts remembered per node (bounded memory: one entry is about
-/// 100 bytes).
-const NONCE_COUNTS: usize = 100_000;
 /// Sources (and source-user pairs) the throttle remembers (~100 bytes
 /// each).
 const THROTTLED: usize = 100_000;
 
 impl Authenticator {
     /// `secret`: the cluster secret when there is one, so every node
-    /// accepts every node's nonces; else per process.
+    /// accepts every node's nonces; else per process. `ledger`: where the
+    /// caller claims nonce counts (shared by the cluster when it can be).
     pub fn new(
         config: AuthConfig,
         secret: &[u8],
         subscribers: std::sync::Arc<dyn SubscriberStore>,
+        ledger: std::sync::Arc<dyn NonceLedger>,
     ) -> Result<Authenticator, String> {
         config.validate()?;
         Ok(Authenticator {
@@ -128,7 +181,7 @@ impl Authenticator {
             throttle: Mutex::new(Throttle::new(config.throttle.clone(), THROTTLED)),
             config,
             key: NonceKey::derive(secret),
-            counts: Mutex::new(NonceCounts::new(NONCE_COUNTS)),
+            ledger,
             subscribers,
             decoy: NonceKey::derive(&[secret, b"decoy"].concat()),
         })
@@ -141,6 +194,11 @@ impl Authenticator {
     /// Where [`Check::Lookup`] looks subscribers up.
     pub fn subscribers(&self) -> &std::sync::Arc<dyn SubscriberStore> {
         &self.subscribers
+    }
+
+    /// Where [`Concluded::Claim`] claims nonce counts.
+    pub fn ledger(&self) -> &std::sync::Arc<dyn NonceLedger> {
+        &self.ledger
     }
 
     /// Whether `source` is trusted: never challenged, may relay.
@@ -186,12 +244,14 @@ impl Authenticator {
             now_unix_secs,
             self.config.nonce_lifetime_secs,
         );
-        if nonce == NonceCheck::Invalid {
-            return challenge;
-        }
+        let issued_at = match nonce {
+            NonceCheck::Invalid => return challenge,
+            NonceCheck::Stale => None,
+            NonceCheck::Valid { issued_at } => Some(issued_at),
+        };
         Check::Lookup(Box::new(Pending {
             creds,
-            stale: nonce == NonceCheck::Stale,
+            issued_at,
             realm: realm.to_ascii_lowercase(),
             client,
             now_unix_secs,
@@ -206,11 +266,11 @@ impl Authenticator {
         pending: Box<Pending<'_>>,
         subscriber: Option<&Subscriber>,
         msg: &SipMessage,
-    ) -> Verdict {
-        let challenge = Verdict::Challenge { stale: false };
+    ) -> Concluded {
+        let challenge = Concluded::Done(Verdict::Challenge { stale: false });
         let Pending {
             creds,
-            stale,
+            issued_at,
             realm,
             client,
             now_unix_secs,
@@ -227,26 +287,29 @@ impl Authenticator {
             return challenge;
         }
         self.throttle.lock().success(client, &creds.username);
-        if stale {
-            return Verdict::Challenge { stale: true };
-        }
+        let Some(issued_at) = issued_at else {
+            return Concluded::Done(Verdict::Challenge { stale: true });
+        };
         // Every challenge offers qop, so an answer without it (RFC 2069)
-        // has no nonce-count to guard against replay: refused.
-        let Some(nc) = creds.nc else {
+        // has no nonce-count to guard against replay: refused. The count
+        // includes the request it comes with (RFC 7616 §3.4), so starts
+        // at 1.
+        let Some(nc) = creds.nc.filter(|nc| *nc >= 1) else {
             return challenge;
         };
-        let fresh = self.counts.lock().accept(
-            &creds.nonce,
-            nc,
-            now_unix_secs,
-            self.config.nonce_lifetime_secs,
-        );
-        if !fresh {
-            return Verdict::Challenge { stale: true };
-        }
-        Verdict::Authenticated {
+        // Remembered until no node calls the nonce Valid any more: the rest
+        // of its lifetime, plus the skew another node's clock may have.
+        let ttl_secs = issued_at
+            .saturating_add(self.config.nonce_lifetime_secs)
+            .saturating_sub(now_unix_secs)
+            .saturating_add(MAX_CLOCK_SKEW_SECS)
+            .max(1);
+        Concluded::Claim(Claim {
             user: creds.username.to_string(),
-        }
+            nonce: creds.nonce.to_string(),
+            nc,
+            ttl_secs,
+        })
     }
 
     /// The challenge headers: one per offered algorithm, strongest first
@@ -286,3 +349,7 @@ impl Authenticator {
         digest::ha1(alg, user, realm, &seed)
     }
 }
+
+#[cfg(test)]
+#[path = "authenticator_tests.rs"]
+mod tests;

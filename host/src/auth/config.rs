@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::cache::CacheConfig;
 use super::digest::Algorithm;
 use super::throttle::ThrottleConfig;
 
@@ -39,6 +40,9 @@ pub struct AuthConfig {
     pub dialog_max_secs: u64,
     /// Brute-force throttling of wrong answers (`[auth.throttle]`).
     pub throttle: ThrottleConfig,
+    /// The read cache in front of the Cassandra `subscribers` table
+    /// (`[auth.cache]`).
+    pub cache: CacheConfig,
 }
 
 impl Default for AuthConfig {
@@ -51,6 +55,7 @@ impl Default for AuthConfig {
             trusted: Vec::new(),
             dialog_max_secs: 86_400,
             throttle: ThrottleConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -89,6 +94,6 @@ impl AuthConfig {
         if self.nonce_lifetime_secs == 0 {
             return Err("key `auth.nonce_lifetime_secs`: must be at least 1".into());
         }
-        Ok(())
+        self.cache.validate()
     }
 }

@@ -7,21 +7,29 @@
 //! - [`nonce`]: nonces authenticated by an HMAC over time, realm and the
 //!   client's address, and the nonce-count replay guard; pure.
 //! - [`SubscriberStore`]: who may authenticate: the embedded store's file
-//!   ([`Subscribers`]) or the Cassandra `subscribers` table.
+//!   ([`Subscribers`]) or the Cassandra `subscribers` table, the latter
+//!   behind a bounded read cache ([`CachedSubscribers`]).
+//! - [`NonceLedger`]: where a right answer's nonce count is claimed, so a
+//!   captured request is accepted once: in memory ([`LocalLedger`]) or in
+//!   the Cassandra `nonce_uses` table.
 //! - [`Authenticator`]: one verdict per request; the routing code decides
-//!   which requests need one (`node/routing.rs`).
+//!   which requests need one (`node/routing.rs`), `node/auth.rs` drives it.
 
 mod authenticator;
+mod cache;
 mod config;
 pub mod digest;
+mod ledger;
 pub mod nonce;
 mod store;
 mod subscribers;
 mod throttle;
 mod watch;
 
-pub use authenticator::{Authenticator, Check, Pending, Role, Verdict};
+pub use authenticator::{Authenticator, Check, Claim, Concluded, Pending, Role, Verdict};
+pub use cache::{CacheConfig, CachedSubscribers};
 pub use config::AuthConfig;
+pub use ledger::{LocalLedger, NonceLedger, ledger_conformance};
 pub use store::{SubscriberStore, conformance};
 pub use subscribers::{Subscriber, SubscriberError, Subscribers, edit_file};
 pub use throttle::{Throttle, ThrottleConfig};

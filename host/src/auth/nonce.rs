@@ -11,7 +11,8 @@
 //! valid in a quoted string). A nonce minted on one node checks on any
 //! other, so no nonce table is replicated. The MAC makes nonces unforgeable
 //! and the timestamp bounds how long a captured one can be replayed
-//! (RFC 7616 §5.5); [`NonceCounts`] narrows replay further on each node.
+//! (RFC 7616 §5.5); [`NonceCounts`] narrows replay further on one node, and
+//! a [`NonceLedger`](super::NonceLedger) across a cluster.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -171,8 +172,9 @@ impl NonceKey {
 /// caller wraps it in a mutex or shards it.
 ///
 /// Per node: the same request replayed to another node of the cluster is
-/// only refused there if it reached that node before. Keep the nonce
-/// lifetime short.
+/// only refused there if it reached that node before; a cluster shares a
+/// [`NonceLedger`](super::NonceLedger) in its store instead. This is the
+/// ledger of a single node ([`LocalLedger`](super::LocalLedger)).
 ///
 /// Memory is bounded by `capacity` entries of one nonce string (43 bytes
 /// for ours, shared between the map and the age queue) plus about 80 bytes
@@ -183,7 +185,8 @@ impl NonceKey {
 pub struct NonceCounts {
     capacity: usize,
     highest: HashMap<Arc<str>, u32>,
-    /// (first seen, nonce), in the order first seen: the front is the oldest.
+    /// (forget after, nonce), in the order first seen: the front is the
+    /// oldest.
     by_age: VecDeque<(u64, Arc<str>)>,
 }
 
@@ -201,14 +204,15 @@ impl NonceCounts {
     /// is above every count seen with `nonce` (the first use of a nonce
     /// needs nc ≥ 1), and then `nc` is remembered.
     ///
-    /// Entries are dropped once their nonce has expired: `lifetime_secs`
-    /// plus [`MAX_CLOCK_SKEW_SECS`] after first seen, which is never before
-    /// `check` starts calling the nonce Stale. When full, the oldest entry
-    /// is dropped to make room: its nonce's past requests could then be
-    /// replayed here until the nonce expires. Size `capacity` above the
-    /// number of challenges answered per lifetime so that never happens.
-    pub fn accept(&mut self, nonce: &str, nc: u32, now_unix_secs: u64, lifetime_secs: u64) -> bool {
-        self.expire(now_unix_secs, lifetime_secs);
+    /// An entry is dropped once its nonce has expired: `ttl_secs` (at
+    /// most the nonce lifetime) plus [`MAX_CLOCK_SKEW_SECS`] after first
+    /// seen, which is never before `check` starts calling the nonce Stale.
+    /// When full, the oldest entry is dropped to make room: its nonce's
+    /// past requests could then be replayed here until the nonce expires.
+    /// Size `capacity` above the number of challenges answered per lifetime
+    /// so that never happens.
+    pub fn accept(&mut self, nonce: &str, nc: u32, now_unix_secs: u64, ttl_secs: u64) -> bool {
+        self.expire(now_unix_secs);
         if let Some(highest) = self.highest.get_mut(nonce) {
             if nc <= *highest {
                 return false;
@@ -227,7 +231,10 @@ impl NonceCounts {
         }
         let nonce: Arc<str> = Arc::from(nonce);
         self.highest.insert(Arc::clone(&nonce), nc);
-        self.by_age.push_back((now_unix_secs, nonce));
+        let forget_after = now_unix_secs
+            .saturating_add(ttl_secs)
+            .saturating_add(MAX_CLOCK_SKEW_SECS);
+        self.by_age.push_back((forget_after, nonce));
         true
     }
 
@@ -240,14 +247,13 @@ impl NonceCounts {
         self.highest.is_empty()
     }
 
-    /// Drops entries from the front while they are past their nonce's
-    /// lifetime. If the clock stepped back, a younger entry may sit behind
-    /// an older one; it is then kept a little longer, which is the safe way
-    /// to be wrong.
-    fn expire(&mut self, now_unix_secs: u64, lifetime_secs: u64) {
-        let horizon = lifetime_secs.saturating_add(MAX_CLOCK_SKEW_SECS);
-        while let Some((first_seen, _)) = self.by_age.front() {
-            if now_unix_secs.saturating_sub(*first_seen) <= horizon {
+    /// Drops entries from the front while they are past their deadline.
+    /// Entries are in the order first seen, so one with a later deadline
+    /// (a longer TTL, or a clock that stepped back) may keep a younger one
+    /// behind it a little longer, which is the safe way to be wrong.
+    fn expire(&mut self, now_unix_secs: u64) {
+        while let Some((forget_after, _)) = self.by_age.front() {
+            if now_unix_secs <= *forget_after {
                 break;
             }
             if let Some((_, nonce)) = self.by_age.pop_front() {

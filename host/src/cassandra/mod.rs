@@ -9,7 +9,10 @@
 //! - [`breaker`] — the sans-IO circuit breaker.
 //! - [`metrics`] — store latency histogram and outcome counters.
 //! - [`tls`] — `[store.cassandra.tls]` (rustls), optional client certificate.
-//! - [`CassandraStore`] — the [`LocationStore`](crate::location::LocationStore).
+//! - [`CassandraStore`] — the [`LocationStore`](crate::location::LocationStore),
+//!   the [`SubscriberStore`](crate::auth::SubscriberStore) (`subscribers`
+//!   table) and the [`NonceLedger`](crate::auth::NonceLedger) (`nonce_uses`
+//!   table, one LWT per authenticated request).
 //! - [`tokens`] — offset-mirror initial token planning (`switchyard cassandra tokens`).
 //!
 //! Conformance against a real cluster:
@@ -19,6 +22,7 @@
 pub mod breaker;
 pub mod config;
 pub mod metrics;
+mod nonces;
 pub mod ordering;
 pub mod rows;
 pub mod schema;

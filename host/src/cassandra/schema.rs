@@ -1,7 +1,8 @@
 //! The CQL schema and statement texts, generated from the config (pure).
 //!
-//! Two tables: `subscribers` (digest credentials, `cassandra/subscribers.rs`)
-//! and `bindings`:
+//! Three tables: `subscribers` (digest credentials, `cassandra/subscribers.rs`),
+//! `nonce_uses` (the nonce-count replay ledger, `cassandra/nonces.rs`) and
+//! `bindings`:
 //! - partition key `aor`: the tenant-qualified [`Aor`](crate::location::Aor)
 //!   string (`user@domain`; the domain is the tenant), so every operation on
 //!   an AOR touches exactly one partition — one replica set, one round trip;
@@ -125,10 +126,11 @@ pub fn table_cql(keyspace: &str) -> String {
 /// Everything `switchyard cassandra schema` prints, `;`-terminated.
 pub fn schema_cql(config: &CassandraConfig) -> String {
     format!(
-        "{};\n\n{};\n\n{};\n",
+        "{};\n\n{};\n\n{};\n\n{};\n",
         keyspace_cql(config),
         table_cql(&config.keyspace),
-        super::subscribers::table_cql(&config.keyspace)
+        super::subscribers::table_cql(&config.keyspace),
+        super::nonces::table_cql(&config.keyspace)
     )
 }
 
@@ -263,8 +265,9 @@ mod tests {
         assert!(text.starts_with("CREATE KEYSPACE IF NOT EXISTS switchyard"));
         assert!(text.contains(";\n\nCREATE TABLE IF NOT EXISTS switchyard.bindings ("));
         assert!(text.contains("'0.2'};\n\nCREATE TABLE IF NOT EXISTS switchyard.subscribers ("));
+        assert!(text.contains("PRIMARY KEY ((realm), username)\n);\n\nCREATE TABLE IF NOT EXISTS switchyard.nonce_uses ("));
         assert!(
-            text.ends_with("PRIMARY KEY ((realm), username)\n);\n"),
+            text.ends_with("'compaction_window_size': '1'};\n"),
             "{text}"
         );
     }

@@ -64,6 +64,7 @@ pub struct CassandraStore {
 pub(super) struct Connected {
     pub(super) session: Session,
     pub(super) subscribers: super::subscribers::Prepared,
+    pub(super) nonces: super::nonces::Prepared,
     select: PreparedStatement,
     insert: PreparedStatement,
     delete: PreparedStatement,
@@ -104,6 +105,10 @@ impl CassandraStore {
     /// lookups; not connection set-up or schema statements).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn count_round_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Latency histogram and outcome counters of the store calls so far.
@@ -260,6 +265,7 @@ impl Connected {
                 schema::keyspace_cql(config),
                 schema::table_cql(&config.keyspace),
                 super::subscribers::table_cql(&config.keyspace),
+                super::nonces::table_cql(&config.keyspace),
             ] {
                 session.query_unpaged(cql, &[]).await.map_err(store_error)?;
             }
@@ -278,6 +284,8 @@ impl Connected {
         select.set_execution_profile_handle(Some(read_profile.clone()));
         let subscribers =
             super::subscribers::Prepared::new(&session, &config.keyspace, read_profile).await?;
+        let write = config.write_consistency.to_driver();
+        let nonces = super::nonces::Prepared::new(&session, &config.keyspace, write).await?;
         let mut insert = prepare(statements.insert.clone()).await?;
         let mut delete = prepare(statements.delete.clone()).await?;
         let mut bump_version = prepare(statements.bump_version.clone()).await?;
@@ -285,7 +293,6 @@ impl Connected {
         // Inserts and deletes alone would be idempotent, but they only ever
         // run inside the conditional batch, which is not: a blind retry of
         // an applied LWT reports "not applied". So nothing written is.
-        let write = config.write_consistency.to_driver();
         for statement in [
             &mut insert,
             &mut delete,
@@ -298,6 +305,7 @@ impl Connected {
         Ok(Connected {
             session,
             subscribers,
+            nonces,
             select,
             insert,
             delete,

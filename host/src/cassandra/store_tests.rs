@@ -247,6 +247,14 @@ mod cluster {
 
     #[tokio::test]
     #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
+    async fn the_nonce_ledger_conforms_on_a_real_cluster() {
+        let store = cluster_store().await;
+        let prefix = format!("n{:016x}", rand::random::<u64>());
+        crate::auth::ledger_conformance(&store, &prefix).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
     async fn round_trips_on_a_real_cluster() {
         let store = cluster_store().await;
         let aor = crate::location::conformance::unique_aor("round-trips");

@@ -21,7 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_codec::{Method, SipMessage, Uri};
 
 use super::core::Core;
-use crate::auth::{Challenge, Check, Role, Verdict};
+use crate::auth::{Challenge, Check, Concluded, Role, Verdict};
+use crate::location::StoreError;
 use crate::proxy::request::{Reject, RouteState, strip_angle};
 
 /// What authentication makes of a new request.
@@ -30,7 +31,8 @@ pub(super) enum AuthStep {
     Proceed { user: Option<String> },
     /// Answer with this challenge.
     Challenge(Challenge),
-    /// Answer with this refusal (403; 503 when the subscriber store is down).
+    /// Answer with this refusal (403; 503 when the subscriber store or the
+    /// nonce ledger is down).
     Forbid(Reject),
 }
 
@@ -94,13 +96,30 @@ impl Core {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "subscriber lookup failed");
-                        let mut rej = Reject::new(503, "Subscriber Store Unavailable");
-                        rej.headers
-                            .push(("Retry-After".into(), e.retry_after_secs().to_string()));
-                        return AuthStep::Forbid(rej);
+                        return AuthStep::Forbid(store_unavailable(
+                            "Subscriber Store Unavailable",
+                            &e,
+                        ));
                     }
                 };
-                auth.conclude(pending, subscriber.as_ref(), msg)
+                match auth.conclude(pending, subscriber.as_ref(), msg) {
+                    Concluded::Done(verdict) => verdict,
+                    // Fail closed: without the claim a replay would pass.
+                    Concluded::Claim(claim) => match auth
+                        .ledger()
+                        .claim(claim.nonce(), claim.nc(), claim.ttl_secs())
+                        .await
+                    {
+                        Ok(fresh) => claim.settle(fresh),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "nonce-count claim failed");
+                            return AuthStep::Forbid(store_unavailable(
+                                "Nonce Ledger Unavailable",
+                                &e,
+                            ));
+                        }
+                    },
+                }
             }
         };
         match verdict {
@@ -160,6 +179,15 @@ impl Core {
             || self.cluster.gruu_of(ruri).is_some()
             || self.cluster.rewritten_of(ruri, unix_now()).is_some()
     }
+}
+
+/// 503 with the Retry-After the store error suggests, like every other
+/// store outage.
+fn store_unavailable(reason: &'static str, error: &StoreError) -> Reject {
+    let mut rej = Reject::new(503, reason);
+    rej.headers
+        .push(("Retry-After".into(), error.retry_after_secs().to_string()));
+    rej
 }
 
 fn role_header(role: Role) -> switchyard_codec::HeaderName {

@@ -23,7 +23,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use self::core::{Core, Wiring};
-use crate::auth::{Authenticator, SubscriberStore, Subscribers};
+use crate::auth::{
+    Authenticator, CachedSubscribers, LocalLedger, NonceLedger, SubscriberStore, Subscribers,
+};
 use crate::cassandra::CassandraStore;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -230,7 +232,10 @@ impl Node {
 /// cluster secret, so every node accepts every node's nonces; a single
 /// node without one draws a key per process. Subscribers: the
 /// `[auth] subscribers` file when set (returned too, to be watched), else
-/// the Cassandra `subscribers` table when that is the store.
+/// the Cassandra `subscribers` table when that is the store, behind the
+/// `[auth.cache]` read cache. Nonce counts are claimed in the Cassandra
+/// `nonce_uses` table when Cassandra is the store (so a replay is refused
+/// by every node), else in this process.
 #[allow(clippy::type_complexity)]
 fn start_auth(
     config: &Config,
@@ -239,6 +244,12 @@ fn start_auth(
     if !config.auth.enabled {
         return Ok((None, None));
     }
+    let ledger: Arc<dyn NonceLedger> = match &cassandra {
+        Some(cassandra) => cassandra.clone(),
+        None => Arc::new(LocalLedger::new(LocalLedger::DEFAULT_CAPACITY)),
+    };
+    let cached =
+        config.auth.subscribers.is_none() && cassandra.is_some() && config.auth.cache.enabled();
     let (store, file): (Arc<dyn SubscriberStore>, _) = match (&config.auth.subscribers, cassandra) {
         (Some(path), _) => {
             let file = Arc::new(Subscribers::open(path)?);
@@ -247,18 +258,27 @@ fn start_auth(
             }
             (file.clone(), Some(file))
         }
+        (None, Some(cassandra)) if cached => (
+            Arc::new(CachedSubscribers::new(cassandra, &config.auth.cache)),
+            None,
+        ),
         (None, Some(cassandra)) => (cassandra, None),
         (None, None) => {
             warn!("[auth] has no subscriber file: nobody can register or call out");
             (Arc::new(Subscribers::empty()), None)
         }
     };
-    info!(subscribers = store.backend(), "digest authentication on");
+    info!(
+        subscribers = store.backend(),
+        cache = cached,
+        nonce_ledger = ledger.backend(),
+        "digest authentication on"
+    );
     let secret = match &config.cluster.secret {
         Some(s) => s.as_bytes().to_vec(),
         None => rand::random::<[u8; 32]>().to_vec(),
     };
-    let auth = Authenticator::new(config.auth.clone(), &secret, store)
+    let auth = Authenticator::new(config.auth.clone(), &secret, store, ledger)
         .map_err(anyhow::Error::msg)
         .context("[auth]")?;
     Ok((Some(Arc::new(auth)), file))
