@@ -175,3 +175,30 @@ pub mod location {
         return crate::testing::with_host(|h| h.locations.get(aor).cloned().unwrap_or_default());
     }
 }
+
+/// Who sent the request being handled, as the node established it
+/// (`[auth]`; WIT 0.1.1).
+///
+/// ```
+/// use switchyard_policy::caller::{self, Origin};
+///
+/// // A caller-ID check: only an authenticated user's own number leaves.
+/// match caller::origin() {
+///     Some(Origin::Authenticated(who)) => assert!(!who.user.is_empty()),
+///     Some(Origin::Trusted) => {}  // a PBX or carrier: its From is its own business
+///     _ => {}                      // a stranger: reaches our users only
+/// }
+/// ```
+pub mod caller {
+    pub use crate::bindings::switchyard::policy::caller::{Identity, Origin};
+
+    /// How the request of the current `on_request` or `on_register` call
+    /// was vouched for: authenticated (as whom), from a trusted source,
+    /// anonymous, or unchecked (`[auth]` off). `None` in other hooks.
+    pub fn origin() -> Option<Origin> {
+        #[cfg(target_arch = "wasm32")]
+        return super::imports::caller::current_origin();
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| h.origin.clone());
+    }
+}

@@ -1,6 +1,6 @@
 //! # switchyard-policy: write Switchyard routing policies in Rust
 //!
-//! A policy is a WebAssembly component (world `switchyard:policy/policy@0.1.0`,
+//! A policy is a WebAssembly component (world `switchyard:policy/policy@0.1.1`,
 //! see `wit/policy.wit`) that a Switchyard node calls at fixed points of a SIP
 //! transaction. This crate wraps the generated bindings so that a policy is a
 //! plain Rust type implementing [`Policy`], exported with [`export_policy!`]:
@@ -101,7 +101,7 @@ mod views;
 pub mod testing;
 
 pub use config::Config;
-pub use host::{clock, kv, location, log, metrics};
+pub use host::{caller, clock, kv, location, log, metrics};
 pub use message::Message;
 pub use views::{BranchFailure, Cause, Register, Request, Response, Summary};
 

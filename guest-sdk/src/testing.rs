@@ -36,6 +36,8 @@ pub struct MockHost {
     pub counters: HashMap<String, u64>,
     /// Histogram observations by name.
     pub histograms: HashMap<String, Vec<f64>>,
+    /// What `caller::origin` returns.
+    pub origin: Option<crate::caller::Origin>,
 }
 
 impl MockHost {

@@ -23,7 +23,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use switchyard::location::Binding;
 use switchyard::net::{Source, Transport};
 use switchyard::policy::wasm::{EngineConfig, FailureMode, LoadSpec, PolicyEngine, PolicyVersion};
-use switchyard::policy::{Policy, PolicyCtx, RequestInfo, ResponseInfo};
+use switchyard::policy::{Origin, Policy, PolicyCtx, RequestInfo, ResponseInfo};
 
 /// The codec benchmark's INVITE (codec/benches/parse.rs): two Vias, Route,
 /// Record-Route, a GRUU/outbound Contact and an SDP offer (619 bytes).
@@ -114,6 +114,7 @@ fn hooks(c: &mut Criterion) {
     let request = RequestInfo {
         tenant: "acme",
         method: "INVITE",
+        origin: &Origin::Anonymous,
         request_uri: "sip:bob@biloxi.example.com",
         message: INVITE.as_bytes(),
         source: source(),

@@ -15,7 +15,9 @@ use switchyard::auth::digest::{self, Algorithm, Qop};
 use switchyard::net::Transport;
 use switchyard_codec::{HeaderName, SipMessage};
 use switchyard_tests::softphone::bindings;
-use switchyard_tests::ua::{UdpUa, msg};
+use switchyard::policy::wasm::FailureMode;
+use switchyard_tests::policy::{module, policy, wasm};
+use switchyard_tests::ua::{self, UdpUa, msg};
 use switchyard_tests::{algorithms, start_node_with_users};
 
 const IP: &str = "127.0.63.1";
@@ -153,11 +155,20 @@ async fn registered_bob(proxy: SocketAddr) -> UdpUa {
 }
 
 async fn node_and_ua() -> (switchyard::NodeHandle, SocketAddr, UdpUa) {
+    node_and_ua_with(|_| {}).await
+}
+
+async fn node_and_ua_with(
+    tweak: impl FnOnce(&mut switchyard::config::Config),
+) -> (switchyard::NodeHandle, SocketAddr, UdpUa) {
     // Every algorithm, strongest first (RFC 8760 phones).
     let node = start_node_with_users(
         IP,
         &[("alice", "wonderland"), ("bob", "builder")],
-        algorithms(&["SHA-512-256", "SHA-256", "MD5"]),
+        |c| {
+            algorithms(&["SHA-512-256", "SHA-256", "MD5"])(c);
+            tweak(c);
+        },
     )
     .await;
     let proxy = node.addr(Transport::Udp);
@@ -307,7 +318,16 @@ async fn a_user_registers_only_their_own_aor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_out_need_proof_strangers_reach_users_but_cannot_relay() {
-    let (node, proxy, ua) = node_and_ua().await;
+    // The tenant's policy shows what it was told of the caller
+    // (`caller.current-origin`) in an X-Caller header.
+    let (node, proxy, ua) = node_and_ua_with(|c| {
+        let tagging = wasm(module::TAGGING).display().to_string();
+        c.tenants.policies.insert(
+            "default".into(),
+            policy(&tagging, FailureMode::FailClosed, "version = \"v1\"\nprobe = true"),
+        );
+    })
+    .await;
     // bob registers (authenticated) so he can be called.
     let bob = registered_bob(proxy).await;
 
@@ -336,6 +356,10 @@ async fn calls_out_need_proof_strangers_reach_users_but_cannot_relay() {
     assert!(
         at_bob.header(HeaderName::ProxyAuthorization).is_none(),
         "{at_bob:?}"
+    );
+    assert_eq!(
+        ua::header(&at_bob, "X-Caller"),
+        Some(format!("authenticated alice@{IP}").as_str())
     );
 
     // alice's credentials do not let her call as bob (caller-ID spoofing).
@@ -372,8 +396,10 @@ async fn calls_out_need_proof_strangers_reach_users_but_cannot_relay() {
             &invite(&stranger, "eve", "elsewhere.test", &to, "s1", None),
         )
         .await;
-    bob.recv_request("INVITE", "the stranger's INVITE at bob")
+    let at_bob = bob
+        .recv_request("INVITE", "the stranger's INVITE at bob")
         .await;
+    assert_eq!(ua::header(&at_bob, "X-Caller"), Some("anonymous"));
     // ...but cannot use the node as a relay to another domain.
     let relay = stranger
         .request(

@@ -23,12 +23,13 @@ use switchyard_codec::{Method, SipMessage, Uri};
 use super::core::Core;
 use crate::auth::{Challenge, Check, Concluded, Role, Verdict};
 use crate::location::StoreError;
+use crate::policy::Origin;
 use crate::proxy::request::{Reject, RouteState, strip_angle};
 
 /// What authentication makes of a new request.
 pub(super) enum AuthStep {
-    /// Go on; `user` when the request proved who sent it.
-    Proceed { user: Option<String> },
+    /// Go on, the request vouched for as this (what policies see).
+    Proceed(Origin),
     /// Answer with this challenge.
     Challenge(Challenge),
     /// Answer with this refusal (403; 503 when the subscriber store or the
@@ -46,10 +47,14 @@ impl Core {
         routes: &RouteState,
         register_for_us: bool,
     ) -> AuthStep {
-        let proceed = AuthStep::Proceed { user: None };
         let Some(auth) = &self.auth else {
-            return proceed;
+            return AuthStep::Proceed(Origin::Unchecked);
         };
+        let proceed = AuthStep::Proceed(if auth.is_trusted(client) {
+            Origin::Trusted
+        } else {
+            Origin::Anonymous
+        });
         let initial = msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
         let method = msg.method();
         if matches!(method, Some(Method::Ack | Method::Cancel)) {
@@ -127,7 +132,7 @@ impl Core {
             // user may register only their own AOR, and call only as
             // themselves (RFC 3261 §10.3 step 3, caller-ID spoofing).
             Verdict::Authenticated { user } if claimed.user == Some(user.as_str()) => {
-                AuthStep::Proceed { user: Some(user) }
+                AuthStep::Proceed(Origin::Authenticated { user, realm })
             }
             Verdict::Authenticated { user } => {
                 tracing::debug!(%user, claimed = claimed.raw, "authenticated as someone else");

@@ -14,7 +14,7 @@ use super::proxy_tx::{Forwarding, Output, TxRef};
 use crate::location::{Aor, Binding};
 use crate::net::Source;
 use crate::policy::{
-    PolicyCtx, RegisterDecision, RegisterInfo, Reply, RequestAction, RequestInfo, TargetGroup,
+    Origin, PolicyCtx, RegisterDecision, RegisterInfo, Reply, RequestAction, RequestInfo, TargetGroup,
 };
 use crate::proxy::fork::{ForkLimits, Target};
 use crate::proxy::request::{self, Reject};
@@ -78,11 +78,11 @@ pub(crate) async fn route(
     }
 
     let register_for_us = method == Method::Register && to_us && our_domain;
-    let authenticated = match core
+    let origin = match core
         .authenticate(msg, source.remote.ip(), &ruri, &routes, register_for_us)
         .await
     {
-        AuthStep::Proceed { user } => user,
+        AuthStep::Proceed(origin) => origin,
         AuthStep::Challenge(c) => {
             out.extend(tx.lock().respond_once(c.code, c.reason, &c.headers, now));
             return out;
@@ -107,6 +107,7 @@ pub(crate) async fn route(
         let aor = msg.to().ok().map(|t| t.uri.to_string());
         let info = RegisterInfo {
             tenant: &tenant,
+            origin: &origin,
             aor: aor.as_deref().unwrap_or(""),
             contacts: msg
                 .header_values(switchyard_codec::HeaderName::Contact)
@@ -177,6 +178,7 @@ pub(crate) async fn route(
         let info = RequestInfo {
             tenant: &tenant,
             method: method.as_str(),
+            origin: &origin,
             request_uri: &routes.request_uri,
             message: msg.as_bytes(),
             source,
@@ -226,7 +228,7 @@ pub(crate) async fn route(
             }
         }
     }
-    if authenticated.is_some() && method != Method::Register {
+    if matches!(origin, Origin::Authenticated { .. }) && method != Method::Register {
         // Our realm's credentials end here (Kamailio's consume_credentials).
         headers.push(crate::policy::HeaderEdit::Remove {
             name: "Proxy-Authorization".into(),

@@ -149,11 +149,27 @@ impl TargetGroup {
     }
 }
 
+/// How a request was vouched for before its hooks ran (`[auth]`); the
+/// WIT's `caller.current-origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `[auth]` is off: nobody was asked.
+    Unchecked,
+    /// Neither authenticated nor trusted.
+    Anonymous,
+    /// From a source in `[auth] trusted`.
+    Trusted,
+    /// Proved the password of `user` in `realm`.
+    Authenticated { user: String, realm: String },
+}
+
 /// What a policy sees of an initial request.
 #[derive(Debug)]
 pub struct RequestInfo<'a> {
     pub tenant: &'a str,
     pub method: &'a str,
+    /// Who sent it, as far as the node knows.
+    pub origin: &'a Origin,
     pub request_uri: &'a str,
     /// The whole message as received: policies read headers lazily from it.
     pub message: &'a [u8],
@@ -205,6 +221,8 @@ impl RequestDecision {
 #[derive(Debug)]
 pub struct RegisterInfo<'a> {
     pub tenant: &'a str,
+    /// Who sent it, as far as the node knows.
+    pub origin: &'a Origin,
     pub aor: &'a str,
     /// Contact header values as received (`*` for remove-all).
     pub contacts: Vec<&'a str>,

@@ -14,5 +14,5 @@ wasmtime::component::bindgen!({
     world: "policy",
 });
 
-pub(crate) use self::switchyard::policy::{clock, kv, location, log, metrics, types};
+pub(crate) use self::switchyard::policy::{caller, clock, kv, location, log, metrics, types};
 pub(crate) use exports::switchyard::policy::hooks;

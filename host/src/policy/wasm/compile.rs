@@ -184,10 +184,66 @@ const TOLERATED_WASI: [&str; 5] = [
 ];
 
 /// Interfaces of our package a policy may import (world `policy`).
-const OUR_INTERFACES: [&str; 6] = ["types", "log", "metrics", "clock", "kv", "location"];
+const OUR_INTERFACES: [&str; 7] = [
+    "types", "log", "metrics", "clock", "kv", "location", "caller",
+];
 const OUR_PACKAGE: &str = "switchyard:policy/";
-/// Versions of our package this host implements (semver-compatible with 0.1.0).
+/// Versions of our package this host implements (0.1.1, which runs 0.1.0
+/// components unchanged).
 const OUR_VERSION_PREFIX: &str = "@0.1.";
+
+/// Defines every function of the component's tolerated WASI imports
+/// (checked by [`check_imports`]) as one that traps, and their resources
+/// as plain host resources. Only those: our own interfaces must stay
+/// unstubbed, so an import of an older compatible version
+/// (`switchyard:policy/log@0.1.0`) resolves to this host's 0.1.x by the
+/// linker's semver matching, which an exact-name stub would shadow (as
+/// `Linker::define_unknown_imports_as_traps` does).
+pub(crate) fn stub_tolerated_wasi<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+
+    fn stub<T: 'static>(
+        linker: &mut wasmtime::component::LinkerInstance<'_, T>,
+        engine: &Engine,
+        name: &str,
+        item: &ComponentItem,
+        path: &str,
+    ) -> wasmtime::Result<()> {
+        match item {
+            ComponentItem::ComponentFunc(_) => {
+                let qualified = format!("{path}#{name}");
+                linker.func_new(name, move |_, _, _, _| {
+                    wasmtime::bail!("{qualified} is not available to policies")
+                })
+            }
+            ComponentItem::Resource(_) => linker.resource(
+                name,
+                wasmtime::component::ResourceType::host::<()>(),
+                |_, _| Ok(()),
+            ),
+            ComponentItem::ComponentInstance(instance) => {
+                let mut inner = linker.instance(name)?;
+                for (export, item) in instance.exports(engine) {
+                    stub(&mut inner, engine, export, &item.ty, name)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    let ty = component.component_type();
+    for (name, item) in ty.imports(engine) {
+        if TOLERATED_WASI.iter().any(|prefix| name.starts_with(prefix)) {
+            stub(&mut linker.root(), engine, name, &item.ty, "")?;
+        }
+    }
+    Ok(())
+}
 
 /// Why an import is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +263,7 @@ pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<()
             if !OUR_INTERFACES.contains(&interface) {
                 return Err(ForbiddenImport {
                     import: name.to_owned(),
-                    why: "not an interface of switchyard:policy@0.1.0",
+                    why: "not an interface of switchyard:policy@0.1.1",
                 });
             }
             if !format!("@{version}").starts_with(OUR_VERSION_PREFIX) {

@@ -1,5 +1,5 @@
-//! The host functions a policy imports: `log`, `metrics`, `clock`, `kv` and
-//! `location`, plus the store state they work on.
+//! The host functions a policy imports: `log`, `metrics`, `clock`, `kv`,
+//! `location` and `caller`, plus the store state they work on.
 //!
 //! Every import answers without blocking and without failing: a bad argument
 //! (an invalid metric name, an oversized kv value, an unparsable AOR) is
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use wasmtime::ResourceLimiter;
 
-use super::bindings::{clock, kv, location, log, metrics, types};
+use super::bindings::{caller, clock, kv, location, log, metrics, types};
 use super::kv::TenantKv;
 use super::metrics::TenantMetrics;
 use crate::location::Aor;
@@ -109,6 +109,9 @@ impl GuestContext {
 pub(crate) struct HostState {
     pub ctx: Arc<GuestContext>,
     pub memory: MemoryCap,
+    /// The origin of the request whose `on-request` / `on-register` call
+    /// is running; `None` in other hooks.
+    pub origin: Option<crate::policy::Origin>,
 }
 
 impl HostState {
@@ -116,6 +119,7 @@ impl HostState {
         HostState {
             ctx,
             memory: MemoryCap::new(cap_bytes),
+            origin: None,
         }
     }
 }
@@ -176,6 +180,23 @@ impl ResourceLimiter for MemoryCap {
 }
 
 impl types::Host for HostState {}
+
+impl caller::Host for HostState {
+    fn current_origin(&mut self) -> Option<caller::Origin> {
+        use crate::policy::Origin;
+        Some(match self.origin.as_ref()? {
+            Origin::Unchecked => caller::Origin::Unchecked,
+            Origin::Anonymous => caller::Origin::Anonymous,
+            Origin::Trusted => caller::Origin::Trusted,
+            Origin::Authenticated { user, realm } => {
+                caller::Origin::Authenticated(caller::Identity {
+                    user: user.clone(),
+                    realm: realm.clone(),
+                })
+            }
+        })
+    }
+}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {

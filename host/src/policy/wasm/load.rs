@@ -45,7 +45,7 @@ pub enum LoadError {
         import: String,
         why: &'static str,
     },
-    #[error("{module}: component does not implement switchyard:policy/policy@0.1.0: {detail}")]
+    #[error("{module}: component does not implement switchyard:policy/policy@0.1.1: {detail}")]
     WrongWorld { module: String, detail: String },
     #[error("{module}: init refused the tenant's policy config: {message}")]
     InitFailed { module: String, message: String },
@@ -108,8 +108,7 @@ impl PolicyEngine {
         let mut linker = inner.linker.clone();
         // What is left are std's tolerated WASI imports (checked above):
         // calling one traps.
-        linker
-            .define_unknown_imports_as_traps(&component)
+        compile::stub_tolerated_wasi(&mut linker, &inner.engine, &component)
             .map_err(wrong_world)?;
         let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = PolicyPre::new(pre).map_err(wrong_world)?;

@@ -114,7 +114,7 @@ fn a_wrong_world_is_refused_with_a_clear_message() {
     let message = error.to_string();
     assert!(
         message.contains(
-            "test:test_wrong_world: component does not implement switchyard:policy/policy@0.1.0"
+            "test:test_wrong_world: component does not implement switchyard:policy/policy@0.1.1"
         ),
         "{message}"
     );

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::{EngineConfig, FailureMode, LoadSpec, PolicyEngine, PolicyVersion};
 use crate::location::{Aor, Binding, LocationStore, RegisterError, StoreError};
 use crate::net::{Source, Transport};
-use crate::policy::RequestInfo;
+use crate::policy::{Origin, RequestInfo};
 use crate::registrar::{RegisterOutcome, RegisterUpdate};
 
 pub const TENANT: &str = "acme";
@@ -109,6 +109,7 @@ a=rtpmap:0 PCMU/8000\r\n"
         RequestInfo {
             tenant: TENANT,
             method: "INVITE",
+            origin: &Origin::Unchecked,
             request_uri: &self.uri,
             message: &self.message,
             source: source(),

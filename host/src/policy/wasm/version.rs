@@ -350,8 +350,11 @@ impl Policy for PolicyVersion {
                 let request = instance
                     .scratch
                     .fill_request(req, &ctx.data, SystemTime::now());
+                instance.store.data_mut().origin = Some(req.origin.clone());
                 let hooks = instance.guest.switchyard_policy_hooks();
-                hooks.call_on_request(&mut instance.store, request)
+                let result = hooks.call_on_request(&mut instance.store, request);
+                instance.store.data_mut().origin = None;
+                result
             },
             |decoder, raw| decoder.request(raw),
         );
@@ -371,8 +374,11 @@ impl Policy for PolicyVersion {
             "on-register",
             Checkout::OrCreate,
             |instance| {
+                instance.store.data_mut().origin = Some(reg.origin.clone());
                 let hooks = instance.guest.switchyard_policy_hooks();
-                hooks.call_on_register(&mut instance.store, &register)
+                let result = hooks.call_on_register(&mut instance.store, &register);
+                instance.store.data_mut().origin = None;
+                result
             },
             |decoder, raw| decoder.register(raw),
         );

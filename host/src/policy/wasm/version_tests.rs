@@ -7,7 +7,7 @@ use super::*;
 use crate::location::Aor;
 use crate::policy::wasm::testing::{self, FixedStore, Invite, TENANT};
 use crate::policy::wasm::{EngineConfig, PolicyEngine, PolicyLocation};
-use crate::policy::{FailureCause, HeaderEdit, Reply, RequestAction, ResponseAction};
+use crate::policy::{FailureCause, HeaderEdit, Origin, Reply, RequestAction, ResponseAction};
 use crate::proxy::fork::Target;
 
 fn engine() -> PolicyEngine {
@@ -445,6 +445,7 @@ fn std_hashmap_and_clock_work_in_a_guest() {
 fn register_info(aor: &str) -> RegisterInfo<'_> {
     RegisterInfo {
         tenant: TENANT,
+        origin: &Origin::Unchecked,
         aor,
         contacts: vec!["<sip:alice@127.0.0.1:5070>"],
         expires: Some(3600),

@@ -6,7 +6,7 @@
 //! [tenants.policies.acme.config]
 //! version = "v2"                 # X-Policy-Version on everything this policy touches
 //! header = "X-Policy-Version"    # name of that header
-//! probe = true                   # add X-Bindings / X-Prefetched-Bindings / X-Call-Count / X-Clock-Ms
+//! probe = true                   # add X-Bindings / X-Prefetched-Bindings / X-Call-Count / X-Clock-Ms / X-Caller
 //! max_contacts = 2               # on-register: limit max-contacts
 //! failover = "sip:vm@127.0.0.1:5090"  # on-branch-failure: relay here once
 //! reply_all = { code = 503, reason = "Down For Test" }
@@ -18,7 +18,9 @@
 //!   proceed; either way with `<header>: <version>`. With `probe`, forwarded
 //!   requests also carry `X-Bindings` (`location::lookup` of the R-URI's
 //!   AOR), `X-Prefetched-Bindings` (the host's prefetch), `X-Call-Count`
-//!   (`kv::incr("tagging:calls")`) and `X-Clock-Ms` (`clock::now_ms`).
+//!   (`kv::incr("tagging:calls")`), `X-Clock-Ms` (`clock::now_ms`) and
+//!   `X-Caller` (`caller::origin`: `authenticated user@realm`, `trusted`,
+//!   `anonymous`, `unchecked`).
 //!   The ctx is set to the version.
 //! * `on-response`: pass with `<header>: <version>`, plus `X-Policy-Ctx:
 //!   <ctx>` with `probe` (shows the ctx travelled from `on-request`).
@@ -30,7 +32,19 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use switchyard_policy::prelude::*;
+use switchyard_policy::caller::{self, Origin};
 use switchyard_policy::{clock, kv, location, metrics};
+
+/// `caller::origin` as the `X-Caller` probe header shows it.
+fn describe(origin: Option<Origin>) -> String {
+    match origin {
+        None => "none".into(),
+        Some(Origin::Unchecked) => "unchecked".into(),
+        Some(Origin::Anonymous) => "anonymous".into(),
+        Some(Origin::Trusted) => "trusted".into(),
+        Some(Origin::Authenticated(who)) => format!("authenticated {}@{}", who.user, who.realm),
+    }
+}
 
 /// A configured final response.
 #[derive(Debug, Clone, Deserialize)]
@@ -110,7 +124,8 @@ impl Policy for Tagging {
                         .with_header("X-Bindings", found.to_string())
                         .with_header("X-Prefetched-Bindings", req.bindings().len().to_string())
                         .with_header("X-Call-Count", kv::incr("tagging:calls", 1, 0).to_string())
-                        .with_header("X-Clock-Ms", clock::now_ms().to_string());
+                        .with_header("X-Clock-Ms", clock::now_ms().to_string())
+                        .with_header("X-Caller", describe(caller::origin()));
                 }
                 d
             }
@@ -201,6 +216,18 @@ mod tests {
         assert_eq!(added(&d, "X-Policy-Version").as_deref(), Some("v2"));
         assert_eq!(added(&d, "X-Bindings").as_deref(), Some("1"));
         assert_eq!(added(&d, "X-Call-Count").as_deref(), Some("1"));
+        assert_eq!(added(&d, "X-Caller").as_deref(), Some("none"));
+        testing::with_host(|h| {
+            h.origin = Some(Origin::Authenticated(caller::Identity {
+                user: "alice".into(),
+                realm: "acme.test".into(),
+            }))
+        });
+        let d = p.on_request(&invite("bob"));
+        assert_eq!(
+            added(&d, "X-Caller").as_deref(),
+            Some("authenticated alice@acme.test")
+        );
         let d = p.on_request(&invite("busy"));
         match &d.action {
             RequestAction::Reply(r) => {
