@@ -131,13 +131,12 @@ pub(super) fn spawn_connection(
             rx,
             conn.close.clone(),
             remote,
-            (token.clone(), slot.clone()),
+            token.clone(),
+            slot.clone(),
         )
         .instrument(span.clone()),
     );
-    tokio::spawn(
-        read_loop(shared.clone(), rd, conn.clone(), (token.clone(), slot)).instrument(span),
-    );
+    tokio::spawn(read_loop(shared.clone(), rd, conn.clone(), token.clone(), slot).instrument(span));
     Ok(conn)
 }
 
@@ -156,7 +155,8 @@ async fn read_loop(
     shared: Arc<Shared>,
     mut rd: OwnedReadHalf,
     conn: Conn,
-    (mut token, _slot): (ShutdownToken, Arc<Slot>),
+    mut token: ShutdownToken,
+    _slot: Arc<Slot>,
 ) {
     let cfg = &shared.cfg;
     let source = Source {
@@ -300,10 +300,10 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Bytes>,
     close: Arc<CloseSignal>,
     remote: SocketAddr,
-    // The token is not awaited: the writer stops via `close` (the reader
-    // closes on shutdown) so queued bytes are flushed; holding it lets
-    // `shutdown` wait for the flush.
-    _held: (ShutdownToken, Arc<Slot>),
+    // Not awaited: the writer stops via `close` (the reader closes on shutdown)
+    // so queued bytes are flushed; holding it lets `shutdown` wait for the flush.
+    _token: ShutdownToken,
+    _slot: Arc<Slot>,
 ) {
     let write_timeout = shared.cfg.tcp_write_timeout;
     let write = async |wr: &mut OwnedWriteHalf, data: Bytes| -> bool {
