@@ -164,7 +164,7 @@ async fn metrics_text(State(state): State<AdminState>) -> String {
 }
 
 /// The node counters the admin endpoint exports, with its transports'
-/// per-source rate-limit drops.
+/// per-source rate-limit drops and TCP connections refused at a cap.
 pub fn node_counters(
     stats: &Stats,
     transport: &crate::transport::TransportStats,
@@ -206,5 +206,17 @@ pub fn node_counters(
             stats.contacts_capped.get(),
         ),
         ("switchyard_rate_limited_total", transport.rate_limited),
+        (
+            "switchyard_tcp_refused_inbound_total",
+            transport.tcp_refused_inbound,
+        ),
+        (
+            "switchyard_tcp_refused_per_source_total",
+            transport.tcp_refused_per_source,
+        ),
+        (
+            "switchyard_tcp_refused_outbound_total",
+            transport.tcp_refused_outbound,
+        ),
     ]
 }

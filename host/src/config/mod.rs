@@ -157,7 +157,7 @@ pub struct LimitsConfig {
     /// Messages a quiet source may send at once before the rate applies.
     pub per_source_burst: u32,
     /// Sources never rate-limited: trunks, SBCs, cluster peers. Replaces
-    /// the default (loopback).
+    /// the default (loopback). They have no `tcp_max_per_source` either.
     pub rate_limit_exempt: Vec<ipnet::IpNet>,
     /// RFC 5393 Max-Breadth: parallel branches of one request at most
     /// (and the value assumed when a request carries none, or lowered to).
@@ -165,10 +165,22 @@ pub struct LimitsConfig {
     /// Branches of one request in all, serial and failover included;
     /// targets beyond are dropped and counted.
     pub max_branches: usize,
+    /// Accepted TCP connections open at most; beyond, a new one is closed
+    /// at once (`switchyard_tcp_refused_inbound_total`).
+    pub tcp_max_inbound: usize,
+    /// TCP connections the node opens, a pool apart from the inbound one;
+    /// beyond, a send needing a new connection fails like an unreachable
+    /// next hop (`switchyard_tcp_refused_outbound_total`).
+    pub tcp_max_outbound: usize,
+    /// Accepted TCP connections one source (IPv4 address, IPv6 /64) may
+    /// hold; beyond, a new one is closed at once
+    /// (`switchyard_tcp_refused_per_source_total`).
+    pub tcp_max_per_source: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        let transport = TransportConfig::default();
         LimitsConfig {
             max_message_size: 64 * 1024,
             tcp_idle_timeout_ms: 180_000,
@@ -180,6 +192,9 @@ impl Default for LimitsConfig {
             rate_limit_exempt: SourceLimitConfig::default_exempt(),
             max_breadth: crate::proxy::fork::ForkLimits::DEFAULT_BREADTH,
             max_branches: 32,
+            tcp_max_inbound: transport.tcp_max_inbound,
+            tcp_max_outbound: transport.tcp_max_outbound,
+            tcp_max_per_source: transport.tcp_max_per_source,
         }
     }
 }
@@ -196,6 +211,9 @@ impl LimitsConfig {
             } else {
                 self.udp_sockets
             },
+            tcp_max_inbound: self.tcp_max_inbound,
+            tcp_max_outbound: self.tcp_max_outbound,
+            tcp_max_per_source: self.tcp_max_per_source,
             source_limit: SourceLimitConfig {
                 rate: self.per_source_rate,
                 burst: self.per_source_burst,
@@ -298,6 +316,15 @@ impl Config {
         }
         if self.limits.max_message_size < 1024 {
             return Err("key `limits.max_message_size`: must be at least 1024 bytes".into());
+        }
+        for (key, value) in [
+            ("tcp_max_inbound", self.limits.tcp_max_inbound),
+            ("tcp_max_outbound", self.limits.tcp_max_outbound),
+            ("tcp_max_per_source", self.limits.tcp_max_per_source),
+        ] {
+            if value == 0 {
+                return Err(format!("key `limits.{key}`: must be at least 1 connection"));
+            }
         }
         if self.limits.per_source_rate > MAX_SOURCE_RATE {
             return Err(format!(

@@ -49,6 +49,24 @@ fn inconsistent_values_are_refused() {
 }
 
 #[test]
+fn tcp_connection_caps_reach_the_transport_and_zero_is_refused() {
+    let c = Config::parse(
+        "[limits]\ntcp_max_inbound = 100\ntcp_max_outbound = 20\ntcp_max_per_source = 5\n",
+        "x.toml",
+    )
+    .unwrap();
+    let t = c.limits.transport();
+    assert_eq!(
+        (t.tcp_max_inbound, t.tcp_max_outbound, t.tcp_max_per_source),
+        (100, 20, 5)
+    );
+    let err = Config::parse("[limits]\ntcp_max_per_source = 0\n", "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("limits.tcp_max_per_source"), "{err}");
+}
+
+#[test]
 fn tenants_map_domains_and_fall_back_to_default() {
     let c = Config::parse(
         "[tenants]\ndefault = \"public\"\ndomains = { \"acme.test\" = \"acme\" }\n",

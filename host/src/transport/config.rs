@@ -100,11 +100,19 @@ pub struct TransportConfig {
     pub tcp_error_linger: Duration,
     /// Messages queued per TCP connection before `send` waits (back-pressure).
     pub tcp_send_queue: usize,
-    /// While this many connections (inbound and outbound) are open, new inbound
-    /// ones are refused at accept.
-    pub tcp_max_connections: usize,
+    /// While this many accepted connections are open, new ones are closed at
+    /// accept, before anything is read. Connections we open do not count.
+    pub tcp_max_inbound: usize,
+    /// Connections we open ourselves, a pool apart from the inbound one so
+    /// that clients filling theirs cannot cut the proxy off from its next
+    /// hops. Beyond it, a send that needs a new connection fails.
+    pub tcp_max_outbound: usize,
+    /// Accepted connections one source (IPv4 address, IPv6 /64) may hold
+    /// open; sources in `source_limit.exempt` have no such cap.
+    pub tcp_max_per_source: usize,
     /// The per-source rate limit on datagrams, TCP messages and inbound
-    /// connections, applied before anything is parsed.
+    /// connections, applied before anything is parsed. Its exempt list
+    /// also lifts `tcp_max_per_source`.
     pub source_limit: SourceLimitConfig,
 }
 
@@ -122,7 +130,9 @@ impl Default for TransportConfig {
             tcp_write_timeout: Duration::from_secs(10),
             tcp_error_linger: Duration::from_secs(2),
             tcp_send_queue: 1024,
-            tcp_max_connections: 16 * 1024,
+            tcp_max_inbound: 16 * 1024,
+            tcp_max_outbound: 4 * 1024,
+            tcp_max_per_source: 64,
             source_limit: SourceLimitConfig::default(),
         }
     }
@@ -153,8 +163,17 @@ impl TransportConfig {
         {
             return fail("TCP timeouts must be > 0");
         }
-        if self.tcp_send_queue == 0 || self.tcp_max_connections == 0 {
-            return fail("tcp_send_queue and tcp_max_connections must be > 0");
+        if self.tcp_send_queue == 0 {
+            return fail("tcp_send_queue must be > 0");
+        }
+        if [
+            self.tcp_max_inbound,
+            self.tcp_max_outbound,
+            self.tcp_max_per_source,
+        ]
+        .contains(&0)
+        {
+            return fail("tcp_max_inbound, tcp_max_outbound and tcp_max_per_source must be > 0");
         }
         let limit = &self.source_limit;
         if limit.is_enabled() && (limit.burst == 0 || limit.max_sources == 0) {
@@ -232,6 +251,14 @@ mod tests {
         assert!(matches!(
             bad.validate(),
             Err(TransportError::InvalidConfig(_))
+        ));
+        let no_outbound = TransportConfig {
+            tcp_max_outbound: 0,
+            ..Default::default()
+        };
+        assert!(matches!(
+            no_outbound.validate(),
+            Err(TransportError::InvalidConfig(m)) if m.contains("tcp_max_outbound")
         ));
     }
 }

@@ -37,6 +37,10 @@ pub enum TransportError {
         #[source]
         source: io::Error,
     },
+    /// A new connection was needed but `tcp_max_outbound` connections are
+    /// open: like an unreachable next hop to the caller.
+    #[error("no TCP connection to {dest}: all tcp_max_outbound connections are in use")]
+    OutboundFull { dest: SocketAddr },
     /// The connection closed (or was closed) before the message was queued.
     #[error("connection to {remote} is closed")]
     ConnectionClosed { remote: SocketAddr },

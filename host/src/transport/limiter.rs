@@ -95,7 +95,7 @@ pub struct SourceLimiter {
     interval: u64,
     /// burst × interval: how far into the future the debt may run.
     tolerance: u64,
-    exempt: Vec<IpNet>,
+    exempt: Exempt,
     per_shard: usize,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
@@ -121,7 +121,7 @@ impl SourceLimiter {
         SourceLimiter {
             interval,
             tolerance: interval * u64::from(config.burst.max(1)),
-            exempt: config.exempt.iter().map(|net| canonical(*net)).collect(),
+            exempt: Exempt::new(&config.exempt),
             per_shard: config.max_sources.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -132,8 +132,7 @@ impl SourceLimiter {
     /// Whether a message (or connection) from `ip` at `now` is within its
     /// source's rate. A refused one costs nothing: it takes no token.
     pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
-        let ip = ip.to_canonical();
-        if self.exempt.iter().any(|net| net.contains(&ip)) {
+        if self.exempt.contains(ip) {
             return true;
         }
         let key = source_key(ip);
@@ -202,18 +201,34 @@ impl Shard {
     }
 }
 
+/// Sources no per-source limit applies to (`[limits] rate_limit_exempt`):
+/// the rate limit and the TCP connections per source share the list.
+#[derive(Debug, Clone)]
+pub(super) struct Exempt(Vec<IpNet>);
+
+impl Exempt {
+    pub fn new(nets: &[IpNet]) -> Self {
+        Exempt(nets.iter().map(|net| canonical(*net)).collect())
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
 /// One `u64` per source: an IPv6 source is its /64 prefix; an IPv4 address
-/// goes in `ffff:ffff::/32`, multicast space, which is never a source
-/// address, so the two can never share a key.
-fn source_key(ip: IpAddr) -> u64 {
-    match ip {
+/// (IPv4-mapped IPv6 included) goes in `ffff:ffff::/32`, multicast space,
+/// which is never a source address, so the two can never share a key.
+pub(super) fn source_key(ip: IpAddr) -> u64 {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => 0xffff_ffff_0000_0000 | u64::from(u32::from(v4)),
         IpAddr::V6(v6) => (u128::from(v6) >> 64) as u64,
     }
 }
 
 /// An IPv4-mapped IPv6 block (`::ffff:10.0.0.0/104`) as the IPv4 block it
-/// means, so that it matches the canonical addresses `allow` checks.
+/// means, so that it matches the canonical addresses `Exempt` checks.
 fn canonical(net: IpNet) -> IpNet {
     if let IpNet::V6(v6) = net
         && let Some(v4) = v6.network().to_ipv4_mapped()

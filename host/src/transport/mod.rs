@@ -12,9 +12,11 @@
 
 mod config;
 mod conn_table;
+mod connector;
 mod error;
 mod limiter;
 mod signal;
+mod slots;
 mod stats;
 mod stun;
 mod tcp;
@@ -36,6 +38,7 @@ use self::conn_table::{Conn, ConnTable};
 pub use self::error::{ListenerSpecError, TransportError};
 pub use self::limiter::{SourceLimitConfig, SourceLimiter};
 use self::signal::ShutdownToken;
+use self::slots::{Refused, SlotCaps, TcpSlots};
 use self::stats::Counters;
 pub use self::stats::TransportStats;
 use self::udp::UdpListener;
@@ -83,6 +86,8 @@ struct Shared {
     handler: Arc<dyn InboundHandler>,
     stats: Counters,
     conns: ConnTable,
+    /// Every TCP connection, inbound or outbound, holds one of these.
+    slots: Arc<TcpSlots>,
     /// None when `per_source_rate` is 0.
     limiter: Option<SourceLimiter>,
 }
@@ -103,6 +108,16 @@ impl Shared {
         trace!(%ip, "over the per-source rate, dropped");
         false
     }
+
+    /// Counts a connection refused for want of a slot.
+    fn count_refused(&self, why: Refused) {
+        let counter = match why {
+            Refused::Inbound => &self.stats.tcp_refused_inbound,
+            Refused::PerSource => &self.stats.tcp_refused_per_source,
+            Refused::Outbound => &self.stats.tcp_refused_outbound,
+        };
+        stats::bump(counter);
+    }
 }
 
 /// All listeners and connections of a node. Share it as `Arc<Transports>`.
@@ -112,7 +127,7 @@ pub struct Transports {
     shared: Arc<Shared>,
     udp: Vec<UdpListener>,
     tcp: Vec<SocketAddr>,
-    connector: tcp::Connector,
+    connector: connector::Connector,
     /// `true` = stop. Every task holds a receiver, so `closed()` on this sender
     /// tells when the last one has finished.
     stop: watch::Sender<bool>,
@@ -143,11 +158,18 @@ impl Transports {
             .source_limit
             .is_enabled()
             .then(|| SourceLimiter::new(cfg.source_limit.clone()));
+        let caps = SlotCaps {
+            inbound: cfg.tcp_max_inbound,
+            outbound: cfg.tcp_max_outbound,
+            per_source: cfg.tcp_max_per_source,
+        };
+        let slots = TcpSlots::new(caps, &cfg.source_limit.exempt);
         let shared = Arc::new(Shared {
             cfg,
             handler,
             stats: Counters::default(),
             conns: ConnTable::default(),
+            slots,
             limiter,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -169,7 +191,7 @@ impl Transports {
             shared,
             udp,
             tcp,
-            connector: tcp::Connector::default(),
+            connector: connector::Connector::default(),
             stop,
         }))
     }
@@ -317,6 +339,8 @@ impl Transports {
     pub fn stats(&self) -> TransportStats {
         let mut stats = self.shared.stats.snapshot();
         stats.tcp_open_connections = self.shared.conns.len() as u64;
+        let (inbound, outbound) = self.shared.slots.held();
+        (stats.tcp_inbound_slots, stats.tcp_outbound_slots) = (inbound as u64, outbound as u64);
         stats.udp_rx_per_socket = self
             .udp
             .iter()

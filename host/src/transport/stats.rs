@@ -19,6 +19,11 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: u64,)*
             /// Currently open TCP connections (gauge), inbound and outbound.
             pub tcp_open_connections: u64,
+            /// Slots held now (gauges) against `tcp_max_inbound` and
+            /// `tcp_max_outbound`: a slot is given back when both tasks of
+            /// its connection have ended.
+            pub tcp_inbound_slots: u64,
+            pub tcp_outbound_slots: u64,
             /// Datagrams received by each UDP socket, to see how evenly SO_REUSEPORT
             /// spreads the load.
             pub udp_rx_per_socket: Vec<(SocketAddr, u64)>,
@@ -29,6 +34,8 @@ macro_rules! counters {
                 TransportStats {
                     $($name: self.$name.load(Ordering::Relaxed),)*
                     tcp_open_connections: 0,
+                    tcp_inbound_slots: 0,
+                    tcp_outbound_slots: 0,
                     udp_rx_per_socket: Vec::new(),
                 }
             }
@@ -61,8 +68,14 @@ counters! {
     tcp_connect_failures,
     /// Connections closed by the idle or the partial-message timeout.
     tcp_timed_out,
-    /// Inbound connections refused by `tcp_max_connections`.
-    tcp_refused,
+    /// Accepted connections closed at once: `tcp_max_inbound` were open.
+    tcp_refused_inbound,
+    /// Accepted connections closed at once: their source held
+    /// `tcp_max_per_source` already.
+    tcp_refused_per_source,
+    /// Connects not attempted: `tcp_max_outbound` were open (the send
+    /// failed like an unreachable next hop).
+    tcp_refused_outbound,
     /// Datagrams, TCP messages and inbound TCP connections dropped unanswered
     /// by the per-source rate limit (`[limits] per_source_rate`).
     rate_limited,

@@ -1,27 +1,26 @@
-//! TCP: listeners, outbound connects, and the per-connection reader and writer
-//! tasks. The reader frames the stream with `switchyard_codec::frame`; the
-//! writer owns the write half and drains an mpsc queue, so no lock is ever held
-//! across a socket write.
+//! TCP: listeners and the per-connection reader and writer tasks (outbound
+//! connects are in `connector.rs`). The reader frames the stream with
+//! `switchyard_codec::frame`; the writer owns the write half and drains an
+//! mpsc queue, so no lock is ever held across a socket write.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Buf, Bytes, BytesMut};
-use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 use switchyard_codec::{FrameError, Framing, frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, trace, warn};
 
 use super::conn_table::Conn;
 use super::signal::{CloseSignal, ShutdownToken};
+use super::slots::Slot;
 use super::stats::{add, bump};
 use super::{Inbound, InboundEvent, Shared, TransportError};
 use crate::net::{Source, Transport};
@@ -72,13 +71,19 @@ pub(super) async fn accept_loop(
                 if !shared.admit(remote.ip()) {
                     continue;
                 }
-                if shared.conns.len() >= shared.cfg.tcp_max_connections {
-                    bump(&shared.stats.tcp_refused);
-                    warn!(%remote, "tcp_max_connections reached, refusing connection");
-                    continue;
-                }
+                let slot = match shared.slots.inbound(remote.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        shared.count_refused(why);
+                        debug!(%remote, ?why, "no inbound TCP slot, closing at once");
+                        // Closed unread, with a RST rather than a FIN: a
+                        // connection flood then leaves no TIME_WAIT here.
+                        let _ = stream.set_zero_linger();
+                        continue;
+                    }
+                };
                 bump(&shared.stats.tcp_accepted);
-                if let Err(e) = spawn_connection(&shared, stream, "inbound", &token) {
+                if let Err(e) = spawn_connection(&shared, stream, slot, &token) {
                     debug!(%remote, error = %e, "accepted connection unusable");
                 }
             }
@@ -92,11 +97,12 @@ pub(super) async fn accept_loop(
     }
 }
 
-/// Registers a connected stream in the table and starts its two tasks.
+/// Registers a connected stream in the table and starts its two tasks. Both
+/// hold the slot: it is given back when the socket is, after the later ends.
 pub(super) fn spawn_connection(
     shared: &Arc<Shared>,
     stream: TcpStream,
-    direction: &'static str,
+    slot: Slot,
     token: &ShutdownToken,
 ) -> io::Result<Conn> {
     let remote = stream.peer_addr()?;
@@ -114,6 +120,8 @@ pub(super) fn spawn_connection(
         draining: Arc::default(),
     };
     shared.conns.insert(conn.clone());
+    let direction = slot.direction();
+    let slot = Arc::new(slot);
     let span = tracing::debug_span!("tcp", id = conn.id, %remote, %local, direction);
     debug!(parent: &span, "connection open");
     tokio::spawn(
@@ -124,10 +132,11 @@ pub(super) fn spawn_connection(
             conn.close.clone(),
             remote,
             token.clone(),
+            slot.clone(),
         )
         .instrument(span.clone()),
     );
-    tokio::spawn(read_loop(shared.clone(), rd, conn.clone(), token.clone()).instrument(span));
+    tokio::spawn(read_loop(shared.clone(), rd, conn.clone(), token.clone(), slot).instrument(span));
     Ok(conn)
 }
 
@@ -147,6 +156,7 @@ async fn read_loop(
     mut rd: OwnedReadHalf,
     conn: Conn,
     mut token: ShutdownToken,
+    _slot: Arc<Slot>,
 ) {
     let cfg = &shared.cfg;
     let source = Source {
@@ -293,6 +303,7 @@ async fn write_loop(
     // Not awaited: the writer stops via `close` (the reader closes on shutdown)
     // so queued bytes are flushed; holding it lets `shutdown` wait for the flush.
     _token: ShutdownToken,
+    _slot: Arc<Slot>,
 ) {
     let write_timeout = shared.cfg.tcp_write_timeout;
     let write = async |wr: &mut OwnedWriteHalf, data: Bytes| -> bool {
@@ -336,103 +347,4 @@ async fn write_loop(
     rx.close();
     // FIN after the last queued byte; the socket is released when both halves drop.
     let _ = timeout(write_timeout, wr.shutdown()).await;
-}
-
-/// One in-flight connect per destination: concurrent sends to a new peer share
-/// it instead of each opening a connection.
-type ConnectOutcome = Option<Result<Conn, io::ErrorKind>>;
-
-#[derive(Debug, Default)]
-pub(super) struct Connector {
-    in_flight: Mutex<HashMap<SocketAddr, watch::Receiver<ConnectOutcome>>>,
-}
-
-impl Connector {
-    pub async fn connect(
-        &self,
-        shared: &Arc<Shared>,
-        dest: SocketAddr,
-        local_ip: Option<std::net::IpAddr>,
-        token: &ShutdownToken,
-    ) -> Result<Conn, TransportError> {
-        let leader = {
-            let mut in_flight = self.in_flight.lock();
-            match in_flight.get(&dest) {
-                Some(rx) => Err(rx.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    in_flight.insert(dest, rx);
-                    Ok(tx)
-                }
-            }
-        };
-        let tx = match leader {
-            Ok(tx) => tx,
-            Err(mut rx) => {
-                let outcome = rx.wait_for(Option::is_some).await.map(|v| v.clone());
-                return match outcome {
-                    Ok(Some(Ok(conn))) => Ok(conn),
-                    Ok(Some(Err(kind))) => Err(connect_err(dest, kind.into())),
-                    // The leader was cancelled mid-connect.
-                    _ => Err(connect_err(dest, io::ErrorKind::Interrupted.into())),
-                };
-            }
-        };
-        // Removes the in-flight entry even if this future is dropped mid-connect.
-        let _entry = InFlightEntry {
-            connector: self,
-            dest,
-        };
-        let result = open(shared, dest, local_ip, token).await;
-        tx.send_replace(Some(
-            result.as_ref().map(Conn::clone).map_err(io::Error::kind),
-        ));
-        match result {
-            Ok(conn) => {
-                bump(&shared.stats.tcp_connected);
-                Ok(conn)
-            }
-            Err(e) => {
-                bump(&shared.stats.tcp_connect_failures);
-                debug!(%dest, error = %e, "tcp connect failed");
-                Err(connect_err(dest, e))
-            }
-        }
-    }
-}
-
-struct InFlightEntry<'a> {
-    connector: &'a Connector,
-    dest: SocketAddr,
-}
-
-impl Drop for InFlightEntry<'_> {
-    fn drop(&mut self) {
-        self.connector.in_flight.lock().remove(&self.dest);
-    }
-}
-
-fn connect_err(dest: SocketAddr, source: io::Error) -> TransportError {
-    TransportError::Connect { dest, source }
-}
-
-async fn open(
-    shared: &Arc<Shared>,
-    dest: SocketAddr,
-    local_ip: Option<std::net::IpAddr>,
-    token: &ShutdownToken,
-) -> io::Result<Conn> {
-    let sock = if dest.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(ip) = local_ip {
-        // Leave from the listener's address on a multi-homed host.
-        sock.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = timeout(shared.cfg.tcp_connect_timeout, sock.connect(dest))
-        .await
-        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-    spawn_connection(shared, stream, "outbound", token)
 }

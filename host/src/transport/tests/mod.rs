@@ -3,6 +3,7 @@
 //! `within`, never by sleeping.
 
 mod limits;
+mod tcp_caps;
 mod tcp_flows;
 mod tcp_framing;
 mod udp;
