@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use switchyard::auth::digest::{self, Algorithm, Qop};
 use switchyard::net::Transport;
-use switchyard_codec::{HeaderName, SipMessage};
-use switchyard_tests::softphone::bindings;
 use switchyard::policy::wasm::FailureMode;
+use switchyard_codec::{HeaderName, SipMessage};
 use switchyard_tests::policy::{module, policy, wasm};
+use switchyard_tests::softphone::bindings;
 use switchyard_tests::ua::{self, UdpUa, msg};
 use switchyard_tests::{algorithms, start_node_with_users};
 
@@ -162,14 +162,10 @@ async fn node_and_ua_with(
     tweak: impl FnOnce(&mut switchyard::config::Config),
 ) -> (switchyard::NodeHandle, SocketAddr, UdpUa) {
     // Every algorithm, strongest first (RFC 8760 phones).
-    let node = start_node_with_users(
-        IP,
-        &[("alice", "wonderland"), ("bob", "builder")],
-        |c| {
-            algorithms(&["SHA-512-256", "SHA-256", "MD5"])(c);
-            tweak(c);
-        },
-    )
+    let node = start_node_with_users(IP, &[("alice", "wonderland"), ("bob", "builder")], |c| {
+        algorithms(&["SHA-512-256", "SHA-256", "MD5"])(c);
+        tweak(c);
+    })
     .await;
     let proxy = node.addr(Transport::Udp);
     (node, proxy, UdpUa::bind(IP).await)
@@ -324,7 +320,11 @@ async fn calls_out_need_proof_strangers_reach_users_but_cannot_relay() {
         let tagging = wasm(module::TAGGING).display().to_string();
         c.tenants.policies.insert(
             "default".into(),
-            policy(&tagging, FailureMode::FailClosed, "version = \"v1\"\nprobe = true"),
+            policy(
+                &tagging,
+                FailureMode::FailClosed,
+                "version = \"v1\"\nprobe = true",
+            ),
         );
     })
     .await;

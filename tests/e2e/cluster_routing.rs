@@ -371,7 +371,10 @@ async fn an_expired_flow_token_is_not_honoured() {
         };
         let (got, from) = reached.recv("the forwarded OPTIONS").await;
         assert_eq!(from, proxy);
-        assert_eq!(got.call_id().unwrap(), format!("expired-flow-{n}@127.0.73.3"));
+        assert_eq!(
+            got.call_id().unwrap(),
+            format!("expired-flow-{n}@127.0.73.3")
+        );
         // Answered, so no retransmission of it blurs the next round.
         reached
             .send(from, &ua::reply(&got, 200, "OK", "b", reached.addr))

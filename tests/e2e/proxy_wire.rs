@@ -303,7 +303,10 @@ async fn max_breadth_limits_parallel_branches() {
     for i in 0..3 {
         let phone = UdpUa::bind(&format!("127.0.74.{}", 11 + i)).await;
         phone
-            .send(proxy, &register(DOMAIN, "bob", phone.addr, &format!("mb{i}")))
+            .send(
+                proxy,
+                &register(DOMAIN, "bob", phone.addr, &format!("mb{i}")),
+            )
             .await;
         let (ok, _) = phone.recv("200 to REGISTER").await;
         assert_eq!(ok.status(), Some(200));
@@ -312,8 +315,11 @@ async fn max_breadth_limits_parallel_branches() {
     let alice = UdpUa::bind("127.0.74.3").await;
     let ruri = format!("sip:bob@{DOMAIN}");
     let with_breadth = |b: u32, id: &str| {
-        invite(&ruri, &format!("alice@{DOMAIN}"), alice.addr, id)
-            .replacen("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\nMax-Breadth: {b}\r\n"), 1)
+        invite(&ruri, &format!("alice@{DOMAIN}"), alice.addr, id).replacen(
+            "Max-Forwards: 70\r\n",
+            &format!("Max-Forwards: 70\r\nMax-Breadth: {b}\r\n"),
+            1,
+        )
     };
 
     let sent = with_breadth(2, "mb");
@@ -335,10 +341,15 @@ async fn max_breadth_limits_parallel_branches() {
             .await;
     }
     let last = (0..3).find(|i| !rung.contains(i)).unwrap();
-    let inv = phones[last].recv_request("INVITE", "the third branch").await;
+    let inv = phones[last]
+        .recv_request("INVITE", "the third branch")
+        .await;
     assert_eq!(inv.header(HeaderName::MaxBreadth), Some("2"));
     phones[last]
-        .send(proxy, &reply(&inv, 486, "Busy Here", "busy", phones[last].addr))
+        .send(
+            proxy,
+            &reply(&inv, 486, "Busy Here", "busy", phones[last].addr),
+        )
         .await;
     let (fin, _) = alice.recv_final("486 for the call").await;
     assert_eq!(fin.status(), Some(486));

@@ -37,13 +37,25 @@ fn flow_tokens_open_on_every_node_but_belong_to_one() {
 #[test]
 fn path_value_is_a_loose_route_with_the_token_as_user() {
     let a = cluster("a");
-    let path = a.path_value(("127.0.0.2:5060", Transport::Tcp), flow(), true, true, LATER);
+    let path = a.path_value(
+        ("127.0.0.2:5060", Transport::Tcp),
+        flow(),
+        true,
+        true,
+        LATER,
+    );
     let uri = Uri::parse(path.trim_matches(|c| c == '<' || c == '>')).unwrap();
     assert!(uri.params.get("lr").is_some());
     assert!(uri.params.get("ob").is_some());
     assert_eq!(uri.params.get("transport"), Some(Some("tcp")));
     assert_eq!(a.own_flow(uri.user, NOW).unwrap().flow, flow());
-    let plain = a.path_value(("127.0.0.2:5060", Transport::Udp), flow(), false, false, LATER);
+    let plain = a.path_value(
+        ("127.0.0.2:5060", Transport::Udp),
+        flow(),
+        false,
+        false,
+        LATER,
+    );
     assert!(!plain.contains(";ob") && !plain.contains("transport="));
     // Unpinned: it names the edge, but the edge does not send on the flow.
     let user = Uri::parse(plain.trim_matches(|c| c == '<' || c == '>'))

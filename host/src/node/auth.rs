@@ -174,7 +174,8 @@ impl Core {
                 .and_then(|u| self.cluster.dialog_of(&u))
                 .is_some_and(|d| d.is_ok_and(|d| d.started_secs.saturating_add(max) >= now))
         });
-        ours || self.cluster.gruu_of(ruri).is_some() || self.cluster.rewritten_of(ruri, now).is_some()
+        ours || self.cluster.gruu_of(ruri).is_some()
+            || self.cluster.rewritten_of(ruri, now).is_some()
     }
 
     /// Whether a Request-URI leads to one of our users: an AOR of ours,

@@ -14,7 +14,8 @@ use super::proxy_tx::{Forwarding, Output, TxRef};
 use crate::location::{Aor, Binding};
 use crate::net::Source;
 use crate::policy::{
-    Origin, PolicyCtx, RegisterDecision, RegisterInfo, Reply, RequestAction, RequestInfo, TargetGroup,
+    Origin, PolicyCtx, RegisterDecision, RegisterInfo, Reply, RequestAction, RequestInfo,
+    TargetGroup,
 };
 use crate::proxy::fork::{ForkLimits, Target};
 use crate::proxy::request::{self, Reject};

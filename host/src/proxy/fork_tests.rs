@@ -1,7 +1,10 @@
 use super::*;
 
 fn t(uri: &str, q: u16) -> Target {
-    Target { q, ..Target::new(uri) }
+    Target {
+        q,
+        ..Target::new(uri)
+    }
 }
 
 /// The actions, with the Max-Breadth shares left out (the tests of other
@@ -70,10 +73,7 @@ fn a_group_wider_than_max_breadth_is_tried_breadth_at_a_time() {
     ctx.on_final(0, 486, "486a");
     assert!(drain_raw(&mut ctx).is_empty(), "b still rings");
     ctx.on_final(1, 486, "486b");
-    assert_eq!(
-        started(&drain_raw(&mut ctx)),
-        vec![(2, "sip:c".into(), 2)]
-    );
+    assert_eq!(started(&drain_raw(&mut ctx)), vec![(2, "sip:c".into(), 2)]);
 }
 
 #[test]
@@ -84,7 +84,12 @@ fn max_branches_drops_the_rest_and_says_how_many() {
     };
     let mut ctx = ResponseContext::new(
         true,
-        vec![t("sip:a", 900), t("sip:b", 900), t("sip:c", 500), t("sip:d", 100)],
+        vec![
+            t("sip:a", 900),
+            t("sip:b", 900),
+            t("sip:c", 500),
+            t("sip:d", 100),
+        ],
         limits,
     );
     ctx.start();
@@ -132,7 +137,11 @@ fn empty_target_set_is_480() {
 
 #[test]
 fn equal_q_forks_in_parallel_and_first_2xx_cancels_the_rest() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 500), t("sip:b", 500)], ForkLimits::UNLIMITED);
+    let mut ctx = ResponseContext::new(
+        true,
+        vec![t("sip:a", 500), t("sip:b", 500)],
+        ForkLimits::UNLIMITED,
+    );
     ctx.start();
     assert_eq!(
         drain(&mut ctx),
@@ -160,7 +169,11 @@ fn equal_q_forks_in_parallel_and_first_2xx_cancels_the_rest() {
 
 #[test]
 fn busy_on_highest_q_moves_to_next_group() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:low", 100), t("sip:high", 900)], ForkLimits::UNLIMITED);
+    let mut ctx = ResponseContext::new(
+        true,
+        vec![t("sip:low", 100), t("sip:high", 900)],
+        ForkLimits::UNLIMITED,
+    );
     ctx.start();
     assert_eq!(
         drain(&mut ctx),
@@ -177,7 +190,11 @@ fn busy_on_highest_q_moves_to_next_group() {
 
 #[test]
 fn exhausted_then_best_response_wins() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 1000)], ForkLimits::UNLIMITED);
+    let mut ctx = ResponseContext::new(
+        true,
+        vec![t("sip:a", 1000), t("sip:b", 1000)],
+        ForkLimits::UNLIMITED,
+    );
     ctx.start();
     drain(&mut ctx);
     ctx.on_final(0, 503, "503");
@@ -211,7 +228,9 @@ fn policy_can_add_failover_targets_after_exhaustion() {
 fn six_xx_cancels_pending_and_stops_serial_forking() {
     let mut ctx = ResponseContext::new(
         true,
-        vec![t("sip:a", 1000), t("sip:b", 1000), t("sip:later", 10)], ForkLimits::UNLIMITED);
+        vec![t("sip:a", 1000), t("sip:b", 1000), t("sip:later", 10)],
+        ForkLimits::UNLIMITED,
+    );
     ctx.start();
     drain(&mut ctx);
     ctx.on_provisional(1, 180, "180b");
@@ -241,7 +260,11 @@ fn timeout_without_any_response_is_408() {
 
 #[test]
 fn received_response_beats_local_timeout() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 1000)], ForkLimits::UNLIMITED);
+    let mut ctx = ResponseContext::new(
+        true,
+        vec![t("sip:a", 1000), t("sip:b", 1000)],
+        ForkLimits::UNLIMITED,
+    );
     ctx.start();
     drain(&mut ctx);
     ctx.on_timeout(0);
@@ -275,7 +298,11 @@ fn cancel_waits_for_a_provisional_before_cancelling_a_branch() {
 
 #[test]
 fn timer_c_cancels_a_ringing_branch_and_serial_forking_continues() {
-    let mut ctx = ResponseContext::new(true, vec![t("sip:a", 1000), t("sip:b", 10)], ForkLimits::UNLIMITED);
+    let mut ctx = ResponseContext::new(
+        true,
+        vec![t("sip:a", 1000), t("sip:b", 10)],
+        ForkLimits::UNLIMITED,
+    );
     ctx.start();
     drain(&mut ctx);
     ctx.on_provisional(0, 180, "180");
@@ -320,7 +347,11 @@ fn ringing_without_answer_until_timer_c_is_408() {
 
 #[test]
 fn non_invite_is_never_cancelled() {
-    let mut ctx = ResponseContext::new(false, vec![t("sip:a", 1000), t("sip:b", 1000)], ForkLimits::UNLIMITED);
+    let mut ctx = ResponseContext::new(
+        false,
+        vec![t("sip:a", 1000), t("sip:b", 1000)],
+        ForkLimits::UNLIMITED,
+    );
     ctx.start();
     drain(&mut ctx);
     ctx.on_provisional(1, 183, "183");

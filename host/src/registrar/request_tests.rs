@@ -224,10 +224,7 @@ fn longest_grant_is_what_the_edge_token_must_outlive() {
         config.default_expires,
         "a Contact without expires gets the default"
     );
-    assert_eq!(
-        grant(&["Contact: <sip:a@127.0.0.2>", "Expires: 120"]),
-        120
-    );
+    assert_eq!(grant(&["Contact: <sip:a@127.0.0.2>", "Expires: 120"]), 120);
     assert_eq!(
         grant(&["Contact: <sip:a@127.0.0.2>;expires=999999"]),
         config.max_expires

@@ -238,7 +238,12 @@ pub(crate) fn stub_tolerated_wasi<T: 'static>(
 
     let ty = component.component_type();
     for (name, item) in ty.imports(engine) {
-        if TOLERATED_WASI.iter().any(|prefix| name.starts_with(prefix)) {
+        // `wasi:random` is provided by the engine's linker, not stubbed.
+        let trapped = TOLERATED_WASI
+            .iter()
+            .filter(|prefix| **prefix != "wasi:random/")
+            .any(|prefix| name.starts_with(prefix));
+        if trapped {
             stub(&mut linker.root(), engine, name, &item.ty, "")?;
         }
     }

@@ -228,3 +228,44 @@ fn the_tagging_policy_loads_with_its_config() {
         .unwrap_err();
     assert!(matches!(error, LoadError::InitFailed { .. }), "{error:?}");
 }
+
+/// A component built against WIT 0.1.0 (the `tagging` test policy before
+/// 0.1.1 added `caller`, kept as a fixture) loads and runs on this host:
+/// its `log@0.1.0`, `kv@0.1.0`... imports resolve to our 0.1.1 ones.
+#[test]
+fn a_component_built_against_wit_0_1_0_still_runs() {
+    let bytes = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/policies/test_tagging-wit-0.1.0.wasm"
+    ));
+    let spec = LoadSpec {
+        tenant: TENANT.into(),
+        source: "test:tagging-0.1.0".into(),
+        bytes: bytes.as_slice().into(),
+        config_json: r#"{"version":"old","probe":true}"#.into(),
+        failure: FailureMode::FailClosed,
+    };
+    let version = engine().load(spec).expect("a 0.1.0 component loads");
+    let invite = Invite::to("bob");
+    let decision = version.on_request(&invite.info(&[]), &mut PolicyCtx::default());
+    let added = |name: &str| {
+        decision.headers.iter().find_map(|e| match e {
+            crate::policy::HeaderEdit::Add { name: n, value } if n == name => Some(value.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(added("X-Policy-Version").as_deref(), Some("old"));
+    // The load's smoke call counted too.
+    assert_eq!(
+        added("X-Call-Count").as_deref(),
+        Some("2"),
+        "kv@0.1.0 works"
+    );
+    assert!(added("X-Clock-Ms").is_some(), "clock@0.1.0 works");
+    assert_eq!(added("X-Caller"), None, "0.1.0 had no caller interface");
+    assert!(
+        version.info().failures.iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        version.info().failures
+    );
+}
