@@ -93,51 +93,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- subscribers -----------------------------------------------------------
-
-# Users user0..user(USERS-1) and the callee, password "pw-<user>-<run>";
-# writes Switchyard's subscriber file (HA1s per algorithm, as
-# `switchyard user add` would), Kamailio's db_text tables, the SIPp
-# injection files and Switchyard's auth config.
-write_users() {
-    python3 - "$WORK" "$DOMAIN" "$USERS" "$CALLEE" <<'EOF'
-import hashlib, os, sys
-work, realm, n, callee = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-salt = os.urandom(4).hex()
-def h(alg, s):
-    return hashlib.new(alg, s.encode()).hexdigest()
-users = [f"user{i}" for i in range(n)] + [callee]
-pw = {u: f"pw-{u}-{salt}" for u in users}
-with open(f"{work}/subscribers.toml", "w") as f:
-    for u in users:
-        a1 = f"{u}:{realm}:{pw[u]}"
-        f.write(f'[[user]]\nrealm = "{realm}"\nuser = "{u}"\n'
-                f'ha1_md5 = "{h("md5", a1)}"\nha1_sha256 = "{h("sha256", a1)}"\n'
-                f'ha1_sha512_256 = "{h("sha512_256", a1)}"\n\n')
-os.makedirs(f"{work}/kamdb", exist_ok=True)
-with open(f"{work}/kamdb/version", "w") as f:
-    f.write("id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n")
-with open(f"{work}/kamdb/subscriber", "w") as f:
-    f.write("id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n")
-    for i, u in enumerate(users, 1):
-        f.write(f"{i}:{u}:{realm}:{pw[u]}:{h('md5', f'{u}:{realm}:{pw[u]}')}:"
-                f"{h('md5', f'{u}@{realm}:{realm}:{pw[u]}')}\n")
-auth = lambda u: f"[authentication username={u} password={pw[u]}]"
-with open(f"{work}/users.csv", "w") as f:      # field0 AOR, field1 credentials
-    f.write("SEQUENTIAL\n")
-    for u in users[:n]:
-        f.write(f"{u};{auth(u)};\n")
-with open(f"{work}/callee.csv", "w") as f:
-    f.write(f"SEQUENTIAL\n{callee};{auth(callee)};\n")
-with open(f"{work}/calls.csv", "w") as f:      # field0 callee, field1 caller, field2 its credentials
-    f.write("SEQUENTIAL\n")
-    for u in users[:n]:
-        f.write(f"{callee};{u};{auth(u)};\n")
-with open(f"{work}/auth.toml", "w") as f:
-    f.write(f'[auth]\nenabled = true\nsubscribers = "{work}/subscribers.toml"\n')
-EOF
-}
-
 # --- proxies ---------------------------------------------------------------
 
 # start_proxy TARGET MODE(off|on) -> PROXY_PID, PROXY_ADDR

@@ -1,5 +1,5 @@
 # Shell helpers shared by the SIPp benchmarks (bench/run.sh,
-# bench/cassandra.sh); sourced, not run. The caller provides PIDS (pids
+# bench/cassandra.sh, bench/auth.sh, bench/flood.sh); sourced, not run. The caller provides PIDS (pids
 # to stop on exit), MAX_FAIL_PPM, MIN_ACHIEVED_PCT and BISECT.
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
@@ -119,4 +119,49 @@ run_uac() {
         return
     fi
     echo "$(stat "$stf" 'SuccessfulCall(C)') $(stat "$stf" 'FailedCall(C)') $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+}
+
+# write_users: users user0..user(USERS-1) and CALLEE of DOMAIN, password
+# "pw-<user>-<run>", into WORK: Switchyard's subscriber file (HA1s per
+# algorithm, as `switchyard user add` would) and auth config (auth.toml),
+# Kamailio's db_text tables (kamdb/), and the SIPp injection files
+# users.csv (AOR user; credentials), callee.csv, calls.csv (callee;
+# caller; its credentials). Uses the caller's WORK, DOMAIN, USERS, CALLEE.
+write_users() {
+    python3 - "$WORK" "$DOMAIN" "$USERS" "$CALLEE" <<'EOF'
+import hashlib, os, sys
+work, realm, n, callee = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+salt = os.urandom(4).hex()
+def h(alg, s):
+    return hashlib.new(alg, s.encode()).hexdigest()
+users = [f"user{i}" for i in range(n)] + [callee]
+pw = {u: f"pw-{u}-{salt}" for u in users}
+with open(f"{work}/subscribers.toml", "w") as f:
+    for u in users:
+        a1 = f"{u}:{realm}:{pw[u]}"
+        f.write(f'[[user]]\nrealm = "{realm}"\nuser = "{u}"\n'
+                f'ha1_md5 = "{h("md5", a1)}"\nha1_sha256 = "{h("sha256", a1)}"\n'
+                f'ha1_sha512_256 = "{h("sha512_256", a1)}"\n\n')
+os.makedirs(f"{work}/kamdb", exist_ok=True)
+with open(f"{work}/kamdb/version", "w") as f:
+    f.write("id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n")
+with open(f"{work}/kamdb/subscriber", "w") as f:
+    f.write("id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n")
+    for i, u in enumerate(users, 1):
+        f.write(f"{i}:{u}:{realm}:{pw[u]}:{h('md5', f'{u}:{realm}:{pw[u]}')}:"
+                f"{h('md5', f'{u}@{realm}:{realm}:{pw[u]}')}\n")
+auth = lambda u: f"[authentication username={u} password={pw[u]}]"
+with open(f"{work}/users.csv", "w") as f:      # field0 AOR, field1 credentials
+    f.write("SEQUENTIAL\n")
+    for u in users[:n]:
+        f.write(f"{u};{auth(u)};\n")
+with open(f"{work}/callee.csv", "w") as f:
+    f.write(f"SEQUENTIAL\n{callee};{auth(callee)};\n")
+with open(f"{work}/calls.csv", "w") as f:      # field0 callee, field1 caller, field2 its credentials
+    f.write("SEQUENTIAL\n")
+    for u in users[:n]:
+        f.write(f"{callee};{u};{auth(u)};\n")
+with open(f"{work}/auth.toml", "w") as f:
+    f.write(f'[auth]\nenabled = true\nsubscribers = "{work}/subscribers.toml"\n')
+EOF
 }

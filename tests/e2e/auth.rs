@@ -600,6 +600,32 @@ async fn challenges_are_sent_once_and_their_acks_go_nowhere() {
         carol.try_recv(Duration::from_millis(500)).await.is_none(),
         "an ACK without our route was relayed"
     );
+
+    // A stranger calling a number of ours nobody has gets one 480 (after
+    // its 100 Trying), not a transaction's worth of them: a scan from
+    // forged addresses must not be amplified. Our own users get the full
+    // transaction (the 407 above was the only exception for them).
+    let stranger = UdpUa::bind("127.0.63.9").await;
+    let scan = invite(
+        &stranger,
+        "eve",
+        "elsewhere.test",
+        &format!("sip:nobody@{IP}"),
+        "scan1",
+        None,
+    );
+    let (not_found, _) = {
+        stranger.send(proxy, &scan).await;
+        stranger.recv_final("480 for the scan").await
+    };
+    assert_eq!(not_found.status(), Some(480), "{not_found:?}");
+    assert!(
+        stranger
+            .try_recv(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "480 retransmitted to an unvouched source"
+    );
     node.shutdown().await;
 }
 

@@ -88,6 +88,7 @@ async fn a_flood_from_one_source_is_dropped_and_calls_from_others_go_through() {
         .remote(proxy)
         .local(ip(65, 9), 0)
         .set("domain", DOMAIN)
+        .set("from_domain", DOMAIN)
         .set("target", "nobody")
         .calls(FLOOD_INVITES)
         .rate(FLOOD_RATE)

@@ -169,7 +169,7 @@ pub(crate) async fn route(
     {
         Ok(t) => t,
         Err(rej) => {
-            out.extend(tx.lock().reject(&rej, now));
+            out.extend(reject_unvouched(tx, &origin, &rej, now));
             return out;
         }
     };
@@ -200,7 +200,7 @@ pub(crate) async fn route(
                     targets = match default_targets(core, &new_uri, &parsed, to_us, initial).await {
                         Ok(t) => t,
                         Err(rej) => {
-                            out.extend(tx.lock().reject(&rej, now));
+                            out.extend(reject_unvouched(tx, &origin, &rej, now));
                             return out;
                         }
                     };
@@ -245,6 +245,13 @@ pub(crate) async fn route(
         for t in &mut targets {
             t.flow.get_or_insert(flow);
         }
+    }
+    if targets.is_empty() && origin == Origin::Anonymous {
+        // §16.5's empty target set (nobody registered): 480, which the
+        // fork would send with a transaction's retransmissions.
+        let rej = Reject::new(480, "Temporarily Unavailable");
+        out.extend(reject_unvouched(tx, &origin, &rej, now));
+        return out;
     }
     debug!(targets = targets.len(), initial, "forking");
 
@@ -319,6 +326,20 @@ pub(super) struct DefaultTargets {
 
 /// §16.5: the bindings of an AOR in our domains, else the Request-URI
 /// itself (loose routing keeps it; the next hop is the top Route).
+/// A routing failure (404, 480...) answered to a request nobody vouched
+/// for (`[auth]` on, a stranger) is sent once, without the transaction's
+/// retransmissions: its source may be spoofed, and a scan of numbers from
+/// forged addresses would otherwise get every 404 up to eleven times
+/// (Timer G). Authenticated and trusted callers get the full transaction.
+fn reject_unvouched(tx: &TxRef, origin: &Origin, rej: &Reject, now: Instant) -> Vec<Output> {
+    if *origin == Origin::Anonymous {
+        tx.lock()
+            .respond_once(rej.code, &rej.reason, &rej.headers, now)
+    } else {
+        tx.lock().reject(rej, now)
+    }
+}
+
 pub(super) async fn lookup(core: &Core, aor: &Aor) -> Result<Vec<Binding>, Reject> {
     core.store
         .lookup(aor, SystemTime::now())
