@@ -7,6 +7,7 @@
 #   PHASES=register bench/auth.sh           # some of: register calls
 #   QUIET_WAIT=1200 bench/auth.sh           # first wait up to 20 min for no rustc/cargo
 #   KAM_MODES="off on" bench/auth.sh        # Kamailio without the htable variant
+#   PROXY_CPUS=0 LOAD_CPUS=1 bench/auth.sh  # proxy on core 0, SIPp on core 1 (taskset)
 #
 # Uses the existing target/release/switchyard (BIN=... for another); builds
 # nothing. Measures, per proxy, with authentication off and then on:
@@ -37,6 +38,11 @@
 # HA1s; qop=auth) and, as "on-htable", the same with -A WITH_HTABLE (the
 # table loaded into an htable and checked with pv_auth_check): db_text
 # scans its rows on every query, so its cost grows with USERS.
+# With PROXY_CPUS / LOAD_CPUS the proxy (and its workers) and the SIPp
+# processes are pinned apart, so a rate measures the proxy's capacity on
+# its core rather than how the two cores were shared: an authenticated
+# REGISTER costs SIPp two exchanges and a digest, and unpinned, SIPp's
+# share of the cores moves the ratio as much as the proxy's cost does.
 # Each step runs against a freshly started proxy (and UAS, and for calls a
 # freshly registered callee). Rates double until a step fails, then bisect
 # BISECT times. Everything is on 127.0.0.x (addresses apart from run.sh's
@@ -75,6 +81,11 @@ declare -A UAS_IP=([switchyard]=127.0.0.35 [kamailio]=127.0.0.36)
 UAS_PORT=5070
 CALLEE=callee
 
+PROXY_PIN=()
+[[ -n ${PROXY_CPUS:-} ]] && PROXY_PIN=(taskset -c "$PROXY_CPUS")
+LOAD_PIN=()
+[[ -n ${LOAD_CPUS:-} ]] && LOAD_PIN=(taskset -c "$LOAD_CPUS")
+
 WORK=$(mktemp -d /tmp/switchyard-bench-auth.XXXXXX)
 PIDS=()
 
@@ -110,21 +121,21 @@ start_proxy() {
     local log="$WORK/$target-$mode.log"
     case $target-$mode in
         switchyard-off)
-            "$BIN" run --no-auth --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" \
+            "${PROXY_PIN[@]}" "$BIN" run --no-auth --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" \
                 --domain "$DOMAIN" --log warn >"$log" 2>&1 &
             ;;
         switchyard-on)
-            "$BIN" run --config "$WORK/auth.toml" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" \
+            "${PROXY_PIN[@]}" "$BIN" run --config "$WORK/auth.toml" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" \
                 --domain "$DOMAIN" --log warn >"$log" 2>&1 &
             ;;
         kamailio-off)
-            kamailio -f "$ROOT/bench/kamailio.cfg" -DD -E -m 256 -M 16 -n 2 \
+            "${PROXY_PIN[@]}" kamailio -f "$ROOT/bench/kamailio.cfg" -DD -E -m 256 -M 16 -n 2 \
                 -A "LISTEN_IP=$KAM_ADDR" -A "LISTEN_PORT=$PORT" >"$log" 2>&1 &
             ;;
         kamailio-on | kamailio-on-htable)
             local htable=()
             [[ $mode == on-htable ]] && htable=(-A WITH_HTABLE)
-            kamailio -f "$ROOT/bench/kamailio-auth.cfg" -DD -E -m 256 -M 16 -n 2 \
+            "${PROXY_PIN[@]}" kamailio -f "$ROOT/bench/kamailio-auth.cfg" -DD -E -m 256 -M 16 -n 2 \
                 -A "LISTEN_IP=$KAM_ADDR" -A "LISTEN_PORT=$PORT" -A "AUTH_DOMAIN=$DOMAIN" \
                 -A "DBURL=\"text://$WORK/kamdb\"" "${htable[@]}" >"$log" 2>&1 &
             ;;
@@ -151,7 +162,7 @@ stop_proxy() {
 }
 
 start_uas() {
-    sipp -sf "$SCEN/uas_answer.xml" -i "${UAS_IP[$TARGET]}" -p "$UAS_PORT" \
+    "${LOAD_PIN[@]}" sipp -sf "$SCEN/uas_answer.xml" -i "${UAS_IP[$TARGET]}" -p "$UAS_PORT" \
         -nostdin -bind_local -buff_size 4194304 -max_recv_loops 10000 -max_sched_loops 10000 \
         -trace_err -error_file "$WORK/uas-$TARGET.err" >/dev/null 2>"$WORK/uas-$TARGET.stderr" &
     UAS_PID=$!

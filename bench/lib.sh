@@ -100,7 +100,8 @@ SIPP_COMMON=(-nostdin -bind_local -buff_size 4194304 -recv_timeout 4000
 
 # run_uac NAME PROXY SCENARIO RATE CALLS [extra sipp args]
 # -> prints "successful failed elapsed_seconds". Uses the caller's WORK
-# (stat and error files), PORT (the proxy's) and UAC_IP.
+# (stat and error files), PORT (the proxy's), UAC_IP, and LOAD_PIN if set
+# (a command prefix such as `taskset -c 1`).
 run_uac() {
     local name=$1 proxy=$2 scenario=$3 rate=$4 calls=$5
     shift 5
@@ -109,7 +110,8 @@ run_uac() {
     # Wall clock, not SIPp's ElapsedTime: the stat file only has whole seconds.
     t0=$(date +%s.%N)
     # Bounded: the calls themselves plus retransmission/timeout slack.
-    timeout $((calls / rate + 30)) sipp "$proxy:$PORT" -sf "$scenario" \
+    local pin=("${LOAD_PIN[@]+"${LOAD_PIN[@]}"}")
+    timeout $((calls / rate + 30)) "${pin[@]}" sipp "$proxy:$PORT" -sf "$scenario" \
         -i "$UAC_IP" -r "$rate" -m "$calls" -l $((rate * 5 + 100)) \
         -stf "$stf" -error_file "$WORK/$name.err" "${SIPP_COMMON[@]}" "$@" \
         >/dev/null 2>"$WORK/$name.stderr" || true

@@ -771,3 +771,33 @@ async fn a_right_answer_gets_503_when_the_nonce_ledger_is_down() {
     assert!(refused.header(HeaderName::RetryAfter).is_some());
     node.shutdown().await;
 }
+
+/// A tenant's trusted peer (`[tenants.trusted]`, its PBX or gateway)
+/// sends for the tenant's users without credentials, even to other
+/// domains; the same request from anywhere else is challenged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_trusted_pbx_calls_out_unchallenged() {
+    let (node, proxy, _ua) = node_and_ua_with(|c| {
+        c.tenants
+            .trusted
+            .insert("default".into(), vec!["127.0.63.10/32".parse().unwrap()]);
+    })
+    .await;
+    let pbx = UdpUa::bind("127.0.63.10").await;
+    let elsewhere = UdpUa::bind("127.0.63.12").await;
+    let carrier = UdpUa::bind("127.0.63.11").await;
+    let to = format!("sip:+15550100@{}", carrier.addr);
+
+    pbx.send(proxy, &invite(&pbx, "alice", IP, &to, "pbx1", None))
+        .await;
+    let at_carrier = carrier
+        .recv_request("INVITE", "the PBX's call at the carrier")
+        .await;
+    assert_eq!(at_carrier.call_id().unwrap(), "inv-pbx1");
+
+    let challenged = elsewhere
+        .request(proxy, &invite(&elsewhere, "alice", IP, &to, "pbx2", None), "407")
+        .await;
+    assert_eq!(challenged.status(), Some(407), "{challenged:?}");
+    node.shutdown().await;
+}

@@ -27,6 +27,11 @@ pub struct TenantsConfig {
     /// Tenant name → when the edge rewrites its UAs' Contacts (`off`,
     /// `nat`, `always`); others follow `cluster.contact_rewrite`.
     pub contact_rewrite: BTreeMap<String, ContactRewrite>,
+    /// Tenant name → sources (CIDRs) trusted for that tenant: its PBX,
+    /// media servers, carrier gateways. A request from one whose From is
+    /// in the tenant's domains is not challenged and may be routed
+    /// anywhere, like `[auth] trusted` but for that tenant only.
+    pub trusted: BTreeMap<String, Vec<ipnet::IpNet>>,
 }
 
 impl Default for TenantsConfig {
@@ -37,6 +42,7 @@ impl Default for TenantsConfig {
             policies: BTreeMap::new(),
             watch_dir: None,
             contact_rewrite: BTreeMap::new(),
+            trusted: BTreeMap::new(),
         }
     }
 }
@@ -66,6 +72,13 @@ impl TenantPolicyConfig {
 }
 
 impl TenantsConfig {
+    /// Whether `source` is one of `tenant`'s trusted peers.
+    pub fn trusts(&self, tenant: &str, source: std::net::IpAddr) -> bool {
+        self.trusted
+            .get(tenant)
+            .is_some_and(|nets| nets.iter().any(|n| n.contains(&source)))
+    }
+
     /// The tenant a domain belongs to.
     pub fn tenant_of<'a>(&'a self, domain: &str) -> &'a str {
         self.domains

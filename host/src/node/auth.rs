@@ -7,7 +7,9 @@
 //! | initial request from elsewhere to a served domain | - | routed | - |
 //! | initial request from elsewhere to elsewhere | - | 403 (no open relay) | - |
 //!
-//! Trusted sources (`auth.trusted`) are never challenged and may relay.
+//! Trusted sources (`auth.trusted`) are never challenged and may relay;
+//! a tenant's trusted sources (`tenants.trusted`) likewise, for requests
+//! from that tenant's domains.
 //! In-dialog requests, ACK and CANCEL are not challenged (RFC 3261 §22.1:
 //! they cannot be): an in-dialog request is routed only when it came
 //! through our Record-Route (its sealed dialog token, within
@@ -77,6 +79,16 @@ impl Core {
             }
             let from = msg.from().ok().map(|f| f.uri);
             match from {
+                // A tenant's own PBX or gateway speaks for its users.
+                Some(uri)
+                    if identity.is_our_domain(&uri.host)
+                        && self.config.tenants.trusts(
+                            self.config.tenant_of(&uri.host.to_string()),
+                            client,
+                        ) =>
+                {
+                    return AuthStep::Proceed(Origin::Trusted);
+                }
                 Some(uri) if identity.is_our_domain(&uri.host) => (Role::Proxy, Some(uri)),
                 // A stranger may only reach our domains.
                 _ if self.targets_us(ruri) => return proceed,
