@@ -796,7 +796,11 @@ async fn a_tenants_trusted_pbx_calls_out_unchallenged() {
     assert_eq!(at_carrier.call_id().unwrap(), "inv-pbx1");
 
     let challenged = elsewhere
-        .request(proxy, &invite(&elsewhere, "alice", IP, &to, "pbx2", None), "407")
+        .request(
+            proxy,
+            &invite(&elsewhere, "alice", IP, &to, "pbx2", None),
+            "407",
+        )
         .await;
     assert_eq!(challenged.status(), Some(407), "{challenged:?}");
     node.shutdown().await;

@@ -82,10 +82,10 @@ impl Core {
                 // A tenant's own PBX or gateway speaks for its users.
                 Some(uri)
                     if identity.is_our_domain(&uri.host)
-                        && self.config.tenants.trusts(
-                            self.config.tenant_of(&uri.host.to_string()),
-                            client,
-                        ) =>
+                        && self
+                            .config
+                            .tenants
+                            .trusts(self.config.tenant_of(&uri.host.to_string()), client) =>
                 {
                     return AuthStep::Proceed(Origin::Trusted);
                 }
