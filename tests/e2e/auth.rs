@@ -805,3 +805,49 @@ async fn a_tenants_trusted_pbx_calls_out_unchallenged() {
     assert_eq!(challenged.status(), Some(407), "{challenged:?}");
     node.shutdown().await;
 }
+
+/// Third-party registration (RFC 3261 §10.3 step 3) where the tenant
+/// opted in (`[tenants] third_party_register`): its policy decides, seeing
+/// the proof's user in `caller.current-origin`. The tagging policy lets
+/// alice register bob's AOR (`delegates`) and refuses the reverse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_policy_decides_who_registers_whose_aor() {
+    let (node, proxy, ua) = node_and_ua_with(|c| {
+        c.tenants.third_party_register = vec!["default".into()];
+        let tagging = wasm(module::TAGGING).display().to_string();
+        c.tenants.policies.insert(
+            "default".into(),
+            policy(
+                &tagging,
+                FailureMode::FailClosed,
+                "version = \"v1\"\ndelegates = { bob = [\"alice\"] }",
+            ),
+        );
+    })
+    .await;
+    let register_as = |aor: &'static str, user: &'static str, pw: &'static str| {
+        let ua = &ua;
+        async move {
+            let first = ua.request(proxy, &register(ua, aor, 1, None), "401").await;
+            let auth = answer(
+                &first,
+                HeaderName::WwwAuthenticate,
+                Algorithm::Sha256,
+                user,
+                pw,
+                "REGISTER",
+                &format!("sip:{IP}"),
+            );
+            ua.request(proxy, &register(ua, aor, 2, Some(&auth)), "final")
+                .await
+        }
+    };
+    let ok = register_as("bob", "alice", "wonderland").await;
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+    assert_eq!(bindings(&node, "bob", IP).await.len(), 1);
+
+    let refused = register_as("alice", "bob", "builder").await;
+    assert_eq!(refused.start_line(), "SIP/2.0 403 Not Your AOR");
+    assert!(bindings(&node, "alice", IP).await.is_empty());
+    node.shutdown().await;
+}

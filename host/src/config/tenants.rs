@@ -32,6 +32,12 @@ pub struct TenantsConfig {
     /// in the tenant's domains is not challenged and may be routed
     /// anywhere, like `[auth] trusted` but for that tenant only.
     pub trusted: BTreeMap<String, Vec<ipnet::IpNet>>,
+    /// Tenants whose users may register AORs other than their own
+    /// (RFC 3261 §10.3 step 3: a receptionist's phone, a PBX registering
+    /// its extensions) when the tenant's policy allows it: `on-register`
+    /// sees the proof's user in `caller.current-origin` and refuses what
+    /// it does not allow. Elsewhere such a REGISTER is 403.
+    pub third_party_register: Vec<String>,
 }
 
 impl Default for TenantsConfig {
@@ -43,6 +49,7 @@ impl Default for TenantsConfig {
             watch_dir: None,
             contact_rewrite: BTreeMap::new(),
             trusted: BTreeMap::new(),
+            third_party_register: Vec::new(),
         }
     }
 }

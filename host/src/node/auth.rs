@@ -146,6 +146,18 @@ impl Core {
             Verdict::Authenticated { user } if claimed.user == Some(user.as_str()) => {
                 AuthStep::Proceed(Origin::Authenticated { user, realm })
             }
+            // Another user's AOR, in a tenant whose policy decides that.
+            Verdict::Authenticated { user }
+                if role == Role::Registrar
+                    && self
+                        .config
+                        .tenants
+                        .third_party_register
+                        .iter()
+                        .any(|t| t == self.config.tenant_of(&realm)) =>
+            {
+                AuthStep::Proceed(Origin::Authenticated { user, realm })
+            }
             Verdict::Authenticated { user } => {
                 tracing::debug!(%user, claimed = claimed.raw, "authenticated as someone else");
                 self.stats.auth_failed.inc();

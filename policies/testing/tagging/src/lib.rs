@@ -8,6 +8,7 @@
 //! header = "X-Policy-Version"    # name of that header
 //! probe = true                   # add X-Bindings / X-Prefetched-Bindings / X-Call-Count / X-Clock-Ms / X-Caller
 //! max_contacts = 2               # on-register: limit max-contacts
+//! delegates = { bob = ["alice"] } # on-register: alice may register bob's AOR
 //! failover = "sip:vm@127.0.0.1:5090"  # on-branch-failure: relay here once
 //! reply_all = { code = 503, reason = "Down For Test" }
 //! [tenants.policies.acme.config.replies]
@@ -24,7 +25,9 @@
 //!   The ctx is set to the version.
 //! * `on-response`: pass with `<header>: <version>`, plus `X-Policy-Ctx:
 //!   <ctx>` with `probe` (shows the ctx travelled from `on-request`).
-//! * `on-register`: `max_contacts` if set, else allow.
+//! * `on-register`: a user registering someone else's AOR is refused 403
+//!   unless `delegates[aor user]` names them; then `max_contacts` if set,
+//!   else allow.
 //! * `on-branch-failure`: relay once to `failover` if set, else fail.
 //! * `on-complete`: counter `tagging_complete`, histogram `tagging_duration_ms`.
 
@@ -78,6 +81,10 @@ pub struct Settings {
     /// on-register limit.
     #[serde(default)]
     pub max_contacts: Option<u32>,
+    /// on-register: AOR user → the users who may register it besides
+    /// its own (third-party registration); anyone else is refused 403.
+    #[serde(default)]
+    pub delegates: BTreeMap<String, Vec<String>>,
     /// on-branch-failure target (tried once).
     #[serde(default)]
     pub failover: Option<String>,
@@ -150,7 +157,18 @@ impl Policy for Tagging {
         d
     }
 
-    fn on_register(&self, _reg: &Register) -> RegisterDecision {
+    fn on_register(&self, reg: &Register) -> RegisterDecision {
+        if let Some(Origin::Authenticated(who)) = caller::origin() {
+            let owner = reg.aor_user().unwrap_or_default();
+            let delegate = self
+                .0
+                .delegates
+                .get(owner)
+                .is_some_and(|d| d.contains(&who.user));
+            if who.user != owner && !delegate {
+                return RegisterDecision::reject(403, "Not Your AOR");
+            }
+        }
         match self.0.max_contacts {
             Some(n) => RegisterDecision::limit(RegisterLimits::new().max_contacts(n)),
             None => RegisterDecision::allow(),
