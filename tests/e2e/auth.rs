@@ -132,24 +132,34 @@ fn challenges(resp: &SipMessage, header: HeaderName) -> Vec<String> {
         .collect()
 }
 
-/// bob on a UA of his own, registered with his password (401, then 200).
-async fn registered_bob(proxy: SocketAddr) -> UdpUa {
-    let bob = UdpUa::bind(IP).await;
-    let c = bob
-        .request(proxy, &register(&bob, "bob", 1, None), "401")
-        .await;
+/// A REGISTER of `aor` from `ua`, challenged (401) and answered with
+/// `user`'s password under `alg`: the answer to the second one.
+async fn register_as(
+    ua: &UdpUa,
+    proxy: SocketAddr,
+    aor: &str,
+    (user, pw): (&str, &str),
+    alg: Algorithm,
+) -> SipMessage {
+    let first = ua.request(proxy, &register(ua, aor, 1, None), "401").await;
+    assert_eq!(first.status(), Some(401), "{first:?}");
     let auth = answer(
-        &c,
+        &first,
         HeaderName::WwwAuthenticate,
-        Algorithm::Md5,
-        "bob",
-        "builder",
+        alg,
+        user,
+        pw,
         "REGISTER",
         &format!("sip:{IP}"),
     );
-    let ok = bob
-        .request(proxy, &register(&bob, "bob", 2, Some(&auth)), "200")
-        .await;
+    ua.request(proxy, &register(ua, aor, 2, Some(&auth)), "the answer")
+        .await
+}
+
+/// bob on a UA of his own, registered with his password (401, then 200).
+async fn registered_bob(proxy: SocketAddr) -> UdpUa {
+    let bob = UdpUa::bind(IP).await;
+    let ok = register_as(&bob, proxy, "bob", ("bob", "builder"), Algorithm::Md5).await;
     assert_eq!(ok.status(), Some(200), "{ok:?}");
     bob
 }
@@ -291,22 +301,9 @@ async fn unknown_user_wrong_password_and_replay_get_the_same_challenge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_registers_only_their_own_aor() {
     let (node, proxy, ua) = node_and_ua().await;
-    let first = ua
-        .request(proxy, &register(&ua, "bob", 1, None), "401")
-        .await;
     // alice's valid credentials on a REGISTER for bob.
-    let as_alice = answer(
-        &first,
-        HeaderName::WwwAuthenticate,
-        Algorithm::Sha256,
-        "alice",
-        "wonderland",
-        "REGISTER",
-        &format!("sip:{IP}"),
-    );
-    let refused = ua
-        .request(proxy, &register(&ua, "bob", 2, Some(&as_alice)), "403")
-        .await;
+    let alice = ("alice", "wonderland");
+    let refused = register_as(&ua, proxy, "bob", alice, Algorithm::Sha256).await;
     assert_eq!(refused.status(), Some(403), "{refused:?}");
     assert!(bindings(&node, "bob", IP).await.is_empty());
     node.shutdown().await;
@@ -748,21 +745,8 @@ async fn a_right_answer_gets_503_when_the_nonce_ledger_is_down() {
     .await;
     let proxy = node.addr(Transport::Udp);
     let ua = UdpUa::bind(IP).await;
-    let first = ua
-        .request(proxy, &register(&ua, "alice", 1, None), "401")
-        .await;
-    let right = answer(
-        &first,
-        HeaderName::WwwAuthenticate,
-        Algorithm::Md5,
-        "alice",
-        "wonderland",
-        "REGISTER",
-        &format!("sip:{IP}"),
-    );
-    let refused = ua
-        .request(proxy, &register(&ua, "alice", 2, Some(&right)), "503")
-        .await;
+    let alice = ("alice", "wonderland");
+    let refused = register_as(&ua, proxy, "alice", alice, Algorithm::Md5).await;
     assert_eq!(refused.status(), Some(503), "{refused:?}");
     assert!(
         refused.start_line().contains("Nonce Ledger Unavailable"),
@@ -825,28 +809,12 @@ async fn a_tenants_policy_decides_who_registers_whose_aor() {
         );
     })
     .await;
-    let register_as = |aor: &'static str, user: &'static str, pw: &'static str| {
-        let ua = &ua;
-        async move {
-            let first = ua.request(proxy, &register(ua, aor, 1, None), "401").await;
-            let auth = answer(
-                &first,
-                HeaderName::WwwAuthenticate,
-                Algorithm::Sha256,
-                user,
-                pw,
-                "REGISTER",
-                &format!("sip:{IP}"),
-            );
-            ua.request(proxy, &register(ua, aor, 2, Some(&auth)), "final")
-                .await
-        }
-    };
-    let ok = register_as("bob", "alice", "wonderland").await;
+    let (alice, bob) = (("alice", "wonderland"), ("bob", "builder"));
+    let ok = register_as(&ua, proxy, "bob", alice, Algorithm::Sha256).await;
     assert_eq!(ok.status(), Some(200), "{ok:?}");
     assert_eq!(bindings(&node, "bob", IP).await.len(), 1);
 
-    let refused = register_as("alice", "bob", "builder").await;
+    let refused = register_as(&ua, proxy, "alice", bob, Algorithm::Sha256).await;
     assert_eq!(refused.start_line(), "SIP/2.0 403 Not Your AOR");
     assert!(bindings(&node, "alice", IP).await.is_empty());
     node.shutdown().await;

@@ -31,10 +31,9 @@ use async_trait::async_trait;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
-use scylla::value::{CqlValue, Row};
 
 use super::schema::GC_GRACE_SECONDS;
-use super::store::{CassandraStore, store_error};
+use super::store::{CassandraStore, lwt_applied, store_error};
 use crate::auth::NonceLedger;
 use crate::location::StoreError;
 
@@ -99,18 +98,7 @@ impl NonceLedger for CassandraStore {
                 .execute_unpaged(&c.nonces.claim, (nonce, i64::from(nc), ttl))
                 .await
                 .map_err(store_error)?;
-            let rows = result
-                .into_rows_result()
-                .map_err(|e| StoreError::Backend(format!("LWT result: {e}")))?;
-            let first = rows
-                .first_row::<Row>()
-                .map_err(|e| StoreError::Backend(format!("LWT result: {e}")))?;
-            match first.columns.first() {
-                Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
-                other => Err(StoreError::Backend(format!(
-                    "LWT result without [applied]: {other:?}"
-                ))),
-            }
+            lwt_applied(result)
         })
         .await
     }

@@ -367,18 +367,26 @@ impl Partitions for Connected {
             .batch(&batch, values)
             .await
             .map_err(store_error)?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|e| StoreError::Backend(format!("LWT result: {e}")))?;
-        let first = rows
-            .first_row::<Row>()
-            .map_err(|e| StoreError::Backend(format!("LWT result: {e}")))?;
-        match first.columns.first() {
-            Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
-            other => Err(StoreError::Backend(format!(
-                "LWT result without [applied]: {other:?}"
-            ))),
-        }
+        lwt_applied(result)
+    }
+}
+
+/// Whether a lightweight transaction (`IF ...`) applied: the `[applied]`
+/// column of its one result row.
+pub(crate) fn lwt_applied(
+    result: scylla::response::query_result::QueryResult,
+) -> Result<bool, StoreError> {
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| StoreError::Backend(format!("LWT result: {e}")))?;
+    let first = rows
+        .first_row::<Row>()
+        .map_err(|e| StoreError::Backend(format!("LWT result: {e}")))?;
+    match first.columns.first() {
+        Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
+        other => Err(StoreError::Backend(format!(
+            "LWT result without [applied]: {other:?}"
+        ))),
     }
 }
 
