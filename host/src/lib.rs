@@ -19,12 +19,12 @@ pub mod cluster;
 pub mod config;
 pub mod egress;
 pub mod location;
-pub mod net;
+pub use switchyard_proto::net;
 pub mod node;
 pub mod policy;
 pub mod proxy;
 pub mod registrar;
-pub mod transaction;
+pub use switchyard_proto::transaction;
 pub mod transport;
 
 pub use config::Config;

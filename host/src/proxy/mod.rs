@@ -2,7 +2,7 @@
 //! pre-processing ([`request`]), our own addresses ([`identity`]) and the
 //! response context that forks a request and picks the best answer ([`fork`]).
 
-pub mod fork;
+pub use switchyard_proto::fork;
 pub mod identity;
-pub mod reason;
+pub use switchyard_proto::reason;
 pub mod request;

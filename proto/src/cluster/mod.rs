@@ -1,0 +1,144 @@
+//! What makes N nodes one proxy (RFC 3327 Path, RFC 5626 outbound, RFC 5627
+//! GRUU), as pure functions over a shared secret:
+//!
+//! - [`seal`]: authenticated encryption of tokens with key rotation;
+//! - [`tokens`]: what a flow token, a temp-GRUU and a rewritten Contact carry;
+//! - [`uris`]: the URIs they travel in (Path, Record-Route, GRUUs, Contacts)
+//!   and how a node recognises them again.
+//!
+//! No state is shared between nodes except the location store: a node that
+//! receives a request for a GRUU or a rewritten Contact decodes everything
+//! it needs from the URI itself, and only the edge node that owns a flow
+//! ever sends on it.
+
+pub mod seal;
+pub mod tokens;
+mod uris;
+
+#[cfg(test)]
+mod tests;
+
+pub use seal::{InvalidToken, Kind, Sealer};
+pub use tokens::{DialogToken, FlowToken, RewrittenContact, TempGruu};
+pub use uris::{GruuRef, REWRITTEN_PREFIX, TEMP_GRUU_PREFIX};
+
+use crate::net::{Source, Transport};
+use tokens::{Reader, Writer};
+
+/// This node's view of the cluster: its id, the keys, the domain it
+/// writes into cluster URIs.
+#[derive(Debug)]
+pub struct Cluster {
+    pub node_id: String,
+    /// Host of temp-GRUUs and rewritten Contacts: a name every node
+    /// answers for (the service domain in front of the nodes).
+    pub domain: String,
+    sealer: Sealer,
+}
+
+impl Cluster {
+    pub fn new<S: AsRef<[u8]>>(node_id: &str, domain: &str, secrets: &[S]) -> Cluster {
+        Cluster {
+            node_id: node_id.to_owned(),
+            domain: domain.to_ascii_lowercase(),
+            sealer: Sealer::new(secrets),
+        }
+    }
+
+    /// A sealed token for a flow this node holds (`pinned`: see
+    /// [`FlowToken::pinned`]), honoured until `expires_secs`.
+    pub fn flow_token(&self, flow: Source, pinned: bool, expires_secs: u64) -> String {
+        self.seal_flow(&FlowToken {
+            node: self.node_id.clone(),
+            flow,
+            pinned,
+            expires_secs,
+        })
+    }
+
+    /// A sealed flow token for any node's flow (re-sealed from a token
+    /// that node minted, e.g. inside a rewritten Contact).
+    pub fn seal_flow(&self, flow: &FlowToken) -> String {
+        let mut w = Writer::default();
+        flow.encode(&mut w);
+        self.sealer.seal(Kind::Flow, &w.0)
+    }
+
+    /// A flow token of this cluster that has not expired at `now_secs`.
+    /// An expired token is as good as a forged one: the request it rides
+    /// on is routed like any other, held to the egress allowlist.
+    pub fn open_flow(&self, token: &str, now_secs: u64) -> Result<FlowToken, InvalidToken> {
+        let plain = self.sealer.open(Kind::Flow, token)?;
+        let mut r = Reader(&plain);
+        let flow = FlowToken::decode(&mut r)?;
+        r.finish()?;
+        flow.is_live(now_secs).then_some(flow).ok_or(InvalidToken)
+    }
+
+    /// A live pinned flow token from a Route/Path user part, when it is
+    /// ours to send on.
+    pub fn own_flow(&self, user: Option<&str>, now_secs: u64) -> Option<FlowToken> {
+        self.open_flow(user?, now_secs)
+            .ok()
+            .filter(|f| f.node == self.node_id && f.pinned)
+    }
+
+    pub fn seal_dialog(&self, dialog: DialogToken) -> String {
+        let mut w = Writer::default();
+        dialog.encode(&mut w);
+        self.sealer.seal(Kind::Dialog, &w.0)
+    }
+
+    pub fn open_dialog(&self, token: &str) -> Result<DialogToken, InvalidToken> {
+        let plain = self.sealer.open(Kind::Dialog, token)?;
+        let mut r = Reader(&plain);
+        let dialog = DialogToken::decode(&mut r)?;
+        r.finish()?;
+        Ok(dialog)
+    }
+
+    pub fn seal_temp_gruu(&self, gruu: &TempGruu) -> String {
+        let mut w = Writer::default();
+        gruu.encode(&mut w);
+        self.sealer.seal(Kind::TempGruu, &w.0)
+    }
+
+    pub fn open_temp_gruu(&self, token: &str) -> Result<TempGruu, InvalidToken> {
+        let plain = self.sealer.open(Kind::TempGruu, token)?;
+        let mut r = Reader(&plain);
+        let gruu = TempGruu::decode(&mut r)?;
+        r.finish()?;
+        Ok(gruu)
+    }
+
+    pub fn seal_contact(&self, contact: &RewrittenContact) -> String {
+        let mut w = Writer::default();
+        contact.encode(&mut w);
+        self.sealer.seal(Kind::Contact, &w.0)
+    }
+
+    /// A rewritten Contact whose flow has not expired at `now_secs`.
+    pub fn open_contact(
+        &self,
+        token: &str,
+        now_secs: u64,
+    ) -> Result<RewrittenContact, InvalidToken> {
+        let plain = self.sealer.open(Kind::Contact, token)?;
+        let mut r = Reader(&plain);
+        let contact = RewrittenContact::decode(&mut r)?;
+        r.finish()?;
+        contact
+            .flow
+            .is_live(now_secs)
+            .then_some(contact)
+            .ok_or(InvalidToken)
+    }
+}
+
+/// `<sip:host:port;transport=tcp;lr>` style URI parameters for a transport.
+pub fn transport_param(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "",
+        Transport::Tcp => ";transport=tcp",
+    }
+}
