@@ -22,7 +22,7 @@ pub mod location;
 pub use switchyard_proto::net;
 pub mod node;
 pub mod policy;
-pub mod proxy;
+pub use switchyard_proto::proxy;
 pub mod registrar;
 pub use switchyard_proto::transaction;
 pub mod transport;

@@ -146,7 +146,7 @@ fn stateless_copy(
         "SIP/2.0/{} {};branch={}",
         transport,
         identity.address_towards(transport, to).advertised,
-        request::new_branch(&request::loop_hash(msg))
+        request::new_branch(&request::loop_hash(msg), &mut rand::rng())
     );
     request::build_forward(
         msg,

@@ -48,7 +48,7 @@ impl ProxyTx {
         };
         let identity = &core.wiring().identity;
         let out_addr = identity.address_towards(dest.transport, dest.addr);
-        let branch_id = request::new_branch(&fw.loop_hash);
+        let branch_id = request::new_branch(&fw.loop_hash, &mut rand::rng());
         let via = format!(
             "SIP/2.0/{} {};branch={branch_id}",
             dest.transport, out_addr.advertised

@@ -54,7 +54,16 @@ fn validation_codes_of_16_3() {
 fn a_request_that_comes_back_unchanged_is_a_loop_but_a_spiral_is_not() {
     let id = ident();
     let first = invite("", "sip:b@switchyard.test", 70);
-    let branch = new_branch(&loop_hash(&first));
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+    let branch = new_branch(&loop_hash(&first), &mut rng);
+    assert_eq!(
+        branch,
+        new_branch(
+            &loop_hash(&first),
+            &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7)
+        ),
+        "a seeded RNG gives the same branch"
+    );
     let looped = invite(
         &format!("Via: SIP/2.0/UDP 127.0.0.2:5060;branch={branch}\n"),
         "sip:b@switchyard.test",

@@ -2,7 +2,7 @@
 //! pre-processing) and §16.6 (building each forwarded copy). Pure functions
 //! over a parsed message: the node decides what to do with the results.
 
-use crate::policy::HeaderEdit;
+use super::edit::HeaderEdit;
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
@@ -112,9 +112,10 @@ pub fn loop_hash(msg: &SipMessage) -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
-/// A fresh branch for one forwarded copy: cookie, loop hash, random part.
-pub fn new_branch(loop_hash: &str) -> String {
-    format!("{BRANCH_PREFIX}{loop_hash}.{:016x}", rand::random::<u64>())
+/// A fresh branch for one forwarded copy: cookie, loop hash, and a random
+/// part from the caller's `rng` (seed it in tests for repeatable bytes).
+pub fn new_branch(loop_hash: &str, rng: &mut impl rand::Rng) -> String {
+    format!("{BRANCH_PREFIX}{loop_hash}.{:016x}", rng.random::<u64>())
 }
 
 /// The request's route state after §16.4 pre-processing.
