@@ -319,6 +319,15 @@ impl Core {
                         // other branches of a parallel fork.
                         self.spawn_branch(tx, branch, target, hop);
                     }
+                    Output::Hook(hook) => {
+                        // Outside the lock, and off the worker's task queue:
+                        // a hook may take up to its deadline, and meanwhile
+                        // the transaction and the tasks queued on this
+                        // worker go on elsewhere.
+                        if let Some(done) = run_hook(hook) {
+                            follow_up.extend(tx.lock().on_hook_done(done, Instant::now()));
+                        }
+                    }
                     bookkeeping => self.apply_bookkeeping(tx, bookkeeping),
                 }
             }
@@ -387,6 +396,17 @@ impl Core {
             Output::TargetsDropped(n) => self.stats.branches_capped.add(n as u64),
             other => debug_assert!(false, "not bookkeeping: {other:?}"),
         }
+    }
+}
+
+/// Runs a policy hook synchronously: with `block_in_place` on a
+/// multi-threaded runtime, so the tasks queued on this worker (its LIFO
+/// slot cannot be stolen) move to another thread while the hook runs.
+fn run_hook(hook: super::proxy_tx::PendingHook) -> Option<super::proxy_tx::HookDone> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| hook.run()),
+        _ => hook.run(),
     }
 }
 

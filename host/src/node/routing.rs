@@ -85,17 +85,21 @@ pub(crate) async fn route(
     {
         AuthStep::Proceed(origin) => origin,
         AuthStep::Challenge(c) => {
+            let now = Instant::now();
             out.extend(tx.lock().respond_once(c.code, c.reason, &c.headers, now));
             return out;
         }
         AuthStep::Forbid(rej) => {
             out.extend(
                 tx.lock()
-                    .respond_once(rej.code, &rej.reason, &rej.headers, now),
+                    .respond_once(rej.code, &rej.reason, &rej.headers, Instant::now()),
             );
             return out;
         }
     };
+    // Every await (the subscriber store, the nonce ledger, the location
+    // store, a send) moves the clock: timers are armed from a fresh `now`.
+    let now = Instant::now();
     if method == Method::Invite {
         // §16.2: answer 100 at once (before any store lookup) so the UAC
         // stops retransmitting over UDP; not before the request is known
@@ -103,6 +107,7 @@ pub(crate) async fn route(
         let trying = tx.lock().respond(100, "Trying", &[], now);
         core.execute(tx, trying).await;
     }
+    let now = Instant::now();
 
     if register_for_us {
         let aor = msg.to().ok().map(|t| t.uri.to_string());
@@ -153,6 +158,7 @@ pub(crate) async fn route(
             SystemTime::now(),
         )
         .await;
+        let now = Instant::now();
         let code = status_of(&data);
         if code == 403 {
             // The registrar's only 403: `max_contacts` reached.
@@ -169,10 +175,11 @@ pub(crate) async fn route(
     {
         Ok(t) => t,
         Err(rej) => {
-            out.extend(reject_unvouched(tx, &origin, &rej, now));
+            out.extend(reject_unvouched(tx, &origin, &rej, Instant::now()));
             return out;
         }
     };
+    let mut now = Instant::now();
 
     let mut headers = Vec::new();
     if initial {
@@ -200,10 +207,11 @@ pub(crate) async fn route(
                     targets = match default_targets(core, &new_uri, &parsed, to_us, initial).await {
                         Ok(t) => t,
                         Err(rej) => {
-                            out.extend(reject_unvouched(tx, &origin, &rej, now));
+                            out.extend(reject_unvouched(tx, &origin, &rej, Instant::now()));
                             return out;
                         }
                     };
+                    now = Instant::now();
                 }
             }
             RequestAction::Reply(reply) => {
@@ -313,7 +321,9 @@ pub(crate) async fn route(
     // contact (no tenant domain), and their policy's on-request never ran,
     // so on-response and on-branch-failure would see another tenant's
     // policy with an empty ctx.
-    let policy = initial.then_some(policy);
+    // A tenant without a policy has nothing to say after routing: its
+    // responses, failures and completions skip the hook round.
+    let policy = initial.then_some(policy).filter(|p| !p.is_default());
     out.extend(guard.start_fork(targets, forwarding, policy, pctx, now));
     out
 }

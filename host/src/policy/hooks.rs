@@ -256,10 +256,20 @@ pub trait Policy: Send + Sync + 'static {
         FailureDecision::Fail
     }
     fn on_complete(&self, _summary: &CompletionSummary<'_>, _ctx: &mut PolicyCtx) {}
+
+    /// True when every hook keeps its default, so the proxy may skip
+    /// calling them (a tenant without a policy).
+    fn is_default(&self) -> bool {
+        false
+    }
 }
 
 /// The built-in behaviour: every hook keeps its default.
 #[derive(Debug, Default)]
 pub struct DefaultPolicy;
 
-impl Policy for DefaultPolicy {}
+impl Policy for DefaultPolicy {
+    fn is_default(&self) -> bool {
+        true
+    }
+}

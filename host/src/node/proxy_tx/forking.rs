@@ -11,7 +11,7 @@ use tracing::debug;
 use super::{BranchSlot, Output, ProxyTx, Role, reason_for};
 use crate::egress::Destination;
 use crate::node::core::Core;
-use crate::policy::{BranchFailure, FailureCause, FailureDecision, Reply, TargetGroup};
+use crate::policy::Reply;
 use crate::proxy::fork::{BranchId, FinalResponse, ForkAction, Target};
 use crate::proxy::request::{self, ForwardSpec, Reject};
 use crate::transaction::{ClientEvent, ClientKey, ClientTransaction, Kind};
@@ -227,43 +227,8 @@ impl ProxyTx {
                 let code = if code == 503 { 500 } else { code };
                 out.extend(self.respond(code, reason_for(code), &[], now));
             }
-            ForkAction::Exhausted => self.on_exhausted(),
+            ForkAction::Exhausted => self.on_exhausted(out),
             ForkAction::Dropped(n) => out.push(Output::TargetsDropped(n)),
-        }
-    }
-
-    /// All branches failed: the policy may fail over to new targets (§16.7 step 4 is ours to shape).
-    fn on_exhausted(&mut self) {
-        let Some(fork) = &mut self.fork else { return };
-        let decision = match &self.policy {
-            Some(p) => {
-                let best_status = fork.best_status();
-                let cause = match fork.best_response() {
-                    Some(msg) => FailureCause::Response(msg.as_bytes()),
-                    None if best_status == 408 => FailureCause::Timeout,
-                    None => FailureCause::Unreachable,
-                };
-                p.on_branch_failure(
-                    &BranchFailure {
-                        tenant: &self.tenant,
-                        request: self.request.as_bytes(),
-                        best_status,
-                        cause,
-                        targets_tried: &self.targets_tried,
-                    },
-                    &mut self.pctx,
-                )
-            }
-            None => FailureDecision::Fail,
-        };
-        match decision {
-            FailureDecision::Fail => fork.conclude(),
-            FailureDecision::Relay(groups) => fork.add_targets(TargetGroup::into_targets(groups)),
-            FailureDecision::Reply(reply) => {
-                let code = reply.code;
-                self.policy_reply = Some(reply);
-                fork.conclude_with(code);
-            }
         }
     }
 

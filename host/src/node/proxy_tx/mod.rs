@@ -1,7 +1,8 @@
 //! One proxied request: its server transaction, the response context that
 //! forks it (§16.7) and one client transaction per branch (§16.6), glued
 //! together. All methods are synchronous and run under the transaction's
-//! lock; they return [`Output`]s that the node performs after unlocking.
+//! lock; they return [`Output`]s that the node performs after unlocking,
+//! policy hooks among them (`hooks.rs`: none runs under the lock).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,14 +13,14 @@ use switchyard_codec::{self as codec, Method, SipMessage};
 use tracing::debug;
 
 mod forking;
+mod hooks;
 
 use self::forking::{build_ack, drain_client};
+pub(crate) use self::hooks::{HookDone, PendingHook};
 use super::core::Core;
 use crate::egress::Destination;
 use crate::net::Source;
-use crate::policy::{
-    CompletionSummary, HeaderEdit, Policy, PolicyCtx, Reply, ResponseAction, ResponseInfo,
-};
+use crate::policy::{Policy, PolicyCtx, Reply};
 use crate::proxy::fork::{BranchId, ForkLimits, ResponseContext, Target};
 use crate::proxy::request::{Reject, RouteState};
 use crate::transaction::{
@@ -68,6 +69,9 @@ pub(crate) enum Output {
     },
     /// Targets left out by `limits.max_branches`, to be counted.
     TargetsDropped(usize),
+    /// Run a policy hook outside the lock, then hand its answer to
+    /// [`ProxyTx::on_hook_done`].
+    Hook(PendingHook),
 }
 
 impl Output {
@@ -152,6 +156,11 @@ pub(crate) struct ProxyTx {
     /// Rewrites the Contact of a response that came from a UA on one of
     /// our flows (set by the edge for dialog-forming requests).
     pub contact_rewriter: Option<ContactRewriter>,
+    /// A policy hook of this transaction is running (outside the lock);
+    /// the ctx is with it.
+    hook_running: bool,
+    /// Hooks asked for meanwhile, in order.
+    hooks_waiting: std::collections::VecDeque<hooks::HookCall>,
 }
 
 /// See [`ProxyTx::contact_rewriter`].
@@ -195,6 +204,8 @@ impl ProxyTx {
             started: now,
             finished: false,
             contact_rewriter: None,
+            hook_running: false,
+            hooks_waiting: std::collections::VecDeque::new(),
         }
     }
 
@@ -315,6 +326,7 @@ impl ProxyTx {
         let Some(status) = msg.status() else {
             return Vec::new();
         };
+        let mut out = Vec::new();
         match role {
             Role::Cancel(b) => {
                 if let Some((_, c)) = &mut self.branches[b].cancel {
@@ -340,48 +352,12 @@ impl ProxyTx {
                     if status >= 200 {
                         slot.timer_c = None;
                     }
-                    self.deliver(b, status, msg);
+                    self.deliver(b, status, msg, &mut out);
                 }
             }
         }
-        self.pump(now)
-    }
-
-    fn deliver(&mut self, branch: BranchId, status: u16, mut msg: SipMessage) {
-        if let (Some(flow), Some(rewrite)) = (&self.branches[branch].flow, &self.contact_rewriter)
-            && let Some(edited) = rewrite(&msg, *flow)
-        {
-            msg = edited;
-        }
-        let mut dropped = false;
-        if let Some(policy) = &self.policy {
-            let info = ResponseInfo {
-                tenant: &self.tenant,
-                status,
-                message: msg.as_bytes(),
-            };
-            let decision = policy.on_response(&info, &mut self.pctx);
-            dropped = status < 200 && decision.action == ResponseAction::Drop;
-            if !decision.headers.is_empty() {
-                let mut e = msg.edit();
-                HeaderEdit::apply_all(&decision.headers, &mut e);
-                match SipMessage::parse(e.finish()) {
-                    Ok(edited) => msg = edited,
-                    Err(error) => debug!(%error, "policy response edits dropped"),
-                }
-            }
-        }
-        let Some(fork) = &mut self.fork else {
-            return;
-        };
-        if dropped {
-            // Not forwarded, but the branch is proceeding all the same.
-            fork.note_provisional(branch);
-        } else if status < 200 {
-            fork.on_provisional(branch, status, msg);
-        } else {
-            fork.on_final(branch, status, msg);
-        }
+        out.extend(self.pump(now));
+        out
     }
 
     pub fn on_send_error(&mut self, branch: BranchId, now: Instant) -> Vec<Output> {
@@ -495,7 +471,7 @@ impl ProxyTx {
         }
         if !self.finished && self.is_done() {
             self.finished = true;
-            self.complete(now);
+            self.complete(now, &mut out);
             for slot in &mut self.branches {
                 if let Some(k) = slot.key.take() {
                     out.push(Output::Unregister { key: k });
@@ -512,25 +488,14 @@ impl ProxyTx {
     }
 
     fn is_done(&self) -> bool {
-        self.server.is_terminated()
+        !self.hook_running
+            && self.hooks_waiting.is_empty()
+            && self.server.is_terminated()
             && self.branches.iter().all(|s| {
                 !s.resolving
                     && s.client.as_ref().is_none_or(|c| c.is_terminated())
                     && s.cancel.as_ref().is_none_or(|(_, c)| c.is_terminated())
             })
-    }
-
-    fn complete(&mut self, now: Instant) {
-        if let Some(p) = &self.policy {
-            let summary = CompletionSummary {
-                tenant: &self.tenant,
-                method: self.request.method().map_or("", |m| m.as_str()),
-                final_status: self.final_status.unwrap_or(0),
-                duration: now.saturating_duration_since(self.started),
-                targets_tried: &self.targets_tried,
-            };
-            p.on_complete(&summary, &mut self.pctx);
-        }
     }
 }
 
