@@ -80,6 +80,7 @@ impl NonceLedger for LocalLedger {
 /// What every [`NonceLedger`] must do, against a ledger that may be shared
 /// with other runs: every nonce used starts with `prefix`, which the
 /// caller makes unique.
+#[cfg(any(test, feature = "testing"))]
 pub async fn ledger_conformance(ledger: &dyn NonceLedger, prefix: &str) {
     let a = format!("{prefix}-a");
     let b = format!("{prefix}-b");

@@ -29,8 +29,12 @@ mod watch;
 pub use authenticator::{Authenticator, Check, Claim, Concluded, Pending, Role, Verdict};
 pub use cache::{CacheConfig, CachedSubscribers};
 pub use config::AuthConfig;
-pub use ledger::{LocalLedger, NonceLedger, ledger_conformance};
-pub use store::{SubscriberStore, conformance};
+#[cfg(any(test, feature = "testing"))]
+pub use ledger::ledger_conformance;
+pub use ledger::{LocalLedger, NonceLedger};
+pub use store::SubscriberStore;
+#[cfg(any(test, feature = "testing"))]
+pub use store::conformance;
 pub use subscribers::{Subscriber, SubscriberError, Subscribers, edit_file};
 pub use throttle::{Throttle, ThrottleConfig};
 pub use watch::watch;

@@ -93,6 +93,7 @@ impl Subscribers {
 /// What every [`SubscriberStore`] must do, against a store that may be
 /// shared with other runs: every name used is under `realm`, which the
 /// caller makes unique.
+#[cfg(any(test, feature = "testing"))]
 pub async fn conformance(store: &dyn SubscriberStore, realm: &str) {
     let other = format!("other.{realm}");
     assert_eq!(store.subscriber(realm, "alice").await.unwrap(), None);

@@ -342,6 +342,7 @@ impl Config {
 
     /// A configuration for tests: the given listeners and domains, short
     /// timers, egress locked to loopback and no DNS.
+    #[cfg(any(test, feature = "testing"))]
     pub fn for_tests(listen: &[&str], domains: &[&str]) -> Config {
         let mut c = Config {
             listen: listen

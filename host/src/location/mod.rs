@@ -14,6 +14,7 @@
 
 mod aor;
 mod binding;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod embedded;
 mod store;

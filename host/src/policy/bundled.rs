@@ -29,6 +29,7 @@ pub fn module(name: &str) -> Option<&'static [u8]> {
 
 /// Where the build put the compiled policies, test-only ones included
 /// (`policies/testing/*`): for tests and benchmarks run from the source tree.
+#[cfg(any(test, feature = "testing"))]
 pub fn artifact_dir() -> &'static std::path::Path {
     std::path::Path::new(env!("SWITCHYARD_POLICY_WASM_DIR"))
 }
