@@ -30,7 +30,19 @@ pub async fn start_node_with(ip: &str, tweak: impl FnOnce(&mut Config)) -> NodeH
     let mut config =
         Config::for_tests(&[&format!("udp:{ip}:0"), &format!("tcp:{ip}:0")], &[DOMAIN]);
     tweak(&mut config);
-    Node::start(config).await.expect("node starts")
+    // Port 0 gives UDP and TCP one port number between them; a softphone
+    // of a test running alongside may hold that number on the wildcard
+    // address. Another draw is all it takes.
+    let mut attempts = 0;
+    loop {
+        match Node::start(config.clone()).await {
+            Ok(node) => return node,
+            Err(e) if attempts < 5 && format!("{e:#}").contains("Address already in use") => {
+                attempts += 1;
+            }
+            Err(e) => panic!("node starts: {e:?}"),
+        }
+    }
 }
 
 /// Starts a node the way most softphone setups point at a proxy: the SIP
