@@ -39,19 +39,28 @@ impl UdpListener {
             addr,
             source,
         };
-        // SO_REUSEPORT would silently share the port with another process of the
-        // same user (say, a second proxy) and split its traffic. A probe bound
-        // without it fails if anything holds the port, and resolves port 0.
-        let local = {
+        let mut sockets = Vec::with_capacity(count.max(1));
+        let local = if addr.port() == 0 {
+            // The kernel gives the first socket a port nobody holds; the
+            // others join it at once, so nothing can take the port between.
+            let first = reuseport_socket(addr, recv_buffer).map_err(bind_err)?;
+            let local = first.local_addr().map_err(bind_err)?;
+            sockets.push(first);
+            local
+        } else {
+            // SO_REUSEPORT would silently share the port with another process
+            // of the same user (say, a second proxy) and split its traffic. A
+            // probe bound without it fails if anything holds the port.
             let probe = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
             probe.local_addr().map_err(bind_err)?
         };
-        let sockets = (0..count)
-            .map(|_| {
-                let sock = reuseport_socket(local, recv_buffer).map_err(bind_err)?;
-                Ok((Arc::new(sock), Arc::new(AtomicU64::new(0))))
-            })
-            .collect::<Result<Vec<_>, TransportError>>()?;
+        while sockets.len() < count.max(1) {
+            sockets.push(reuseport_socket(local, recv_buffer).map_err(bind_err)?);
+        }
+        let sockets = sockets
+            .into_iter()
+            .map(|sock| (Arc::new(sock), Arc::new(AtomicU64::new(0))))
+            .collect();
         Ok(UdpListener {
             local,
             sockets,
