@@ -262,6 +262,15 @@ pub trait Policy: Send + Sync + 'static {
     fn is_default(&self) -> bool {
         false
     }
+
+    /// True when every hook call returns within a deadline the policy
+    /// enforces itself (the WebAssembly engine's, 5 ms by default): the
+    /// node then runs the hook in place on its worker thread. A policy
+    /// without one (native Rust code) is run with `block_in_place`, so a
+    /// slow hook cannot stall the tasks queued behind it on that worker.
+    fn is_bounded(&self) -> bool {
+        false
+    }
 }
 
 /// The built-in behaviour: every hook keeps its default.

@@ -83,6 +83,11 @@ enum Outcome {
 }
 
 impl PendingHook {
+    /// Whether the policy bounds its own calls ([`Policy::is_bounded`]).
+    pub fn is_bounded(&self) -> bool {
+        self.policy.is_bounded()
+    }
+
     /// Calls the policy. `None` for `on-complete`, whose result is ignored.
     pub fn run(self) -> Option<HookDone> {
         let PendingHook {

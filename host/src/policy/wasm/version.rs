@@ -342,6 +342,11 @@ impl PolicyVersion {
 }
 
 impl Policy for PolicyVersion {
+    /// Every call is cut off at the engine's deadline.
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
     fn on_request(&self, req: &RequestInfo<'_>, ctx: &mut PolicyCtx) -> RequestDecision {
         let decided = self.run(
             "on-request",
