@@ -59,19 +59,14 @@ impl Cluster {
     /// A sealed flow token for any node's flow (re-sealed from a token
     /// that node minted, e.g. inside a rewritten Contact).
     pub fn seal_flow(&self, flow: &FlowToken) -> String {
-        let mut w = Writer::default();
-        flow.encode(&mut w);
-        self.sealer.seal(Kind::Flow, &w.0)
+        self.seal(Kind::Flow, |w| flow.encode(w))
     }
 
     /// A flow token of this cluster that has not expired at `now_secs`.
     /// An expired token is as good as a forged one: the request it rides
     /// on is routed like any other, held to the egress allowlist.
     pub fn open_flow(&self, token: &str, now_secs: u64) -> Result<FlowToken, InvalidToken> {
-        let plain = self.sealer.open(Kind::Flow, token)?;
-        let mut r = Reader(&plain);
-        let flow = FlowToken::decode(&mut r)?;
-        r.finish()?;
+        let flow = self.open(Kind::Flow, token, FlowToken::decode)?;
         flow.is_live(now_secs).then_some(flow).ok_or(InvalidToken)
     }
 
@@ -84,37 +79,23 @@ impl Cluster {
     }
 
     pub fn seal_dialog(&self, dialog: DialogToken) -> String {
-        let mut w = Writer::default();
-        dialog.encode(&mut w);
-        self.sealer.seal(Kind::Dialog, &w.0)
+        self.seal(Kind::Dialog, |w| dialog.encode(w))
     }
 
     pub fn open_dialog(&self, token: &str) -> Result<DialogToken, InvalidToken> {
-        let plain = self.sealer.open(Kind::Dialog, token)?;
-        let mut r = Reader(&plain);
-        let dialog = DialogToken::decode(&mut r)?;
-        r.finish()?;
-        Ok(dialog)
+        self.open(Kind::Dialog, token, DialogToken::decode)
     }
 
     pub fn seal_temp_gruu(&self, gruu: &TempGruu) -> String {
-        let mut w = Writer::default();
-        gruu.encode(&mut w);
-        self.sealer.seal(Kind::TempGruu, &w.0)
+        self.seal(Kind::TempGruu, |w| gruu.encode(w))
     }
 
     pub fn open_temp_gruu(&self, token: &str) -> Result<TempGruu, InvalidToken> {
-        let plain = self.sealer.open(Kind::TempGruu, token)?;
-        let mut r = Reader(&plain);
-        let gruu = TempGruu::decode(&mut r)?;
-        r.finish()?;
-        Ok(gruu)
+        self.open(Kind::TempGruu, token, TempGruu::decode)
     }
 
     pub fn seal_contact(&self, contact: &RewrittenContact) -> String {
-        let mut w = Writer::default();
-        contact.encode(&mut w);
-        self.sealer.seal(Kind::Contact, &w.0)
+        self.seal(Kind::Contact, |w| contact.encode(w))
     }
 
     /// A rewritten Contact whose flow has not expired at `now_secs`.
@@ -123,15 +104,33 @@ impl Cluster {
         token: &str,
         now_secs: u64,
     ) -> Result<RewrittenContact, InvalidToken> {
-        let plain = self.sealer.open(Kind::Contact, token)?;
-        let mut r = Reader(&plain);
-        let contact = RewrittenContact::decode(&mut r)?;
-        r.finish()?;
+        let contact = self.open(Kind::Contact, token, RewrittenContact::decode)?;
         contact
             .flow
             .is_live(now_secs)
             .then_some(contact)
             .ok_or(InvalidToken)
+    }
+
+    /// Encodes a token with `encode` and seals it as `kind`.
+    fn seal(&self, kind: Kind, encode: impl FnOnce(&mut Writer)) -> String {
+        let mut w = Writer::default();
+        encode(&mut w);
+        self.sealer.seal(kind, &w.0)
+    }
+
+    /// Opens a token sealed as `kind` and decodes all of it with `decode`.
+    fn open<T>(
+        &self,
+        kind: Kind,
+        token: &str,
+        decode: fn(&mut Reader<'_>) -> Result<T, InvalidToken>,
+    ) -> Result<T, InvalidToken> {
+        let plain = self.sealer.open(kind, token)?;
+        let mut r = Reader(&plain);
+        let value = decode(&mut r)?;
+        r.finish()?;
+        Ok(value)
     }
 }
 
