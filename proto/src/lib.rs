@@ -23,6 +23,9 @@
 //! paths (`switchyard::transaction`, `switchyard::proxy`...).
 
 pub mod cluster;
+pub mod location;
 pub mod net;
+pub mod policy;
 pub mod proxy;
+pub mod registrar;
 pub mod transaction;

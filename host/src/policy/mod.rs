@@ -17,14 +17,13 @@
 //! | `on_complete`       | the transaction's final response was sent (may be shed)  | nothing                 |
 
 pub mod bundled;
-mod hooks;
 pub mod tenants;
 pub mod wasm;
 pub mod watch;
 
 use std::sync::Arc;
 
-pub use hooks::*;
+pub use switchyard_proto::policy::*;
 
 /// Maps a tenant to the policy that serves it. Called once per transaction:
 /// the returned `Arc` is the transaction's snapshot for all of its hooks.

@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn remaining_seconds_round_up_and_stop_at_zero() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let mut binding = crate::location::conformance::sample_binding("sip:a@127.0.0.1", now);
+        let mut binding = crate::location::samples::sample_binding("sip:a@127.0.0.1", now);
         binding.expires_at = now + Duration::from_millis(59_500);
         assert_eq!(binding.remaining_secs(now), 60);
         assert!(!binding.is_expired(now));
@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn instance_identity_ignores_case_and_contact() {
         let now = SystemTime::UNIX_EPOCH;
-        let mut binding = crate::location::conformance::sample_binding("sip:a@127.0.0.1", now);
+        let mut binding = crate::location::samples::sample_binding("sip:a@127.0.0.1", now);
         binding.instance = Some("<urn:uuid:ABC>".into());
         binding.reg_id = Some(1);
         assert!(binding.has_key(&BindingKey::instance("<urn:uuid:abc>", Some(1))));

@@ -1,7 +1,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::location::conformance::{contact, outbound_contact, remove_all, update};
+use crate::location::samples::{contact, outbound_contact, remove_all, update};
 
 fn t(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)

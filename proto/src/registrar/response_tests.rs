@@ -3,7 +3,7 @@ use std::time::Duration;
 use switchyard_codec::{Contacts, HeaderName};
 
 use super::*;
-use crate::location::conformance::{contact, outbound_contact, update};
+use crate::location::samples::{contact, outbound_contact, update};
 use crate::registrar::ContactUpdate;
 use crate::registrar::test_support::register;
 
