@@ -23,9 +23,11 @@
 //! paths (`switchyard::transaction`, `switchyard::proxy`...).
 
 pub mod cluster;
+pub mod edge;
 pub mod location;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod proxy_tx;
 pub mod registrar;
 pub mod transaction;

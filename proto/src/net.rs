@@ -51,3 +51,40 @@ pub struct Source {
     pub remote: SocketAddr,
     pub local: SocketAddr,
 }
+
+/// One concrete place to send a request: the output of resolution. A resolver
+/// returns these in the order they should be tried (RFC 3263 §4.3 failover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Destination {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    /// Set for an RFC 5626 flow this node holds: the local address of the
+    /// UDP socket or TCP connection the request must leave on (no new
+    /// connection is opened for it).
+    pub flow_local: Option<SocketAddr>,
+}
+
+impl Destination {
+    pub fn new(transport: Transport, addr: SocketAddr) -> Self {
+        Destination {
+            transport,
+            addr,
+            flow_local: None,
+        }
+    }
+
+    /// The destination that is one of our flows.
+    pub fn flow(flow: Source) -> Self {
+        Destination {
+            transport: flow.transport,
+            addr: flow.remote,
+            flow_local: Some(flow.local),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
+}

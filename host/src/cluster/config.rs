@@ -3,21 +3,7 @@
 use serde::Deserialize;
 
 use crate::net::Transport;
-
-/// When the edge node replaces a UA's Contact with a cluster-routable one
-/// (see `docs/operations.md`, "Contact rewriting").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContactRewrite {
-    /// Never: in-dialog requests rely on Record-Route alone.
-    Off,
-    /// When the UA is behind NAT: its Contact's host:port differs from
-    /// the address its request came from (RFC 3581 received/rport).
-    #[default]
-    Nat,
-    /// For every UA without a GRUU.
-    Always,
-}
+pub use switchyard_proto::cluster::ContactRewrite;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

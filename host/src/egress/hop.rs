@@ -2,7 +2,7 @@
 //! ([`Destination`]).
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use super::EgressError;
 use crate::net::Transport;
@@ -132,42 +132,7 @@ impl fmt::Display for NextHop {
     }
 }
 
-/// One concrete place to send a request: the output of resolution. A resolver
-/// returns these in the order they should be tried (RFC 3263 §4.3 failover).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Destination {
-    pub transport: Transport,
-    pub addr: SocketAddr,
-    /// Set for an RFC 5626 flow this node holds: the local address of the
-    /// UDP socket or TCP connection the request must leave on (no new
-    /// connection is opened for it).
-    pub flow_local: Option<SocketAddr>,
-}
-
-impl Destination {
-    pub fn new(transport: Transport, addr: SocketAddr) -> Self {
-        Destination {
-            transport,
-            addr,
-            flow_local: None,
-        }
-    }
-
-    /// The destination that is one of our flows.
-    pub fn flow(flow: crate::net::Source) -> Self {
-        Destination {
-            transport: flow.transport,
-            addr: flow.remote,
-            flow_local: Some(flow.local),
-        }
-    }
-}
-
-impl fmt::Display for Destination {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.transport, self.addr)
-    }
-}
+pub use switchyard_proto::net::Destination;
 
 /// Canonical form for DNS names used as map keys: ASCII lower case (DNS is
 /// case-insensitive, RFC 4343) and no trailing root dot.

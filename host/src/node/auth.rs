@@ -69,7 +69,7 @@ impl Core {
             self.stats.relay_refused.inc();
             return AuthStep::Forbid(Reject::new(403, "Forbidden (No Dialog Of Ours)"));
         }
-        let identity = &self.wiring().identity;
+        let identity = &self.wiring().edge.identity;
         let now = unix_now();
         let (role, claimed) = if register_for_us {
             (Role::Registrar, msg.to().ok().map(|t| t.uri))
@@ -205,7 +205,7 @@ impl Core {
     /// Whether a Request-URI leads to one of our users: an AOR of ours,
     /// a GRUU or a Contact we rewrote.
     fn targets_us(&self, ruri: &Uri<'_>) -> bool {
-        self.wiring().identity.is_our_aor(ruri)
+        self.wiring().edge.identity.is_our_aor(ruri)
             || self.cluster.gruu_of(ruri).is_some()
             || self.cluster.rewritten_of(ruri, unix_now()).is_some()
     }

@@ -21,7 +21,7 @@ use switchyard_codec::{self as codec, FrameError, Method, SipMessage};
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::Stats;
-use super::proxy_tx::{Output, ProxyTx, TxRef};
+use super::auth::unix_now;
 use super::tables::{ServerSlot, Tables};
 use super::timers::TimerDriver;
 use crate::cluster::Cluster;
@@ -31,15 +31,20 @@ use crate::location::LocationStore;
 use crate::net::Source;
 use crate::policy::PolicyResolver;
 use crate::proxy::fork::{BranchId, Target};
-use crate::proxy::identity::Identity;
 use crate::proxy::request::Reject;
 use crate::transaction::{ClientKey, ServerKey, is_rfc3261_branch};
 use crate::transport::{InboundEvent, InboundHandler, Transports};
+use switchyard_proto::edge::Edge;
+use switchyard_proto::proxy_tx::{HookDone, Output, PendingHook, ProxyTx, TxSettings};
+
+/// A transaction shared by the tasks that drive it.
+pub(crate) type TxRef = Arc<parking_lot::Mutex<ProxyTx>>;
 
 /// What the node knows once its sockets are bound.
 pub(crate) struct Wiring {
     pub transports: Arc<Transports>,
-    pub identity: Identity,
+    /// Our addresses and cluster keys, for every edge decision.
+    pub edge: Edge,
 }
 
 pub(crate) struct Core {
@@ -72,6 +77,10 @@ impl InboundHandler for Core {
 impl Core {
     pub fn wiring(&self) -> &Wiring {
         self.wiring.get().expect("node wired before traffic")
+    }
+
+    pub fn edge(&self) -> &Edge {
+        &self.wiring().edge
     }
 
     async fn handle(self: Arc<Self>, ev: InboundEvent) {
@@ -153,8 +162,14 @@ impl Core {
     ) {
         let now = Instant::now();
         let max = self.config.limits.max_transactions;
+        let settings = TxSettings {
+            timers: self.config.timers.transaction(),
+            timer_c: self.config.timers.timer_c(),
+        };
         let tx = match self.tables.server_or_insert(key, max, |k| {
-            ProxyTx::new(self, msg.clone(), source, k.clone(), now)
+            let to_tag = format!("sy{:012x}", rand::random::<u64>() >> 16);
+            let id = self.timers.next_id();
+            ProxyTx::new(id, msg.clone(), source, k.clone(), &settings, to_tag, now)
         }) {
             ServerSlot::Existing(tx) => {
                 // §17.2.1/§17.2.2: a retransmission is absorbed by its
@@ -208,7 +223,7 @@ impl Core {
         let Some(tx) = invite else {
             let ours = msg
                 .request_uri()
-                .is_ok_and(|u| self.wiring().identity.is_our_aor(&u));
+                .is_ok_and(|u| self.wiring().edge.identity.is_our_aor(&u));
             if ours && msg.header(switchyard_codec::HeaderName::Route).is_none() {
                 let resp = codec::response_to(&msg, 481, "Call/Transaction Does Not Exist").build();
                 let _ = self.reply(&source, resp).await;
@@ -235,7 +250,9 @@ impl Core {
         };
         match self.tables.client(&key) {
             Some((tx, role)) => {
-                let out = tx.lock().on_response(role, msg, Instant::now());
+                let out = tx
+                    .lock()
+                    .on_response(role, msg, self.edge(), Instant::now());
                 self.execute(&tx, out).await;
             }
             // §16.7: no matching transaction (e.g. a retransmitted 2xx after
@@ -346,15 +363,19 @@ impl Core {
     ) {
         // A binding's Path starting with our own edge entry: the branch
         // goes out on the flow it names, not back to ourselves.
-        let (popped, own_flow) = self.take_own_routes(&mut target.route);
+        let edge = self.edge();
+        let (popped, own_flow) = edge.take_own_routes(&mut target.route, unix_now());
         if let Some(flow) = own_flow {
             target.flow = Some(flow);
         }
         if popped {
             hop = tx.lock().next_hop(&target);
         }
-        target.via_edge =
-            target.flow.is_none() && target.route.first().is_some_and(|r| self.is_edge_route(r));
+        target.via_edge = target.flow.is_none()
+            && target
+                .route
+                .first()
+                .is_some_and(|r| edge.is_edge_route(r, unix_now()));
         let (core, tx) = (self.clone(), tx.clone());
         // Boxed as `dyn Future + Send`: `execute` awaits itself through this
         // task, and the compiler cannot prove a recursive opaque future Send.
@@ -368,9 +389,14 @@ impl Core {
                 Some(_) => Err(Reject::new(430, "Flow Failed")),
                 None => super::stateless::resolve(&core, &hop).await,
             };
-            let out = tx
-                .lock()
-                .start_branch(branch, target, dest, &core, Instant::now());
+            let out = tx.lock().start_branch(
+                branch,
+                target,
+                dest,
+                core.edge(),
+                &mut rand::rng(),
+                Instant::now(),
+            );
             core.execute(&tx, out).await;
         });
         tokio::spawn(task);
@@ -405,7 +431,7 @@ impl Core {
 /// without, `bench/README.md`). Any other runs in `block_in_place` on a
 /// multi-threaded runtime, so the tasks queued on this worker (its LIFO
 /// slot cannot be stolen) move to another thread while it runs.
-fn run_hook(hook: super::proxy_tx::PendingHook) -> Option<super::proxy_tx::HookDone> {
+fn run_hook(hook: PendingHook) -> Option<HookDone> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     if hook.is_bounded() {
         return hook.run();

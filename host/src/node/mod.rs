@@ -4,9 +4,6 @@
 
 mod auth;
 pub(crate) mod core;
-mod edge;
-mod gruu;
-mod proxy_tx;
 mod routing;
 mod stateless;
 mod tables;
@@ -37,6 +34,7 @@ use crate::policy::tenants::Tenants;
 use crate::policy::wasm::{PolicyEngine, PolicyLocation};
 use crate::proxy::identity::{Identity, LocalAddress};
 use crate::transport::Transports;
+use switchyard_proto::edge::{Edge, EdgeConfig};
 
 /// A monotonically increasing event counter.
 #[derive(Debug, Default)]
@@ -175,9 +173,10 @@ impl Node {
             .collect();
         let identity = Identity::new(&config.domains, addresses)
             .with_bound(bound.iter().copied(), &wildcard_interfaces(&bound));
+        let edge = Edge::new(identity, core.cluster.clone(), edge_config(&config));
         let _ = core.wiring.set(Wiring {
             transports: transports.clone(),
-            identity,
+            edge,
         });
 
         let mut tasks = vec![tokio::spawn(timers::TimerDriver::run(Arc::downgrade(
@@ -282,6 +281,16 @@ fn start_auth(
         .map_err(anyhow::Error::msg)
         .context("[auth]")?;
     Ok((Some(Arc::new(auth)), file))
+}
+
+/// The edge decisions' settings from the node's configuration.
+fn edge_config(config: &Config) -> EdgeConfig {
+    EdgeConfig {
+        path_transport: config.cluster.path_transport.map(Into::into),
+        clustered: config.cluster.secret.is_some(),
+        registrar: config.registrar.clone(),
+        dialog_max_secs: config.auth.dialog_max_secs,
+    }
 }
 
 /// The machine's interface addresses, needed only when a listener is bound

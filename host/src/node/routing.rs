@@ -8,9 +8,9 @@ use std::time::{Instant, SystemTime};
 use switchyard_codec::{Method, SipMessage, Uri};
 use tracing::{debug, warn};
 
-use super::auth::AuthStep;
-use super::core::Core;
-use super::proxy_tx::{Forwarding, Output, TxRef};
+use super::auth::{AuthStep, unix_now};
+use super::core::{Core, TxRef};
+use crate::cluster::ContactRewrite;
 use crate::location::{Aor, Binding};
 use crate::net::Source;
 use crate::policy::{
@@ -20,6 +20,8 @@ use crate::policy::{
 use crate::proxy::fork::{ForkLimits, Target};
 use crate::proxy::request::{self, Reject};
 use crate::registrar::Limits;
+use switchyard_proto::edge::{self, ClusterTarget, one_flow_per_instance, target_of};
+use switchyard_proto::proxy_tx::{Forwarding, Output};
 
 pub(crate) async fn route(
     core: &Arc<Core>,
@@ -30,7 +32,7 @@ pub(crate) async fn route(
     let now = Instant::now();
     let method = msg.method().cloned().unwrap_or(Method::Options);
     let mut out = Vec::new();
-    let identity = &core.wiring().identity;
+    let identity = &core.wiring().edge.identity;
     if let Err(rej) = request::validate(msg, identity) {
         if rej.code == 483 || rej.code == 482 {
             core.stats.rejected.inc();
@@ -135,9 +137,9 @@ pub(crate) async fn route(
         };
         // The edge's Path (RFC 3327 §4): a REGISTER straight from a UA is
         // stored with our flow token, so every node routes to it through us.
-        let first_hop = super::edge::is_first_hop(msg);
+        let first_hop = edge::is_first_hop(msg);
         let with_path = if first_hop {
-            core.add_edge_path(msg, source)
+            core.edge().add_edge_path(msg, source, unix_now())
         } else {
             None
         };
@@ -146,7 +148,7 @@ pub(crate) async fn route(
             source,
             node: Some(&core.config.node_id),
             first_hop,
-            own_path: with_path.is_some() || core.top_path_is_ours(msg),
+            own_path: with_path.is_some() || core.edge().top_path_is_ours(msg, unix_now()),
         };
         let data = crate::registrar::handle_in(
             core.store.as_ref(),
@@ -170,7 +172,8 @@ pub(crate) async fn route(
 
     // RFC 5626 §5.3: our own Record-Route entry with the flow token of the
     // UA this in-dialog request is going to.
-    let dialog_flow = core.flow_from_routes(&routes.popped, &routes.routes, source);
+    let edge = core.edge();
+    let dialog_flow = edge.flow_from_routes(&routes.popped, &routes.routes, source, unix_now());
     let mut targets = match default_targets(core, &routes.request_uri, &ruri, to_us, initial).await
     {
         Ok(t) => t,
@@ -245,7 +248,7 @@ pub(crate) async fn route(
     }
     let mut targets = targets.targets;
     if method == Method::Register
-        && let Some(path) = core.foreign_register_path(msg, source)
+        && let Some(path) = edge.foreign_register_path(msg, source, unix_now())
     {
         headers.push(path);
     }
@@ -267,14 +270,16 @@ pub(crate) async fn route(
     // The edge's side of a dialog-forming request from its UA: the UA's
     // Contact may be rewritten, and when the UA can only be reached on the
     // flow it came on, its token goes into our Record-Route.
-    let edge_of_caller = record_route && super::edge::is_first_hop(msg);
-    let ua_flow = (edge_of_caller && super::edge::dialog_needs_flow(msg, source)).then_some(source);
+    let edge_of_caller = record_route && edge::is_first_hop(msg);
+    let ua_flow = (edge_of_caller && edge::dialog_needs_flow(msg, source)).then_some(source);
+    let token_expiry_secs = edge.dialog_token_expiry(unix_now());
     if edge_of_caller {
         let domain = msg
             .from()
             .map(|f| f.uri.host.to_string())
             .unwrap_or_default();
-        if let Some(edit) = core.rewrite_contact(msg, source, core.contact_rewrite_for(&domain)) {
+        let mode = core.contact_rewrite_for(&domain);
+        if let Some(edit) = edge.rewrite_contact(msg, source, mode, token_expiry_secs) {
             headers.push(edit);
         }
     }
@@ -284,6 +289,7 @@ pub(crate) async fn route(
         record_route,
         ua_flow,
         callee_rewrite: record_route.then(|| core.contact_rewrite_for(&callee_domain)),
+        token_expiry_secs,
         routes,
         received,
         rport,
@@ -301,22 +307,6 @@ pub(crate) async fn route(
     };
     let mut guard = tx.lock();
     guard.tenant = tenant;
-    if let Some(mode) = forwarding
-        .callee_rewrite
-        .filter(|m| *m != crate::cluster::ContactRewrite::Off)
-    {
-        let me = core.me.clone();
-        guard.contact_rewriter = Some(Box::new(move |msg: &SipMessage, flow: Source| {
-            let core = me.upgrade()?;
-            if !matches!(msg.status(), Some(101..=299)) {
-                return None;
-            }
-            let edit = core.rewrite_contact(msg, flow, mode)?;
-            let mut e = msg.edit();
-            crate::policy::HeaderEdit::apply_all(&[edit], &mut e);
-            SipMessage::parse(e.finish()).ok()
-        }));
-    }
     // In-dialog requests take no hooks at all: their Request-URI is a
     // contact (no tenant domain), and their policy's on-request never ran,
     // so on-response and on-branch-failure would see another tenant's
@@ -377,7 +367,7 @@ async fn default_targets(
     to_us: bool,
     initial: bool,
 ) -> Result<DefaultTargets, Reject> {
-    let identity = &core.wiring().identity;
+    let identity = &core.wiring().edge.identity;
     let only = |uri: &str| DefaultTargets {
         targets: vec![Target::new(uri)],
         bindings: Vec::new(),
@@ -385,7 +375,7 @@ async fn default_targets(
     if !to_us {
         return Ok(only(request_uri));
     }
-    if let Some(targets) = super::gruu::cluster_targets(core, ruri).await {
+    if let Some(targets) = cluster_targets(core, ruri).await {
         return targets;
     }
     if !initial && !identity.reaches_me(ruri) {
@@ -396,9 +386,7 @@ async fn default_targets(
             .map_err(|_| Reject::new(404, "Not Found"))?;
         let bindings = lookup(core, &aor).await?;
         return Ok(DefaultTargets {
-            targets: super::gruu::one_flow_per_instance(&bindings)
-                .map(target_of)
-                .collect(),
+            targets: one_flow_per_instance(&bindings).map(target_of).collect(),
             bindings,
         });
     }
@@ -419,12 +407,47 @@ fn reply_with(tx: &TxRef, reply: &Reply, now: Instant) -> Vec<Output> {
 
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE";
 
-pub(super) fn target_of(b: &Binding) -> Target {
-    Target {
-        uri: b.contact.clone(),
-        q: b.q_or_default(),
-        route: b.path.clone(),
-        ..Target::new("")
+/// The targets of a GRUU or a rewritten Contact (RFC 5627 §5.5, any node
+/// resolves them from the URI and the location store); `None` for any
+/// other URI.
+pub(super) async fn cluster_targets(
+    core: &Core,
+    ruri: &Uri<'_>,
+) -> Option<Result<DefaultTargets, Reject>> {
+    let (aor, instance, generation_ms) = match edge::classify(core.edge(), ruri, unix_now())? {
+        ClusterTarget::Contact(target) => {
+            return Some(Ok(DefaultTargets {
+                targets: vec![target],
+                bindings: Vec::new(),
+            }));
+        }
+        ClusterTarget::Refused(rej) => return Some(Err(rej)),
+        ClusterTarget::Gruu {
+            aor,
+            instance,
+            generation_ms,
+        } => (aor, instance, generation_ms),
+    };
+    let found = lookup(core, &aor)
+        .await
+        .and_then(|b| edge::gruu_targets(b, &instance, generation_ms));
+    Some(found.map(|bindings| DefaultTargets {
+        targets: one_flow_per_instance(&bindings).map(target_of).collect(),
+        bindings,
+    }))
+}
+
+impl Core {
+    /// The Contact rewriting mode for a UA of `domain`: its tenant's, else
+    /// `cluster.contact_rewrite`.
+    fn contact_rewrite_for(&self, domain: &str) -> ContactRewrite {
+        let tenant = self.config.tenant_of(domain);
+        self.config
+            .tenants
+            .contact_rewrite
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.config.cluster.contact_rewrite)
     }
 }
 

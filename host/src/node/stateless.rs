@@ -8,6 +8,7 @@ use std::sync::Arc;
 use switchyard_codec::{HeaderName, SipMessage};
 use tracing::debug;
 
+use super::auth::unix_now;
 use super::core::Core;
 use super::routing::rfc3581;
 use crate::egress::{Destination, NextHop, Target as HopTarget};
@@ -42,7 +43,7 @@ pub(crate) async fn resolve(core: &Core, hop: &str) -> Result<Destination, Rejec
 }
 
 pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: Source) {
-    let identity = &core.wiring().identity;
+    let identity = &core.wiring().edge.identity;
     // §16.3 step 3 holds statelessly too: nothing is sent on at zero hops.
     if msg.max_forwards().ok().flatten() == Some(0) {
         core.stats.rejected.inc();
@@ -58,7 +59,8 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
     let through_us = core.auth.is_none() || core.came_through_us(&routes.popped, &original_ruri);
     // An end-to-end ACK (or other stateless request) for a UA behind us:
     // our Record-Route entry names the flow (RFC 5626 §5.3).
-    let mut flow = core.flow_from_routes(&routes.popped, &routes.routes, source);
+    let edge = core.edge();
+    let mut flow = edge.flow_from_routes(&routes.popped, &routes.routes, source, unix_now());
     if routes.routes.is_empty() {
         let Ok(ruri) = switchyard_codec::Uri::parse(&routes.request_uri) else {
             return;
@@ -66,7 +68,7 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
         // The ACK for a 2xx goes to the callee's Contact (§13.2.2.4),
         // which may be its GRUU (linphone's dialog Contact) or a Contact
         // an edge rewrote: resolved like any request to one.
-        let target = match super::gruu::cluster_targets(core, &ruri).await {
+        let target = match super::routing::cluster_targets(core, &ruri).await {
             Some(Ok(found)) => found.targets.into_iter().next(),
             Some(Err(rej)) => {
                 debug!(
@@ -86,7 +88,7 @@ pub(crate) async fn forward_request(core: &Arc<Core>, msg: &SipMessage, source: 
             None => None,
         };
         if let Some(mut target) = target {
-            let (_, own_flow) = core.take_own_routes(&mut target.route);
+            let (_, own_flow) = edge.take_own_routes(&mut target.route, unix_now());
             flow = flow.or(own_flow).or(target.flow);
             routes.request_uri = target.uri;
             routes.routes = target.route;
@@ -140,7 +142,7 @@ fn stateless_copy(
     transport: Transport,
     to: SocketAddr,
 ) -> bytes::Bytes {
-    let identity = &core.wiring().identity;
+    let identity = &core.wiring().edge.identity;
     let (received, rport) = rfc3581(msg, &source);
     let via = format!(
         "SIP/2.0/{} {};branch={}",
@@ -168,7 +170,7 @@ fn stateless_copy(
 pub(crate) async fn forward_response(core: &Arc<Core>, msg: SipMessage, _source: Source) {
     // Our branch prefix alone can be forged: the sent-by must be ours too,
     // and the destination is held to the egress allowlist like a request.
-    let identity = &core.wiring().identity;
+    let identity = &core.wiring().edge.identity;
     let ours = msg.top_via().ok().is_some_and(|v| {
         v.branch()
             .is_some_and(|b| b.starts_with(request::BRANCH_PREFIX))

@@ -9,8 +9,9 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::proxy_tx::{ProxyTx, Role, TxRef};
+use super::core::TxRef;
 use crate::transaction::{ClientKey, ServerKey};
+use switchyard_proto::proxy_tx::{ProxyTx, Role};
 
 const SHARDS: usize = 32;
 

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::core::Core;
-use super::proxy_tx::{Output, ProxyTx, TxRef};
+use super::core::{Core, TxRef};
 use crate::transaction::{TimerId, TimerQueue};
+use switchyard_proto::proxy_tx::{Output, ProxyTx};
 
 #[derive(Default)]
 struct State {

@@ -3,56 +3,89 @@
 //! for that UA, with a flow token saying which connection leads to it, and
 //! is the only node that ever sends on that flow.
 //!
-//! Pure decisions over a message and the node's [`Cluster`] view; the
-//! routing code calls them at the points named in `docs/architecture.md`.
+//! Pure decisions over a message, the node's [`Identity`] and its
+//! [`Cluster`] keys; times are Unix seconds given by the caller.
+
+mod nat;
+mod targets;
+
+use std::sync::Arc;
 
 use switchyard_codec::{HeaderName, NameAddr, SipMessage, Uri};
 
-use super::auth::unix_now;
-use super::core::Core;
-use crate::cluster::{ContactRewrite, RewrittenContact};
+pub use self::nat::dialog_needs_flow;
+use self::nat::{behind_nat, same_flow, tcp_to_itself, token_expiry, via_behind_nat};
+pub use self::targets::{
+    ClusterTarget, classify, contact_target, gruu_targets, one_flow_per_instance, target_of,
+};
+use crate::cluster::{Cluster, ContactRewrite, FlowToken, RewrittenContact};
 use crate::net::{Source, Transport};
 use crate::policy::HeaderEdit;
+use crate::proxy::identity::Identity;
 use crate::proxy::request::strip_angle;
 use crate::registrar::RegistrarConfig;
 
+/// What the edge decisions depend on besides the node's addresses.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// `cluster.path_transport`; `None`: chosen as [`Edge::path_transport`] says.
+    pub path_transport: Option<Transport>,
+    /// A cluster secret is configured (several nodes may share tokens).
+    pub clustered: bool,
+    /// Bounds the lifetime of the flow token in our Path.
+    pub registrar: RegistrarConfig,
+    /// The lifetime of the flow tokens in our Record-Route entries and
+    /// rewritten Contacts (`auth.dialog_max_secs`).
+    pub dialog_max_secs: u64,
+}
+
+/// This node as the edge of its UAs' flows.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub identity: Identity,
+    pub cluster: Arc<Cluster>,
+    pub config: EdgeConfig,
+}
+
 /// A request straight from a UA: one Via, so no proxy before us. The
 /// same test as Kamailio's `is_first_hop()`.
-pub(crate) fn is_first_hop(msg: &SipMessage) -> bool {
+pub fn is_first_hop(msg: &SipMessage) -> bool {
     msg.vias().take(2).count() == 1
 }
 
-impl Core {
+impl Edge {
+    pub fn new(identity: Identity, cluster: Arc<Cluster>, config: EdgeConfig) -> Self {
+        Edge {
+            identity,
+            cluster,
+            config,
+        }
+    }
+
     /// The transport our Path and Record-Route entries name for a UA's
     /// flow (`cluster.path_transport`). Default: on a cluster (a shared
     /// secret), TCP when we listen on it, so other nodes notice a dead edge
     /// at once; on a single node, the flow's own transport, since the
     /// entry only ever leads back to ourselves and the UA sees it in the
     /// 200 OK of its REGISTER.
-    pub(crate) fn path_transport(&self, flow: Transport) -> Transport {
-        if let Some(t) = self.config.cluster.path_transport {
-            return t.into();
+    pub fn path_transport(&self, flow: Transport) -> Transport {
+        if let Some(t) = self.config.path_transport {
+            return t;
         }
-        let listens = |t| {
-            self.wiring()
-                .identity
-                .addresses()
-                .iter()
-                .any(|a| a.transport == t)
-        };
-        if self.config.cluster.secret.is_some() && listens(Transport::Tcp) {
+        let listens = |t| self.identity.addresses().iter().any(|a| a.transport == t);
+        if self.config.clustered && listens(Transport::Tcp) {
             Transport::Tcp
         } else if listens(flow) {
             flow
         } else {
-            self.wiring().identity.addresses()[0].transport
+            self.identity.addresses()[0].transport
         }
     }
 
     /// Our `host:port` on the path transport.
     fn path_address(&self, flow: Transport) -> (String, Transport) {
         let t = self.path_transport(flow);
-        let addr = self.wiring().identity.address_for(t);
+        let addr = self.identity.address_for(t);
         (addr.advertised.clone(), addr.transport)
     }
 
@@ -63,31 +96,42 @@ impl Core {
     /// UA behind NAT. For a UA reachable at its Contact (or registering a
     /// third party's), requests still pass through us, then go to the
     /// Contact. Returns the request as the registrar must see it.
-    pub(crate) fn add_edge_path(&self, msg: &SipMessage, source: Source) -> Option<SipMessage> {
+    pub fn add_edge_path(
+        &self,
+        msg: &SipMessage,
+        source: Source,
+        now_secs: u64,
+    ) -> Option<SipMessage> {
         let mut e = msg.edit();
-        let path = self.edge_path(msg, source, &self.config.registrar);
+        let path = self.edge_path(msg, source, &self.config.registrar, now_secs);
         e.push_header(HeaderName::Path, &path);
         SipMessage::parse(e.finish()).ok()
     }
 
     /// Our Path entry for a REGISTER that came straight from a UA, its
     /// flow token valid as long as `registrar` can grant the binding.
-    fn edge_path(&self, msg: &SipMessage, source: Source, registrar: &RegistrarConfig) -> String {
+    fn edge_path(
+        &self,
+        msg: &SipMessage,
+        source: Source,
+        registrar: &RegistrarConfig,
+        now_secs: u64,
+    ) -> String {
         let ob = msg
             .header_values(HeaderName::Contact)
             .any(|c| NameAddr::parse(c).is_ok_and(|na| na.params.get("reg-id").is_some()));
         let (edge, transport) = self.path_address(source.transport);
         let pinned = ob || via_behind_nat(msg, source) || tcp_to_itself(msg, source);
         let lifetime = crate::registrar::longest_grant(msg, registrar);
-        let expires = token_expiry(u64::from(lifetime));
+        let expires = token_expiry(now_secs, u64::from(lifetime));
         self.cluster
             .path_value((&edge, transport), source, pinned, ob, expires)
     }
 
     /// When a flow token minted now for a dialog stops being honoured: the
     /// longest a dialog may last (`auth.dialog_max_secs`).
-    fn dialog_token_expiry(&self) -> u64 {
-        token_expiry(self.config.auth.dialog_max_secs)
+    pub fn dialog_token_expiry(&self, now_secs: u64) -> u64 {
+        token_expiry(now_secs, self.config.dialog_max_secs)
     }
 
     /// RFC 3327 §4.1 for a REGISTER we forward to another domain's
@@ -95,10 +139,11 @@ impl Core {
     /// registrar routes requests for the UA back through us and its flow,
     /// but only when the UA said `Supported: path` (§5.1: without it the
     /// registrar could not tell the UA its route set).
-    pub(crate) fn foreign_register_path(
+    pub fn foreign_register_path(
         &self,
         msg: &SipMessage,
         source: Source,
+        now_secs: u64,
     ) -> Option<HeaderEdit> {
         // Another registrar may grant up to what the UA asked for.
         let theirs = RegistrarConfig {
@@ -107,19 +152,19 @@ impl Core {
         };
         (is_first_hop(msg) && crate::registrar::supports(msg, "path")).then(|| HeaderEdit::Add {
             name: "Path".into(),
-            value: self.edge_path(msg, source, &theirs),
+            value: self.edge_path(msg, source, &theirs, now_secs),
         })
     }
 
     /// Whether the REGISTER's topmost Path is an edge entry of this cluster.
-    pub(crate) fn top_path_is_ours(&self, msg: &SipMessage) -> bool {
+    pub fn top_path_is_ours(&self, msg: &SipMessage, now_secs: u64) -> bool {
         msg.paths()
             .ok()
             .and_then(|p| p.into_iter().next())
             .is_some_and(|top| {
                 top.uri
                     .user
-                    .is_some_and(|u| self.cluster.open_flow(u, unix_now()).is_ok())
+                    .is_some_and(|u| self.cluster.open_flow(u, now_secs).is_ok())
             })
     }
 
@@ -127,9 +172,13 @@ impl Core {
     /// Path pushed as a route set starts with ours when we are the edge)
     /// and returns the flow one of them holds. `None`, with the list
     /// untouched past what is ours, when we hold no flow in them.
-    pub(crate) fn take_own_routes(&self, route: &mut Vec<String>) -> (bool, Option<Source>) {
-        let identity = &self.wiring().identity;
-        let now = unix_now();
+    pub fn take_own_routes(
+        &self,
+        route: &mut Vec<String>,
+        now_secs: u64,
+    ) -> (bool, Option<Source>) {
+        let identity = &self.identity;
+        let now = now_secs;
         let mut popped = false;
         let mut flow = None;
         while let Some(top) = route.first() {
@@ -147,12 +196,12 @@ impl Core {
     }
 
     /// Whether a Route value is another node's edge entry (has a flow token).
-    pub(crate) fn is_edge_route(&self, value: &str) -> bool {
+    pub fn is_edge_route(&self, value: &str, now_secs: u64) -> bool {
         Uri::parse(strip_angle(value))
             .ok()
             .and_then(|u| {
                 u.user
-                    .map(|user| self.cluster.open_flow(user, unix_now()).is_ok())
+                    .map(|user| self.cluster.open_flow(user, now_secs).is_ok())
             })
             .unwrap_or(false)
     }
@@ -161,16 +210,17 @@ impl Core {
     /// ours that it carried (our Record-Route), the flow token of a flow we
     /// hold that the request did *not* arrive on is the UA it is going to.
     /// Only when no route is left after ours: the UA is the next hop.
-    pub(crate) fn flow_from_routes(
+    pub fn flow_from_routes(
         &self,
         popped: &[String],
         remaining: &[String],
         source: Source,
+        now_secs: u64,
     ) -> Option<Source> {
         if !remaining.is_empty() {
             return None;
         }
-        let now = unix_now();
+        let now = now_secs;
         popped
             .iter()
             .filter_map(|r| Uri::parse(strip_angle(r)).ok())
@@ -182,15 +232,15 @@ impl Core {
     /// Our Record-Route entries for one branch: the side facing each flow
     /// we hold carries its token, so in-dialog requests coming from the
     /// other side reach the UA on that flow from whichever node they enter.
-    pub(crate) fn record_route(
+    pub fn record_route(
         &self,
         out: (&str, Transport),
         out_flow: Option<Source>,
         inbound: (&str, Transport),
         in_flow: Option<Source>,
         dialog: Option<&str>,
+        expires: u64,
     ) -> Vec<String> {
-        let expires = self.dialog_token_expiry();
         let rr = |at: (&str, Transport), flow| {
             self.cluster.record_route_value(at, flow, dialog, expires)
         };
@@ -200,25 +250,15 @@ impl Core {
         vec![rr(out, out_flow), rr(inbound, in_flow)]
     }
 
-    /// The Contact rewriting mode for a UA of `domain`.
-    pub(crate) fn contact_rewrite_for(&self, domain: &str) -> ContactRewrite {
-        let tenant = self.config.tenant_of(domain);
-        self.config
-            .tenants
-            .contact_rewrite
-            .get(tenant)
-            .copied()
-            .unwrap_or(self.config.cluster.contact_rewrite)
-    }
-
     /// The edit replacing a UA's Contact with a cluster-routable one
     /// (sealed: the original URI, this edge, the flow), when the mode asks
     /// for it. A Contact that is a GRUU is left alone: it routes already.
-    pub(crate) fn rewrite_contact(
+    pub fn rewrite_contact(
         &self,
         msg: &SipMessage,
         flow: Source,
         mode: ContactRewrite,
+        expires_secs: u64,
     ) -> Option<HeaderEdit> {
         if mode == ContactRewrite::Off {
             return None;
@@ -241,11 +281,11 @@ impl Core {
             contact: contact.uri.raw.to_owned(),
             edge,
             edge_transport,
-            flow: crate::cluster::FlowToken {
+            flow: FlowToken {
                 node: self.cluster.node_id.clone(),
                 flow,
                 pinned: true,
-                expires_secs: self.dialog_token_expiry(),
+                expires_secs,
             },
         });
         // Header parameters (`expires`, `+sip.instance`...) stay as sent.
@@ -255,79 +295,22 @@ impl Core {
             value: format!("<{rewritten}>{params}"),
         })
     }
-}
 
-/// Unix seconds `lifetime` from now, plus a minute for the clocks of the
-/// cluster's nodes to disagree.
-fn token_expiry(lifetime: u64) -> u64 {
-    const CLOCK_SKEW_SECS: u64 = 60;
-    unix_now()
-        .saturating_add(lifetime)
-        .saturating_add(CLOCK_SKEW_SECS)
-}
-
-/// A UA registering itself over TCP (a Contact on the connection's host):
-/// it is reached over its connection (RFC 3261 §18 connection reuse; many
-/// TCP UAs do not listen at all). A third party registering another host's
-/// Contact over TCP is not.
-fn tcp_to_itself(msg: &SipMessage, source: Source) -> bool {
-    source.transport == Transport::Tcp
-        && msg.header_values(HeaderName::Contact).any(|c| {
-            NameAddr::parse(c).is_ok_and(|na| {
-                let host = na.uri.host.to_string();
-                host.trim_matches(|c| c == '[' || c == ']')
-                    .parse::<std::net::IpAddr>()
-                    .ok()
-                    == Some(source.remote.ip())
-            })
-        })
-}
-
-/// Whether a UA sending a dialog-forming request must be reached on the
-/// flow it came on rather than at its Contact: TCP, behind NAT by its Via
-/// or by its Contact, or asking for outbound (`ob` on its Contact URI).
-pub(crate) fn dialog_needs_flow(msg: &SipMessage, source: Source) -> bool {
-    if source.transport == Transport::Tcp || via_behind_nat(msg, source) {
-        return true;
+    /// A response's Contact rewritten as [`Self::rewrite_contact`] does, for
+    /// a UA answering on one of our flows (1xx–2xx only).
+    pub fn rewrite_response_contact(
+        &self,
+        msg: &SipMessage,
+        flow: Source,
+        mode: ContactRewrite,
+        expires_secs: u64,
+    ) -> Option<SipMessage> {
+        if !matches!(msg.status(), Some(101..=299)) {
+            return None;
+        }
+        let edit = self.rewrite_contact(msg, flow, mode, expires_secs)?;
+        let mut e = msg.edit();
+        HeaderEdit::apply_all(&[edit], &mut e);
+        SipMessage::parse(e.finish()).ok()
     }
-    let Some(contact) = msg
-        .header(HeaderName::Contact)
-        .and_then(|c| NameAddr::parse(c).ok())
-    else {
-        return false;
-    };
-    contact.uri.params.get("ob").is_some() || behind_nat(&contact.uri, source)
-}
-
-/// RFC 3581's test: the top Via's sent-by is not where the request came
-/// from, so a NAT (or a sender that lies) is in between. Over TCP only the
-/// address counts: a client's Via names its listening port, never the
-/// ephemeral port its connection comes from.
-fn via_behind_nat(msg: &SipMessage, source: Source) -> bool {
-    let Ok(via) = msg.top_via() else {
-        return true;
-    };
-    let host = via.host.to_string();
-    let host = host.trim_matches(|c| c == '[' || c == ']');
-    host.parse::<std::net::IpAddr>().ok() != Some(source.remote.ip())
-        || (source.transport == Transport::Udp && via.port.unwrap_or(5060) != source.remote.port())
-}
-
-/// A Contact whose host:port is not where the UA's packets come from:
-/// RFC 3581's NAT test, applied to the Contact. As for the Via, over TCP
-/// only the address counts: the connection's port is ephemeral, never the
-/// one a UA listens on and puts in its Contact.
-fn behind_nat(contact: &Uri<'_>, flow: Source) -> bool {
-    let host = contact.host.to_string();
-    let host = host.trim_matches(|c| c == '[' || c == ']');
-    let default_port = 5060;
-    host.parse::<std::net::IpAddr>().ok() != Some(flow.remote.ip())
-        || (flow.transport == Transport::Udp
-            && contact.port.unwrap_or(default_port) != flow.remote.port())
-}
-
-/// The same flow: transport and remote address (the local side of a UDP
-/// flow can be any of our sockets of a listener).
-fn same_flow(a: &Source, b: &Source) -> bool {
-    a.transport == b.transport && a.remote == b.remote
 }

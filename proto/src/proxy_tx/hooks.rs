@@ -18,6 +18,8 @@ use switchyard_codec::SipMessage;
 use tracing::debug;
 
 use super::{Output, ProxyTx};
+use crate::cluster::ContactRewrite;
+use crate::edge::Edge;
 use crate::policy::{
     BranchFailure, CompletionSummary, FailureCause, FailureDecision, HeaderEdit, Policy, PolicyCtx,
     ResponseAction, ResponseDecision, ResponseInfo, TargetGroup,
@@ -26,7 +28,7 @@ use crate::proxy::fork::BranchId;
 
 /// What a hook is asked about.
 #[derive(Debug)]
-pub(crate) enum HookCall {
+pub enum HookCall {
     /// A response passed up by a branch's client transaction.
     Response {
         branch: BranchId,
@@ -50,7 +52,7 @@ pub(crate) enum HookCall {
 }
 
 /// A hook to run outside the lock.
-pub(crate) struct PendingHook {
+pub struct PendingHook {
     policy: Arc<dyn Policy>,
     tenant: String,
     ctx: PolicyCtx,
@@ -67,7 +69,7 @@ impl std::fmt::Debug for PendingHook {
 }
 
 /// A hook's answer, for [`ProxyTx::on_hook_done`].
-pub(crate) struct HookDone {
+pub struct HookDone {
     ctx: PolicyCtx,
     outcome: Outcome,
 }
@@ -211,10 +213,16 @@ impl ProxyTx {
         branch: BranchId,
         status: u16,
         mut msg: SipMessage,
+        edge: &Edge,
         out: &mut Vec<Output>,
     ) {
-        if let (Some(flow), Some(rewrite)) = (&self.branches[branch].flow, &self.contact_rewriter)
-            && let Some(edited) = rewrite(&msg, *flow)
+        // The edge's Contact rewrite of an answer from a UA on our flow.
+        let rewrite = self.forwarding.as_ref().and_then(|f| {
+            let mode = f.callee_rewrite?;
+            (mode != ContactRewrite::Off).then_some((mode, f.token_expiry_secs))
+        });
+        if let (Some(flow), Some((mode, expires))) = (self.branches[branch].flow, rewrite)
+            && let Some(edited) = edge.rewrite_response_contact(&msg, flow, mode, expires)
         {
             msg = edited;
         }

@@ -1,14 +1,14 @@
 //! One proxied request: its server transaction, the response context that
 //! forks it (§16.7) and one client transaction per branch (§16.6), glued
-//! together. All methods are synchronous and run under the transaction's
-//! lock; they return [`Output`]s that the node performs after unlocking,
-//! policy hooks among them (`hooks.rs`: none runs under the lock).
+//! together. Every method is a synchronous step that returns [`Output`]s
+//! for the caller to perform: sends, next-hop resolutions, table updates
+//! and policy hooks (`hooks.rs`: a hook runs outside the step, its answer
+//! comes back through [`ProxyTx::on_hook_done`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use switchyard_codec::{self as codec, Method, SipMessage};
 use tracing::debug;
 
@@ -16,10 +16,9 @@ mod forking;
 mod hooks;
 
 use self::forking::{build_ack, drain_client};
-pub(crate) use self::hooks::{HookDone, PendingHook};
-use super::core::Core;
-use crate::egress::Destination;
-use crate::net::Source;
+pub use self::hooks::{HookDone, PendingHook};
+use crate::edge::Edge;
+use crate::net::{Destination, Source};
 use crate::policy::{Policy, PolicyCtx, Reply};
 use crate::proxy::fork::{BranchId, ForkLimits, ResponseContext, Target};
 use crate::proxy::request::{Reject, RouteState};
@@ -28,18 +27,16 @@ use crate::transaction::{
     ServerState, ServerTransaction, TimerConfig,
 };
 
-pub(crate) type TxRef = Arc<Mutex<ProxyTx>>;
-
 /// Which client transaction of a [`ProxyTx`] a response belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+pub enum Role {
     Branch(BranchId),
     Cancel(BranchId),
 }
 
 /// Work for the node to do outside the lock.
 #[derive(Debug)]
-pub(crate) enum Output {
+pub enum Output {
     /// Send upstream over the flow the request arrived on.
     Reply {
         source: Source,
@@ -89,7 +86,7 @@ impl Output {
 
 /// How to build every forwarded copy of this request (fixed once routed).
 #[derive(Debug, Clone)]
-pub(crate) struct Forwarding {
+pub struct Forwarding {
     pub routes: RouteState,
     pub record_route: bool,
     /// The UA's flow when we are its edge (a first-hop dialog-forming
@@ -98,6 +95,9 @@ pub(crate) struct Forwarding {
     /// For dialog-forming requests: how to rewrite the Contact of answers
     /// that come back on one of our flows (the callee's tenant setting).
     pub callee_rewrite: Option<crate::cluster::ContactRewrite>,
+    /// Unix seconds until which the flow tokens minted for this request
+    /// (Record-Route, rewritten Contacts) are honoured.
+    pub token_expiry_secs: u64,
     pub received: Option<String>,
     pub rport: Option<u16>,
     pub loop_hash: String,
@@ -127,7 +127,15 @@ struct BranchSlot {
     send_failure: u16,
 }
 
-pub(crate) struct ProxyTx {
+/// The node's settings every transaction is made with.
+#[derive(Debug, Clone)]
+pub struct TxSettings {
+    pub timers: TimerConfig,
+    /// §16.8 Timer C (> 3 minutes).
+    pub timer_c: Duration,
+}
+
+pub struct ProxyTx {
     pub id: u64,
     key: ServerKey,
     server: ServerTransaction,
@@ -153,9 +161,6 @@ pub(crate) struct ProxyTx {
     policy_reply: Option<Reply>,
     started: Instant,
     finished: bool,
-    /// Rewrites the Contact of a response that came from a UA on one of
-    /// our flows (set by the edge for dialog-forming requests).
-    pub contact_rewriter: Option<ContactRewriter>,
     /// A policy hook of this transaction is running (outside the lock);
     /// the ctx is with it.
     hook_running: bool,
@@ -163,15 +168,16 @@ pub(crate) struct ProxyTx {
     hooks_waiting: std::collections::VecDeque<hooks::HookCall>,
 }
 
-/// See [`ProxyTx::contact_rewriter`].
-pub(crate) type ContactRewriter = Box<dyn Fn(&SipMessage, Source) -> Option<SipMessage> + Send>;
-
 impl ProxyTx {
+    /// A new request's transaction; `to_tag` is the tag of every response
+    /// we build ourselves (drawn by the caller, so tests can fix it).
     pub fn new(
-        core: &Core,
+        id: u64,
         request: SipMessage,
         source: Source,
         key: ServerKey,
+        settings: &TxSettings,
+        to_tag: String,
         now: Instant,
     ) -> Self {
         let invite = request.method() == Some(&Method::Invite);
@@ -180,17 +186,17 @@ impl ProxyTx {
         } else {
             Kind::NonInvite
         };
-        let timers = core.config.timers.transaction();
+        let timers = settings.timers;
         ProxyTx {
-            id: core.timers.next_id(),
+            id,
             key,
             server: ServerTransaction::new(kind, source.transport, &timers),
             source,
             request,
             invite,
-            to_tag: format!("sy{:012x}", rand::random::<u64>() >> 16),
+            to_tag,
             timers,
-            timer_c: core.config.timers.timer_c(),
+            timer_c: settings.timer_c,
             tenant: String::new(),
             policy: None,
             pctx: PolicyCtx::default(),
@@ -203,7 +209,6 @@ impl ProxyTx {
             policy_reply: None,
             started: now,
             finished: false,
-            contact_rewriter: None,
             hook_running: false,
             hooks_waiting: std::collections::VecDeque::new(),
         }
@@ -322,7 +327,13 @@ impl ProxyTx {
         self.pump(now)
     }
 
-    pub fn on_response(&mut self, role: Role, msg: SipMessage, now: Instant) -> Vec<Output> {
+    pub fn on_response(
+        &mut self,
+        role: Role,
+        msg: SipMessage,
+        edge: &Edge,
+        now: Instant,
+    ) -> Vec<Output> {
         let Some(status) = msg.status() else {
             return Vec::new();
         };
@@ -352,7 +363,7 @@ impl ProxyTx {
                     if status >= 200 {
                         slot.timer_c = None;
                     }
-                    self.deliver(b, status, msg, &mut out);
+                    self.deliver(b, status, msg, edge, &mut out);
                 }
             }
         }

@@ -9,8 +9,8 @@ use switchyard_codec::{self as codec, HeaderName, SipMessage};
 use tracing::debug;
 
 use super::{BranchSlot, Output, ProxyTx, Role, reason_for};
-use crate::egress::Destination;
-use crate::node::core::Core;
+use crate::edge::Edge;
+use crate::net::Destination;
 use crate::policy::Reply;
 use crate::proxy::fork::{BranchId, FinalResponse, ForkAction, Target};
 use crate::proxy::request::{self, ForwardSpec, Reject};
@@ -23,7 +23,8 @@ impl ProxyTx {
         branch: BranchId,
         target: Target,
         dest: Result<Destination, Reject>,
-        core: &Core,
+        edge: &Edge,
+        rng: &mut impl rand::Rng,
         now: Instant,
     ) -> Vec<Output> {
         self.branches[branch].resolving = false;
@@ -46,9 +47,9 @@ impl ProxyTx {
         let Some(fw) = &self.forwarding else {
             return Vec::new();
         };
-        let identity = &core.wiring().identity;
+        let identity = &edge.identity;
         let out_addr = identity.address_towards(dest.transport, dest.addr);
-        let branch_id = request::new_branch(&fw.loop_hash, &mut rand::rng());
+        let branch_id = request::new_branch(&fw.loop_hash, rng);
         let via = format!(
             "SIP/2.0/{} {};branch={branch_id}",
             dest.transport, out_addr.advertised
@@ -59,12 +60,13 @@ impl ProxyTx {
             // side of the dialog reaches us the way it can (RFC 5658 style);
             // the side facing a flow we hold carries its token (RFC 5626).
             let in_addr = identity.address_towards(self.source.transport, self.source.remote);
-            record_route = core.record_route(
+            record_route = edge.record_route(
                 (&out_addr.advertised, out_addr.transport),
                 target.flow,
                 (&in_addr.advertised, in_addr.transport),
                 fw.ua_flow,
                 fw.dialog_token.as_deref(),
+                fw.token_expiry_secs,
             );
         }
         let routes: Option<Vec<String>> = if !target.route.is_empty() {
@@ -254,7 +256,7 @@ impl ProxyTx {
         }
     }
 
-    pub(crate) fn next_hop(&self, target: &Target) -> String {
+    pub fn next_hop(&self, target: &Target) -> String {
         let routes = self.forwarding.as_ref().map(|f| &f.routes.routes);
         let first = target
             .route
