@@ -24,6 +24,7 @@
 
 pub mod cluster;
 pub mod edge;
+pub mod endpoint;
 pub mod location;
 pub mod net;
 pub mod policy;

@@ -5,6 +5,7 @@
 //! (tests, embedders) implements [`Policy`] directly. Borrowed views go in,
 //! owned decisions come out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::location::Binding;
@@ -280,5 +281,20 @@ pub struct DefaultPolicy;
 impl Policy for DefaultPolicy {
     fn is_default(&self) -> bool {
         true
+    }
+}
+
+/// Maps a tenant to the policy that serves it. Called once per transaction:
+/// the returned `Arc` is the transaction's snapshot for all of its hooks.
+pub trait PolicyResolver: Send + Sync + 'static {
+    fn policy_for(&self, tenant: &str) -> Arc<dyn Policy>;
+}
+
+/// Every tenant runs the same policy (the single-node default).
+pub struct SinglePolicy(pub Arc<dyn Policy>);
+
+impl PolicyResolver for SinglePolicy {
+    fn policy_for(&self, _tenant: &str) -> Arc<dyn Policy> {
+        self.0.clone()
     }
 }

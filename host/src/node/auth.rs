@@ -26,10 +26,11 @@ use super::core::Core;
 use crate::auth::{Challenge, Check, Concluded, Role, Verdict};
 use crate::location::StoreError;
 use crate::policy::Origin;
-use crate::proxy::request::{Reject, RouteState, strip_angle};
+use crate::proxy::request::Reject;
+use switchyard_proto::endpoint::AuthRequest;
 
 /// What authentication makes of a new request.
-pub(super) enum AuthStep {
+enum AuthStep {
     /// Go on, the request vouched for as this (what policies see).
     Proceed(Origin),
     /// Answer with this challenge.
@@ -40,13 +41,39 @@ pub(super) enum AuthStep {
 }
 
 impl Core {
+    /// The endpoint's [`IoKind::Authenticate`](switchyard_proto::endpoint::IoKind):
+    /// who sent the request, or the answer that refuses it (sent once).
+    pub(super) async fn authenticate(&self, request: &AuthRequest) -> Result<Origin, Reject> {
+        let Ok(ruri) = Uri::parse(&request.request_uri) else {
+            return Err(Reject::new(400, "Bad Request-URI"));
+        };
+        let step = self
+            .authenticate_as(
+                &request.request,
+                request.source.remote.ip(),
+                &ruri,
+                &request.popped,
+                request.register_for_us,
+            )
+            .await;
+        match step {
+            AuthStep::Proceed(origin) => Ok(origin),
+            AuthStep::Challenge(c) => Err(Reject {
+                code: c.code,
+                reason: c.reason.to_owned(),
+                headers: c.headers,
+            }),
+            AuthStep::Forbid(rej) => Err(rej),
+        }
+    }
+
     /// The authentication step for a new request whose target is `ruri`.
-    pub(super) async fn authenticate(
+    async fn authenticate_as(
         &self,
         msg: &SipMessage,
         client: IpAddr,
         ruri: &Uri<'_>,
-        routes: &RouteState,
+        popped: &[String],
         register_for_us: bool,
     ) -> AuthStep {
         let Some(auth) = &self.auth else {
@@ -63,7 +90,7 @@ impl Core {
             return proceed;
         }
         if !initial {
-            if auth.is_trusted(client) || self.came_through_us(&routes.popped, ruri) {
+            if auth.is_trusted(client) || self.edge().came_through_us(popped, ruri, unix_now()) {
                 return proceed;
             }
             self.stats.relay_refused.inc();
@@ -91,7 +118,7 @@ impl Core {
                 }
                 Some(uri) if identity.is_our_domain(&uri.host) => (Role::Proxy, Some(uri)),
                 // A stranger may only reach our domains.
-                _ if self.targets_us(ruri) => return proceed,
+                _ if self.edge().targets_us(ruri, unix_now()) => return proceed,
                 _ => {
                     self.stats.relay_refused.inc();
                     return AuthStep::Forbid(Reject::new(403, "Relaying Denied"));
@@ -183,32 +210,6 @@ impl Core {
             }
         }
     }
-
-    /// Whether an in-dialog request may be routed (with `[auth]` on): one
-    /// of the Route values of ours it carried holds a dialog token of this
-    /// cluster that has not outlived `auth.dialog_max_secs`, or it is for
-    /// a GRUU or a Contact we rewrote (which reach only the registered
-    /// instance).
-    pub(super) fn came_through_us(&self, popped: &[String], ruri: &Uri<'_>) -> bool {
-        let max = self.auth.as_ref().map_or(0, |a| a.config().dialog_max_secs);
-        let now = unix_now();
-        let ours = popped.iter().any(|r| {
-            Uri::parse(strip_angle(r))
-                .ok()
-                .and_then(|u| self.cluster.dialog_of(&u))
-                .is_some_and(|d| d.is_ok_and(|d| d.started_secs.saturating_add(max) >= now))
-        });
-        ours || self.cluster.gruu_of(ruri).is_some()
-            || self.cluster.rewritten_of(ruri, now).is_some()
-    }
-
-    /// Whether a Request-URI leads to one of our users: an AOR of ours,
-    /// a GRUU or a Contact we rewrote.
-    fn targets_us(&self, ruri: &Uri<'_>) -> bool {
-        self.wiring().edge.identity.is_our_aor(ruri)
-            || self.cluster.gruu_of(ruri).is_some()
-            || self.cluster.rewritten_of(ruri, unix_now()).is_some()
-    }
 }
 
 /// 503 with the Retry-After the store error suggests, like every other
@@ -227,7 +228,7 @@ fn role_header(role: Role) -> switchyard_codec::HeaderName {
     }
 }
 
-pub(super) fn unix_now() -> u64 {
+fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -4,14 +4,9 @@
 
 mod auth;
 pub(crate) mod core;
-mod routing;
-mod stateless;
-mod tables;
-mod timers;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,7 +14,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use self::core::{Core, Wiring};
+use self::core::{Core, Shard, Wiring};
 use crate::auth::{
     Authenticator, CachedSubscribers, LocalLedger, NonceLedger, SubscriberStore, Subscribers,
 };
@@ -35,48 +30,10 @@ use crate::policy::wasm::{PolicyEngine, PolicyLocation};
 use crate::proxy::identity::{Identity, LocalAddress};
 use crate::transport::Transports;
 use switchyard_proto::edge::{Edge, EdgeConfig};
+use switchyard_proto::endpoint::{Endpoint, EndpointConfig, TenantMap};
+use switchyard_proto::proxy_tx::TxSettings;
 
-/// A monotonically increasing event counter.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Node-level counters (see docs/operations.md for their metric names).
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub requests_in: Counter,
-    pub responses_in: Counter,
-    pub retransmissions_absorbed: Counter,
-    pub rejected: Counter,
-    pub dropped_malformed: Counter,
-    pub dropped_stray: Counter,
-    pub egress_refused: Counter,
-    /// 401/407 challenges sent.
-    pub auth_challenged: Counter,
-    /// Credentials that were present but wrong (or for another user).
-    pub auth_failed: Counter,
-    /// Attempts refused unexamined during a brute-force back-off.
-    pub auth_throttled: Counter,
-    /// New requests answered 503 because `limits.max_transactions` were live.
-    pub overloaded: Counter,
-    /// Initial requests from a stranger to a foreign domain (403).
-    pub relay_refused: Counter,
-    /// Targets left out by `limits.max_branches`.
-    pub branches_capped: Counter,
-    /// REGISTERs refused at `registrar.max_contacts`.
-    pub contacts_capped: Counter,
-}
+pub use switchyard_proto::endpoint::{Counter, Stats};
 
 /// What a node is built from besides its config; the defaults give the
 /// single-node product (embedded store, built-in policy).
@@ -132,21 +89,18 @@ impl Node {
         }
         let egress = Egress::from_config(&config.egress).context("egress configuration")?;
         let (auth, subscriber_file) = start_auth(&config, cassandra)?;
+        let cluster = Arc::new(Cluster::new(
+            &config.node_id,
+            &config.cluster_domain(),
+            &config.cluster.secrets(),
+        ));
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
             config: config.clone(),
             wiring: OnceLock::new(),
             store: store.clone(),
-            cluster: Arc::new(Cluster::new(
-                &config.node_id,
-                &config.cluster_domain(),
-                &config.cluster.secrets(),
-            )),
-            policies,
             egress,
             auth: auth.clone(),
-            tables: Default::default(),
-            timers: Default::default(),
             stats: Default::default(),
         });
         // The transports reach the core through a weak link: the core owns
@@ -173,15 +127,34 @@ impl Node {
             .collect();
         let identity = Identity::new(&config.domains, addresses)
             .with_bound(bound.iter().copied(), &wildcard_interfaces(&bound));
-        let edge = Edge::new(identity, core.cluster.clone(), edge_config(&config));
+        let edge = Edge::new(identity, cluster, edge_config(&config));
+        let shards = shard_count();
+        let settings = endpoint_config(&config, shards);
+        let shards: Vec<Shard> = (0..shards)
+            .map(|i| {
+                let config = EndpointConfig {
+                    shard: i as u8,
+                    ..settings.clone()
+                };
+                let endpoint = Endpoint::new(
+                    config,
+                    edge.clone(),
+                    policies.clone(),
+                    core.stats.clone(),
+                    rand::random(),
+                );
+                Shard::new(endpoint)
+            })
+            .collect();
+        let shard_count = shards.len();
         let _ = core.wiring.set(Wiring {
             transports: transports.clone(),
             edge,
+            shards,
         });
-
-        let mut tasks = vec![tokio::spawn(timers::TimerDriver::run(Arc::downgrade(
-            &core,
-        )))];
+        let mut tasks: Vec<JoinHandle<()>> = (0..shard_count)
+            .map(|i| tokio::spawn(Core::run_timers(Arc::downgrade(&core), i)))
+            .collect();
         // Returns at once for stores that expire bindings themselves (Cassandra TTL).
         let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
         tasks.push(tokio::spawn(purge_periodically(store.clone(), every)));
@@ -283,6 +256,37 @@ fn start_auth(
     Ok((Some(Arc::new(auth)), file))
 }
 
+/// Endpoint shards per node: a few per core, so the shard locks (held for
+/// the pure steps only) rarely meet.
+fn shard_count() -> usize {
+    (std::thread::available_parallelism().map_or(1, |n| n.get()) * 4).min(256)
+}
+
+/// The endpoints' settings from the node's configuration.
+fn endpoint_config(config: &Config, shards: usize) -> EndpointConfig {
+    debug_assert!(shards <= 256, "the shard is a byte of every branch id");
+    EndpointConfig {
+        tx: TxSettings {
+            timers: config.timers.transaction(),
+            timer_c: config.timers.timer_c(),
+        },
+        max_transactions: config.limits.max_transactions,
+        live: Default::default(),
+        max_breadth: config.limits.max_breadth,
+        max_branches: config.limits.max_branches,
+        registrar: config.registrar.clone(),
+        node_id: config.node_id.clone(),
+        auth: config.auth.enabled,
+        tenants: TenantMap {
+            domains: config.tenants.domains.clone(),
+            default: config.tenants.default.clone(),
+            contact_rewrite: config.tenants.contact_rewrite.clone(),
+            default_rewrite: config.cluster.contact_rewrite,
+        },
+        shard: 0,
+    }
+}
+
 /// The edge decisions' settings from the node's configuration.
 fn edge_config(config: &Config) -> EdgeConfig {
     EdgeConfig {
@@ -379,8 +383,12 @@ impl NodeHandle {
 
     /// Live (server, client) transactions and armed timers.
     pub fn live_transactions(&self) -> (usize, usize, usize) {
-        let (s, c) = self.core.tables.counts();
-        (s, c, self.core.timers.len())
+        self.core
+            .wiring()
+            .shards
+            .iter()
+            .map(Shard::counts)
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
     }
 
     pub async fn shutdown(self) {

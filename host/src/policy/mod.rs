@@ -21,21 +21,4 @@ pub mod tenants;
 pub mod wasm;
 pub mod watch;
 
-use std::sync::Arc;
-
 pub use switchyard_proto::policy::*;
-
-/// Maps a tenant to the policy that serves it. Called once per transaction:
-/// the returned `Arc` is the transaction's snapshot for all of its hooks.
-pub trait PolicyResolver: Send + Sync + 'static {
-    fn policy_for(&self, tenant: &str) -> Arc<dyn Policy>;
-}
-
-/// Every tenant runs the same policy (the single-node default).
-pub struct SinglePolicy(pub Arc<dyn Policy>);
-
-impl PolicyResolver for SinglePolicy {
-    fn policy_for(&self, _tenant: &str) -> Arc<dyn Policy> {
-        self.0.clone()
-    }
-}

@@ -296,6 +296,33 @@ impl Edge {
         })
     }
 
+    /// Whether an in-dialog request came through us (`[auth]` on): one of
+    /// the Route values of ours it carried holds a dialog token of this
+    /// cluster that has not outlived `dialog_max_secs`, or it is for a
+    /// GRUU or a Contact we rewrote (which reach only the registered
+    /// instance).
+    pub fn came_through_us(&self, popped: &[String], ruri: &Uri<'_>, now_secs: u64) -> bool {
+        let max = self.config.dialog_max_secs;
+        let ours = popped.iter().any(|r| {
+            Uri::parse(strip_angle(r))
+                .ok()
+                .and_then(|u| self.cluster.dialog_of(&u))
+                .is_some_and(|d| d.is_ok_and(|d| d.started_secs.saturating_add(max) >= now_secs))
+        });
+        ours || self.targets_a_flow_of_ours(ruri, now_secs)
+    }
+
+    /// A GRUU, or a Contact an edge of this cluster rewrote.
+    fn targets_a_flow_of_ours(&self, ruri: &Uri<'_>, now_secs: u64) -> bool {
+        self.cluster.gruu_of(ruri).is_some() || self.cluster.rewritten_of(ruri, now_secs).is_some()
+    }
+
+    /// Whether a Request-URI leads to one of our users: an AOR of ours, a
+    /// GRUU or a Contact we rewrote.
+    pub fn targets_us(&self, ruri: &Uri<'_>, now_secs: u64) -> bool {
+        self.identity.is_our_aor(ruri) || self.targets_a_flow_of_ours(ruri, now_secs)
+    }
+
     /// A response's Contact rewritten as [`Self::rewrite_contact`] does, for
     /// a UA answering on one of our flows (1xx–2xx only).
     pub fn rewrite_response_contact(

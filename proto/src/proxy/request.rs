@@ -254,3 +254,17 @@ pub fn wants_record_route(method: &Method) -> bool {
 #[cfg(test)]
 #[path = "request_tests.rs"]
 mod tests;
+
+/// RFC 3581 §4 / RFC 3261 §18.2.1: record where the request really came from
+/// in the top Via, so responses find their way back through NAT.
+pub fn rfc3581(msg: &SipMessage, source: &crate::net::Source) -> (Option<String>, Option<u16>) {
+    let Ok(via) = msg.top_via() else {
+        return (None, None);
+    };
+    let ip = source.remote.ip().to_string();
+    let wants_rport = matches!(via.rport(), Some(None));
+    let host_matches = via.host.to_string().trim_matches(|c| c == '[' || c == ']') == ip;
+    let received = (!host_matches || wants_rport).then_some(ip);
+    let rport = wants_rport.then_some(source.remote.port());
+    (received, rport)
+}

@@ -69,11 +69,13 @@ impl std::fmt::Debug for PendingHook {
 }
 
 /// A hook's answer, for [`ProxyTx::on_hook_done`].
+#[derive(Debug)]
 pub struct HookDone {
     ctx: PolicyCtx,
     outcome: Outcome,
 }
 
+#[derive(Debug)]
 enum Outcome {
     Response {
         branch: BranchId,

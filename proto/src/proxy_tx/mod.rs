@@ -214,6 +214,11 @@ impl ProxyTx {
         }
     }
 
+    /// Where the request came from (its responses go back there).
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
     /// Answers locally (100 Trying, errors, registrar results, timeouts).
     pub fn respond(
         &mut self,

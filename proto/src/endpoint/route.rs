@@ -1,0 +1,691 @@
+//! Where a new request goes, as explicit steps (RFC 3261 §16.3–16.5, the
+//! registrar, the policy's routing hooks). Each step either answers, or
+//! asks for one [`Io`](super::Io) and resumes in [`Endpoint::resume_routing`]
+//! when it is done:
+//!
+//! ```text
+//! start_routing: §16.3 validate, §16.4 Route pre-processing, requests for the proxy itself
+//!   └▶ [Authenticate]                       ([auth] on)
+//!       └▶ after_auth: 100 Trying (INVITE)
+//!           ├▶ REGISTER for us: [Policy on-register] ─▶ edge Path (RFC 3327) ─▶ [Register | Lookup] ─▶ 200/4xx/503
+//!           └▶ targets: GRUU / rewritten Contact (RFC 5627) / [Lookup] AOR / Request-URI
+//!               └▶ [Policy on-request] (initial requests) ─▶ maybe a new Request-URI: targets again
+//!                   └▶ finish: flows, Record-Route, Contact rewriting ─▶ ProxyTx::start_fork
+//! ```
+
+use std::sync::Arc;
+
+use switchyard_codec::{HeaderName, Method, SipMessage, Uri};
+
+use super::io::{Decision, RoutingHook};
+use super::{Endpoint, IoKind, IoResult, Now, PolicyCall, Waiter};
+use crate::edge::{self, ClusterTarget, one_flow_per_instance, target_of};
+use crate::location::{Aor, Binding, RegisterError, StoreError};
+use crate::policy::{
+    HeaderEdit, Origin, Policy, PolicyCtx, RegisterDecision, Reply, RequestAction, TargetGroup,
+};
+use crate::proxy::fork::{ForkLimits, Target};
+use crate::proxy::request::{self, Reject, RouteState};
+use crate::proxy_tx::Forwarding;
+use crate::registrar::{self, ContactsUpdate, Limits, OkExtras, RegisterContext, RuleError};
+
+/// A new request between two routing steps.
+pub(super) struct Routing {
+    routes: RouteState,
+    to_us: bool,
+    initial: bool,
+    register_for_us: bool,
+    tenant: String,
+    policy: Arc<dyn Policy>,
+    origin: Origin,
+    pctx: PolicyCtx,
+    /// The policy's header edits for every forwarded copy.
+    headers: Vec<HeaderEdit>,
+    targets: Vec<Target>,
+    bindings: Vec<Binding>,
+    /// `on-request` ran (a rewritten Request-URI is not shown to it again).
+    asked_policy: bool,
+    stage: Stage,
+}
+
+/// What the outstanding I/O is for.
+enum Stage {
+    Authenticate,
+    RegisterPolicy,
+    /// The registrar's store call for this REGISTER (with our Path).
+    Registrar {
+        register: SipMessage,
+        own_path: bool,
+        outbound: bool,
+        at: std::time::SystemTime,
+    },
+    /// The bindings of an AOR of ours, or of a GRUU's instance.
+    Bindings {
+        gruu: Option<(String, Option<u64>)>,
+    },
+    RequestPolicy,
+}
+
+/// The methods we answer in Allow.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE";
+
+impl Endpoint {
+    fn request_of(&self, tx: u64) -> Option<SipMessage> {
+        self.txs.get(&tx).map(|e| e.tx.request.clone())
+    }
+
+    /// Answers locally through the transaction (with its retransmissions).
+    fn answer(&mut self, tx: u64, rej: &Reject, now: Now) {
+        if let Some(entry) = self.txs.get_mut(&tx) {
+            let out = entry
+                .tx
+                .respond(rej.code, &rej.reason, &rej.headers, now.instant);
+            self.apply(tx, out, now);
+        }
+    }
+
+    /// Answers once, without retransmissions: for refusals whose source may
+    /// be spoofed (401/407/403, and routing failures nobody vouched for:
+    /// a scan of numbers from forged addresses would otherwise get every
+    /// 404 up to eleven times, Timer G).
+    fn answer_once(&mut self, tx: u64, rej: &Reject, now: Now) {
+        if let Some(entry) = self.txs.get_mut(&tx) {
+            let out = entry
+                .tx
+                .respond_once(rej.code, &rej.reason, &rej.headers, now.instant);
+            self.apply(tx, out, now);
+        }
+    }
+
+    fn answer_unvouched(&mut self, tx: u64, origin: &Origin, rej: &Reject, now: Now) {
+        if *origin == Origin::Anonymous {
+            self.answer_once(tx, rej, now);
+        } else {
+            self.answer(tx, rej, now);
+        }
+    }
+
+    /// The first steps, which need no I/O.
+    pub(super) fn start_routing(&mut self, tx: u64, now: Now) {
+        let Some(msg) = self.request_of(tx) else {
+            return;
+        };
+        let identity = &self.edge.identity;
+        if let Err(rej) = request::validate(&msg, identity) {
+            if rej.code == 483 || rej.code == 482 {
+                self.stats.rejected.inc();
+            }
+            return self.answer(tx, &rej, now);
+        }
+        let routes = match request::preprocess_routes(&msg, identity) {
+            Ok(r) => r,
+            Err(rej) => return self.answer(tx, &rej, now),
+        };
+        let Ok(ruri) = Uri::parse(&routes.request_uri) else {
+            return self.answer(tx, &Reject::new(400, "Bad Request-URI"), now);
+        };
+        let method = msg.method().cloned().unwrap_or(Method::Options);
+        let to_us = routes.routes.is_empty();
+        let initial = msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
+        let our_domain = identity.is_our_aor(&ruri);
+        let zero_hops = msg.max_forwards().ok().flatten() == Some(0);
+        // Requests for the proxy itself.
+        if to_us && (zero_hops || identity.is_addressed_to_proxy(&ruri)) {
+            match method {
+                Method::Options => {
+                    let allow = [
+                        ("Allow".to_string(), ALLOW.to_string()),
+                        ("Accept".into(), "application/sdp".into()),
+                    ];
+                    let ok = Reject {
+                        code: 200,
+                        reason: "OK".into(),
+                        headers: allow.to_vec(),
+                    };
+                    return self.answer(tx, &ok, now);
+                }
+                Method::Register if our_domain => {}
+                _ if zero_hops => {
+                    return self.answer(tx, &Reject::new(483, "Too Many Hops"), now);
+                }
+                _ => {}
+            }
+        }
+        let tenant = self
+            .config
+            .tenants
+            .tenant_of(&ruri.host.to_string())
+            .to_string();
+        let policy = self.policies.policy_for(&tenant);
+        let register_for_us = method == Method::Register && to_us && our_domain;
+        let request_uri = routes.request_uri.clone();
+        let routing = Routing {
+            routes,
+            to_us,
+            initial,
+            register_for_us,
+            tenant,
+            policy,
+            origin: Origin::Unchecked,
+            pctx: PolicyCtx::default(),
+            headers: Vec::new(),
+            targets: Vec::new(),
+            bindings: Vec::new(),
+            asked_policy: false,
+            stage: Stage::Authenticate,
+        };
+        if !self.config.auth {
+            return self.after_auth(tx, routing, now);
+        }
+        let auth = super::AuthRequest {
+            source: self.txs[&tx].tx.source(),
+            request: msg,
+            request_uri,
+            popped: routing.routes.popped.clone(),
+            register_for_us,
+        };
+        self.ask(
+            IoKind::Authenticate(auth),
+            Waiter::Route {
+                tx,
+                routing: Box::new(routing),
+            },
+        );
+    }
+
+    /// An [`Io`](super::Io) of a routing step is done.
+    pub(super) fn resume_routing(
+        &mut self,
+        tx: u64,
+        mut routing: Routing,
+        result: IoResult,
+        now: Now,
+    ) {
+        match (
+            std::mem::replace(&mut routing.stage, Stage::Authenticate),
+            result,
+        ) {
+            (Stage::Authenticate, IoResult::Authenticated(Ok(origin))) => {
+                routing.origin = origin;
+                self.after_auth(tx, routing, now);
+            }
+            (Stage::Authenticate, IoResult::Authenticated(Err(rej))) => {
+                self.answer_once(tx, &rej, now)
+            }
+            (Stage::RegisterPolicy, IoResult::Policy(answer)) => {
+                routing.pctx = answer.ctx;
+                let limits = match answer.decision {
+                    Decision::Register(RegisterDecision::Allow) => Limits::default(),
+                    Decision::Register(RegisterDecision::Limit(l)) => Limits {
+                        max_bindings: l.max_contacts,
+                        max_expires: l.max_expires,
+                    },
+                    Decision::Register(RegisterDecision::Reject(reply)) => {
+                        return self.answer(tx, &reply_of(reply), now);
+                    }
+                    Decision::Request(_) => return,
+                };
+                self.registrar(tx, routing, limits, now);
+            }
+            (
+                Stage::Registrar {
+                    register,
+                    own_path,
+                    outbound,
+                    at,
+                },
+                result,
+            ) => {
+                let result = match result {
+                    IoResult::Registered(r) => r,
+                    // A query (no Contact): the bindings as they are.
+                    IoResult::Bindings(r) => r.map_err(RegisterError::Store),
+                    _ => return,
+                };
+                let registered = Registered {
+                    register: &register,
+                    own_path,
+                    outbound,
+                    at,
+                };
+                self.registered(tx, registered, result, now)
+            }
+            (Stage::Bindings { gruu }, IoResult::Bindings(found)) => {
+                let found = found.map_err(|e| store_unavailable("Location Store Unavailable", &e));
+                let found = match gruu {
+                    Some((instance, generation)) => {
+                        found.and_then(|b| edge::gruu_targets(b, &instance, generation))
+                    }
+                    None => found,
+                };
+                match found {
+                    Ok(bindings) => {
+                        routing.targets = one_flow_per_instance(&bindings).map(target_of).collect();
+                        routing.bindings = bindings;
+                        self.after_targets(tx, routing, now);
+                    }
+                    Err(rej) => self.answer_unvouched(tx, &routing.origin, &rej, now),
+                }
+            }
+            (Stage::RequestPolicy, IoResult::Policy(answer)) => {
+                routing.pctx = answer.ctx;
+                let Decision::Request(decision) = answer.decision else {
+                    return;
+                };
+                routing.headers = decision.headers;
+                match decision.action {
+                    RequestAction::Continue => match decision.request_uri {
+                        // A rewritten Request-URI is routed as if it had
+                        // arrived that way: looked up again when it is ours.
+                        Some(uri) if Uri::parse(&uri).is_err() => {
+                            tracing::warn!(%uri, "policy rewrote the Request-URI to an invalid URI");
+                            self.answer(tx, &Reject::new(500, "Policy Error"), now);
+                        }
+                        Some(uri) => self.targets(tx, routing, &uri, now),
+                        None => self.finish(tx, routing, now),
+                    },
+                    RequestAction::Reply(reply) => self.answer(tx, &reply_of(reply), now),
+                    RequestAction::Relay(groups) => {
+                        routing.targets = TargetGroup::into_targets(groups);
+                        self.finish(tx, routing, now);
+                    }
+                    RequestAction::Redirect(contacts) => {
+                        let contact = contacts
+                            .iter()
+                            .map(|c| format!("<{c}>"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let mut moved = Reject::new(302, "Moved Temporarily");
+                        moved.headers.push(("Contact".into(), contact));
+                        self.answer(tx, &moved, now);
+                    }
+                }
+            }
+            _ => tracing::debug!("routing step answered with an unexpected result"),
+        }
+    }
+
+    fn after_auth(&mut self, tx: u64, routing: Routing, now: Now) {
+        let Some(msg) = self.request_of(tx) else {
+            return;
+        };
+        if msg.method() == Some(&Method::Invite) {
+            // §16.2: answer 100 at once (before any store lookup) so the
+            // UAC stops retransmitting over UDP; not before the request is
+            // known to be one we route (a spoofed INVITE gets one answer).
+            let entry = self.txs.get_mut(&tx).expect("live transaction");
+            let out = entry.tx.respond(100, "Trying", &[], now.instant);
+            self.apply(tx, out, now);
+        }
+        if !routing.register_for_us {
+            let uri = routing.routes.request_uri.clone();
+            return self.targets(tx, routing, &uri, now);
+        }
+        if routing.policy.is_default() {
+            return self.registrar(tx, routing, Limits::default(), now);
+        }
+        let call = RoutingHook::Register {
+            origin: routing.origin.clone(),
+            aor: msg.to().ok().map(|t| t.uri.to_string()).unwrap_or_default(),
+            contacts: msg
+                .header_values(HeaderName::Contact)
+                .map(str::to_owned)
+                .collect(),
+            expires: msg.expires().ok().flatten(),
+            source: self.txs[&tx].tx.source(),
+            message: msg,
+        };
+        self.ask_policy(tx, routing, call, Stage::RegisterPolicy);
+    }
+
+    fn ask_policy(&mut self, tx: u64, mut routing: Routing, call: RoutingHook, stage: Stage) {
+        let call = PolicyCall {
+            policy: routing.policy.clone(),
+            tenant: routing.tenant.clone(),
+            ctx: std::mem::take(&mut routing.pctx),
+            call,
+        };
+        routing.stage = stage;
+        self.ask(
+            IoKind::Policy(call),
+            Waiter::Route {
+                tx,
+                routing: Box::new(routing),
+            },
+        );
+    }
+
+    /// RFC 3261 §10.3 with the edge's Path (RFC 3327 §4): a REGISTER
+    /// straight from a UA is stored with our flow token, so every node
+    /// routes to it through us.
+    fn registrar(&mut self, tx: u64, mut routing: Routing, limits: Limits, now: Now) {
+        let Some(msg) = self.request_of(tx) else {
+            return;
+        };
+        let source = self.txs[&tx].tx.source();
+        let secs = now.unix_secs();
+        let first_hop = edge::is_first_hop(&msg);
+        let with_path = first_hop
+            .then(|| self.edge.add_edge_path(&msg, source, secs))
+            .flatten();
+        let own_path = with_path.is_some() || self.edge.top_path_is_ours(&msg, secs);
+        let register = with_path.unwrap_or(msg);
+        let ctx = RegisterContext {
+            source,
+            node: Some(&self.config.node_id),
+            first_hop,
+            own_path,
+        };
+        let config = &self.config.registrar;
+        let (aor, mut update) = match registrar::parse_register_in(&register, config, &ctx) {
+            Ok(parsed) => parsed,
+            Err(reject) => {
+                tracing::debug!(%reject, "REGISTER rejected");
+                let code = reject.status().0;
+                let data = reject.response(&register);
+                return self.respond_bytes(tx, code, data, now);
+            }
+        };
+        update.max_bindings = Some(
+            limits
+                .max_bindings
+                .map_or(config.max_contacts, |m| m.min(config.max_contacts)),
+        );
+        let mut outbound = false;
+        if let ContactsUpdate::Set(contacts) = &mut update.contacts {
+            outbound = contacts.iter().any(|c| c.reg_id.is_some() && c.expires > 0);
+            if let Some(max) = limits.max_expires {
+                for contact in contacts {
+                    contact.expires = contact.expires.min(max.max(1));
+                }
+            }
+        }
+        let at = now.wall;
+        let kind = if update.contacts == ContactsUpdate::Fetch {
+            IoKind::Lookup { aor, at }
+        } else {
+            IoKind::Register { aor, update, at }
+        };
+        routing.stage = Stage::Registrar {
+            register,
+            own_path,
+            outbound,
+            at,
+        };
+        self.ask(
+            kind,
+            Waiter::Route {
+                tx,
+                routing: Box::new(routing),
+            },
+        );
+    }
+
+    fn registered(
+        &mut self,
+        tx: u64,
+        done: Registered<'_>,
+        result: Result<Vec<Binding>, RegisterError>,
+        now: Now,
+    ) {
+        let Registered {
+            register,
+            own_path,
+            outbound,
+            at,
+        } = done;
+        let (code, data) = match result {
+            Ok(bindings) => {
+                let extras = OkExtras {
+                    echo_path: registrar::supports(register, "path") || !own_path,
+                    outbound,
+                    gruu: registrar::supports(register, "gruu").then_some(&*self.edge.cluster),
+                };
+                let ok = registrar::ok_response_with(register, &bindings, at, &extras);
+                (200, ok)
+            }
+            Err(RegisterError::Rejected(error)) => {
+                tracing::debug!(%error, "REGISTER refused by the rules");
+                let code = match error {
+                    RuleError::OutOfOrder { .. } => 500,
+                    RuleError::TooManyBindings { .. } => {
+                        self.stats.contacts_capped.inc();
+                        403
+                    }
+                };
+                (code, registrar::rule_error_response(register, &error))
+            }
+            Err(RegisterError::Store(error)) => {
+                tracing::warn!(%error, "location store failed");
+                (503, registrar::store_error_response(register, &error))
+            }
+        };
+        self.respond_bytes(tx, code, data, now);
+    }
+
+    fn respond_bytes(&mut self, tx: u64, code: u16, data: bytes::Bytes, now: Now) {
+        if let Some(entry) = self.txs.get_mut(&tx) {
+            let out = entry.tx.respond_bytes(code, data, now.instant);
+            self.apply(tx, out, now);
+        }
+    }
+
+    /// §16.5 target determination:
+    /// - no Route left and a GRUU or a Contact an edge rewrote: resolved
+    ///   from the URI (any node);
+    /// - an in-dialog request: its Request-URI is the peer's remote target
+    ///   (§12.2), forwarded as it is, whatever its host (a phone on the
+    ///   proxy's own host has a Contact in "our" domain with another port);
+    /// - an address-of-record of ours: the location store;
+    /// - otherwise the Request-URI itself (loose routing keeps it; the
+    ///   next hop is the top Route).
+    fn targets(&mut self, tx: u64, mut routing: Routing, uri: &str, now: Now) {
+        routing.targets = vec![Target::new(uri)];
+        routing.bindings = Vec::new();
+        let Ok(ruri) = Uri::parse(uri) else {
+            return self.answer(tx, &Reject::new(400, "Bad Request-URI"), now);
+        };
+        if !routing.to_us {
+            return self.after_targets(tx, routing, now);
+        }
+        let identity = &self.edge.identity;
+        let lookup = match edge::classify(&self.edge, &ruri, now.unix_secs()) {
+            Some(ClusterTarget::Contact(target)) => {
+                routing.targets = vec![target];
+                return self.after_targets(tx, routing, now);
+            }
+            Some(ClusterTarget::Refused(rej)) => {
+                return self.answer_unvouched(tx, &routing.origin, &rej, now);
+            }
+            Some(ClusterTarget::Gruu {
+                aor,
+                instance,
+                generation_ms,
+            }) => Some((aor, Some((instance, generation_ms)))),
+            None if !routing.initial && !identity.reaches_me(&ruri) => None,
+            None if identity.is_our_aor(&ruri) && ruri.user.is_some() => {
+                match Aor::new(ruri.user, &ruri.host.to_string()) {
+                    Ok(aor) => Some((aor, None)),
+                    Err(_) => {
+                        let rej = Reject::new(404, "Not Found");
+                        return self.answer_unvouched(tx, &routing.origin, &rej, now);
+                    }
+                }
+            }
+            None if identity.is_addressed_to_proxy(&ruri) => {
+                let rej = Reject::new(404, "Not Found");
+                return self.answer_unvouched(tx, &routing.origin, &rej, now);
+            }
+            None => None,
+        };
+        let Some((aor, gruu)) = lookup else {
+            return self.after_targets(tx, routing, now);
+        };
+        routing.stage = Stage::Bindings { gruu };
+        self.ask(
+            IoKind::Lookup { aor, at: now.wall },
+            Waiter::Route {
+                tx,
+                routing: Box::new(routing),
+            },
+        );
+    }
+
+    /// The targets are known: the policy's `on-request` for an initial
+    /// request (once), then the fork.
+    fn after_targets(&mut self, tx: u64, mut routing: Routing, now: Now) {
+        if !routing.initial || routing.asked_policy || routing.policy.is_default() {
+            return self.finish(tx, routing, now);
+        }
+        let Some(msg) = self.request_of(tx) else {
+            return;
+        };
+        routing.asked_policy = true;
+        let call = RoutingHook::Request {
+            origin: routing.origin.clone(),
+            request_uri: routing.routes.request_uri.clone(),
+            source: self.txs[&tx].tx.source(),
+            message: msg,
+            bindings: std::mem::take(&mut routing.bindings),
+        };
+        self.ask_policy(tx, routing, call, Stage::RequestPolicy);
+    }
+
+    /// The last step: the edge's part (flows, Record-Route with tokens,
+    /// Contact rewriting), then the fork (§16.6).
+    fn finish(&mut self, tx: u64, routing: Routing, now: Now) {
+        let Some(msg) = self.request_of(tx) else {
+            return;
+        };
+        let source = self.txs[&tx].tx.source();
+        let secs = now.unix_secs();
+        let method = msg.method().cloned().unwrap_or(Method::Options);
+        let Routing {
+            routes,
+            initial,
+            policy,
+            origin,
+            pctx,
+            mut headers,
+            mut targets,
+            tenant,
+            ..
+        } = routing;
+        if matches!(origin, Origin::Authenticated { .. }) && method != Method::Register {
+            // Our realm's credentials end here (Kamailio's consume_credentials).
+            headers.push(HeaderEdit::Remove {
+                name: "Proxy-Authorization".into(),
+            });
+        }
+        if method == Method::Register
+            && let Some(path) = self.edge.foreign_register_path(&msg, source, secs)
+        {
+            headers.push(path);
+        }
+        // RFC 5626 §5.3: our own Record-Route entry with the flow token of
+        // the UA this in-dialog request is going to.
+        if let Some(flow) = self
+            .edge
+            .flow_from_routes(&routes.popped, &routes.routes, source, secs)
+        {
+            for t in &mut targets {
+                t.flow.get_or_insert(flow);
+            }
+        }
+        if targets.is_empty() && origin == Origin::Anonymous {
+            // §16.5's empty target set (nobody registered): 480, which the
+            // fork would send with a transaction's retransmissions.
+            let rej = Reject::new(480, "Temporarily Unavailable");
+            return self.answer_once(tx, &rej, now);
+        }
+        tracing::debug!(targets = targets.len(), initial, "forking");
+        let record_route = initial && request::wants_record_route(&method);
+        // The edge's side of a dialog-forming request from its UA: the UA's
+        // Contact may be rewritten, and when the UA can only be reached on
+        // the flow it came on, its token goes into our Record-Route.
+        let edge_of_caller = record_route && edge::is_first_hop(&msg);
+        let ua_flow = (edge_of_caller && edge::dialog_needs_flow(&msg, source)).then_some(source);
+        let token_expiry_secs = self.edge.dialog_token_expiry(secs);
+        let tenants = &self.config.tenants;
+        if edge_of_caller {
+            let domain = msg
+                .from()
+                .map(|f| f.uri.host.to_string())
+                .unwrap_or_default();
+            let mode = tenants.contact_rewrite_for(&domain);
+            if let Some(edit) = self
+                .edge
+                .rewrite_contact(&msg, source, mode, token_expiry_secs)
+            {
+                headers.push(edit);
+            }
+        }
+        let callee_domain = msg.to().map(|t| t.uri.host.to_string()).unwrap_or_default();
+        let (received, rport) = request::rfc3581(&msg, &source);
+        let forwarding = Forwarding {
+            record_route,
+            ua_flow,
+            callee_rewrite: record_route.then(|| tenants.contact_rewrite_for(&callee_domain)),
+            token_expiry_secs,
+            routes,
+            received,
+            rport,
+            loop_hash: request::loop_hash(&msg),
+            headers,
+            dialog_token: (record_route && self.config.auth).then(|| {
+                self.edge
+                    .cluster
+                    .seal_dialog(crate::cluster::DialogToken { started_secs: secs })
+            }),
+            fork_limits: ForkLimits {
+                breadth: request::max_breadth(&msg, self.config.max_breadth),
+                max_branches: self.config.max_branches,
+            },
+        };
+        // In-dialog requests take no hooks at all: their Request-URI is a
+        // contact (no tenant domain), and their policy's on-request never
+        // ran, so on-response and on-branch-failure would see another
+        // tenant's policy with an empty ctx. A tenant without a policy has
+        // nothing to say after routing either.
+        let policy = initial.then_some(policy).filter(|p| !p.is_default());
+        let Some(entry) = self.txs.get_mut(&tx) else {
+            return;
+        };
+        entry.tx.tenant = tenant;
+        let out = entry
+            .tx
+            .start_fork(targets, forwarding, policy, pctx, now.instant);
+        self.apply(tx, out, now);
+    }
+}
+
+/// A REGISTER whose store call is done.
+struct Registered<'a> {
+    register: &'a SipMessage,
+    own_path: bool,
+    outbound: bool,
+    /// The wall clock the store applied it at.
+    at: std::time::SystemTime,
+}
+
+/// A policy's reply as a local answer (empty reason: the standard phrase).
+fn reply_of(reply: Reply) -> Reject {
+    let reason = match reply.reason.as_str() {
+        "" => crate::proxy::reason::standard(reply.code).to_owned(),
+        r => r.to_owned(),
+    };
+    Reject {
+        code: reply.code,
+        reason,
+        headers: reply.headers,
+    }
+}
+
+/// 503 with the Retry-After the store error suggests (RFC 3261 §21.5.4).
+pub(super) fn store_unavailable(reason: &'static str, error: &StoreError) -> Reject {
+    tracing::warn!(%error, "location lookup failed");
+    let mut rej = Reject::new(503, reason);
+    rej.headers
+        .push(("Retry-After".into(), error.retry_after_secs().to_string()));
+    rej
+}
