@@ -5,6 +5,9 @@
 #   SKIP_BUILD=1 bench/run.sh      # use the existing target/release/switchyard
 #   TARGETS=kamailio bench/run.sh  # some of: switchyard switchyard-pbx kamailio
 #   PHASES=memory bench/run.sh     # some of: register calls memory
+#   BASELINE=/path/to/old/switchyard TARGETS="baseline switchyard" bench/run.sh
+#                                  # before/after: targets baseline and
+#                                  # baseline-pbx run that binary instead
 #
 # Measures, per proxy:
 #   register  the highest REGISTER rate (SIPp -r) at which < 0.1% of the
@@ -99,8 +102,9 @@ pbx_config() {
     } >"$1"
 }
 
-start_switchyard() { # start_switchyard [extra args]
-    local bin="$ROOT/target/release/switchyard"
+start_switchyard() { # start_switchyard BINARY [extra args]
+    local bin=$1
+    shift
     [[ -x $bin ]] || return 1
     "$bin" run --no-auth "$@" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log warn \
         >"$WORK/switchyard.log" 2>&1 &
@@ -125,7 +129,7 @@ start_kamailio() {
 
 start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
     case $1 in
-        switchyard | switchyard-pbx) PROXY_ADDR=$SY_ADDR ;;
+        switchyard | switchyard-pbx | baseline | baseline-pbx) PROXY_ADDR=$SY_ADDR ;;
         kamailio) PROXY_ADDR=$KAM_ADDR ;;
     esac
     # Never measure a stale instance that still holds the address.
@@ -135,8 +139,10 @@ start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
         return 1
     fi
     case $1 in
-        switchyard) start_switchyard ;;
-        switchyard-pbx) start_switchyard --config "$WORK/pbx.toml" ;;
+        switchyard) start_switchyard "$ROOT/target/release/switchyard" ;;
+        switchyard-pbx) start_switchyard "$ROOT/target/release/switchyard" --config "$WORK/pbx.toml" ;;
+        baseline) start_switchyard "${BASELINE:-}" ;;
+        baseline-pbx) start_switchyard "${BASELINE:-}" --config "$WORK/pbx.toml" ;;
         kamailio) start_kamailio ;;
     esac
 }
@@ -232,7 +238,7 @@ bench_target() {
     fi
     # Bindings cost the same with or without a policy (and the memory
     # run's users are not in the PBX's dial plan).
-    [[ " $PHASES " == *" memory "* && $TARGET != switchyard-pbx ]] || return 0
+    [[ " $PHASES " == *" memory "* && $TARGET != *-pbx ]] || return 0
 
     log "memory: $MEM_USERS bindings at $MEM_RATE/s over $MEM_TRANSPORT into a fresh $TARGET"
     start_proxy "$TARGET" || return 0
@@ -304,6 +310,15 @@ printf '%-34s %14s %14s %9s\n' "memory after" \
 printf '%-34s %14s %14s %9s\n' "bytes per binding" "${sy_pb:-pending}" "${kam_pb:-pending}" "$(ratio "$sy_pb" "$kam_pb")"
 echo "(memory: switchyard VmRSS; kamailio PSS summed over its processes. Ratio > 1 is better for rates, worse for memory.)"
 echo "hosted-pbx vs no policy: REGISTER/s $(ratio "${REG[switchyard-pbx]:-}" "${REG[switchyard]:-}"), calls/s $(ratio "${CALLS[switchyard-pbx]:-}" "${CALLS[switchyard]:-}") (target >= 0.90x)"
+if [[ -n ${BASELINE:-} ]]; then
+    echo "after vs before (BASELINE=$BASELINE):"
+    for pair in "switchyard baseline" "switchyard-pbx baseline-pbx"; do
+        read -r after before <<<"$pair"
+        printf '  %-16s REGISTER/s %s -> %s (%s), calls/s %s -> %s (%s)\n' "$after" \
+            "${REG[$before]:-pending}" "${REG[$after]:-pending}" "$(ratio "${REG[$after]:-}" "${REG[$before]:-}")" \
+            "${CALLS[$before]:-pending}" "${CALLS[$after]:-pending}" "$(ratio "${CALLS[$after]:-}" "${CALLS[$before]:-}")"
+    done
+fi
 for t in $TARGETS; do
     [[ -n ${REG_DETAIL[$t]:-} ]] && echo "$t best REGISTER step: ${REG_DETAIL[$t]}"
     [[ -n ${CALL_DETAIL[$t]:-} ]] && echo "$t best call step: ${CALL_DETAIL[$t]}"

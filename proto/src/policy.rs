@@ -19,24 +19,9 @@ pub struct PolicyCtx {
     pub data: Vec<u8>,
 }
 
-/// A final response the proxy sends itself.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub code: u16,
-    /// Empty for the standard reason phrase.
-    pub reason: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Reply {
-    pub fn new(code: u16, reason: impl Into<String>) -> Self {
-        Reply {
-            code,
-            reason: reason.into(),
-            headers: Vec::new(),
-        }
-    }
-}
+/// A final response a policy asks the proxy to send (empty reason: the
+/// standard phrase): the proxy's one local-answer type.
+pub type Reply = crate::proxy::request::LocalAnswer;
 
 /// Targets rung in parallel; groups of a relay are tried in order.
 #[derive(Debug, Clone, PartialEq)]

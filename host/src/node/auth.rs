@@ -26,7 +26,7 @@ use super::core::Core;
 use crate::auth::{Challenge, Check, Concluded, Role, Verdict};
 use crate::location::StoreError;
 use crate::policy::Origin;
-use crate::proxy::request::Reject;
+use crate::proxy::request::LocalAnswer;
 use switchyard_proto::endpoint::AuthRequest;
 
 /// What authentication makes of a new request.
@@ -37,15 +37,15 @@ enum AuthStep {
     Challenge(Challenge),
     /// Answer with this refusal (403; 503 when the subscriber store or the
     /// nonce ledger is down).
-    Forbid(Reject),
+    Forbid(LocalAnswer),
 }
 
 impl Core {
     /// The endpoint's [`IoKind::Authenticate`](switchyard_proto::endpoint::IoKind):
     /// who sent the request, or the answer that refuses it (sent once).
-    pub(super) async fn authenticate(&self, request: &AuthRequest) -> Result<Origin, Reject> {
+    pub(super) async fn authenticate(&self, request: &AuthRequest) -> Result<Origin, LocalAnswer> {
         let Ok(ruri) = Uri::parse(&request.request_uri) else {
-            return Err(Reject::new(400, "Bad Request-URI"));
+            return Err(LocalAnswer::new(400, "Bad Request-URI"));
         };
         let step = self
             .authenticate_as(
@@ -58,7 +58,7 @@ impl Core {
             .await;
         match step {
             AuthStep::Proceed(origin) => Ok(origin),
-            AuthStep::Challenge(c) => Err(Reject {
+            AuthStep::Challenge(c) => Err(LocalAnswer {
                 code: c.code,
                 reason: c.reason.to_owned(),
                 headers: c.headers,
@@ -94,7 +94,7 @@ impl Core {
                 return proceed;
             }
             self.stats.relay_refused.inc();
-            return AuthStep::Forbid(Reject::new(403, "Forbidden (No Dialog Of Ours)"));
+            return AuthStep::Forbid(LocalAnswer::new(403, "Forbidden (No Dialog Of Ours)"));
         }
         let identity = &self.wiring().edge.identity;
         let now = unix_now();
@@ -121,12 +121,12 @@ impl Core {
                 _ if self.edge().targets_us(ruri, unix_now()) => return proceed,
                 _ => {
                     self.stats.relay_refused.inc();
-                    return AuthStep::Forbid(Reject::new(403, "Relaying Denied"));
+                    return AuthStep::Forbid(LocalAnswer::new(403, "Relaying Denied"));
                 }
             }
         };
         let Some(claimed) = claimed else {
-            return AuthStep::Forbid(Reject::new(403, "Forbidden"));
+            return AuthStep::Forbid(LocalAnswer::new(403, "Forbidden"));
         };
         let realm = claimed.host.to_string().to_ascii_lowercase();
         let verdict = match auth.check(msg, role, &realm, client, now) {
@@ -188,11 +188,11 @@ impl Core {
             Verdict::Authenticated { user } => {
                 tracing::debug!(%user, claimed = claimed.raw, "authenticated as someone else");
                 self.stats.auth_failed.inc();
-                AuthStep::Forbid(Reject::new(403, "Forbidden"))
+                AuthStep::Forbid(LocalAnswer::new(403, "Forbidden"))
             }
             Verdict::Throttled => {
                 self.stats.auth_throttled.inc();
-                AuthStep::Forbid(Reject::new(403, "Forbidden"))
+                AuthStep::Forbid(LocalAnswer::new(403, "Forbidden"))
             }
             Verdict::Challenge { stale } => {
                 if msg.header(role_header(role)).is_some() && !stale {
@@ -214,8 +214,8 @@ impl Core {
 
 /// 503 with the Retry-After the store error suggests, like every other
 /// store outage.
-fn store_unavailable(reason: &'static str, error: &StoreError) -> Reject {
-    let mut rej = Reject::new(503, reason);
+fn store_unavailable(reason: &'static str, error: &StoreError) -> LocalAnswer {
+    let mut rej = LocalAnswer::new(503, reason);
     rej.headers
         .push(("Retry-After".into(), error.retry_after_secs().to_string()));
     rej

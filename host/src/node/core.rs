@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::egress::{Destination, EgressError, NextHop};
 use crate::location::LocationStore;
 use crate::net::Source;
-use crate::proxy::request::Reject;
+use crate::proxy::request::LocalAnswer;
 use crate::transport::{InboundEvent, InboundHandler, TransportError, Transports};
 
 /// One endpoint and the wake-up of its timer task.
@@ -215,7 +215,7 @@ impl Core {
                 } else {
                     // RFC 5626 §5.3: a flow that is gone is 430 Flow Failed,
                     // so the caller's proxy (or the UA) can try another.
-                    Err(Reject::new(430, "Flow Failed"))
+                    Err(LocalAnswer::new(430, "Flow Failed"))
                 })
             }
             IoKind::Resolve { hop, flow: None } => IoResult::Resolved(self.resolve(&hop).await),
@@ -271,9 +271,9 @@ impl Core {
     /// Resolves a next-hop URI (RFC 3263) and applies the egress allowlist.
     /// Failures become the status the branch ends with: 403 for a forbidden
     /// destination, 503 when nothing could be found or reached.
-    async fn resolve(&self, hop: &str) -> Result<Destination, Reject> {
-        let uri =
-            switchyard_codec::Uri::parse(hop).map_err(|_| Reject::new(400, "Bad Next Hop URI"))?;
+    async fn resolve(&self, hop: &str) -> Result<Destination, LocalAnswer> {
+        let uri = switchyard_codec::Uri::parse(hop)
+            .map_err(|_| LocalAnswer::new(400, "Bad Next Hop URI"))?;
         let next = NextHop::from_uri_parts(
             &uri.host.to_string(),
             uri.port,
@@ -281,17 +281,20 @@ impl Core {
             uri.maddr(),
             uri.scheme == switchyard_codec::Scheme::Sips,
         )
-        .map_err(|e| Reject::new(503, e.to_string()))?;
+        .map_err(|e| LocalAnswer::new(503, e.to_string()))?;
         match self.egress.resolve(&next).await {
             Ok(dests) => dests
                 .first()
                 .copied()
-                .ok_or_else(|| Reject::new(503, "No Destination")),
+                .ok_or_else(|| LocalAnswer::new(503, "No Destination")),
             Err(EgressError::Forbidden(addr)) => {
                 self.stats.egress_refused.inc();
-                Err(Reject::new(403, format!("Forbidden Destination {addr}")))
+                Err(LocalAnswer::new(
+                    403,
+                    format!("Forbidden Destination {addr}"),
+                ))
             }
-            Err(e) => Err(Reject::new(503, e.to_string())),
+            Err(e) => Err(LocalAnswer::new(503, e.to_string())),
         }
     }
 

@@ -8,7 +8,7 @@ use super::Edge;
 use crate::cluster::{GruuRef, RewrittenContact};
 use crate::location::{Aor, Binding};
 use crate::proxy::fork::Target;
-use crate::proxy::request::Reject;
+use crate::proxy::request::LocalAnswer;
 use crate::registrar::millis;
 
 /// What a Request-URI that routes itself resolves to.
@@ -27,14 +27,14 @@ pub enum ClusterTarget {
     },
     /// A GRUU or rewritten Contact we cannot have issued (forged, altered,
     /// expired, another cluster's): 404.
-    Refused(Reject),
+    Refused(LocalAnswer),
 }
 
 /// RFC 5627 §5.5 (proxy behaviour) and the rewritten Contacts of
 /// [`Edge::rewrite_contact`]; `None` for any other URI, or a public GRUU of
 /// another domain (that domain's to resolve).
 pub fn classify(edge: &Edge, ruri: &Uri<'_>, now_secs: u64) -> Option<ClusterTarget> {
-    let not_found = || ClusterTarget::Refused(Reject::new(404, "Not Found"));
+    let not_found = || ClusterTarget::Refused(LocalAnswer::new(404, "Not Found"));
     if let Some(rewritten) = edge.cluster.rewritten_of(ruri, now_secs) {
         return Some(match rewritten {
             Ok(contact) => ClusterTarget::Contact(contact_target(edge, contact)),
@@ -69,7 +69,7 @@ pub fn gruu_targets(
     bindings: Vec<Binding>,
     instance: &str,
     generation_ms: Option<u64>,
-) -> Result<Vec<Binding>, Reject> {
+) -> Result<Vec<Binding>, LocalAnswer> {
     let bindings: Vec<Binding> = bindings
         .into_iter()
         .filter(|b| {
@@ -80,7 +80,7 @@ pub fn gruu_targets(
         })
         .collect();
     if bindings.is_empty() {
-        return Err(Reject::new(480, "Temporarily Unavailable"));
+        return Err(LocalAnswer::new(480, "Temporarily Unavailable"));
     }
     Ok(bindings)
 }

@@ -21,7 +21,7 @@ use crate::policy::{
     Origin, Policy, PolicyCtx, RegisterDecision, RegisterInfo, RequestDecision, RequestInfo,
 };
 use crate::proxy::fork::BranchId;
-use crate::proxy::request::Reject;
+use crate::proxy::request::LocalAnswer;
 use crate::proxy_tx::{HookDone, PendingHook};
 use crate::registrar::RegisterUpdate;
 
@@ -107,10 +107,10 @@ pub struct AuthRequest {
 /// What an [`IoKind`] came to.
 #[derive(Debug)]
 pub enum IoResult {
-    Authenticated(Result<Origin, Reject>),
+    Authenticated(Result<Origin, LocalAnswer>),
     Bindings(Result<Vec<Binding>, StoreError>),
     Registered(Result<Vec<Binding>, RegisterError>),
-    Resolved(Result<Destination, Reject>),
+    Resolved(Result<Destination, LocalAnswer>),
     Policy(PolicyAnswer),
     /// `None` for `on-complete`, whose answer nobody waits for.
     Hook(Option<HookDone>),

@@ -22,10 +22,10 @@ use super::{Endpoint, IoKind, IoResult, Now, PolicyCall, Waiter};
 use crate::edge::{self, ClusterTarget, one_flow_per_instance, target_of};
 use crate::location::{Aor, Binding, RegisterError, StoreError};
 use crate::policy::{
-    HeaderEdit, Origin, Policy, PolicyCtx, RegisterDecision, Reply, RequestAction, TargetGroup,
+    HeaderEdit, Origin, Policy, PolicyCtx, RegisterDecision, RequestAction, TargetGroup,
 };
 use crate::proxy::fork::{ForkLimits, Target};
-use crate::proxy::request::{self, Reject, RouteState};
+use crate::proxy::request::{self, LocalAnswer, RouteState};
 use crate::proxy_tx::Forwarding;
 use crate::registrar::{self, ContactsUpdate, Limits, OkExtras, RegisterContext, RuleError};
 
@@ -75,11 +75,11 @@ impl Endpoint {
     }
 
     /// Answers locally through the transaction (with its retransmissions).
-    fn answer(&mut self, tx: u64, rej: &Reject, now: Now) {
+    fn answer(&mut self, tx: u64, rej: &LocalAnswer, now: Now) {
         if let Some(entry) = self.txs.get_mut(&tx) {
             let out = entry
                 .tx
-                .respond(rej.code, &rej.reason, &rej.headers, now.instant);
+                .respond(rej.code, rej.reason_phrase(), &rej.headers, now.instant);
             self.apply(tx, out, now);
         }
     }
@@ -88,16 +88,17 @@ impl Endpoint {
     /// be spoofed (401/407/403, and routing failures nobody vouched for:
     /// a scan of numbers from forged addresses would otherwise get every
     /// 404 up to eleven times, Timer G).
-    fn answer_once(&mut self, tx: u64, rej: &Reject, now: Now) {
+    fn answer_once(&mut self, tx: u64, rej: &LocalAnswer, now: Now) {
         if let Some(entry) = self.txs.get_mut(&tx) {
-            let out = entry
-                .tx
-                .respond_once(rej.code, &rej.reason, &rej.headers, now.instant);
+            let out =
+                entry
+                    .tx
+                    .respond_once(rej.code, rej.reason_phrase(), &rej.headers, now.instant);
             self.apply(tx, out, now);
         }
     }
 
-    fn answer_unvouched(&mut self, tx: u64, origin: &Origin, rej: &Reject, now: Now) {
+    fn answer_unvouched(&mut self, tx: u64, origin: &Origin, rej: &LocalAnswer, now: Now) {
         if *origin == Origin::Anonymous {
             self.answer_once(tx, rej, now);
         } else {
@@ -122,7 +123,7 @@ impl Endpoint {
             Err(rej) => return self.answer(tx, &rej, now),
         };
         let Ok(ruri) = Uri::parse(&routes.request_uri) else {
-            return self.answer(tx, &Reject::new(400, "Bad Request-URI"), now);
+            return self.answer(tx, &LocalAnswer::new(400, "Bad Request-URI"), now);
         };
         let method = msg.method().cloned().unwrap_or(Method::Options);
         let to_us = routes.routes.is_empty();
@@ -137,7 +138,7 @@ impl Endpoint {
                         ("Allow".to_string(), ALLOW.to_string()),
                         ("Accept".into(), "application/sdp".into()),
                     ];
-                    let ok = Reject {
+                    let ok = LocalAnswer {
                         code: 200,
                         reason: "OK".into(),
                         headers: allow.to_vec(),
@@ -146,7 +147,7 @@ impl Endpoint {
                 }
                 Method::Register if our_domain => {}
                 _ if zero_hops => {
-                    return self.answer(tx, &Reject::new(483, "Too Many Hops"), now);
+                    return self.answer(tx, &LocalAnswer::new(483, "Too Many Hops"), now);
                 }
                 _ => {}
             }
@@ -221,7 +222,7 @@ impl Endpoint {
                         max_expires: l.max_expires,
                     },
                     Decision::Register(RegisterDecision::Reject(reply)) => {
-                        return self.answer(tx, &reply_of(reply), now);
+                        return self.answer(tx, &reply, now);
                     }
                     Decision::Request(_) => return,
                 };
@@ -279,12 +280,12 @@ impl Endpoint {
                         // arrived that way: looked up again when it is ours.
                         Some(uri) if Uri::parse(&uri).is_err() => {
                             tracing::warn!(%uri, "policy rewrote the Request-URI to an invalid URI");
-                            self.answer(tx, &Reject::new(500, "Policy Error"), now);
+                            self.answer(tx, &LocalAnswer::new(500, "Policy Error"), now);
                         }
                         Some(uri) => self.targets(tx, routing, &uri, now),
                         None => self.finish(tx, routing, now),
                     },
-                    RequestAction::Reply(reply) => self.answer(tx, &reply_of(reply), now),
+                    RequestAction::Reply(reply) => self.answer(tx, &reply, now),
                     RequestAction::Relay(groups) => {
                         routing.targets = TargetGroup::into_targets(groups);
                         self.finish(tx, routing, now);
@@ -295,7 +296,7 @@ impl Endpoint {
                             .map(|c| format!("<{c}>"))
                             .collect::<Vec<_>>()
                             .join(", ");
-                        let mut moved = Reject::new(302, "Moved Temporarily");
+                        let mut moved = LocalAnswer::new(302, "Moved Temporarily");
                         moved.headers.push(("Contact".into(), contact));
                         self.answer(tx, &moved, now);
                     }
@@ -381,9 +382,7 @@ impl Endpoint {
             Ok(parsed) => parsed,
             Err(reject) => {
                 tracing::debug!(%reject, "REGISTER rejected");
-                let code = reject.status().0;
-                let data = reject.response(&register);
-                return self.respond_bytes(tx, code, data, now);
+                return self.answer(tx, &reject.answer(), now);
             }
         };
         update.max_bindings = Some(
@@ -483,7 +482,7 @@ impl Endpoint {
         routing.targets = vec![Target::new(uri)];
         routing.bindings = Vec::new();
         let Ok(ruri) = Uri::parse(uri) else {
-            return self.answer(tx, &Reject::new(400, "Bad Request-URI"), now);
+            return self.answer(tx, &LocalAnswer::new(400, "Bad Request-URI"), now);
         };
         if !routing.to_us {
             return self.after_targets(tx, routing, now);
@@ -507,13 +506,13 @@ impl Endpoint {
                 match Aor::new(ruri.user, &ruri.host.to_string()) {
                     Ok(aor) => Some((aor, None)),
                     Err(_) => {
-                        let rej = Reject::new(404, "Not Found");
+                        let rej = LocalAnswer::new(404, "Not Found");
                         return self.answer_unvouched(tx, &routing.origin, &rej, now);
                     }
                 }
             }
             None if identity.is_addressed_to_proxy(&ruri) => {
-                let rej = Reject::new(404, "Not Found");
+                let rej = LocalAnswer::new(404, "Not Found");
                 return self.answer_unvouched(tx, &routing.origin, &rej, now);
             }
             None => None,
@@ -595,7 +594,7 @@ impl Endpoint {
         if targets.is_empty() && origin == Origin::Anonymous {
             // §16.5's empty target set (nobody registered): 480, which the
             // fork would send with a transaction's retransmissions.
-            let rej = Reject::new(480, "Temporarily Unavailable");
+            let rej = LocalAnswer::new(480, "Temporarily Unavailable");
             return self.answer_once(tx, &rej, now);
         }
         tracing::debug!(targets = targets.len(), initial, "forking");
@@ -668,23 +667,10 @@ struct Registered<'a> {
     at: std::time::SystemTime,
 }
 
-/// A policy's reply as a local answer (empty reason: the standard phrase).
-fn reply_of(reply: Reply) -> Reject {
-    let reason = match reply.reason.as_str() {
-        "" => crate::proxy::reason::standard(reply.code).to_owned(),
-        r => r.to_owned(),
-    };
-    Reject {
-        code: reply.code,
-        reason,
-        headers: reply.headers,
-    }
-}
-
 /// 503 with the Retry-After the store error suggests (RFC 3261 §21.5.4).
-pub(super) fn store_unavailable(reason: &'static str, error: &StoreError) -> Reject {
+pub(super) fn store_unavailable(reason: &'static str, error: &StoreError) -> LocalAnswer {
     tracing::warn!(%error, "location lookup failed");
-    let mut rej = Reject::new(503, reason);
+    let mut rej = LocalAnswer::new(503, reason);
     rej.headers
         .push(("Retry-After".into(), error.retry_after_secs().to_string()));
     rej

@@ -10,20 +10,33 @@ use switchyard_codec::{HeaderName, Method, Scheme, SipMessage, Uri};
 
 use super::identity::Identity;
 
-/// A request refused before forwarding, with the response to send.
+/// A response the proxy sends itself instead of forwarding: a refusal
+/// (validation, routing, authentication, registrar), a policy's reply, a
+/// redirect, the 200 to OPTIONS. The one type every layer answers with;
+/// the transaction builds the bytes (To tag, Via, Call-ID...).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reject {
+pub struct LocalAnswer {
     pub code: u16,
+    /// Empty for the standard reason phrase of `code`.
     pub reason: String,
+    /// Extra header fields (Retry-After, Min-Expires, WWW-Authenticate...).
     pub headers: Vec<(String, String)>,
 }
 
-impl Reject {
+impl LocalAnswer {
     pub fn new(code: u16, reason: impl Into<String>) -> Self {
-        Reject {
+        LocalAnswer {
             code,
             reason: reason.into(),
             headers: Vec::new(),
+        }
+    }
+
+    /// The reason phrase to send: the given one, else the standard one.
+    pub fn reason_phrase(&self) -> &str {
+        match self.reason.as_str() {
+            "" => super::reason::standard(self.code),
+            r => r,
         }
     }
 }
@@ -33,24 +46,24 @@ pub const BRANCH_PREFIX: &str = "z9hG4bKsy";
 
 /// §16.3: everything that must hold before a request is proxied. Syntax
 /// (step 1) is the codec's `validate_request`, run by the caller first.
-pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), Reject> {
+pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), LocalAnswer> {
     // Step 2: URI scheme. We route sip: and sips:; tel: needs a policy.
     let uri = msg
         .request_uri()
-        .map_err(|_| Reject::new(400, "Bad Request-URI"))?;
+        .map_err(|_| LocalAnswer::new(400, "Bad Request-URI"))?;
     if !matches!(uri.scheme, Scheme::Sip | Scheme::Sips) {
-        return Err(Reject::new(416, "Unsupported URI Scheme"));
+        return Err(LocalAnswer::new(416, "Unsupported URI Scheme"));
     }
     // Step 3: Max-Forwards. OPTIONS at zero is answered by the proxy (§11), the caller handles that.
     let mf = msg
         .max_forwards()
-        .map_err(|_| Reject::new(400, "Bad Max-Forwards"))?;
+        .map_err(|_| LocalAnswer::new(400, "Bad Max-Forwards"))?;
     // RFC 4475 §3.1.4.11: only an OPTIONS addressed to the proxy itself is
     // answered at zero hops; anything else stops here.
     let options_for_us =
         msg.method() == Some(&Method::Options) && identity.is_addressed_to_proxy(&uri);
     if mf == Some(0) && !options_for_us {
-        return Err(Reject::new(483, "Too Many Hops"));
+        return Err(LocalAnswer::new(483, "Too Many Hops"));
     }
     // Step 4: loop detection, by recomputing the loop hash we put in our branches.
     let hash = loop_hash(msg);
@@ -69,13 +82,13 @@ pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), Reject> {
                 .and_then(|rest| rest.split('.').next())
                 == Some(hash.as_str())
         {
-            return Err(Reject::new(482, "Loop Detected"));
+            return Err(LocalAnswer::new(482, "Loop Detected"));
         }
     }
     // Step 5: Proxy-Require. We implement no proxy extensions yet.
     let unsupported: Vec<&str> = msg.option_tags(HeaderName::ProxyRequire).collect();
     if !unsupported.is_empty() {
-        let mut r = Reject::new(420, "Bad Extension");
+        let mut r = LocalAnswer::new(420, "Bad Extension");
         r.headers
             .push(("Unsupported".into(), unsupported.join(", ")));
         return Err(r);
@@ -135,10 +148,10 @@ pub struct RouteState {
 /// §16.4: if the Request-URI is ours (a strict router put our Record-Route
 /// URI there), the real target is the last Route value; then every top Route
 /// value that names us is removed.
-pub fn preprocess_routes(msg: &SipMessage, identity: &Identity) -> Result<RouteState, Reject> {
+pub fn preprocess_routes(msg: &SipMessage, identity: &Identity) -> Result<RouteState, LocalAnswer> {
     let mut routes: Vec<String> = msg
         .routes()
-        .map_err(|_| Reject::new(400, "Bad Route header"))?
+        .map_err(|_| LocalAnswer::new(400, "Bad Route header"))?
         .iter()
         .map(|r| r.raw.trim().to_string())
         .collect();

@@ -13,7 +13,7 @@ use crate::edge::Edge;
 use crate::net::Destination;
 use crate::policy::Reply;
 use crate::proxy::fork::{BranchId, FinalResponse, ForkAction, Target};
-use crate::proxy::request::{self, ForwardSpec, Reject};
+use crate::proxy::request::{self, ForwardSpec, LocalAnswer};
 use crate::transaction::{ClientEvent, ClientKey, ClientTransaction, Kind};
 
 impl ProxyTx {
@@ -22,7 +22,7 @@ impl ProxyTx {
         &mut self,
         branch: BranchId,
         target: Target,
-        dest: Result<Destination, Reject>,
+        dest: Result<Destination, LocalAnswer>,
         edge: &Edge,
         rng: &mut impl rand::Rng,
         now: Instant,
@@ -32,7 +32,7 @@ impl ProxyTx {
         // the request must not go out any more (§16.10).
         let cancelled = self.finished || self.fork.as_ref().is_none_or(|f| f.is_cancelled(branch));
         let dest = match dest {
-            Ok(_) if cancelled => Err(Reject::new(487, "Request Terminated")),
+            Ok(_) if cancelled => Err(LocalAnswer::new(487, "Request Terminated")),
             other => other,
         };
         let dest = match dest {
@@ -218,11 +218,7 @@ impl ProxyTx {
                     .policy_reply
                     .take()
                     .unwrap_or_else(|| Reply::new(code, ""));
-                let reason = match reply.reason.as_str() {
-                    "" => reason_for(reply.code),
-                    r => r,
-                };
-                out.extend(self.respond(reply.code, reason, &reply.headers, now));
+                out.extend(self.reject(&reply, now));
             }
             ForkAction::Final(FinalResponse::Local(code)) => {
                 // §16.7 step 6 applies to our own 503s (unreachable next hop) too.

@@ -21,7 +21,7 @@ use crate::edge::Edge;
 use crate::net::{Destination, Source};
 use crate::policy::{Policy, PolicyCtx, Reply};
 use crate::proxy::fork::{BranchId, ForkLimits, ResponseContext, Target};
-use crate::proxy::request::{Reject, RouteState};
+use crate::proxy::request::{LocalAnswer, RouteState};
 use crate::transaction::{
     ClientEvent, ClientKey, ClientTransaction, Disposition, Kind, ServerEvent, ServerKey,
     ServerState, ServerTransaction, TimerConfig,
@@ -275,8 +275,8 @@ impl ProxyTx {
         self.pump(now)
     }
 
-    pub fn reject(&mut self, rej: &Reject, now: Instant) -> Vec<Output> {
-        self.respond(rej.code, &rej.reason, &rej.headers, now)
+    pub fn reject(&mut self, rej: &LocalAnswer, now: Instant) -> Vec<Output> {
+        self.respond(rej.code, rej.reason_phrase(), &rej.headers, now)
     }
 
     pub fn on_retransmission(&mut self, now: Instant) -> Vec<Output> {

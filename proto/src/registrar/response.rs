@@ -9,6 +9,7 @@ use switchyard_codec::{HeaderName, SipMessage, response_to};
 
 use crate::cluster::{Cluster, TempGruu};
 use crate::location::{Aor, Binding, StoreError, q_to_string};
+use crate::proxy::request::LocalAnswer;
 use crate::registrar::{Reject, RuleError};
 
 /// What a 200 OK carries beyond the bindings.
@@ -142,20 +143,33 @@ impl Reject {
         }
     }
 
-    /// The final response to `msg` for this rejection, with the header each
+    /// This rejection as the proxy's local answer, with the header each
     /// code requires (Unsupported, Require, Min-Expires).
-    pub fn response(&self, msg: &SipMessage) -> Bytes {
+    pub fn answer(&self) -> LocalAnswer {
         let (code, reason) = self.status();
-        let response = response_to(msg, code, &reason).to_tag(&to_tag());
-        match self {
-            Reject::BadExtension(tags) => response.header("Unsupported", &tags.join(", ")),
-            Reject::ExtensionRequired(tag) => response.header("Require", tag),
+        let mut answer = LocalAnswer::new(code, reason);
+        let header = match self {
+            Reject::BadExtension(tags) => Some(("Unsupported", tags.join(", "))),
+            Reject::ExtensionRequired(tag) => Some(("Require", tag.to_string())),
             Reject::IntervalTooBrief { min_expires } => {
-                response.header("Min-Expires", &min_expires.to_string())
+                Some(("Min-Expires", min_expires.to_string()))
             }
-            Reject::BadRequest(_) | Reject::NotFound(_) | Reject::FirstHopLacksOutbound => response,
+            Reject::BadRequest(_) | Reject::NotFound(_) | Reject::FirstHopLacksOutbound => None,
+        };
+        answer
+            .headers
+            .extend(header.map(|(name, value)| (name.to_owned(), value)));
+        answer
+    }
+
+    /// The final response to `msg` for this rejection ([`Self::answer`]).
+    pub fn response(&self, msg: &SipMessage) -> Bytes {
+        let answer = self.answer();
+        let mut response = response_to(msg, answer.code, &answer.reason).to_tag(&to_tag());
+        for (name, value) in &answer.headers {
+            response = response.header(name, value);
         }
-        .build()
+        response.build()
     }
 }
 

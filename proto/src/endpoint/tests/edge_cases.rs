@@ -80,7 +80,7 @@ fn a_binding_behind_our_flow_is_reached_on_that_flow_and_430_when_it_is_gone() {
             assert!(rr[0].contains("transport=tcp"), "{rr:?}");
             assert!(!rr[1].contains("transport=tcp"), "{rr:?}");
         } else {
-            let gone = Err(crate::proxy::request::Reject::new(430, "Flow Failed"));
+            let gone = Err(crate::proxy::request::LocalAnswer::new(430, "Flow Failed"));
             h.answer(io.id, IoResult::Resolved(gone));
             let answer = h.sent_one();
             assert_eq!(status(&answer), 430, "{answer}");
