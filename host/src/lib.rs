@@ -13,12 +13,12 @@
 //! - [`node`]: wires them together; the path of a message is in `node/core.rs`.
 
 pub mod admin;
-pub mod auth;
-pub mod cassandra;
+pub use switchyard_auth as auth;
+pub use switchyard_cassandra as cassandra;
 pub mod cluster;
 pub mod config;
 pub mod egress;
-pub mod location;
+pub use switchyard_location as location;
 pub use switchyard_proto::net;
 pub mod node;
 pub mod policy;

@@ -37,14 +37,14 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
 
-use crate::cassandra::breaker::Breaker;
-use crate::cassandra::config::{CassandraConfig, CassandraConfigError};
-use crate::cassandra::metrics::{MetricsSnapshot, Outcome, StoreMetrics};
-use crate::cassandra::ordering::{self, Commit, Partitions};
-use crate::cassandra::rows::{self, AorRows};
-use crate::cassandra::schema::{self, Statements};
-use crate::location::{Aor, Binding, LocationStore, RegisterError, StoreError};
-use crate::registrar::{RegisterOutcome, RegisterUpdate};
+use crate::breaker::Breaker;
+use crate::config::{CassandraConfig, CassandraConfigError};
+use crate::metrics::{MetricsSnapshot, Outcome, StoreMetrics};
+use crate::ordering::{self, Commit, Partitions};
+use crate::rows::{self, AorRows};
+use crate::schema::{self, Statements};
+use switchyard_location::{Aor, Binding, LocationStore, RegisterError, StoreError};
+use switchyard_proto::registrar::{RegisterOutcome, RegisterUpdate};
 
 /// The Cassandra / ScyllaDB location backend. See the module docs.
 pub struct CassandraStore {
@@ -117,7 +117,7 @@ impl CassandraStore {
     }
 
     /// The circuit breaker's current state.
-    pub fn breaker_state(&self) -> crate::cassandra::breaker::BreakerState {
+    pub fn breaker_state(&self) -> crate::breaker::BreakerState {
         self.breaker.lock().state()
     }
 

@@ -1,17 +1,19 @@
+//! # switchyard-cassandra
+//!
 //! The Apache Cassandra / ScyllaDB location backend (`[store] backend =
 //! "cassandra"`), on the `scylla` driver 1.x.
 //!
 //! - [`CassandraConfig`] — `[store.cassandra]`.
 //! - [`schema`] — the keyspace/table CQL and statement texts (pure).
-//! - [`rows`] — row ⇄ [`Binding`](crate::location::Binding) and TTLs (pure).
+//! - [`rows`] — row ⇄ [`Binding`](switchyard_location::Binding) and TTLs (pure).
 //! - [`ordering`] — the REGISTER algorithm: 1 read + 1 conditional batch
 //!   (LWT on a per-AOR version), retried under contention.
 //! - [`breaker`] — the sans-IO circuit breaker.
 //! - [`metrics`] — store latency histogram and outcome counters.
 //! - [`tls`] — `[store.cassandra.tls]` (rustls), optional client certificate.
-//! - [`CassandraStore`] — the [`LocationStore`](crate::location::LocationStore),
-//!   the [`SubscriberStore`](crate::auth::SubscriberStore) (`subscribers`
-//!   table) and the [`NonceLedger`](crate::auth::NonceLedger) (`nonce_uses`
+//! - [`CassandraStore`] — the [`LocationStore`](switchyard_location::LocationStore),
+//!   the [`SubscriberStore`](switchyard_auth::SubscriberStore) (`subscribers`
+//!   table) and the [`NonceLedger`](switchyard_auth::NonceLedger) (`nonce_uses`
 //!   table, one LWT per authenticated request).
 //! - [`tokens`] — offset-mirror initial token planning (`switchyard cassandra tokens`).
 //!

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use switchyard_codec::SipMessage;
 
 use super::*;
-use crate::auth::digest::Qop;
-use crate::auth::{LocalLedger, Subscribers};
+use crate::digest::Qop;
+use crate::{LocalLedger, Subscribers};
 
 const REALM: &str = "sip.test";
 const NOW: u64 = 1_700_000_000;

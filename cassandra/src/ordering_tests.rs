@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::*;
-use crate::cassandra::rows::{binding_key_text, ttl_secs};
-use crate::location::conformance::{contact, update};
-use crate::location::{Aor, LocationStore};
+use crate::rows::{binding_key_text, ttl_secs};
+use switchyard_location::conformance::{contact, update};
+use switchyard_location::{Aor, LocationStore};
 
 #[derive(Default)]
 struct Partition {
@@ -111,7 +111,7 @@ impl LocationStore for AlgorithmStore {
 }
 
 mod conformance {
-    crate::location_store_conformance!(async { super::AlgorithmStore::default() });
+    switchyard_location::location_store_conformance!(async { super::AlgorithmStore::default() });
 }
 
 fn t0() -> SystemTime {
@@ -141,7 +141,7 @@ async fn register_costs_two_round_trips_and_fetch_one() {
     assert_eq!(store.round_trips.load(Ordering::Relaxed), 5);
     // Fetch (no contacts): 1.
     let fetch = RegisterUpdate {
-        contacts: crate::registrar::ContactsUpdate::Fetch,
+        contacts: switchyard_proto::registrar::ContactsUpdate::Fetch,
         ..update("c1", 3, vec![])
     };
     store.register(&aor, &fetch, t0()).await.unwrap();

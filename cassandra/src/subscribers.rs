@@ -10,8 +10,8 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::store::{CassandraStore, store_error};
-use crate::auth::{Subscriber, SubscriberStore};
-use crate::location::StoreError;
+use switchyard_auth::{Subscriber, SubscriberStore};
+use switchyard_location::StoreError;
 
 /// The table name inside the keyspace.
 pub const TABLE: &str = "subscribers";

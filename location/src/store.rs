@@ -5,11 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::location::{Aor, Binding, RegisterError, StoreError};
-use crate::registrar::{RegisterOutcome, RegisterUpdate};
+use crate::{Aor, Binding, RegisterError, StoreError};
+use switchyard_proto::registrar::{RegisterOutcome, RegisterUpdate};
 
 /// Where bindings live. Implemented by the embedded store and by distributed
-/// backends; every implementation must pass [`crate::location::conformance`].
+/// backends; every implementation must pass [`crate::conformance`].
 ///
 /// Costs are part of the contract so the proxy's latency is predictable on a
 /// remote backend: `register` is at most two store round trips (read the AOR,
@@ -21,7 +21,7 @@ use crate::registrar::{RegisterOutcome, RegisterUpdate};
 #[async_trait]
 pub trait LocationStore: Send + Sync + 'static {
     /// Applies a REGISTER to `aor` atomically: reads the AOR's bindings,
-    /// runs [`crate::registrar::apply`] on them and commits the result only
+    /// runs [`switchyard_proto::registrar::apply`] on them and commits the result only
     /// if no other register for the same AOR committed in between (the
     /// backend retries or serialises; two concurrent REGISTERs never lose an
     /// update). On [`RegisterError::Rejected`] nothing changes.

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use crate::location::{Aor, Binding, LocationStore, RegisterError, StoreError};
-use crate::registrar::{self, RegisterOutcome, RegisterUpdate};
+use crate::{Aor, Binding, LocationStore, RegisterError, StoreError};
+use switchyard_proto::registrar::{self, RegisterOutcome, RegisterUpdate};
 
 /// Bindings in memory, sharded by AOR.
 ///

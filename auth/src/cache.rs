@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use super::store::SubscriberStore;
 use super::subscribers::Subscriber;
-use crate::location::StoreError;
+use switchyard_proto::location::StoreError;
 
 /// `[auth.cache]`: the subscriber read cache (Cassandra subscribers only;
 /// the file is in memory already).

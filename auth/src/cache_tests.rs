@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use parking_lot::Mutex;
 
 use super::*;
-use crate::auth::{Subscribers, conformance};
+use crate::{Subscribers, conformance};
 
 /// The in-memory store, counting the reads that reach it; it can be told
 /// to fail.

@@ -1,7 +1,7 @@
 //! Row ⇄ [`Binding`] mapping and TTL arithmetic (pure).
 //!
 //! Values are dynamic [`CqlValue`]s in the column order of
-//! [`BINDING_COLUMNS`](crate::cassandra::schema::BINDING_COLUMNS), so the
+//! [`BINDING_COLUMNS`](crate::schema::BINDING_COLUMNS), so the
 //! mapping is testable without a server and one prepared INSERT serves all.
 //! Timestamps are stored in milliseconds (CQL `timestamp`): sub-millisecond
 //! parts of `expires_at`/`registered_at` are truncated.
@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use scylla::value::{CqlTimestamp, CqlValue, Row};
 
-use crate::location::{Binding, BindingKey};
-use crate::net::{Source, Transport};
+use switchyard_location::{Binding, BindingKey};
+use switchyard_proto::net::{Source, Transport};
 
 /// Cassandra's largest TTL (20 years).
 pub const MAX_TTL_SECS: i32 = 630_720_000;
@@ -207,7 +207,7 @@ fn ranged<T: TryFrom<i64>>(value: i64, column: &'static str) -> Result<T, RowErr
     T::try_from(value).map_err(|_| bad(column, format!("{value} out of range")))
 }
 
-/// One binding from its columns in [`BINDING_COLUMNS`](crate::cassandra::schema::BINDING_COLUMNS) order.
+/// One binding from its columns in [`BINDING_COLUMNS`](crate::schema::BINDING_COLUMNS) order.
 pub fn binding_from_columns(c: &[Option<CqlValue>]) -> Result<Binding, RowError> {
     let reg_id = match &c[3] {
         None => None,
@@ -265,7 +265,7 @@ pub fn binding_from_columns(c: &[Option<CqlValue>]) -> Result<Binding, RowError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::location::conformance::sample_binding;
+    use switchyard_location::conformance::sample_binding;
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000)
@@ -307,10 +307,7 @@ mod tests {
     fn insert_values_are_exact() {
         let b = full_binding();
         let values = insert_values("alice@sip.test", &b, now());
-        assert_eq!(
-            values.len(),
-            2 + crate::cassandra::schema::BINDING_COLUMNS.len() + 1
-        );
+        assert_eq!(values.len(), 2 + crate::schema::BINDING_COLUMNS.len() + 1);
         assert_eq!(values[0], Some(CqlValue::Text("alice@sip.test".into())));
         assert_eq!(
             values[1],
@@ -385,7 +382,7 @@ mod tests {
                 Some(CqlValue::BigInt(4)),
             ]
         );
-        let statements = crate::cassandra::schema::Statements::new("ks");
+        let statements = crate::schema::Statements::new("ks");
         assert_eq!(statements.bump_version.matches('?').count(), bump.len());
         let init = guard_values("a@h", None, 1, 60);
         assert_eq!(statements.init_version.matches('?').count(), init.len());

@@ -3,7 +3,7 @@
 //! Run it for a backend with one line in a test module:
 //!
 //! ```ignore
-//! switchyard::location_store_conformance!(async { EmbeddedStore::new() });
+//! switchyard_location::location_store_conformance!(async { EmbeddedStore::new() });
 //! ```
 //!
 //! which expands to one `#[tokio::test]` per case below. Attributes written
@@ -24,9 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 mod cases;
 pub use cases::*;
 
-use crate::location::{Aor, Binding, BindingKey, LocationStore};
-use crate::net::{Source, Transport};
-use crate::registrar::{ContactUpdate, ContactsUpdate, RegisterUpdate};
+use crate::{Aor, Binding, BindingKey, LocationStore};
+use switchyard_proto::net::{Source, Transport};
+use switchyard_proto::registrar::{ContactUpdate, ContactsUpdate, RegisterUpdate};
 
 /// Expands to one `#[tokio::test]` per conformance case, each building a
 /// fresh store with the given async factory expression.
@@ -61,9 +61,9 @@ macro_rules! location_store_conformance {
         $(#[$attr])*
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
-            let store: ::std::sync::Arc<dyn $crate::location::LocationStore> =
+            let store: ::std::sync::Arc<dyn $crate::LocationStore> =
                 ::std::sync::Arc::new($make.await);
-            $crate::location::conformance::$case(store).await;
+            $crate::conformance::$case(store).await;
         }
     };
     ($make:expr) => {

@@ -1,10 +1,13 @@
+//! # switchyard-location: where registrations are kept
+//!
 //! The location service (RFC 3261 §10): the storage contract every backend
-//! implements, and the backends. The data types ([`Aor`], [`Binding`],
-//! [`StoreError`]) are the protocol crate's (`switchyard_proto::location`),
-//! re-exported here.
+//! implements, the in-process backend, and the conformance suite every
+//! backend passes. The data types ([`Aor`], [`Binding`], [`StoreError`])
+//! are the protocol crate's (`switchyard_proto::location`), re-exported
+//! here. The Cassandra backend is `switchyard-cassandra`.
 //!
 //! - [`LocationStore`] — the async contract. `register` applies the registrar
-//!   rules ([`crate::registrar::apply`]) atomically per AOR, so every backend
+//!   rules ([`apply`](switchyard_proto::registrar::apply)) atomically per AOR, so every backend
 //!   enforces identical RFC 3261 §10.3 semantics: the embedded store under a
 //!   shard lock, a distributed backend as one read plus one conditional write.
 //! - [`EmbeddedStore`] — the default in-process backend.

@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::location::RegisterError;
-use crate::registrar::{RegisterOutcome, RuleError};
+use crate::RegisterError;
+use switchyard_proto::registrar::{RegisterOutcome, RuleError};
 
 async fn register(
     store: &Store,

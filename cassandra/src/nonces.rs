@@ -34,8 +34,8 @@ use scylla::statement::{Consistency, SerialConsistency};
 
 use super::schema::GC_GRACE_SECONDS;
 use super::store::{CassandraStore, lwt_applied, store_error};
-use crate::auth::NonceLedger;
-use crate::location::StoreError;
+use switchyard_auth::NonceLedger;
+use switchyard_location::StoreError;
 
 /// The table name inside the keyspace.
 pub const TABLE: &str = "nonce_uses";

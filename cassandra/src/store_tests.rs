@@ -5,8 +5,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::cassandra::breaker::{BreakerConfig, BreakerState};
-use crate::location::conformance::{contact, update};
+use crate::breaker::{BreakerConfig, BreakerState};
+use switchyard_location::conformance::{contact, update};
 
 fn config_for(port: u16, timeout_ms: u64) -> CassandraConfig {
     CassandraConfig {
@@ -232,7 +232,7 @@ mod cluster {
         store
     }
 
-    crate::location_store_conformance!(
+    switchyard_location::location_store_conformance!(
         attrs [#[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]]
         async { cluster_store().await }
     );
@@ -242,7 +242,7 @@ mod cluster {
     async fn subscribers_conform_on_a_real_cluster() {
         let store = cluster_store().await;
         let realm = format!("r{:08x}.test", rand::random::<u32>());
-        crate::auth::conformance(&store, &realm).await;
+        switchyard_auth::conformance(&store, &realm).await;
     }
 
     #[tokio::test]
@@ -250,15 +250,15 @@ mod cluster {
     async fn the_nonce_ledger_conforms_on_a_real_cluster() {
         let store = cluster_store().await;
         let prefix = format!("n{:016x}", rand::random::<u64>());
-        crate::auth::ledger_conformance(&store, &prefix).await;
+        switchyard_auth::ledger_conformance(&store, &prefix).await;
     }
 
     #[tokio::test]
     #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
     async fn round_trips_on_a_real_cluster() {
         let store = cluster_store().await;
-        let aor = crate::location::conformance::unique_aor("round-trips");
-        let now = crate::location::conformance::base_time();
+        let aor = switchyard_location::conformance::unique_aor("round-trips");
+        let now = switchyard_location::conformance::base_time();
         store
             .register(&aor, &update("c", 1, vec![contact("sip:a@h", 60)]), now)
             .await

@@ -1,5 +1,5 @@
 //! How a REGISTER commits, independent of the driver: read the AOR
-//! partition, run [`registrar::apply`](crate::registrar::apply), commit
+//! partition, run [`registrar::apply`](switchyard_proto::registrar::apply), commit
 //! conditionally on the version that was read.
 //!
 //! **Ordering mechanism: a lightweight transaction on a per-AOR version.**
@@ -34,9 +34,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use crate::cassandra::rows::{AorRows, version_ttl_secs};
-use crate::location::{Binding, BindingKey, RegisterError, StoreError};
-use crate::registrar::{RegisterOutcome, RegisterUpdate, apply};
+use crate::rows::{AorRows, version_ttl_secs};
+use switchyard_location::{Binding, BindingKey, RegisterError, StoreError};
+use switchyard_proto::registrar::{RegisterOutcome, RegisterUpdate, apply};
 
 /// One conditional commit of an AOR.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub struct Commit<'a> {
 }
 
 /// The two round trips a REGISTER is made of. Implemented over the driver by
-/// [`CassandraStore`](crate::cassandra::CassandraStore); each call is
+/// [`CassandraStore`](crate::CassandraStore); each call is
 /// exactly one request to the cluster.
 #[async_trait]
 pub trait Partitions: Send + Sync {

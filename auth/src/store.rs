@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use super::subscribers::{Subscriber, Subscribers, edit_file};
-use crate::location::StoreError;
+use switchyard_proto::location::StoreError;
 
 /// The subscribers the authenticator checks answers against, and the
 /// provisioning the `switchyard user` commands do.

@@ -3,21 +3,21 @@
 //! Three tables: `subscribers` (digest credentials, `cassandra/subscribers.rs`),
 //! `nonce_uses` (the nonce-count replay ledger, `cassandra/nonces.rs`) and
 //! `bindings`:
-//! - partition key `aor`: the tenant-qualified [`Aor`](crate::location::Aor)
+//! - partition key `aor`: the tenant-qualified [`Aor`](switchyard_location::Aor)
 //!   string (`user@domain`; the domain is the tenant), so every operation on
 //!   an AOR touches exactly one partition — one replica set, one round trip;
 //! - clustering key `binding_key`: the binding identity
-//!   ([`binding_key_text`](crate::cassandra::rows::binding_key_text):
+//!   ([`binding_key_text`](crate::rows::binding_key_text):
 //!   `i:<instance>;reg-id=<n>` with RFC 5626 outbound, else
 //!   `c:<normalised contact>`), so a refresh overwrites its row in place;
 //! - a static column `version`: the per-AOR commit counter the REGISTER's
 //!   lightweight transaction is conditioned on (see
-//!   [`crate::cassandra::ordering`] for the ordering mechanism);
-//! - one column per [`Binding`](crate::location::Binding) field.
+//!   [`crate::ordering`] for the ordering mechanism);
+//! - one column per [`Binding`](switchyard_location::Binding) field.
 //!
 //! There is no default TTL: every INSERT carries `USING TTL` = the binding's
 //! remaining seconds, so Cassandra drops expired bindings itself and no
-//! sweeper runs ([`LocationStore::expires_natively`](crate::location::LocationStore::expires_natively)).
+//! sweeper runs ([`LocationStore::expires_natively`](switchyard_location::LocationStore::expires_natively)).
 //!
 //! **Compaction: LeveledCompactionStrategy.** TimeWindowCompactionStrategy
 //! is built for write-once time series with one TTL, where whole SSTables
@@ -44,7 +44,7 @@
 //! Paxos state lifetime the LWT relies on (Cassandra keys Paxos state TTL
 //! to the table's gc_grace_seconds), so do not lower it to minutes.
 
-use crate::cassandra::config::CassandraConfig;
+use crate::config::CassandraConfig;
 
 /// The table name inside the keyspace.
 pub const TABLE: &str = "bindings";

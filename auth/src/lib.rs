@@ -1,3 +1,5 @@
+//! # switchyard-auth: who may register and call
+//!
 //! Digest authentication of the node's own users (RFC 3261 §22,
 //! RFC 7616, RFC 8760): challenges with stateless nonces any node of a
 //! cluster accepts, credentials checked against HA1s per realm.
@@ -13,7 +15,8 @@
 //!   captured request is accepted once: in memory ([`LocalLedger`]) or in
 //!   the Cassandra `nonce_uses` table.
 //! - [`Authenticator`]: one verdict per request; the routing code decides
-//!   which requests need one (`node/routing.rs`), `node/auth.rs` drives it.
+//!   which requests need one (the host's `node/auth.rs`, asked by the
+//!   endpoint's `Authenticate` I/O).
 
 mod authenticator;
 mod cache;

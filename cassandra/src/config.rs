@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cassandra::breaker::BreakerConfig;
-use crate::cassandra::tls::{TlsConfig, TlsError};
+use crate::breaker::BreakerConfig;
+use crate::tls::{TlsConfig, TlsError};
 
 /// Settings of the Cassandra / ScyllaDB location backend.
 ///
@@ -53,7 +53,7 @@ pub struct CassandraConfig {
     pub serial_consistency: SerialLevel,
     /// Upper bound of every store call (a REGISTER's read, commit and
     /// retries together, or a lookup), in milliseconds. Past it the call
-    /// fails with [`StoreError::Timeout`](crate::location::StoreError) and
+    /// fails with [`StoreError::Timeout`](switchyard_location::StoreError) and
     /// the proxy answers 503 with Retry-After.
     pub request_timeout_ms: u64,
     /// Upper bound of one connection attempt (contact, cluster metadata,

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::location::{RegisterError, StoreError};
+use switchyard_location::{RegisterError, StoreError};
 
 /// Upper bounds of the latency buckets in milliseconds; a last bucket
 /// counts everything slower.
@@ -123,7 +123,7 @@ impl StoreMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::RuleError;
+    use switchyard_proto::registrar::RuleError;
 
     #[test]
     fn counts_outcomes_and_buckets_latency() {

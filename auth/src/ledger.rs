@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::nonce::NonceCounts;
-use crate::location::StoreError;
+use switchyard_proto::location::StoreError;
 
 /// Where nonce-count claims are recorded (see the module docs).
 #[async_trait]

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::location::conformance::{base_time, contact, update};
+use crate::conformance::{base_time, contact, update};
 
 crate::location_store_conformance!(async { EmbeddedStore::new() });
 
@@ -160,7 +160,7 @@ fn typical_register(n: usize) -> (Aor, RegisterUpdate) {
             (n as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15)
         ),
         1,
-        vec![crate::location::conformance::outbound_contact(
+        vec![crate::conformance::outbound_contact(
             &format!("sip:user{n}@{ip}:5060;transport=udp;ob"),
             &format!("<urn:uuid:{:08x}-7dec-11d0-a765-00a0c91e6bf6>", n),
             1,
@@ -188,7 +188,7 @@ async fn periodic_purge_reclaims_expired_bindings() {
     assert_eq!(store.binding_count(), 1);
     // The purger purges as soon as it first runs: yielding lets it, so the
     // test needs neither sleeps nor a paused clock.
-    let purger = tokio::spawn(crate::location::purge_periodically(
+    let purger = tokio::spawn(crate::purge_periodically(
         store.clone(),
         Duration::from_secs(3600),
     ));

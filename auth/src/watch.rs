@@ -19,7 +19,7 @@ const SETTLE: Duration = Duration::from_millis(50);
 pub fn watch(
     path: PathBuf,
     subscribers: Arc<Subscribers>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> notify::Result<tokio::task::JoinHandle<()>> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
