@@ -172,16 +172,6 @@ start_uas() {
 
 # --- steps -----------------------------------------------------------------
 
-CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { # PID -> utime + stime of it and its children (clock ticks)
-    local p total=0 t
-    for p in $1 $(pgrep -P "$1"); do
-        # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
-        t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }')
-        total=$((total + ${t:-0}))
-    done
-    echo "$total"
-}
 # cpu_note KEY RATE START BEFORE OK: records µs per operation for the ramp's first step
 cpu_note() {
     local key=$1 rate=$2 start=$3 before=$4 ok=$5 after

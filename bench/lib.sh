@@ -167,3 +167,16 @@ with open(f"{work}/auth.toml", "w") as f:
     f.write(f'[auth]\nenabled = true\nsubscribers = "{work}/subscribers.toml"\n')
 EOF
 }
+
+# CPU time of a proxy, for µs of CPU per request (steadier than rates on a
+# shared machine: it does not depend on whether SIPp keeps up).
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # PID -> utime + stime of it and its children (clock ticks)
+    local p total=0 t
+    for p in $1 $(pgrep -P "$1"); do
+        # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+        t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}

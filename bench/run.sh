@@ -4,7 +4,7 @@
 #   bench/run.sh                   # build switchyard (release), run everything
 #   SKIP_BUILD=1 bench/run.sh      # use the existing target/release/switchyard
 #   TARGETS=kamailio bench/run.sh  # some of: switchyard switchyard-pbx kamailio
-#   PHASES=memory bench/run.sh     # some of: register calls memory
+#   PHASES=memory bench/run.sh     # some of: register calls memory cpu
 #   BASELINE=/path/to/old/switchyard TARGETS="baseline switchyard" bench/run.sh
 #                                  # before/after: targets baseline and
 #                                  # baseline-pbx run that binary instead
@@ -27,6 +27,11 @@
 #             its response and the figure is the bindings' (over UDP, 32 s
 #             of transactions at 4000/s would be most of it, and Kamailio's
 #             5 s wait timer would not pay the same price).
+#   cpu       proxy CPU per REGISTER and per call (µs, utime + stime from
+#             /proc) at a fixed rate every proxy sustains (CPU_REG_RATE,
+#             CPU_CALL_RATE for CPU_SECS), CPU_ROUNDS times, targets
+#             alternating, median reported: on a shared 2-core machine the
+#             steadiest figure, since it does not depend on SIPp keeping up.
 # Rates go up by doubling until a step fails, then bisect BISECT times.
 # Everything is on 127.0.0.x; every process started here is stopped on exit.
 # Only 2 cores on the reference machine: SIPp UAC, SIPp UAS and the proxy
@@ -56,6 +61,10 @@ MEM_USERS=${MEM_USERS:-100000}
 MEM_RATE=${MEM_RATE:-4000}         # REGISTER/s while filling the table
 MEM_TRANSPORT=${MEM_TRANSPORT:-tcp} # tcp, or udp (then also MEM_SETTLE=34 for Timer J)
 MEM_SETTLE=${MEM_SETTLE:-5}        # seconds between the last REGISTER and the reading
+CPU_REG_RATE=${CPU_REG_RATE:-8000}  # REGISTER/s of the cpu phase
+CPU_CALL_RATE=${CPU_CALL_RATE:-3000} # calls/s of the cpu phase
+CPU_SECS=${CPU_SECS:-10}
+CPU_ROUNDS=${CPU_ROUNDS:-3}
 MAX_FAIL_PPM=1000                  # 0.1 %
 MIN_ACHIEVED_PCT=95
 
@@ -64,7 +73,7 @@ KAM_ADDR=127.0.0.20  # kamailio
 PORT=5060
 UAC_IP=127.0.0.40
 # One UAS per proxy so that a straggler from one run never meets the other.
-declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31 [switchyard-pbx]=127.0.0.32)
+declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31 [switchyard-pbx]=127.0.0.32 [baseline]=127.0.0.33 [baseline-pbx]=127.0.0.34)
 UAS_PORT=5070
 
 WORK=$(mktemp -d /tmp/switchyard-bench.XXXXXX)
@@ -209,6 +218,41 @@ call_step() {
     return 1
 }
 
+# cpu_step KIND: µs of proxy CPU per operation at the phase's fixed rate,
+# appended to CPU_RUNS[TARGET:KIND] (space-separated, one per round).
+cpu_step() {
+    local kind=$1 rate secs ops res ok failed elapsed cpu0 cpu1
+    secs=$CPU_SECS
+    start_proxy "$TARGET" || return 1
+    if [[ $kind == register ]]; then
+        rate=$CPU_REG_RATE
+        ops=$((rate * secs))
+        cpu0=$(cpu_ticks "$PROXY_PID")
+        res=$(run_uac "cpu-reg-$TARGET" "$PROXY_ADDR" "$SCEN/uac_register.xml" "$rate" "$ops" \
+            -inf "$WORK/users.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080)
+    else
+        rate=$CPU_CALL_RATE
+        ops=$((rate * secs))
+        start_uas || { stop_pid "$PROXY_PID"; return 1; }
+        run_uac "cpu-bind-$TARGET" "$PROXY_ADDR" "$SCEN/uac_register.xml" 4000 "$USERS" \
+            -inf "$WORK/users.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080 >/dev/null
+        cpu0=$(cpu_ticks "$PROXY_PID")
+        res=$(run_uac "cpu-call-$TARGET" "$PROXY_ADDR" "$SCEN/uac_call.xml" "$rate" "$ops" \
+            -inf "$WORK/users.csv" -key domain "$DOMAIN" -d "$CALL_HOLD_MS" -p 5081)
+        stop_pid "$UAS_PID"
+    fi
+    cpu1=$(cpu_ticks "$PROXY_PID")
+    stop_pid "$PROXY_PID"
+    read -r ok failed elapsed <<<"$res"
+    local us
+    us=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }')
+    log "  cpu $kind at $rate/s: $ok ok, $failed failed in ${elapsed}s: ${us:-?} µs per $kind"
+    ((failed == 0)) && [[ -n $us ]] && CPU_RUNS[$TARGET:$kind]+="$us "
+    return 0
+}
+
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
 start_uas() {
     sipp -sf "$SCEN/uas_answer.xml" -i "${UAS_IP[$TARGET]}" -p "$UAS_PORT" \
         -nostdin -bind_local -buff_size 4194304 -max_recv_loops 10000 -max_sched_loops 10000 \
@@ -265,7 +309,7 @@ bench_target() {
 # --- main -----------------------------------------------------------------
 
 command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester" >&2; exit 1; }
-declare -A REG CALLS REG_DETAIL CALL_DETAIL MEM_BEFORE MEM_AFTER MEM_OK
+declare -A REG CALLS REG_DETAIL CALL_DETAIL MEM_BEFORE MEM_AFTER MEM_OK CPU_RUNS
 
 if [[ " $TARGETS " == *" switchyard"* && -z "${SKIP_BUILD:-}" ]]; then
     log "building switchyard (release)"
@@ -278,6 +322,15 @@ users_csv "$WORK/users-mem.csv" "$MEM_USERS" mem
 
 START=$SECONDS
 for t in $TARGETS; do bench_target "$t"; done
+if [[ " $PHASES " == *" cpu "* ]]; then
+    for ((round = 1; round <= CPU_ROUNDS; round++)); do
+        for TARGET in $TARGETS; do
+            log "== cpu round $round: $TARGET"
+            cpu_step register || log "$TARGET unavailable"
+            cpu_step call || true
+        done
+    done
+fi
 
 # --- report ---------------------------------------------------------------
 
@@ -317,6 +370,14 @@ if [[ -n ${BASELINE:-} ]]; then
         printf '  %-16s REGISTER/s %s -> %s (%s), calls/s %s -> %s (%s)\n' "$after" \
             "${REG[$before]:-pending}" "${REG[$after]:-pending}" "$(ratio "${REG[$after]:-}" "${REG[$before]:-}")" \
             "${CALLS[$before]:-pending}" "${CALLS[$after]:-pending}" "$(ratio "${CALLS[$after]:-}" "${CALLS[$before]:-}")"
+    done
+fi
+if [[ " $PHASES " == *" cpu "* ]]; then
+    echo "proxy CPU per operation, median of $CPU_ROUNDS rounds (REGISTER at $CPU_REG_RATE/s, calls at $CPU_CALL_RATE/s, ${CPU_SECS}s):"
+    for t in $TARGETS; do
+        printf '  %-16s %8s µs/REGISTER (%s) %8s µs/call (%s)\n' "$t" \
+            "$(median <<<"${CPU_RUNS[$t:register]:-}")" "${CPU_RUNS[$t:register]:-none}" \
+            "$(median <<<"${CPU_RUNS[$t:call]:-}")" "${CPU_RUNS[$t:call]:-none}"
     done
 fi
 for t in $TARGETS; do

@@ -10,9 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-mod tenants;
-
-pub use tenants::{TenantPolicyConfig, TenantsConfig};
+pub use switchyard_engine::{TenantPolicyConfig, TenantsConfig};
 
 use crate::admin::AdminConfig;
 use crate::auth::AuthConfig;

@@ -14,13 +14,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use switchyard_codec::{self as codec, FrameError, Method, SipMessage};
-use switchyard_proto::edge::Edge;
 use switchyard_proto::endpoint::{
     Endpoint, Io, IoKind, IoResult, Now, SendFailure, Stats, Transmit, shard_of,
 };
@@ -34,18 +34,20 @@ use crate::net::Source;
 use crate::proxy::request::LocalAnswer;
 use crate::transport::{InboundEvent, InboundHandler, TransportError, Transports};
 
-/// One endpoint and the wake-up of its timer task.
+/// One endpoint, and its earliest timer for the timer task to read
+/// without taking the lock.
 pub(crate) struct Shard {
     endpoint: Mutex<Endpoint>,
-    /// Rung when a step armed a timer earlier than the task sleeps for.
-    notify: Notify,
+    /// Nanoseconds from [`Wiring::epoch`] to the endpoint's earliest
+    /// timer; `u64::MAX` when it has none.
+    next_timer: AtomicU64,
 }
 
 impl Shard {
     pub fn new(endpoint: Endpoint) -> Self {
         Shard {
             endpoint: Mutex::new(endpoint),
-            notify: Notify::new(),
+            next_timer: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -58,9 +60,11 @@ impl Shard {
 /// What the node knows once its sockets are bound.
 pub(crate) struct Wiring {
     pub transports: Arc<Transports>,
-    /// Our addresses and cluster keys (the endpoints hold a copy each).
-    pub edge: Edge,
     pub shards: Vec<Shard>,
+    /// The origin of the shards' `next_timer`.
+    pub epoch: Instant,
+    /// Rung when a step armed a timer earlier than its shard had.
+    pub timers_changed: Notify,
 }
 
 pub(crate) struct Core {
@@ -102,10 +106,6 @@ impl Core {
         self.wiring.get().expect("node wired before traffic")
     }
 
-    pub fn edge(&self) -> &Edge {
-        &self.wiring().edge
-    }
-
     async fn handle(self: Arc<Self>, ev: InboundEvent) {
         // A message between binding the sockets and wiring the endpoints
         // (start-up): dropped, as if lost; the sender retransmits.
@@ -140,26 +140,30 @@ impl Core {
     /// queued; rings the shard's timer task when the step armed an earlier
     /// timer.
     fn step(&self, shard: usize, f: impl FnOnce(&mut Endpoint)) -> Work {
-        let shard = &self.wiring().shards[shard];
+        let wiring = self.wiring();
+        let shard = &wiring.shards[shard];
         let mut work = Work::default();
         let mut ep = shard.endpoint.lock();
-        let before = ep.poll_timeout();
         f(&mut ep);
         work.transmits
             .extend(std::iter::from_fn(|| ep.poll_transmit()));
         work.ios.extend(std::iter::from_fn(|| ep.poll_io()));
-        let after = ep.poll_timeout();
+        let next = ep
+            .poll_timeout()
+            .map_or(u64::MAX, |at| nanos_since(wiring.epoch, at));
+        let before = shard.next_timer.swap(next, Ordering::Relaxed);
         drop(ep);
-        if after.is_some_and(|a| before.is_none_or(|b| a < b)) {
-            shard.notify.notify_one();
+        if next < before {
+            wiring.timers_changed.notify_one();
         }
         work
     }
 
     /// Sends what a step queued and performs its I/O, feeding each result
-    /// back, until the shard has nothing more to ask. A next-hop
-    /// resolution runs on its own task, so one slow next hop never holds
-    /// up the other branches of a parallel fork.
+    /// back, until the shard has nothing more to ask. When a step asks for
+    /// several next hops (a parallel fork), each but the last is resolved
+    /// on a task of its own, so one slow next hop never holds up the other
+    /// branches.
     async fn perform(self: &Arc<Self>, shard: usize, work: Work) {
         let mut queue = vec![work];
         while let Some(Work { transmits, ios }) = queue.pop() {
@@ -168,8 +172,9 @@ impl Core {
                     queue.push(self.step(shard, |ep| ep.on_send_failed(now(), failed)));
                 }
             }
-            for io in ios {
-                if matches!(io.kind, IoKind::Resolve { .. }) {
+            let last = ios.len().saturating_sub(1);
+            for (i, io) in ios.into_iter().enumerate() {
+                if i < last && matches!(io.kind, IoKind::Resolve { .. }) {
                     tokio::spawn(self.clone().perform_io(shard, io));
                     continue;
                 }
@@ -344,28 +349,43 @@ impl Core {
         }
     }
 
-    /// The timer task of one shard: sleeps until its endpoint's earliest
-    /// deadline (or until a step arms an earlier one), then runs what is
-    /// due. Work that waits on I/O gets its own task, so one slow peer
-    /// never delays the shard's other timers.
-    pub(crate) async fn run_timers(core: std::sync::Weak<Core>, shard: usize) {
+    /// The node's timer task: sleeps until the earliest timer of any shard
+    /// (read from their `next_timer`, no lock taken), or until a step arms
+    /// an earlier one, then runs the due shards' timers. Work that waits on
+    /// I/O gets its own task, so one slow peer never delays other timers.
+    pub(crate) async fn run_timers(core: std::sync::Weak<Core>) {
         loop {
             let Some(c) = core.upgrade() else { return };
-            let s = &c.wiring().shards[shard];
-            let next = s.endpoint.lock().poll_timeout();
-            let sleep_until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let wiring = c.wiring();
+            let now_nanos = nanos_since(wiring.epoch, Instant::now());
+            let mut earliest = u64::MAX;
+            for (i, shard) in wiring.shards.iter().enumerate() {
+                if shard.next_timer.load(Ordering::Relaxed) <= now_nanos {
+                    let work = c.step(i, |ep| ep.handle_timeout(now()));
+                    if work.ios.is_empty() {
+                        c.perform(i, work).await;
+                    } else {
+                        let c = c.clone();
+                        tokio::spawn(async move { c.perform(i, work).await });
+                    }
+                }
+                earliest = earliest.min(shard.next_timer.load(Ordering::Relaxed));
+            }
+            let sleep_until = match earliest {
+                u64::MAX => Instant::now() + Duration::from_secs(3600),
+                at => wiring.epoch + Duration::from_nanos(at),
+            };
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep_until.into()) => {}
-                _ = s.notify.notified() => {}
-            }
-            let work = c.step(shard, |ep| ep.handle_timeout(now()));
-            if work.ios.is_empty() {
-                c.perform(shard, work).await;
-            } else {
-                tokio::spawn(async move { c.perform(shard, work).await });
+                _ = wiring.timers_changed.notified() => {}
             }
         }
     }
+}
+
+/// `at` as nanoseconds from `epoch` (0 before it).
+fn nanos_since(epoch: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX - 1)
 }
 
 /// Runs a policy call synchronously. A call with its own deadline (a

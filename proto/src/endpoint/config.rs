@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use ipnet::IpNet;
+
 use crate::cluster::ContactRewrite;
 use crate::proxy_tx::TxSettings;
 use crate::registrar::RegistrarConfig;
@@ -28,9 +30,12 @@ pub struct EndpointConfig {
     pub registrar: RegistrarConfig,
     /// This node's id, stored with the bindings it writes.
     pub node_id: String,
-    /// `[auth]` is on: every new request goes through
-    /// [`IoKind::Authenticate`](super::IoKind::Authenticate) first.
+    /// `[auth]` is on: new requests are vouched for as the table in
+    /// `auth.rs` says, their credentials checked by
+    /// [`IoKind::Authenticate`](super::IoKind::Authenticate).
     pub auth: bool,
+    /// `[auth] trusted`: sources never challenged, that may relay.
+    pub trusted: Vec<IpNet>,
     /// Which tenant a domain belongs to.
     pub tenants: TenantMap,
     /// This endpoint's shard of the node: written into the branch ids it
@@ -49,6 +54,10 @@ pub struct TenantMap {
     pub contact_rewrite: BTreeMap<String, ContactRewrite>,
     /// The mode of every other tenant (`cluster.contact_rewrite`).
     pub default_rewrite: ContactRewrite,
+    /// Tenant → sources that speak for its users (`tenants.trusted`).
+    pub trusted: BTreeMap<String, Vec<IpNet>>,
+    /// Tenants whose users may register others' AORs.
+    pub third_party_register: Vec<String>,
 }
 
 impl TenantMap {
@@ -57,6 +66,13 @@ impl TenantMap {
             .iter()
             .find(|(d, _)| d.eq_ignore_ascii_case(domain))
             .map_or(self.default.as_str(), |(_, t)| t.as_str())
+    }
+
+    /// Whether `source` speaks for the users of `tenant`.
+    pub fn trusts(&self, tenant: &str, source: std::net::IpAddr) -> bool {
+        self.trusted
+            .get(tenant)
+            .is_some_and(|nets| nets.iter().any(|n| n.contains(&source)))
     }
 
     /// The Contact rewriting mode for a UA of `domain`.

@@ -86,7 +86,13 @@ impl Endpoint {
         );
         self.servers.insert(key, id);
         self.config.live.fetch_add(1, Ordering::Relaxed);
-        self.txs.insert(id, Entry { tx, timer: None });
+        self.txs.insert(
+            id,
+            Entry {
+                tx: Box::new(tx),
+                timer: None,
+            },
+        );
         self.start_routing(id, now);
     }
 

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use switchyard_codec::SipMessage;
 
+use super::auth::{AuthRole, AuthVerdict};
 use crate::location::{Aor, Binding, RegisterError, StoreError};
 use crate::net::{Destination, Source};
 use crate::policy::{
@@ -62,9 +63,9 @@ pub struct Io {
 
 #[derive(Debug)]
 pub enum IoKind {
-    /// `[auth]`: who sent this new request, or the answer refusing it
-    /// (401/407 challenge, 403, 503 when the subscriber store is down).
-    /// Answer with [`IoResult::Authenticated`].
+    /// `[auth]`: check the request's digest credentials (nonce, the
+    /// subscriber's HA1, the nonce-count ledger); build the challenge when
+    /// they are missing or wrong. Answer with [`IoResult::Authenticated`].
     Authenticate(AuthRequest),
     /// The location store's bindings of `aor` unexpired `at` (the wall
     /// clock when the endpoint asked, so the answer it builds agrees with
@@ -91,23 +92,19 @@ pub enum IoKind {
     Hook(PendingHook),
 }
 
-/// A new request to authenticate, with what the decision table needs.
+/// A new request whose credentials to check for `realm`, in `role`.
 #[derive(Debug)]
 pub struct AuthRequest {
-    pub request: SipMessage,
+    pub request: Arc<SipMessage>,
     pub source: Source,
-    /// The Request-URI after §16.4 (a strict router's last Route).
-    pub request_uri: String,
-    /// Our own Route values the request carried (its dialog tokens).
-    pub popped: Vec<String>,
-    /// A REGISTER for one of our domains (401 as registrar, not 407).
-    pub register_for_us: bool,
+    pub role: AuthRole,
+    pub realm: String,
 }
 
 /// What an [`IoKind`] came to.
 #[derive(Debug)]
 pub enum IoResult {
-    Authenticated(Result<Origin, LocalAnswer>),
+    Authenticated(AuthVerdict),
     Bindings(Result<Vec<Binding>, StoreError>),
     Registered(Result<Vec<Binding>, RegisterError>),
     Resolved(Result<Destination, LocalAnswer>),
@@ -140,13 +137,13 @@ pub(super) enum RoutingHook {
         aor: String,
         contacts: Vec<String>,
         expires: Option<u32>,
-        message: SipMessage,
+        message: Arc<SipMessage>,
         source: Source,
     },
     Request {
         origin: Origin,
         request_uri: String,
-        message: SipMessage,
+        message: Arc<SipMessage>,
         source: Source,
         bindings: Vec<Binding>,
     },

@@ -21,6 +21,7 @@
 //! endpoint asks for (a store call, a DNS query, a policy hook) runs while
 //! its lock is held.
 
+mod auth;
 mod config;
 mod dispatch;
 mod io;
@@ -37,8 +38,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
+use rustc_hash::FxHashMap;
 use switchyard_codec::SipMessage;
 
+pub use self::auth::{AuthRole, AuthVerdict};
 pub use self::config::{EndpointConfig, Now, TenantMap};
 pub use self::io::{
     AuthRequest, Io, IoId, IoKind, IoResult, PolicyAnswer, PolicyCall, SendFailure, Transmit,
@@ -60,19 +63,24 @@ pub struct Endpoint {
     policies: Arc<dyn PolicyResolver>,
     stats: Arc<Stats>,
     rng: StdRng,
-    txs: HashMap<u64, Entry>,
+    /// By transaction id. Ids are our own counter, so a fast hash that
+    /// an attacker could steer does no harm here; keys that come off the
+    /// wire (transaction keys) keep the standard, randomly seeded one.
+    txs: FxHashMap<u64, Entry>,
     servers: HashMap<ServerKey, u64>,
     clients: HashMap<ClientKey, (u64, Role)>,
     timers: TimerQueue<u64>,
     next_tx: u64,
     next_io: u64,
-    waiting: HashMap<IoId, Waiter>,
+    waiting: FxHashMap<IoId, Waiter>,
     transmits: VecDeque<Transmit>,
     ios: VecDeque<Io>,
 }
 
+/// Boxed: the table moves entries when it grows, and a transaction is
+/// several hundred bytes.
 struct Entry {
-    tx: ProxyTx,
+    tx: Box<ProxyTx>,
     timer: Option<TimerId>,
 }
 
@@ -108,13 +116,13 @@ impl Endpoint {
             policies,
             stats,
             rng: StdRng::seed_from_u64(seed),
-            txs: HashMap::new(),
+            txs: FxHashMap::default(),
             servers: HashMap::new(),
             clients: HashMap::new(),
             timers: TimerQueue::new(),
             next_tx: 0,
             next_io: 0,
-            waiting: HashMap::new(),
+            waiting: FxHashMap::default(),
             transmits: VecDeque::new(),
             ios: VecDeque::new(),
         }

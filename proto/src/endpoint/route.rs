@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use switchyard_codec::{HeaderName, Method, SipMessage, Uri};
 
+use super::auth::{AuthRole, AuthStep};
 use super::io::{Decision, RoutingHook};
 use super::{Endpoint, IoKind, IoResult, Now, PolicyCall, Waiter};
 use crate::edge::{self, ClusterTarget, one_flow_per_instance, target_of};
@@ -50,11 +51,18 @@ pub(super) struct Routing {
 
 /// What the outstanding I/O is for.
 enum Stage {
-    Authenticate,
+    /// The digest check; the proof must name the claimed user.
+    Authenticate {
+        role: AuthRole,
+        realm: String,
+        claimed_user: Option<String>,
+    },
+    /// Routing has not asked for anything yet.
+    Start,
     RegisterPolicy,
     /// The registrar's store call for this REGISTER (with our Path).
     Registrar {
-        register: SipMessage,
+        register: Arc<SipMessage>,
         own_path: bool,
         outbound: bool,
         at: std::time::SystemTime,
@@ -70,7 +78,7 @@ enum Stage {
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE";
 
 impl Endpoint {
-    fn request_of(&self, tx: u64) -> Option<SipMessage> {
+    fn request_of(&self, tx: u64) -> Option<Arc<SipMessage>> {
         self.txs.get(&tx).map(|e| e.tx.request.clone())
     }
 
@@ -159,7 +167,12 @@ impl Endpoint {
             .to_string();
         let policy = self.policies.policy_for(&tenant);
         let register_for_us = method == Method::Register && to_us && our_domain;
-        let request_uri = routes.request_uri.clone();
+        let source = self.txs[&tx].tx.source();
+        let step = self.config.auth.then(|| {
+            let client = source.remote.ip();
+            let secs = now.unix_secs();
+            self.auth_step(&msg, client, &ruri, &routes.popped, register_for_us, secs)
+        });
         let routing = Routing {
             routes,
             to_us,
@@ -173,25 +186,44 @@ impl Endpoint {
             targets: Vec::new(),
             bindings: Vec::new(),
             asked_policy: false,
-            stage: Stage::Authenticate,
+            stage: Stage::Start,
         };
-        if !self.config.auth {
+        let Some(step) = step else {
             return self.after_auth(tx, routing, now);
-        }
-        let auth = super::AuthRequest {
-            source: self.txs[&tx].tx.source(),
-            request: msg,
-            request_uri,
-            popped: routing.routes.popped.clone(),
-            register_for_us,
         };
-        self.ask(
-            IoKind::Authenticate(auth),
-            Waiter::Route {
-                tx,
-                routing: Box::new(routing),
-            },
-        );
+        match step {
+            AuthStep::Proceed(origin) => {
+                let mut routing = routing;
+                routing.origin = origin;
+                self.after_auth(tx, routing, now)
+            }
+            AuthStep::Refuse(answer) => self.answer_once(tx, &answer, now),
+            AuthStep::Verify {
+                role,
+                realm,
+                claimed_user,
+            } => {
+                let auth = super::AuthRequest {
+                    source,
+                    request: msg.clone(),
+                    role,
+                    realm: realm.clone(),
+                };
+                let mut routing = routing;
+                routing.stage = Stage::Authenticate {
+                    role,
+                    realm,
+                    claimed_user,
+                };
+                self.ask(
+                    IoKind::Authenticate(auth),
+                    Waiter::Route {
+                        tx,
+                        routing: Box::new(routing),
+                    },
+                );
+            }
+        }
     }
 
     /// An [`Io`](super::Io) of a routing step is done.
@@ -202,16 +234,25 @@ impl Endpoint {
         result: IoResult,
         now: Now,
     ) {
-        match (
-            std::mem::replace(&mut routing.stage, Stage::Authenticate),
-            result,
-        ) {
-            (Stage::Authenticate, IoResult::Authenticated(Ok(origin))) => {
-                routing.origin = origin;
-                self.after_auth(tx, routing, now);
-            }
-            (Stage::Authenticate, IoResult::Authenticated(Err(rej))) => {
-                self.answer_once(tx, &rej, now)
+        match (std::mem::replace(&mut routing.stage, Stage::Start), result) {
+            (
+                Stage::Authenticate {
+                    role,
+                    realm,
+                    claimed_user,
+                },
+                IoResult::Authenticated(verdict),
+            ) => {
+                let Some(msg) = self.request_of(tx) else {
+                    return;
+                };
+                match self.auth_verdict(&msg, (role, realm, claimed_user), verdict) {
+                    Ok(origin) => {
+                        routing.origin = origin;
+                        self.after_auth(tx, routing, now);
+                    }
+                    Err(answer) => self.answer_once(tx, &answer, now),
+                }
             }
             (Stage::RegisterPolicy, IoResult::Policy(answer)) => {
                 routing.pctx = answer.ctx;
@@ -370,7 +411,7 @@ impl Endpoint {
             .then(|| self.edge.add_edge_path(&msg, source, secs))
             .flatten();
         let own_path = with_path.is_some() || self.edge.top_path_is_ours(&msg, secs);
-        let register = with_path.unwrap_or(msg);
+        let register = with_path.map(Arc::new).unwrap_or(msg);
         let ctx = RegisterContext {
             source,
             node: Some(&self.config.node_id),

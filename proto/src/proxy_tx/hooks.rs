@@ -39,7 +39,7 @@ pub enum HookCall {
     BranchFailure {
         best_status: u16,
         best: Option<SipMessage>,
-        request: SipMessage,
+        request: Arc<SipMessage>,
         targets_tried: Vec<String>,
     },
     /// The transaction is over (fire and forget).

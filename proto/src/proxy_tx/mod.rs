@@ -140,7 +140,8 @@ pub struct ProxyTx {
     key: ServerKey,
     server: ServerTransaction,
     source: Source,
-    pub request: SipMessage,
+    /// Shared: routing steps and hooks read it while the transaction goes on.
+    pub request: Arc<SipMessage>,
     invite: bool,
     to_tag: String,
     timers: TimerConfig,
@@ -192,7 +193,7 @@ impl ProxyTx {
             key,
             server: ServerTransaction::new(kind, source.transport, &timers),
             source,
-            request,
+            request: Arc::new(request),
             invite,
             to_tag,
             timers,

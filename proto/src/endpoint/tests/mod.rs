@@ -2,6 +2,7 @@
 //! a seeded RNG, and made-up answers to the I/O it asks for; bytes out.
 //! No socket, no runtime.
 
+mod auth;
 mod edge_cases;
 mod proxying;
 
@@ -80,6 +81,7 @@ pub(super) fn config() -> EndpointConfig {
         registrar: RegistrarConfig::default(),
         node_id: "node-a".into(),
         auth: false,
+        trusted: Vec::new(),
         tenants: TenantMap {
             default: "default".into(),
             ..TenantMap::default()

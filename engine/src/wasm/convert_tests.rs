@@ -169,10 +169,10 @@ fn request_uri_rewrite_and_ctx_are_checked() {
 
 #[test]
 fn scratch_request_is_refilled_in_place() {
-    let invite = crate::policy::wasm::testing::Invite::to("bob");
+    let invite = crate::wasm::testing::Invite::to("bob");
     let two = [
-        crate::policy::wasm::testing::binding("sip:a@127.0.0.1"),
-        crate::policy::wasm::testing::binding("sip:b@127.0.0.1"),
+        crate::wasm::testing::binding("sip:a@127.0.0.1"),
+        crate::wasm::testing::binding("sip:b@127.0.0.1"),
     ];
     let mut scratch = Scratch::new();
     let now = SystemTime::now();

@@ -1,7 +1,7 @@
 use super::*;
-use crate::policy::wasm::testing::{self, Invite, TENANT};
-use crate::policy::wasm::{EngineConfig, FailureKind};
-use crate::policy::{Policy, PolicyCtx, RequestDecision};
+use crate::wasm::testing::{self, Invite, TENANT};
+use crate::wasm::{EngineConfig, FailureKind};
+use crate::{Policy, PolicyCtx, RequestDecision};
 
 fn engine() -> PolicyEngine {
     testing::engine_with(testing::config())
@@ -250,7 +250,7 @@ fn a_component_built_against_wit_0_1_0_still_runs() {
     let decision = version.on_request(&invite.info(&[]), &mut PolicyCtx::default());
     let added = |name: &str| {
         decision.headers.iter().find_map(|e| match e {
-            crate::policy::HeaderEdit::Add { name: n, value } if n == name => Some(value.clone()),
+            crate::HeaderEdit::Add { name: n, value } if n == name => Some(value.clone()),
             _ => None,
         })
     };

@@ -18,7 +18,7 @@ const SETTLE: Duration = Duration::from_millis(50);
 
 /// Watches `dir` until the returned watcher is dropped (it lives in the
 /// task, which the node aborts on shutdown).
-pub fn spawn(dir: PathBuf, tenants: Arc<Tenants>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub fn spawn(dir: PathBuf, tenants: Arc<Tenants>) -> notify::Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {

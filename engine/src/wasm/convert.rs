@@ -16,14 +16,14 @@ use switchyard_codec::{Scheme, Uri};
 
 use super::bindings::{hooks, types};
 use super::host_api::unquote_instance;
-use crate::location::Binding;
-use crate::net::{Source, Transport};
-use crate::policy::{
+use crate::{
     BranchFailure, CompletionSummary, FailureCause, FailureDecision, HeaderEdit, RegisterDecision,
     RegisterInfo, RegisterLimits, Reply, RequestAction, RequestDecision, RequestInfo,
     ResponseAction, ResponseDecision, ResponseInfo, TargetGroup,
 };
-use crate::proxy::fork::Target;
+use switchyard_location::Binding;
+use switchyard_proto::net::{Source, Transport};
+use switchyard_proto::proxy::fork::Target;
 
 /// Total bytes of header names and values one decision may add.
 pub const MAX_HEADER_BYTES: usize = 8 << 10;

@@ -16,7 +16,7 @@ use super::failure::{self, Admit, Breaker, FailureKind, Fallback, Transition};
 use super::host_api::{GuestContext, HostState};
 use super::info::VersionInfo;
 use super::instance::{Instance, InstantiateError, Slot};
-use crate::policy::{
+use crate::{
     BranchFailure, CompletionSummary, FailureDecision, Policy, PolicyCtx, RegisterDecision,
     RegisterInfo, RequestDecision, RequestInfo, ResponseDecision, ResponseInfo,
 };
@@ -455,11 +455,11 @@ fn replace_ctx(ctx: &mut PolicyCtx, new: Option<Vec<u8>>) {
 impl PolicyVersion {
     /// The AOR's current bindings for `on-register`, from the store's cache
     /// (the registrar has not read the store yet at this point).
-    fn stored_bindings(&self, aor: &str) -> Vec<crate::location::Binding> {
+    fn stored_bindings(&self, aor: &str) -> Vec<switchyard_location::Binding> {
         let Some(location) = &self.ctx.location else {
             return Vec::new();
         };
-        let Ok(aor) = crate::location::Aor::parse(aor) else {
+        let Ok(aor) = switchyard_location::Aor::parse(aor) else {
             return Vec::new();
         };
         location.bindings(&self.ctx.tenant, &aor, SystemTime::now())

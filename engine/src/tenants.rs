@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::wasm::{FailureMode, LoadError, LoadSpec, PolicyEngine, PolicyVersion};
 use super::{DefaultPolicy, Policy, PolicyResolver, bundled};
-use crate::config::{TenantPolicyConfig, TenantsConfig};
+use crate::{TenantPolicyConfig, TenantsConfig};
 
 /// Why a policy could not be loaded for a tenant.
 #[derive(Debug, thiserror::Error)]

@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::location::Aor;
-use crate::policy::wasm::testing::{self, FixedStore, Invite, TENANT};
-use crate::policy::wasm::{EngineConfig, PolicyEngine, PolicyLocation};
-use crate::policy::{FailureCause, HeaderEdit, Origin, Reply, RequestAction, ResponseAction};
-use crate::proxy::fork::Target;
+use crate::wasm::testing::{self, FixedStore, Invite, TENANT};
+use crate::wasm::{EngineConfig, PolicyEngine, PolicyLocation};
+use crate::{FailureCause, HeaderEdit, Origin, Reply, RequestAction, ResponseAction};
+use switchyard_location::Aor;
+use switchyard_proto::proxy::fork::Target;
 
 fn engine() -> PolicyEngine {
     testing::engine_with(testing::config())
@@ -321,7 +321,7 @@ fn register_and_branch_failure_decisions() {
     );
     assert_eq!(
         version.on_register(&register_info("sip:limit@acme.test"), &mut ctx),
-        RegisterDecision::Limit(crate::policy::RegisterLimits {
+        RegisterDecision::Limit(crate::RegisterLimits {
             max_contacts: Some(1),
             max_expires: Some(600)
         })
@@ -368,7 +368,7 @@ fn location_lookup_reads_the_store_cache() {
         aor: Aor::parse("sip:bob@example.test").unwrap(),
         bindings: vec![testing::binding("sip:bob@127.0.0.1:5080")],
     };
-    let mut tenants = crate::config::TenantsConfig::default();
+    let mut tenants = crate::TenantsConfig::default();
     tenants.domains.insert("example.test".into(), TENANT.into());
     let location = PolicyLocation::new(Arc::new(store), tenants.clone());
     let engine = PolicyEngine::new(testing::config(), Some(location)).unwrap();
@@ -393,7 +393,7 @@ fn location_lookup_sees_only_the_tenants_own_domains() {
         bindings: vec![testing::binding("sip:bob@127.0.0.1:5080")],
     };
     // example.test belongs to another tenant than the policy's.
-    let mut tenants = crate::config::TenantsConfig::default();
+    let mut tenants = crate::TenantsConfig::default();
     tenants
         .domains
         .insert("example.test".into(), "globex".into());

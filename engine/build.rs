@@ -187,7 +187,7 @@ fn is_progress(line: &str) -> bool {
 }
 
 /// The repository root: `$SWITCHYARD_REPO_ROOT`, else the parent of this
-/// crate's directory (`host/..`).
+/// crate's directory (`engine/..`).
 fn repo_root() -> PathBuf {
     if let Some(root) = env::var_os("SWITCHYARD_REPO_ROOT").filter(|r| !r.is_empty()) {
         return PathBuf::from(root);
@@ -197,7 +197,7 @@ fn repo_root() -> PathBuf {
     manifest
         .parent()
         .map(Path::to_path_buf)
-        .expect("host/ has a parent directory")
+        .expect("engine/ has a parent directory")
 }
 
 /// The outer build's target directory: the first ancestor of OUT_DIR that

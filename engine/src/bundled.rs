@@ -1,5 +1,5 @@
 //! Policies shipped inside the binary, usable as `module = "builtin:<name>"`
-//! without any file. `host/build.rs` compiles `policies/` for
+//! without any file. `engine/build.rs` compiles `policies/` for
 //! `wasm32-wasip2` on every build of this crate.
 
 /// Names accepted after `builtin:`.

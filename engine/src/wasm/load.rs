@@ -16,7 +16,7 @@ use super::failure::FailureKind;
 use super::host_api::GuestContext;
 use super::instance::{Instance, InstantiateError};
 use super::version::{PolicyVersion, VersionParts};
-use crate::net::{Source, Transport};
+use switchyard_proto::net::{Source, Transport};
 
 /// What to load, for which tenant.
 #[derive(Debug, Clone)]

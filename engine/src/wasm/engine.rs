@@ -17,7 +17,7 @@ use super::host_api::HostState;
 use super::kv::TenantKv;
 use super::metrics::{MetricsSnapshot, TenantMetrics};
 use super::{EngineConfig, EngineError};
-use crate::location::LocationStore;
+use switchyard_location::LocationStore;
 
 /// Guard pages after each linear memory. With memories reserved at their
 /// cap (not 4 GiB) cranelift emits bounds checks anyway; the guard only
@@ -66,12 +66,12 @@ struct TenantState {
 /// another tenant's users.
 pub struct PolicyLocation {
     pub store: Arc<dyn LocationStore>,
-    pub tenants: crate::config::TenantsConfig,
+    pub tenants: crate::TenantsConfig,
 }
 
 impl PolicyLocation {
     /// All of `store` to every tenant's policy in the default tenant.
-    pub fn new(store: Arc<dyn LocationStore>, tenants: crate::config::TenantsConfig) -> Self {
+    pub fn new(store: Arc<dyn LocationStore>, tenants: crate::TenantsConfig) -> Self {
         PolicyLocation { store, tenants }
     }
 
@@ -80,9 +80,9 @@ impl PolicyLocation {
     pub fn bindings(
         &self,
         tenant: &str,
-        aor: &crate::location::Aor,
+        aor: &switchyard_location::Aor,
         now: std::time::SystemTime,
-    ) -> Vec<crate::location::Binding> {
+    ) -> Vec<switchyard_location::Binding> {
         if self.tenants.tenant_of(aor.domain()) != tenant {
             return Vec::new();
         }

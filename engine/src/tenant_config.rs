@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::cluster::ContactRewrite;
-use crate::policy::wasm::FailureMode;
+use crate::wasm::FailureMode;
+use switchyard_proto::cluster::ContactRewrite;
 
 /// Domain → tenant mapping and per-tenant policies. Unknown domains
 /// belong to `default`.

@@ -1,5 +1,5 @@
 //! Helpers for the engine's tests: the test components built by
-//! `host/build.rs` (from `policies/`), requests, and a fixed location store.
+//! `engine/build.rs` (from `policies/`), requests, and a fixed location store.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::{EngineConfig, FailureMode, LoadSpec, PolicyEngine, PolicyVersion};
-use crate::location::{Aor, Binding, LocationStore, RegisterError, StoreError};
-use crate::net::{Source, Transport};
-use crate::policy::{Origin, RequestInfo};
-use crate::registrar::{RegisterOutcome, RegisterUpdate};
+use crate::{Origin, RequestInfo};
+use switchyard_location::{Aor, Binding, LocationStore, RegisterError, StoreError};
+use switchyard_proto::net::{Source, Transport};
+use switchyard_proto::registrar::{RegisterOutcome, RegisterUpdate};
 
 pub const TENANT: &str = "acme";
 
@@ -21,7 +21,7 @@ pub fn artifact(name: &str) -> Arc<[u8]> {
     match std::fs::read(&path) {
         Ok(bytes) => bytes.into(),
         Err(error) => panic!(
-            "{}: {error} (built from policies/ by host/build.rs)",
+            "{}: {error} (built from policies/ by engine/build.rs)",
             path.display()
         ),
     }

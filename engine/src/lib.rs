@@ -17,8 +17,11 @@
 //! | `on_complete`       | the transaction's final response was sent (may be shed)  | nothing                 |
 
 pub mod bundled;
+mod tenant_config;
 pub mod tenants;
 pub mod wasm;
 pub mod watch;
+
+pub use tenant_config::{TenantPolicyConfig, TenantsConfig};
 
 pub use switchyard_proto::policy::*;

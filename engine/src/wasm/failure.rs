@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Trap, WasmBacktrace};
 
-use crate::policy::{FailureDecision, RegisterDecision, Reply, RequestAction, RequestDecision};
+use crate::{FailureDecision, RegisterDecision, Reply, RequestAction, RequestDecision};
 
 use super::FailureMode;
 
@@ -110,8 +110,8 @@ impl Fallback {
     }
 
     /// Responses pass in both modes: dropping one cannot make anything safer.
-    pub fn response(&self) -> crate::policy::ResponseDecision {
-        crate::policy::ResponseDecision::PASS
+    pub fn response(&self) -> crate::ResponseDecision {
+        crate::ResponseDecision::PASS
     }
 
     /// The best response goes upstream in both modes (RFC 3261 §16.7 step 6).

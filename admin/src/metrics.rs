@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::policy::tenants::Tenants;
-use crate::policy::wasm::{HISTOGRAM_BOUNDS, Histogram, MetricsSnapshot};
+use switchyard_engine::tenants::Tenants;
+use switchyard_engine::wasm::{HISTOGRAM_BOUNDS, Histogram, MetricsSnapshot};
 
 pub(super) fn render(node: &[(&'static str, u64)], tenants: &Tenants) -> String {
     let mut out = String::new();

@@ -32,8 +32,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::node::Stats;
-use crate::policy::tenants::{ModuleSource, TenantStatus, Tenants};
+use switchyard_engine::tenants::{ModuleSource, TenantStatus, Tenants};
 
 /// `[admin]`
 #[derive(Debug, Clone, Deserialize)]
@@ -90,7 +89,7 @@ pub async fn serve(
     config: &AdminConfig,
     tenants: Arc<Tenants>,
     stats: Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>,
-    subscribers: Option<Arc<dyn crate::auth::SubscriberStore>>,
+    subscribers: Option<Arc<dyn switchyard_auth::SubscriberStore>>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let Some(addr) = config.listen else {
         return Err(std::io::Error::other("admin endpoint disabled"));
@@ -153,7 +152,7 @@ async fn load(
         })
         .into_response(),
         Err(error) => {
-            crate::policy::tenants::log_refused(&error);
+            switchyard_engine::tenants::log_refused(&error);
             (StatusCode::UNPROCESSABLE_ENTITY, format!("{error}\n")).into_response()
         }
     }
@@ -161,62 +160,4 @@ async fn load(
 
 async fn metrics_text(State(state): State<AdminState>) -> String {
     metrics::render(&(state.stats)(), &state.tenants)
-}
-
-/// The node counters the admin endpoint exports, with its transports'
-/// per-source rate-limit drops and TCP connections refused at a cap.
-pub fn node_counters(
-    stats: &Stats,
-    transport: &crate::transport::TransportStats,
-) -> Vec<(&'static str, u64)> {
-    vec![
-        ("switchyard_requests_total", stats.requests_in.get()),
-        ("switchyard_responses_total", stats.responses_in.get()),
-        (
-            "switchyard_retransmissions_absorbed_total",
-            stats.retransmissions_absorbed.get(),
-        ),
-        ("switchyard_rejected_total", stats.rejected.get()),
-        (
-            "switchyard_dropped_malformed_total",
-            stats.dropped_malformed.get(),
-        ),
-        ("switchyard_dropped_stray_total", stats.dropped_stray.get()),
-        (
-            "switchyard_egress_refused_total",
-            stats.egress_refused.get(),
-        ),
-        (
-            "switchyard_auth_challenges_total",
-            stats.auth_challenged.get(),
-        ),
-        ("switchyard_auth_failures_total", stats.auth_failed.get()),
-        (
-            "switchyard_auth_throttled_total",
-            stats.auth_throttled.get(),
-        ),
-        ("switchyard_relay_refused_total", stats.relay_refused.get()),
-        ("switchyard_overloaded_total", stats.overloaded.get()),
-        (
-            "switchyard_branches_capped_total",
-            stats.branches_capped.get(),
-        ),
-        (
-            "switchyard_contacts_capped_total",
-            stats.contacts_capped.get(),
-        ),
-        ("switchyard_rate_limited_total", transport.rate_limited),
-        (
-            "switchyard_tcp_refused_inbound_total",
-            transport.tcp_refused_inbound,
-        ),
-        (
-            "switchyard_tcp_refused_per_source_total",
-            transport.tcp_refused_per_source,
-        ),
-        (
-            "switchyard_tcp_refused_outbound_total",
-            transport.tcp_refused_outbound,
-        ),
-    ]
 }

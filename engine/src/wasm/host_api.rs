@@ -16,7 +16,7 @@ use wasmtime::ResourceLimiter;
 use super::bindings::{caller, clock, kv, location, log, metrics, types};
 use super::kv::TenantKv;
 use super::metrics::TenantMetrics;
-use crate::location::Aor;
+use switchyard_location::Aor;
 
 /// Guest log lines per second and version beyond which lines are dropped.
 pub const LOG_LINES_PER_SEC: u32 = 100;
@@ -111,7 +111,7 @@ pub(crate) struct HostState {
     pub memory: MemoryCap,
     /// The origin of the request whose `on-request` / `on-register` call
     /// is running; `None` in other hooks.
-    pub origin: Option<crate::policy::Origin>,
+    pub origin: Option<crate::Origin>,
 }
 
 impl HostState {
@@ -183,7 +183,7 @@ impl types::Host for HostState {}
 
 impl caller::Host for HostState {
     fn current_origin(&mut self) -> Option<caller::Origin> {
-        use crate::policy::Origin;
+        use crate::Origin;
         Some(match self.origin.as_ref()? {
             Origin::Unchecked => caller::Origin::Unchecked,
             Origin::Anonymous => caller::Origin::Anonymous,

@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use switchyard::location::Binding;
-use switchyard::net::{Source, Transport};
-use switchyard::policy::wasm::{EngineConfig, FailureMode, LoadSpec, PolicyEngine, PolicyVersion};
-use switchyard::policy::{Origin, Policy, PolicyCtx, RequestInfo, ResponseInfo};
+use switchyard_engine::wasm::{EngineConfig, FailureMode, LoadSpec, PolicyEngine, PolicyVersion};
+use switchyard_engine::{Origin, Policy, PolicyCtx, RequestInfo, ResponseInfo};
+use switchyard_proto::location::Binding;
+use switchyard_proto::net::{Source, Transport};
 
 /// The codec benchmark's INVITE (codec/benches/parse.rs): two Vias, Route,
 /// Record-Route, a GRUU/outbound Contact and an SDP offer (619 bytes).

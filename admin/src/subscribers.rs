@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::client::{call, query_value};
-use crate::auth::{Subscriber, SubscriberStore};
-use crate::location::StoreError;
+use switchyard_auth::{Subscriber, SubscriberStore};
+use switchyard_proto::location::StoreError;
 
 pub(super) type Store = Option<Arc<dyn SubscriberStore>>;
 

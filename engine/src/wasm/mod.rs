@@ -1,6 +1,6 @@
 //! The WebAssembly policy engine: runs tenants' policy components
 //! (`wit/policy.wit`, world `switchyard:policy/policy@0.1.1`) behind the
-//! [`Policy`](crate::policy::Policy) trait. Each loaded module version is a
+//! [`Policy`](crate::Policy) trait. Each loaded module version is a
 //! [`PolicyVersion`]; the node publishes one per tenant and swaps it live.
 //!
 //! # The sandbox
