@@ -17,6 +17,10 @@ use std::sync::Arc;
 
 use switchyard_codec::{HeaderName, Method, SipMessage, Uri};
 
+mod finish;
+mod register;
+
+use self::register::Registered;
 use super::auth::{AuthRole, AuthStep};
 use super::io::{Decision, RoutingHook};
 use super::{Endpoint, IoKind, IoResult, Now, PolicyCall, Waiter};
@@ -25,10 +29,9 @@ use crate::location::{Aor, Binding, RegisterError, StoreError};
 use crate::policy::{
     HeaderEdit, Origin, Policy, PolicyCtx, RegisterDecision, RequestAction, TargetGroup,
 };
-use crate::proxy::fork::{ForkLimits, Target};
+use crate::proxy::fork::Target;
 use crate::proxy::request::{self, LocalAnswer, RouteState};
-use crate::proxy_tx::Forwarding;
-use crate::registrar::{self, ContactsUpdate, Limits, OkExtras, RegisterContext, RuleError};
+use crate::registrar::Limits;
 
 /// A new request between two routing steps.
 pub(super) struct Routing {
@@ -397,119 +400,6 @@ impl Endpoint {
         );
     }
 
-    /// RFC 3261 §10.3 with the edge's Path (RFC 3327 §4): a REGISTER
-    /// straight from a UA is stored with our flow token, so every node
-    /// routes to it through us.
-    fn registrar(&mut self, tx: u64, mut routing: Routing, limits: Limits, now: Now) {
-        let Some(msg) = self.request_of(tx) else {
-            return;
-        };
-        let source = self.txs[&tx].tx.source();
-        let secs = now.unix_secs();
-        let first_hop = edge::is_first_hop(&msg);
-        let with_path = first_hop
-            .then(|| self.edge.add_edge_path(&msg, source, secs))
-            .flatten();
-        let own_path = with_path.is_some() || self.edge.top_path_is_ours(&msg, secs);
-        let register = with_path.map(Arc::new).unwrap_or(msg);
-        let ctx = RegisterContext {
-            source,
-            node: Some(&self.config.node_id),
-            first_hop,
-            own_path,
-        };
-        let config = &self.config.registrar;
-        let (aor, mut update) = match registrar::parse_register_in(&register, config, &ctx) {
-            Ok(parsed) => parsed,
-            Err(reject) => {
-                tracing::debug!(%reject, "REGISTER rejected");
-                return self.answer(tx, &reject.answer(), now);
-            }
-        };
-        update.max_bindings = Some(
-            limits
-                .max_bindings
-                .map_or(config.max_contacts, |m| m.min(config.max_contacts)),
-        );
-        let mut outbound = false;
-        if let ContactsUpdate::Set(contacts) = &mut update.contacts {
-            outbound = contacts.iter().any(|c| c.reg_id.is_some() && c.expires > 0);
-            if let Some(max) = limits.max_expires {
-                for contact in contacts {
-                    contact.expires = contact.expires.min(max.max(1));
-                }
-            }
-        }
-        let at = now.wall;
-        let kind = if update.contacts == ContactsUpdate::Fetch {
-            IoKind::Lookup { aor, at }
-        } else {
-            IoKind::Register { aor, update, at }
-        };
-        routing.stage = Stage::Registrar {
-            register,
-            own_path,
-            outbound,
-            at,
-        };
-        self.ask(
-            kind,
-            Waiter::Route {
-                tx,
-                routing: Box::new(routing),
-            },
-        );
-    }
-
-    fn registered(
-        &mut self,
-        tx: u64,
-        done: Registered<'_>,
-        result: Result<Vec<Binding>, RegisterError>,
-        now: Now,
-    ) {
-        let Registered {
-            register,
-            own_path,
-            outbound,
-            at,
-        } = done;
-        let (code, data) = match result {
-            Ok(bindings) => {
-                let extras = OkExtras {
-                    echo_path: registrar::supports(register, "path") || !own_path,
-                    outbound,
-                    gruu: registrar::supports(register, "gruu").then_some(&*self.edge.cluster),
-                };
-                let ok = registrar::ok_response_with(register, &bindings, at, &extras);
-                (200, ok)
-            }
-            Err(RegisterError::Rejected(error)) => {
-                tracing::debug!(%error, "REGISTER refused by the rules");
-                let code = match error {
-                    RuleError::OutOfOrder { .. } => 500,
-                    RuleError::TooManyBindings { .. } => {
-                        self.stats.contacts_capped.inc();
-                        403
-                    }
-                };
-                (code, registrar::rule_error_response(register, &error))
-            }
-            Err(RegisterError::Store(error)) => {
-                tracing::warn!(%error, "location store failed");
-                (503, registrar::store_error_response(register, &error))
-            }
-        };
-        self.respond_bytes(tx, code, data, now);
-    }
-
-    fn respond_bytes(&mut self, tx: u64, code: u16, data: bytes::Bytes, now: Now) {
-        if let Some(entry) = self.txs.get_mut(&tx) {
-            let out = entry.tx.respond_bytes(code, data, now.instant);
-            self.apply(tx, out, now);
-        }
-    }
-
     /// §16.5 target determination:
     /// - no Route left and a GRUU or a Contact an edge rewrote: resolved
     ///   from the URI (any node);
@@ -590,122 +480,6 @@ impl Endpoint {
         };
         self.ask_policy(tx, routing, call, Stage::RequestPolicy);
     }
-
-    /// The last step: the edge's part (flows, Record-Route with tokens,
-    /// Contact rewriting), then the fork (§16.6).
-    fn finish(&mut self, tx: u64, routing: Routing, now: Now) {
-        let Some(msg) = self.request_of(tx) else {
-            return;
-        };
-        let source = self.txs[&tx].tx.source();
-        let secs = now.unix_secs();
-        let method = msg.method().cloned().unwrap_or(Method::Options);
-        let Routing {
-            routes,
-            initial,
-            policy,
-            origin,
-            pctx,
-            mut headers,
-            mut targets,
-            tenant,
-            ..
-        } = routing;
-        if matches!(origin, Origin::Authenticated { .. }) && method != Method::Register {
-            // Our realm's credentials end here (Kamailio's consume_credentials).
-            headers.push(HeaderEdit::Remove {
-                name: "Proxy-Authorization".into(),
-            });
-        }
-        if method == Method::Register
-            && let Some(path) = self.edge.foreign_register_path(&msg, source, secs)
-        {
-            headers.push(path);
-        }
-        // RFC 5626 §5.3: our own Record-Route entry with the flow token of
-        // the UA this in-dialog request is going to.
-        if let Some(flow) = self
-            .edge
-            .flow_from_routes(&routes.popped, &routes.routes, source, secs)
-        {
-            for t in &mut targets {
-                t.flow.get_or_insert(flow);
-            }
-        }
-        if targets.is_empty() && origin == Origin::Anonymous {
-            // §16.5's empty target set (nobody registered): 480, which the
-            // fork would send with a transaction's retransmissions.
-            let rej = LocalAnswer::new(480, "Temporarily Unavailable");
-            return self.answer_once(tx, &rej, now);
-        }
-        tracing::debug!(targets = targets.len(), initial, "forking");
-        let record_route = initial && request::wants_record_route(&method);
-        // The edge's side of a dialog-forming request from its UA: the UA's
-        // Contact may be rewritten, and when the UA can only be reached on
-        // the flow it came on, its token goes into our Record-Route.
-        let edge_of_caller = record_route && edge::is_first_hop(&msg);
-        let ua_flow = (edge_of_caller && edge::dialog_needs_flow(&msg, source)).then_some(source);
-        let token_expiry_secs = self.edge.dialog_token_expiry(secs);
-        let tenants = &self.config.tenants;
-        if edge_of_caller {
-            let domain = msg
-                .from()
-                .map(|f| f.uri.host.to_string())
-                .unwrap_or_default();
-            let mode = tenants.contact_rewrite_for(&domain);
-            if let Some(edit) = self
-                .edge
-                .rewrite_contact(&msg, source, mode, token_expiry_secs)
-            {
-                headers.push(edit);
-            }
-        }
-        let callee_domain = msg.to().map(|t| t.uri.host.to_string()).unwrap_or_default();
-        let (received, rport) = request::rfc3581(&msg, &source);
-        let forwarding = Forwarding {
-            record_route,
-            ua_flow,
-            callee_rewrite: record_route.then(|| tenants.contact_rewrite_for(&callee_domain)),
-            token_expiry_secs,
-            routes,
-            received,
-            rport,
-            loop_hash: request::loop_hash(&msg),
-            headers,
-            dialog_token: (record_route && self.config.auth).then(|| {
-                self.edge
-                    .cluster
-                    .seal_dialog(crate::cluster::DialogToken { started_secs: secs })
-            }),
-            fork_limits: ForkLimits {
-                breadth: request::max_breadth(&msg, self.config.max_breadth),
-                max_branches: self.config.max_branches,
-            },
-        };
-        // In-dialog requests take no hooks at all: their Request-URI is a
-        // contact (no tenant domain), and their policy's on-request never
-        // ran, so on-response and on-branch-failure would see another
-        // tenant's policy with an empty ctx. A tenant without a policy has
-        // nothing to say after routing either.
-        let policy = initial.then_some(policy).filter(|p| !p.is_default());
-        let Some(entry) = self.txs.get_mut(&tx) else {
-            return;
-        };
-        entry.tx.tenant = tenant;
-        let out = entry
-            .tx
-            .start_fork(targets, forwarding, policy, pctx, now.instant);
-        self.apply(tx, out, now);
-    }
-}
-
-/// A REGISTER whose store call is done.
-struct Registered<'a> {
-    register: &'a SipMessage,
-    own_path: bool,
-    outbound: bool,
-    /// The wall clock the store applied it at.
-    at: std::time::SystemTime,
 }
 
 /// 503 with the Retry-After the store error suggests (RFC 3261 §21.5.4).
