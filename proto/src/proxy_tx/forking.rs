@@ -11,10 +11,36 @@ use tracing::debug;
 use super::{BranchSlot, Output, ProxyTx, Role, reason_for};
 use crate::edge::Edge;
 use crate::net::Destination;
+use crate::net::Source;
 use crate::policy::Reply;
-use crate::proxy::fork::{BranchId, FinalResponse, ForkAction, Target};
-use crate::proxy::request::{self, ForwardSpec, LocalAnswer};
+use crate::proxy::fork::{BranchId, FinalResponse, ForkAction, ForkLimits, Target};
+use crate::proxy::request::{self, ForwardSpec, LocalAnswer, RouteState};
 use crate::transaction::{ClientEvent, ClientKey, ClientTransaction, Kind};
+
+/// How to build every forwarded copy of this request (fixed once routed).
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    pub routes: RouteState,
+    pub record_route: bool,
+    /// The UA's flow when we are its edge (a first-hop dialog-forming
+    /// request): its token goes into our Record-Route.
+    pub ua_flow: Option<Source>,
+    /// For dialog-forming requests: how to rewrite the Contact of answers
+    /// that come back on one of our flows (the callee's tenant setting).
+    pub callee_rewrite: Option<crate::cluster::ContactRewrite>,
+    /// Unix seconds until which the flow tokens minted for this request
+    /// (Record-Route, rewritten Contacts) are honoured.
+    pub token_expiry_secs: u64,
+    pub received: Option<String>,
+    pub rport: Option<u16>,
+    pub loop_hash: String,
+    /// The policy's header edits for every forwarded copy.
+    pub headers: Vec<crate::policy::HeaderEdit>,
+    /// The sealed dialog token our Record-Route entries carry (`[auth]`).
+    pub dialog_token: Option<String>,
+    /// Max-Breadth and the branch cap for this request.
+    pub fork_limits: ForkLimits,
+}
 
 impl ProxyTx {
     /// The next hop for a branch has been resolved (or refused).

@@ -15,13 +15,14 @@ use tracing::debug;
 mod forking;
 mod hooks;
 
+pub use self::forking::Forwarding;
 use self::forking::{build_ack, drain_client};
 pub use self::hooks::{HookDone, PendingHook};
 use crate::edge::Edge;
 use crate::net::{Destination, Source};
 use crate::policy::{Policy, PolicyCtx, Reply};
-use crate::proxy::fork::{BranchId, ForkLimits, ResponseContext, Target};
-use crate::proxy::request::{LocalAnswer, RouteState};
+use crate::proxy::fork::{BranchId, ResponseContext, Target};
+use crate::proxy::request::LocalAnswer;
 use crate::transaction::{
     ClientEvent, ClientKey, ClientTransaction, Disposition, Kind, ServerEvent, ServerKey,
     ServerState, ServerTransaction, TimerConfig,
@@ -82,31 +83,6 @@ impl Output {
                 | Output::TargetsDropped(_)
         )
     }
-}
-
-/// How to build every forwarded copy of this request (fixed once routed).
-#[derive(Debug, Clone)]
-pub struct Forwarding {
-    pub routes: RouteState,
-    pub record_route: bool,
-    /// The UA's flow when we are its edge (a first-hop dialog-forming
-    /// request): its token goes into our Record-Route.
-    pub ua_flow: Option<Source>,
-    /// For dialog-forming requests: how to rewrite the Contact of answers
-    /// that come back on one of our flows (the callee's tenant setting).
-    pub callee_rewrite: Option<crate::cluster::ContactRewrite>,
-    /// Unix seconds until which the flow tokens minted for this request
-    /// (Record-Route, rewritten Contacts) are honoured.
-    pub token_expiry_secs: u64,
-    pub received: Option<String>,
-    pub rport: Option<u16>,
-    pub loop_hash: String,
-    /// The policy's header edits for every forwarded copy.
-    pub headers: Vec<crate::policy::HeaderEdit>,
-    /// The sealed dialog token our Record-Route entries carry (`[auth]`).
-    pub dialog_token: Option<String>,
-    /// Max-Breadth and the branch cap for this request.
-    pub fork_limits: ForkLimits,
 }
 
 struct BranchSlot {
