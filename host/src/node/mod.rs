@@ -129,10 +129,11 @@ impl Node {
             .with_bound(bound.iter().copied(), &wildcard_interfaces(&bound));
         let edge = Edge::new(identity, cluster, edge_config(&config));
         let shards = shard_count();
-        let settings = endpoint_config(&config, shards);
+        let settings = endpoint_config(&config);
         let shards: Vec<Shard> = (0..shards)
             .map(|i| {
                 let config = EndpointConfig {
+                    // At most 256 shards (`shard_count`): a byte of every branch id.
                     shard: i as u8,
                     ..settings.clone()
                 };
@@ -263,8 +264,7 @@ fn shard_count() -> usize {
 }
 
 /// The endpoints' settings from the node's configuration.
-fn endpoint_config(config: &Config, shards: usize) -> EndpointConfig {
-    debug_assert!(shards <= 256, "the shard is a byte of every branch id");
+fn endpoint_config(config: &Config) -> EndpointConfig {
     EndpointConfig {
         tx: TxSettings {
             timers: config.timers.transaction(),

@@ -65,20 +65,7 @@ pub async fn handle_in(
             return reject.response(msg);
         }
     };
-    update.max_bindings = Some(
-        limits
-            .max_bindings
-            .map_or(config.max_contacts, |m| m.min(config.max_contacts)),
-    );
-    let mut outbound = false;
-    if let ContactsUpdate::Set(contacts) = &mut update.contacts {
-        outbound = contacts.iter().any(|c| c.reg_id.is_some() && c.expires > 0);
-        if let Some(max) = limits.max_expires {
-            for contact in contacts {
-                contact.expires = contact.expires.min(max.max(1));
-            }
-        }
-    }
+    let outbound = limit(&mut update, config, limits);
     let bindings = if update.contacts == ContactsUpdate::Fetch {
         store.lookup(&aor, now).await.map_err(RegisterError::Store)
     } else {
@@ -87,25 +74,21 @@ pub async fn handle_in(
             .await
             .map(|outcome| outcome.bindings)
     };
-    match bindings {
-        Ok(bindings) => {
-            tracing::debug!(%aor, bindings = bindings.len(), "REGISTER accepted");
-            let extras = OkExtras {
-                echo_path: supports(msg, "path") || !ctx.own_path,
-                outbound,
-                gruu: cluster.filter(|_| supports(msg, "gruu")),
-            };
-            ok_response_with(msg, &bindings, now, &extras)
-        }
+    match &bindings {
+        Ok(bindings) => tracing::debug!(%aor, bindings = bindings.len(), "REGISTER accepted"),
         Err(RegisterError::Rejected(error)) => {
             tracing::debug!(%aor, %error, "REGISTER refused by the rules");
-            rule_error_response(msg, &error)
         }
         Err(RegisterError::Store(error)) => {
             tracing::warn!(%aor, %error, backend = store.backend(), "location store failed");
-            store_error_response(msg, &error)
         }
     }
+    let extras = OkExtras {
+        echo_path: supports(msg, "path") || !ctx.own_path,
+        outbound,
+        gruu: cluster.filter(|_| supports(msg, "gruu")),
+    };
+    final_response(msg, &bindings, now, &extras).1
 }
 
 #[cfg(test)]

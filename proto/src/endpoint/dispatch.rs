@@ -147,11 +147,9 @@ impl Endpoint {
             self.stats.dropped_stray.inc();
             return;
         };
-        match self.clients.get(&key).copied() {
-            Some((id, role)) if self.txs.contains_key(&id) => {
-                let Some(entry) = self.txs.get_mut(&id) else {
-                    return;
-                };
+        let found = self.clients.get(&key).copied();
+        match found.and_then(|(id, role)| Some((id, role, self.txs.get_mut(&id)?))) {
+            Some((id, role, entry)) => {
                 let out = entry.tx.on_response(role, msg, &self.edge, now.instant);
                 self.apply(id, out, now);
             }

@@ -30,7 +30,7 @@ mod stateless;
 mod stats;
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -325,11 +325,8 @@ pub fn shard_of(msg: &SipMessage, shards: usize) -> Option<usize> {
     let via = msg.top_via().ok()?;
     let branch = via.branch().unwrap_or("");
     if msg.is_request() {
-        let mut h = FIXED_HASH.build_hasher();
-        branch.hash(&mut h);
-        via.host.to_string().hash(&mut h);
-        via.port.hash(&mut h);
-        return Some(h.finish() as usize % shards);
+        let hash = FIXED_HASH.hash_one((branch, via.host, via.port));
+        return Some(hash as usize % shards);
     }
     let minted = branch
         .strip_prefix(BRANCH_PREFIX)

@@ -84,7 +84,7 @@ impl Endpoint {
             None if flow.is_none() && loops_back => {
                 tracing::debug!("stateless request addressed to ourselves dropped");
             }
-            None => self.send_stateless(job, flow, now),
+            None => self.send_stateless(job, flow),
         }
     }
 
@@ -106,11 +106,11 @@ impl Endpoint {
             routes.routes = target.route;
             routes.changed = true;
         }
-        self.send_stateless(job, flow, now);
+        self.send_stateless(job, flow);
     }
 
     /// On a flow of ours, or to the resolved next hop.
-    fn send_stateless(&mut self, job: StatelessJob, flow: Option<Source>, now: Now) {
+    fn send_stateless(&mut self, job: StatelessJob, flow: Option<Source>) {
         if let Some(flow) = flow {
             let data = self.stateless_copy(&job, flow.transport, flow.remote);
             self.transmits.push_back(Transmit::Send {
@@ -125,7 +125,6 @@ impl Endpoint {
             Some(r) => request::strip_angle(r).to_string(),
             None => routes.request_uri.clone(),
         };
-        let _ = now;
         self.ask(
             IoKind::Resolve { hop, flow: None },
             Waiter::Stateless(Box::new(job)),

@@ -21,8 +21,8 @@ pub use request::{
     supports,
 };
 pub use response::{
-    OkExtras, http_date, millis, ok_response, ok_response_with, rule_error_response,
-    store_error_response,
+    OkExtras, final_response, http_date, millis, ok_response, ok_response_with,
+    rule_error_response, store_error_response,
 };
 pub use rules::{ContactUpdate, ContactsUpdate, RegisterOutcome, RegisterUpdate, RuleError, apply};
 
@@ -85,6 +85,27 @@ pub struct Limits {
     pub max_bindings: Option<u32>,
     /// Longer expiry values are shortened to this (§10.3 step 7).
     pub max_expires: Option<u32>,
+}
+
+/// Puts the configured contact cap and a policy's [`Limits`] on a parsed
+/// REGISTER (a policy may lower the cap, never raise it), and tells
+/// whether it registers an RFC 5626 flow (a `reg-id` contact that is not
+/// being removed), which the 200 OK then confirms with `Require: outbound`.
+pub fn limit(update: &mut RegisterUpdate, config: &RegistrarConfig, limits: Limits) -> bool {
+    update.max_bindings = Some(
+        limits
+            .max_bindings
+            .map_or(config.max_contacts, |m| m.min(config.max_contacts)),
+    );
+    let ContactsUpdate::Set(contacts) = &mut update.contacts else {
+        return false;
+    };
+    if let Some(max) = limits.max_expires {
+        for contact in contacts.iter_mut() {
+            contact.expires = contact.expires.min(max.max(1));
+        }
+    }
+    contacts.iter().any(|c| c.reg_id.is_some() && c.expires > 0)
 }
 
 /// Builds REGISTER requests for the registrar's unit tests.

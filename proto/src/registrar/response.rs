@@ -8,7 +8,7 @@ use bytes::Bytes;
 use switchyard_codec::{HeaderName, SipMessage, response_to};
 
 use crate::cluster::{Cluster, TempGruu};
-use crate::location::{Aor, Binding, StoreError, q_to_string};
+use crate::location::{Aor, Binding, RegisterError, StoreError, q_to_string};
 use crate::proxy::request::LocalAnswer;
 use crate::registrar::{Reject, RuleError};
 
@@ -177,13 +177,35 @@ impl Reject {
 /// aborted and "the request fails"; 500 is what RFC 3261 implementations
 /// answer, and it tells the UA nothing was changed).
 pub fn rule_error_response(msg: &SipMessage, error: &RuleError) -> Bytes {
-    let (code, reason) = match error {
+    let (code, reason) = rule_error_status(error);
+    response_to(msg, code, reason).to_tag(&to_tag()).build()
+}
+
+fn rule_error_status(error: &RuleError) -> (u16, &'static str) {
+    match error {
         RuleError::OutOfOrder { .. } => (500, "Out Of Order CSeq"),
         // Kamailio and OpenSIPS answer 503 here; 403 tells the UA that
         // retrying elsewhere will not help.
         RuleError::TooManyBindings { .. } => (403, "Too Many Registrations"),
-    };
-    response_to(msg, code, reason).to_tag(&to_tag()).build()
+    }
+}
+
+/// The final response to a REGISTER once the store answered (§10.3 step
+/// 8, or the refusal), with its status code: 200 with the bindings, 500
+/// or 403 for a rule, 503 with Retry-After for the store.
+pub fn final_response(
+    msg: &SipMessage,
+    result: &Result<Vec<Binding>, RegisterError>,
+    now: SystemTime,
+    extras: &OkExtras<'_>,
+) -> (u16, Bytes) {
+    match result {
+        Ok(bindings) => (200, ok_response_with(msg, bindings, now, extras)),
+        Err(RegisterError::Rejected(error)) => {
+            (rule_error_status(error).0, rule_error_response(msg, error))
+        }
+        Err(RegisterError::Store(error)) => (503, store_error_response(msg, error)),
+    }
 }
 
 /// 503 with Retry-After for a store failure (RFC 3261 §21.5.4): the UA keeps

@@ -41,20 +41,7 @@ impl Endpoint {
                 return self.answer(tx, &reject.answer(), now);
             }
         };
-        update.max_bindings = Some(
-            limits
-                .max_bindings
-                .map_or(config.max_contacts, |m| m.min(config.max_contacts)),
-        );
-        let mut outbound = false;
-        if let ContactsUpdate::Set(contacts) = &mut update.contacts {
-            outbound = contacts.iter().any(|c| c.reg_id.is_some() && c.expires > 0);
-            if let Some(max) = limits.max_expires {
-                for contact in contacts {
-                    contact.expires = contact.expires.min(max.max(1));
-                }
-            }
-        }
+        let outbound = registrar::limit(&mut update, config, limits);
         let at = now.wall;
         let kind = if update.contacts == ContactsUpdate::Fetch {
             IoKind::Lookup { aor, at }
@@ -89,32 +76,22 @@ impl Endpoint {
             outbound,
             at,
         } = done;
-        let (code, data) = match result {
-            Ok(bindings) => {
-                let extras = OkExtras {
-                    echo_path: registrar::supports(register, "path") || !own_path,
-                    outbound,
-                    gruu: registrar::supports(register, "gruu").then_some(&*self.edge.cluster),
-                };
-                let ok = registrar::ok_response_with(register, &bindings, at, &extras);
-                (200, ok)
-            }
+        match &result {
+            Ok(_) => {}
             Err(RegisterError::Rejected(error)) => {
                 tracing::debug!(%error, "REGISTER refused by the rules");
-                let code = match error {
-                    RuleError::OutOfOrder { .. } => 500,
-                    RuleError::TooManyBindings { .. } => {
-                        self.stats.contacts_capped.inc();
-                        403
-                    }
-                };
-                (code, registrar::rule_error_response(register, &error))
+                if matches!(error, RuleError::TooManyBindings { .. }) {
+                    self.stats.contacts_capped.inc();
+                }
             }
-            Err(RegisterError::Store(error)) => {
-                tracing::warn!(%error, "location store failed");
-                (503, registrar::store_error_response(register, &error))
-            }
+            Err(RegisterError::Store(error)) => tracing::warn!(%error, "location store failed"),
+        }
+        let extras = OkExtras {
+            echo_path: registrar::supports(register, "path") || !own_path,
+            outbound,
+            gruu: registrar::supports(register, "gruu").then_some(&*self.edge.cluster),
         };
+        let (code, data) = registrar::final_response(register, &result, at, &extras);
         self.respond_bytes(tx, code, data, now);
     }
 
