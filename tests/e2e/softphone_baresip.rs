@@ -145,3 +145,13 @@ async fn udp_call_with_digest_auth() {
 async fn tcp_call_with_digest_auth() {
     call_flow_as("127.0.60.6", Transport::Tcp, false, true).await;
 }
+
+#[tokio::test]
+async fn tls_call() {
+    call_flow("127.0.60.7", Transport::Tls, false).await;
+}
+
+#[tokio::test]
+async fn tls_call_with_outbound_and_digest_auth() {
+    call_flow_as("127.0.60.8", Transport::Tls, true, true).await;
+}

@@ -25,11 +25,11 @@ async fn assert_bound(node: &NodeHandle, phone: &Linphone, account: &Account, ip
             account.aor()
         ));
     };
-    let tp = match account.transport {
-        Transport::Udp => ";transport=udp",
-        Transport::Tcp => ";transport=tcp",
-    };
-    let own = binding.contact.contains(&format!("@{ip}:")) && binding.contact.contains(tp);
+    let tp = format!(
+        ";transport={}",
+        account.transport.as_str().to_ascii_lowercase()
+    );
+    let own = binding.contact.contains(&format!("@{ip}:")) && binding.contact.contains(&tp);
     let outbound = binding.reg_id == account.outbound.then_some(1);
     if !own || binding.instance.is_none() || !outbound {
         phone.fail(&format!("unexpected binding: {binding:?}"));
@@ -124,4 +124,14 @@ async fn linphonec_calls_over_udp_with_digest_auth() {
 #[tokio::test]
 async fn linphonec_calls_over_tcp_with_digest_auth() {
     call_flow_as("127.0.61.6", Transport::Tcp, false, true).await;
+}
+
+#[tokio::test]
+async fn linphonec_calls_over_tls() {
+    call_flow("127.0.61.7", Transport::Tls, false).await;
+}
+
+#[tokio::test]
+async fn linphonec_calls_over_tls_with_outbound_and_digest_auth() {
+    call_flow_as("127.0.61.8", Transport::Tls, true, true).await;
 }

@@ -47,6 +47,8 @@ impl Account {
         let tp = match self.transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws | Transport::Wss => panic!("baresip 1.0 has no SIP over WebSocket"),
         };
         let nat = if self.outbound {
             ";sipnat=outbound"

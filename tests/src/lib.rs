@@ -6,6 +6,7 @@
 //! 127.0.0.0/8 and no DNS: nothing a test does can leave this machine.
 
 pub mod baresip;
+pub mod certs;
 pub mod cluster;
 pub mod linphone;
 pub mod phone;
@@ -13,6 +14,7 @@ pub mod policy;
 pub mod sipp;
 pub mod softphone;
 pub mod ua;
+pub mod ws;
 
 use switchyard::net::Transport;
 use switchyard::{Config, Node, NodeHandle};

@@ -54,9 +54,11 @@ pub const WAIT: Duration = Duration::from_secs(10);
 ///   an Outbound one. It does none of the rest of RFC 5626 (no STUN
 ///   keep-alives, no flow recovery; on UDP, CRLF keep-alives every 30 s).
 pub fn rc(ip: &str, account: &Account) -> String {
-    let (udp, tcp, tp) = match account.transport {
-        Transport::Udp => (-1, 0, "udp"),
-        Transport::Tcp => (0, -1, "tcp"),
+    let (udp, tcp, tls, tp) = match account.transport {
+        Transport::Udp => (-1, 0, 0, "udp"),
+        Transport::Tcp => (0, -1, 0, "tcp"),
+        Transport::Tls => (0, 0, -1, "tls"),
+        Transport::Ws | Transport::Wss => panic!("linphonec has no SIP over WebSocket"),
     };
     let reg_id = if account.outbound {
         "contact_parameters=reg-id=1\n"
@@ -72,8 +74,16 @@ pub fn rc(ip: &str, account: &Account) -> String {
         ),
         None => String::new(),
     };
+    // Over TLS: verify the node's certificate and name against the test CA.
+    let tls_trust = match &account.ca {
+        Some(ca) => format!(
+            "root_ca={}\nverify_server_certs=1\nverify_server_cn=1\n",
+            ca.display()
+        ),
+        None => String::new(),
+    };
     format!(
-        "[sip]\nbind_address={ip}\nsip_port={udp}\nsip_tcp_port={tcp}\nsip_tls_port=0\n\
+        "[sip]\n{tls_trust}bind_address={ip}\nsip_port={udp}\nsip_tcp_port={tcp}\nsip_tls_port={tls}\n\
          ipv6_migration_done=1\nuse_ipv6=0\nauto_net_state_mon=0\n\
          register_only_when_network_is_up=0\ndefault_proxy=0\n\
          [net]\nfirewall_policy=0\n\

@@ -10,10 +10,14 @@ use switchyard_codec::{HeaderName, SipMessage};
 
 use crate::DOMAIN;
 use crate::ua::{TcpUa, UdpUa, WAIT, first_line, msg};
+use crate::ws::WsUa;
 
 enum Link {
     Udp(UdpUa),
     Tcp(TcpUa),
+    Tls(TcpUa),
+    /// `true`: secure WebSocket.
+    Ws(Box<WsUa>, bool),
 }
 
 pub struct Phone {
@@ -49,20 +53,66 @@ impl Phone {
         }
     }
 
-    /// `UDP` or `TCP`, for Via headers.
+    /// A phone on a TLS connection to its edge (`config` trusts the
+    /// edge's certificate for `name`).
+    pub async fn tls(
+        user: &str,
+        ip: &str,
+        edge: SocketAddr,
+        name: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Phone {
+        let ua = TcpUa::tls(ip, edge, name, config)
+            .await
+            .expect("TLS handshake with the edge");
+        Phone {
+            user: user.into(),
+            addr: ua.addr,
+            edge,
+            link: Link::Tls(ua),
+            seq: 0,
+        }
+    }
+
+    /// A phone as a browser is one (RFC 7118): on a WebSocket it opened,
+    /// with a `.invalid` host in its Via and Contact.
+    pub fn websocket(user: &str, edge: SocketAddr, ws: WsUa, secure: bool) -> Phone {
+        Phone {
+            user: user.into(),
+            addr: ws.addr,
+            edge,
+            link: Link::Ws(Box::new(ws), secure),
+            seq: 0,
+        }
+    }
+
+    /// The Via transport token.
     pub fn transport(&self) -> &'static str {
         match self.link {
             Link::Udp(_) => "UDP",
             Link::Tcp(_) => "TCP",
+            Link::Tls(_) => "TLS",
+            Link::Ws(_, false) => "WS",
+            Link::Ws(_, true) => "WSS",
         }
     }
 
-    /// Our own address as a Contact URI (`;transport=tcp` on TCP).
-    pub fn contact(&self) -> String {
+    /// The Via sent-by: our address, or for a WebSocket phone the made-up
+    /// `.invalid` host browsers use (RFC 7118 §5.2).
+    pub fn sent_by(&self) -> String {
         match self.link {
-            Link::Udp(_) => format!("sip:{}@{}", self.user, self.addr),
-            Link::Tcp(_) => format!("sip:{}@{};transport=tcp", self.user, self.addr),
+            Link::Ws(..) => format!("{}-{}.invalid", self.user, self.addr.port()),
+            _ => self.addr.to_string(),
         }
+    }
+
+    /// Our own address as a Contact URI, with `;transport=` for all but UDP.
+    pub fn contact(&self) -> String {
+        let param = match self.transport() {
+            "UDP" => String::new(),
+            tp => format!(";transport={}", tp.to_ascii_lowercase()),
+        };
+        format!("sip:{}@{}{param}", self.user, self.sent_by())
     }
 
     /// A fresh token for Call-IDs, tags and branches.
@@ -82,8 +132,12 @@ impl Phone {
     pub async fn send_to(&mut self, to: SocketAddr, text: &str) {
         match &mut self.link {
             Link::Udp(ua) => ua.send(to, text).await,
-            Link::Tcp(ua) => {
+            Link::Tcp(ua) | Link::Tls(ua) => {
                 assert_eq!(to, self.edge, "a TCP phone only talks to its edge");
+                ua.send(text).await
+            }
+            Link::Ws(ua, _) => {
+                assert_eq!(to, self.edge, "a WebSocket phone only talks to its edge");
                 ua.send(text).await
             }
         }
@@ -93,7 +147,8 @@ impl Phone {
     pub async fn recv(&mut self, what: &str) -> (SipMessage, SocketAddr) {
         match &mut self.link {
             Link::Udp(ua) => ua.recv(what).await,
-            Link::Tcp(ua) => (ua.recv(what).await, self.edge),
+            Link::Tcp(ua) | Link::Tls(ua) => (ua.recv(what).await, self.edge),
+            Link::Ws(ua, _) => (ua.recv(what).await, self.edge),
         }
     }
 
@@ -187,7 +242,7 @@ Content-Length: 0
             &[
                 ("domain", domain),
                 ("tp", self.transport()),
-                ("me", &self.addr.to_string()),
+                ("me", &self.sent_by()),
                 ("id", &id),
                 ("user", &self.user),
                 ("port", &self.addr.port().to_string()),
@@ -227,7 +282,7 @@ m=audio 4000 RTP/AVP 0
             &[
                 ("ruri", ruri),
                 ("tp", self.transport()),
-                ("me", &self.addr.to_string()),
+                ("me", &self.sent_by()),
                 ("id", &id),
                 ("user", &self.user),
                 ("domain", DOMAIN),
@@ -235,6 +290,18 @@ m=audio 4000 RTP/AVP 0
             ],
         );
         (text, format!("call-{id}@test"))
+    }
+
+    /// Closes the connection (a browser tab closing); no-op on UDP.
+    pub async fn hang_up_link(self) {
+        match self.link {
+            Link::Ws(ua, _) => ua.close().await,
+            Link::Tcp(mut ua) | Link::Tls(mut ua) => {
+                use tokio::io::AsyncWriteExt;
+                let _ = ua.stream.shutdown().await;
+            }
+            Link::Udp(_) => {}
+        }
     }
 
     /// Answers a received request: Via, From, To (+ our tag), Call-ID,
@@ -310,7 +377,7 @@ impl Dialog {
              CSeq: {cseq} {method}\r\nContact: <{contact}>\r\n",
             target = self.target,
             tp = phone.transport(),
-            me = phone.addr,
+            me = phone.sent_by(),
             local = self.local,
             remote = self.remote,
             call_id = self.call_id,

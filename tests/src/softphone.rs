@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use switchyard::NodeHandle;
+use switchyard::{Config, NodeHandle};
+
+use crate::certs::TestCa;
 use switchyard::location::{Aor, Binding};
 use switchyard::net::Transport;
 
@@ -20,6 +22,8 @@ pub struct Account {
     pub outbound: bool,
     /// The digest password, when the node authenticates (`[auth]`).
     pub password: Option<String>,
+    /// Over TLS: the CA the node's certificate is verified against.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Account {
@@ -46,17 +50,44 @@ const PASSWORDS: [(&str, &str); 2] = [("alice", "alice-Pw-2026!"), ("bob", "bob-
 /// whose domain is `ip`, alice and bob registering through it on
 /// `transport`. With `auth` (`Some(algorithms)`, empty for the default)
 /// the node challenges every REGISTER and INVITE and the accounts carry
-/// passwords.
+/// passwords. Over TLS the node also listens on TLS, with a certificate
+/// for `ip` from a CA made for the test.
 pub async fn scenario(
     ip: &str,
     transport: Transport,
     outbound: bool,
     auth: Option<&[&str]>,
 ) -> (NodeHandle, Account, Account) {
+    let pki = (transport == Transport::Tls).then(|| {
+        let ca = TestCa::new(&crate::run_dir("pki", ip), "node");
+        let cert = ca.server("node", &[ip]);
+        (ca.cert_file.clone(), cert)
+    });
+    let tls = |c: &mut Config| {
+        if let Some((_, cert)) = &pki {
+            c.listen.push(format!("tls:{ip}:0").parse().unwrap());
+            c.tls.cert = Some(cert.cert.clone());
+            c.tls.key = Some(cert.key.clone());
+        }
+    };
     let node = match auth {
-        Some([]) => crate::start_node_with_users(ip, &PASSWORDS, |_| {}).await,
-        Some(list) => crate::start_node_with_users(ip, &PASSWORDS, crate::algorithms(list)).await,
-        None => crate::start_node_domain_is_ip(ip).await,
+        Some(list) => {
+            let algorithms = crate::algorithms(list);
+            crate::start_node_with_users(ip, &PASSWORDS, |c| {
+                if !list.is_empty() {
+                    algorithms(c);
+                }
+                tls(c);
+            })
+            .await
+        }
+        None => {
+            crate::start_node_with(ip, |c| {
+                c.domains = vec![ip.to_string()];
+                tls(c);
+            })
+            .await
+        }
     };
     let account = |(user, password): (&str, &str)| Account {
         user: user.into(),
@@ -65,6 +96,7 @@ pub async fn scenario(
         transport,
         outbound,
         password: auth.map(|_| password.to_string()),
+        ca: pki.as_ref().map(|(ca, _)| ca.clone()),
     };
     let (alice, bob) = (account(PASSWORDS[0]), account(PASSWORDS[1]));
     (node, alice, bob)

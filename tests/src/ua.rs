@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchyard_codec::{HeaderName, SipMessage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 /// How long a test waits for a message before failing.
@@ -112,21 +112,38 @@ impl UdpUa {
     }
 }
 
-/// A TCP connection to the proxy, framing by Content-Length.
+/// A byte stream to the proxy: TCP, or TLS over it.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// A TCP (or TLS) connection to the proxy, framing by Content-Length.
 pub struct TcpUa {
-    pub stream: TcpStream,
+    pub stream: Box<dyn ByteStream>,
     pub addr: SocketAddr,
     buf: Vec<u8>,
 }
 
+async fn connect_from(from_ip: &str, to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(format!("{from_ip}:0").parse().unwrap())
+        .unwrap();
+    socket.connect(to).await.expect("connect to proxy")
+}
+
 impl TcpUa {
     pub async fn connect(from_ip: &str, to: SocketAddr) -> TcpUa {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket
-            .bind(format!("{from_ip}:0").parse().unwrap())
-            .unwrap();
-        let stream = socket.connect(to).await.expect("connect to proxy");
+        let stream = connect_from(from_ip, to).await;
         let addr = stream.local_addr().unwrap();
+        TcpUa {
+            stream: Box::new(stream),
+            addr,
+            buf: Vec::new(),
+        }
+    }
+
+    /// A connection a test accepted (a TLS trunk, say).
+    pub fn from_stream(stream: Box<dyn ByteStream>, addr: SocketAddr) -> TcpUa {
         TcpUa {
             stream,
             addr,
@@ -134,8 +151,30 @@ impl TcpUa {
         }
     }
 
+    /// A TLS connection, verifying the proxy's certificate for `name` (SNI
+    /// is sent for a DNS name) with `config`.
+    pub async fn tls(
+        from_ip: &str,
+        to: SocketAddr,
+        name: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<TcpUa> {
+        let stream = connect_from(from_ip, to).await;
+        let addr = stream.local_addr().unwrap();
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await?;
+        Ok(TcpUa {
+            stream: Box::new(tls),
+            addr,
+            buf: Vec::new(),
+        })
+    }
+
     pub async fn send(&mut self, text: &str) {
         self.stream.write_all(text.as_bytes()).await.expect("write");
+        self.stream.flush().await.expect("flush");
     }
 
     pub async fn recv(&mut self, what: &str) -> SipMessage {

@@ -154,6 +154,9 @@ fn wit_transport(transport: Transport) -> types::Transport {
     match transport {
         Transport::Udp => types::Transport::Udp,
         Transport::Tcp => types::Transport::Tcp,
+        Transport::Tls => types::Transport::Tls,
+        Transport::Ws => types::Transport::Ws,
+        Transport::Wss => types::Transport::Wss,
     }
 }
 

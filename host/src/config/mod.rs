@@ -21,7 +21,10 @@ use crate::net::Transport;
 use crate::policy::wasm::EngineConfig;
 use crate::registrar::RegistrarConfig;
 use crate::transaction::TimerConfig;
-use crate::transport::{ListenerSpec, MAX_SOURCE_RATE, SourceLimitConfig, TransportConfig};
+use crate::transport::tls::TlsConfig;
+use crate::transport::{
+    ListenerSpec, MAX_SOURCE_RATE, SourceLimitConfig, TransportConfig, WebSocketConfig,
+};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -41,7 +44,8 @@ pub enum ConfigError {
 pub struct Config {
     /// This node's identity in the cluster; recorded in bindings it stores.
     pub node_id: String,
-    /// Sockets to listen on, as `udp:ADDR:PORT` or `tcp:ADDR:PORT`.
+    /// Sockets to listen on, as `TRANSPORT:ADDR:PORT` with transport `udp`,
+    /// `tcp`, `tls`, `ws` or `wss`.
     pub listen: Vec<ListenerSpec>,
     /// Host (and optional port) this node puts in Via, Record-Route and Path.
     /// Needed when listening on a wildcard address.
@@ -63,6 +67,11 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Digest authentication of the node's users (`docs/security.md`).
     pub auth: AuthConfig,
+    /// Certificates for `tls`/`wss` listeners, client verification and
+    /// outbound trust.
+    pub tls: TlsConfig,
+    /// The HTTP path and allowed origins of `ws`/`wss` listeners.
+    pub websocket: WebSocketConfig,
 }
 
 impl Default for Config {
@@ -91,6 +100,8 @@ impl Default for Config {
             admin: AdminConfig::default(),
             cluster: ClusterConfig::default(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
+            websocket: WebSocketConfig::default(),
         }
     }
 }

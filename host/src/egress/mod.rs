@@ -107,7 +107,7 @@ impl Egress {
         if self.allowlist.is_unrestricted() {
             return Ok(resolved);
         }
-        let Some(&first) = resolved.first() else {
+        let Some(first) = resolved.first().map(|d| d.addr) else {
             return Err(EgressError::NotFound(hop.target.to_string()));
         };
         let permitted: Vec<Destination> = resolved
@@ -121,7 +121,7 @@ impl Egress {
             })
             .collect();
         if permitted.is_empty() {
-            Err(EgressError::Forbidden(first.addr))
+            Err(EgressError::Forbidden(first))
         } else {
             Ok(permitted)
         }

@@ -64,12 +64,12 @@ pub struct Rfc3263Resolver {
 
 impl Rfc3263Resolver {
     /// `dns = None` disables DNS entirely (no resolver traffic). The
-    /// transports default to UDP then TCP.
+    /// transports default to UDP, TCP, then TLS.
     pub fn new(statics: StaticHosts, dns: Option<Arc<dyn DnsLookup>>) -> Self {
         Rfc3263Resolver {
             statics,
             dns,
-            transports: vec![Transport::Udp, Transport::Tcp],
+            transports: vec![Transport::Udp, Transport::Tcp, Transport::Tls],
         }
     }
 

@@ -18,7 +18,7 @@ use rand::Rng;
 
 use super::EgressError;
 use super::config::HostEntry;
-use super::hop::{DEFAULT_SIP_PORT, Destination, NextHop, Target, normalize_name};
+use super::hop::{Destination, NextHop, Target, normalize_name};
 use crate::net::Transport;
 
 /// At most this many destinations are returned: enough for any sane failover
@@ -100,18 +100,37 @@ impl Records {
 }
 
 /// Checks what RFC 3263 needs before any lookup: the transport must be one
-/// we speak.
+/// we speak, and a SIPS URI is reached over TLS only (§4.1; RFC 5630 §3.1:
+/// `transport=tcp` on a SIPS URI still means TLS over TCP).
 pub fn check_hop(hop: &NextHop, supported: &[Transport]) -> Result<(), EgressError> {
-    // RFC 3263 §4.1: a SIPS URI may only be reached over TLS. `Transport` has
-    // no TLS variant yet; when it does, this becomes `_sips._tcp` / SIPS+D2T.
-    if hop.secure {
-        return Err(EgressError::UnsupportedTransport("TLS".into()));
-    }
-    match hop.transport {
+    match explicit_transport(hop) {
         Some(t) if !supported.contains(&t) => {
             Err(EgressError::UnsupportedTransport(t.as_str().into()))
         }
         _ => Ok(()),
+    }
+}
+
+/// The transport the URI itself fixes: its `transport=` parameter, TLS for
+/// any SIPS URI.
+fn explicit_transport(hop: &NextHop) -> Option<Transport> {
+    if hop.secure {
+        return Some(Transport::Tls);
+    }
+    hop.transport
+}
+
+/// §4.1: the URI's transport, else UDP for SIP and TLS for SIPS.
+fn default_transport(hop: &NextHop) -> Transport {
+    explicit_transport(hop).unwrap_or(Transport::Udp)
+}
+
+/// RFC 5922 §7.2: a TLS peer's certificate must name the SIP domain the
+/// URI was resolved from (for an IP literal, the address itself).
+fn named(dest: Destination, hop: &NextHop) -> Destination {
+    match &hop.target {
+        Target::Domain(name) if dest.transport.is_secure() => dest.with_tls_name(name),
+        _ => dest,
     }
 }
 
@@ -131,8 +150,8 @@ pub fn plan<R: Rng + ?Sized>(
         // address", with the URI port or the transport's default port; §4.1:
         // UDP when the URI names no transport.
         Target::Ip(ip) => {
-            let transport = hop.transport.unwrap_or(Transport::Udp);
-            let addr = SocketAddr::new(*ip, hop.port.unwrap_or(DEFAULT_SIP_PORT));
+            let transport = default_transport(hop);
+            let addr = SocketAddr::new(*ip, hop.port.unwrap_or(transport.default_port()));
             return Ok(Step::Done(vec![Destination::new(transport, addr)]));
         }
         Target::Domain(name) => name.as_str(),
@@ -145,7 +164,9 @@ pub fn plan<R: Rng + ?Sized>(
     match walk.domain(hop, name, supported) {
         Err(query) => Ok(Step::Lookup(query)),
         Ok(()) if walk.out.is_empty() => Err(EgressError::NotFound(name.to_owned())),
-        Ok(()) => Ok(Step::Done(walk.out)),
+        Ok(()) => Ok(Step::Done(
+            walk.out.into_iter().map(|d| named(d, hop)).collect(),
+        )),
     }
 }
 
@@ -157,11 +178,14 @@ pub fn from_static(
     supported: &[Transport],
 ) -> Result<Vec<Destination>, EgressError> {
     check_hop(hop, supported)?;
-    let transport = hop.transport.unwrap_or(Transport::Udp);
+    let transport = default_transport(hop);
     let mut out: Vec<Destination> = Vec::with_capacity(entries.len());
     for entry in entries.iter().take(MAX_DESTINATIONS) {
-        let port = hop.port.or(entry.port).unwrap_or(DEFAULT_SIP_PORT);
-        let dest = Destination::new(transport, SocketAddr::new(entry.ip, port));
+        let port = hop.port.or(entry.port).unwrap_or(transport.default_port());
+        let dest = named(
+            Destination::new(transport, SocketAddr::new(entry.ip, port)),
+            hop,
+        );
         if !out.contains(&dest) {
             out.push(dest);
         }
@@ -212,26 +236,35 @@ pub fn order_srv<R: Rng + ?Sized>(records: &[SrvRecord], rng: &mut R) -> Vec<Srv
 }
 
 /// The transport a NAPTR record leads to, if it is one RFC 3263 §4.1 lets us
-/// use: flag "S" (terminal, SRV lookup next) and a SIP (not SIPS) service.
-fn naptr_transport(record: &NaptrRecord, supported: &[Transport]) -> Option<Transport> {
+/// use: flag "S" (terminal, SRV lookup next), a service we speak, and only
+/// SIPS+D2T for a SIPS URI.
+fn naptr_transport(
+    record: &NaptrRecord,
+    hop: &NextHop,
+    supported: &[Transport],
+) -> Option<Transport> {
     if !record.flags.eq_ignore_ascii_case("s") || normalize_name(&record.replacement).is_empty() {
         return None;
     }
     let transport = match record.services.to_ascii_uppercase().as_str() {
         "SIP+D2U" => Transport::Udp,
         "SIP+D2T" => Transport::Tcp,
-        // SIPS+D2T needs TLS; SIP+D2S is SCTP, SIP+D2W WebSocket: not spoken here.
+        "SIPS+D2T" => Transport::Tls,
+        // SIP+D2S is SCTP; SIP+D2W and SIPS+D2W WebSocket: never dialled out.
         _ => return None,
     };
-    supported.contains(&transport).then_some(transport)
+    let allowed = !hop.secure || transport == Transport::Tls;
+    (allowed && supported.contains(&transport)).then_some(transport)
 }
 
+/// The SRV name of a transport (§4.1: `_sips._tcp` for TLS).
 fn srv_name(transport: Transport, domain: &str) -> String {
-    let proto = match transport {
-        Transport::Udp => "_udp",
-        Transport::Tcp => "_tcp",
+    let service = match transport {
+        Transport::Udp => "_sip._udp",
+        Transport::Tls | Transport::Wss => "_sips._tcp",
+        Transport::Tcp | Transport::Ws => "_sip._tcp",
     };
-    format!("_sip.{proto}.{domain}")
+    format!("{service}.{domain}")
 }
 
 /// One planning pass. `Err(query)` means "this answer is missing".
@@ -246,10 +279,10 @@ impl<R: Rng + ?Sized> Walk<'_, R> {
         // §4.1: no transport and an explicit port means UDP; §4.2: explicit
         // port means A/AAAA only, no SRV.
         if let Some(port) = hop.port {
-            return self.addrs(name, port, hop.transport.unwrap_or(Transport::Udp));
+            return self.addrs(name, port, default_transport(hop));
         }
         // §4.2: transport given by the URI: SRV for that transport only.
-        if let Some(transport) = hop.transport {
+        if let Some(transport) = explicit_transport(hop) {
             let found = self.srv(&srv_name(transport, name), transport)?;
             return self.fallback(found, name, transport);
         }
@@ -261,7 +294,7 @@ impl<R: Rng + ?Sized> Walk<'_, R> {
             .ok_or_else(|| Query::Naptr(name.to_owned()))?;
         let mut usable: Vec<(&NaptrRecord, Transport)> = naptr
             .iter()
-            .filter_map(|r| naptr_transport(r, supported).map(|t| (r, t)))
+            .filter_map(|r| naptr_transport(r, hop, supported).map(|t| (r, t)))
             .collect();
         usable.sort_by_key(|(r, _)| (r.order, r.preference));
         if let Some(&(_, preferred)) = usable.first() {
@@ -276,8 +309,10 @@ impl<R: Rng + ?Sized> Walk<'_, R> {
         // §4.1: "If no NAPTR records are found, the client constructs SRV
         // queries for those transport protocols it supports". A NAPTR set
         // with nothing usable in it is treated the same way.
+        // Queries are done with "_sip" for SIP URIs: TLS is not among them
+        // (a SIPS URI never gets here, its transport is fixed).
         let mut found = false;
-        for &transport in supported {
+        for &transport in supported.iter().filter(|t| !t.is_secure()) {
             found |= self.srv(&srv_name(transport, name), transport)?;
         }
         // "If no SRV records are found, the client SHOULD use ... UDP for a
@@ -296,7 +331,7 @@ impl<R: Rng + ?Sized> Walk<'_, R> {
         if srv_found {
             Ok(())
         } else {
-            self.addrs(name, DEFAULT_SIP_PORT, transport)
+            self.addrs(name, transport.default_port(), transport)
         }
     }
 

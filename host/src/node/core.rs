@@ -257,10 +257,7 @@ impl Core {
                         };
                         transports.send_on_flow(&flow, data).await
                     }
-                    None => transports
-                        .send(dest.transport, dest.addr, data)
-                        .await
-                        .map(drop),
+                    None => transports.send_to(&dest, data).await.map(drop),
                 };
                 match sent {
                     Ok(()) => None,
@@ -289,8 +286,8 @@ impl Core {
         .map_err(|e| LocalAnswer::new(503, e.to_string()))?;
         match self.egress.resolve(&next).await {
             Ok(dests) => dests
-                .first()
-                .copied()
+                .into_iter()
+                .next()
                 .ok_or_else(|| LocalAnswer::new(503, "No Destination")),
             Err(EgressError::Forbidden(addr)) => {
                 self.stats.egress_refused.inc();

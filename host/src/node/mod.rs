@@ -28,7 +28,7 @@ use crate::policy::PolicyResolver;
 use crate::policy::tenants::Tenants;
 use crate::policy::wasm::{PolicyEngine, PolicyLocation};
 use crate::proxy::identity::{Identity, LocalAddress};
-use crate::transport::Transports;
+use crate::transport::{TransportConfig, Transports};
 use switchyard_proto::edge::{Edge, EdgeConfig};
 use switchyard_proto::endpoint::{Endpoint, EndpointConfig, TenantMap};
 use switchyard_proto::proxy_tx::TxSettings;
@@ -112,7 +112,12 @@ impl Node {
                 crate::transport::InboundHandler::on_inbound(core.as_ref(), event);
             }
         });
-        let transports = Transports::bind(&config.listen, config.limits.transport(), handler)
+        let transport_config = TransportConfig {
+            tls: config.tls.clone(),
+            websocket: config.websocket.clone(),
+            ..config.limits.transport()
+        };
+        let transports = Transports::bind(&config.listen, transport_config, handler)
             .await
             .context("binding listeners")?;
         let addresses = transports
@@ -345,6 +350,11 @@ impl NodeHandle {
     /// The bound listener addresses (port 0 in the config resolved).
     pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
         self.transports.local_addrs()
+    }
+
+    /// The node's certificates (reload, reload count).
+    pub fn tls(&self) -> &crate::transport::tls::TlsContext {
+        self.transports.tls()
     }
 
     /// The first bound address of `transport`.

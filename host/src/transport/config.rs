@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ListenerSpecError, TransportError};
 use super::limiter::SourceLimitConfig;
+use super::tls::TlsConfig;
+use super::ws::WebSocketConfig;
 use crate::net::Transport;
 
 /// One listening socket from config or the command line: `udp:127.0.0.1:5090`,
-/// `tcp:[::1]:5060`. Port 0 asks the OS for a free port (see
+/// `tcp:[::1]:5060`, `tls:0.0.0.0:5061`, `ws:127.0.0.1:8080`, `wss:0.0.0.0:443`. Port 0 asks the OS for a free port (see
 /// [`Transports::local_addrs`](super::Transports::local_addrs)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -114,6 +116,10 @@ pub struct TransportConfig {
     /// connections, applied before anything is parsed. Its exempt list
     /// also lifts `tcp_max_per_source`.
     pub source_limit: SourceLimitConfig,
+    /// Certificates and trust for `tls` and `wss` (`[tls]`).
+    pub tls: TlsConfig,
+    /// The HTTP side of `ws` and `wss` listeners (`[websocket]`).
+    pub websocket: WebSocketConfig,
 }
 
 impl Default for TransportConfig {
@@ -134,6 +140,8 @@ impl Default for TransportConfig {
             tcp_max_outbound: 4 * 1024,
             tcp_max_per_source: 64,
             source_limit: SourceLimitConfig::default(),
+            tls: TlsConfig::default(),
+            websocket: WebSocketConfig::default(),
         }
     }
 }
@@ -237,7 +245,11 @@ mod tests {
         let text = toml::to_string(&cfg).unwrap();
         assert_eq!(toml::from_str::<Cfg>(&text).unwrap(), cfg);
 
-        let err = toml::from_str::<Cfg>(r#"listen = ["ws:1.2.3.4:80"]"#).unwrap_err();
+        let cfg: Cfg =
+            toml::from_str(r#"listen = ["wss:127.0.0.1:8443", "tls:[::1]:5061"]"#).unwrap();
+        assert_eq!(cfg.listen[0].transport, Transport::Wss);
+        assert_eq!(cfg.listen[1].transport, Transport::Tls);
+        let err = toml::from_str::<Cfg>(r#"listen = ["sctp:127.0.0.1:80"]"#).unwrap_err();
         assert!(err.to_string().contains("unknown transport"), "{err}");
     }
 

@@ -12,12 +12,14 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::signal::CloseSignal;
+use crate::net::{Source, Transport};
 
 /// A handle to one connection: its flow addresses, its writer queue and its
 /// close signal. Cheap to clone; the lock is only held to copy one out.
 #[derive(Debug, Clone)]
 pub(super) struct Conn {
     pub id: u64,
+    pub transport: Transport,
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub tx: mpsc::Sender<Bytes>,
@@ -28,6 +30,15 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// The flow this connection is.
+    pub fn source(&self) -> Source {
+        Source {
+            transport: self.transport,
+            remote: self.remote,
+            local: self.local,
+        }
+    }
+
     pub fn is_usable_for_new_requests(&self) -> bool {
         !self.close.is_closed() && !self.draining.load(Ordering::Acquire)
     }
@@ -69,23 +80,39 @@ impl ConnTable {
 
     /// The connection of one flow (a `Source`), even if it is closing: a reply
     /// to a message that failed framing still goes out before the close.
-    pub fn by_flow(&self, remote: SocketAddr, local: SocketAddr) -> Option<Conn> {
+    pub fn by_flow(&self, flow: &Source) -> Option<Conn> {
         let map = self.by_remote.lock();
-        map.get(&remote)?
+        map.get(&flow.remote)?
             .iter()
             .rev()
-            .find(|c| c.local == local)
+            .find(|c| c.local == flow.local && c.transport == flow.transport)
             .cloned()
     }
 
-    /// The newest open connection to `remote`, for new requests.
-    pub fn by_remote(&self, remote: SocketAddr) -> Option<Conn> {
+    /// The newest open connection of `transport` to `remote`, for new requests.
+    pub fn by_remote(&self, transport: Transport, remote: SocketAddr) -> Option<Conn> {
         let map = self.by_remote.lock();
         map.get(&remote)?
             .iter()
             .rev()
-            .find(|c| c.is_usable_for_new_requests())
+            .find(|c| c.transport == transport && c.is_usable_for_new_requests())
             .cloned()
+    }
+
+    /// Open connections per transport (gauges).
+    pub fn count_by_transport(&self) -> [(Transport, u64); 4] {
+        let mut counts = [
+            (Transport::Tcp, 0),
+            (Transport::Tls, 0),
+            (Transport::Ws, 0),
+            (Transport::Wss, 0),
+        ];
+        for conn in self.by_remote.lock().values().flatten() {
+            if let Some(c) = counts.iter_mut().find(|(t, _)| *t == conn.transport) {
+                c.1 += 1;
+            }
+        }
+        counts
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +136,7 @@ mod tests {
         let (tx, _rx) = mpsc::channel(1);
         let conn = Conn {
             id: table.next_id(),
+            transport: Transport::Tcp,
             remote: remote.parse().unwrap(),
             local: local.parse().unwrap(),
             tx,
@@ -125,21 +153,22 @@ mod tests {
         let a = conn(&table, "127.0.0.2:4000", "127.0.0.1:5060");
         let b = conn(&table, "127.0.0.2:4000", "127.0.0.1:5070");
         assert_eq!(table.len(), 2);
-        assert_eq!(table.by_remote(a.remote).unwrap().id, b.id);
-        assert_eq!(table.by_flow(a.remote, a.local).unwrap().id, a.id);
+        assert_eq!(table.by_remote(Transport::Tcp, a.remote).unwrap().id, b.id);
+        assert!(table.by_remote(Transport::Tls, a.remote).is_none());
+        assert_eq!(table.by_flow(&a.source()).unwrap().id, a.id);
 
         b.draining.store(true, Ordering::Release);
-        assert_eq!(table.by_remote(a.remote).unwrap().id, a.id);
+        assert_eq!(table.by_remote(Transport::Tcp, a.remote).unwrap().id, a.id);
         b.close.close();
-        assert_eq!(table.by_remote(a.remote).unwrap().id, a.id);
+        assert_eq!(table.by_remote(Transport::Tcp, a.remote).unwrap().id, a.id);
         // A closing flow is still found for its replies.
-        assert_eq!(table.by_flow(b.remote, b.local).unwrap().id, b.id);
+        assert_eq!(table.by_flow(&b.source()).unwrap().id, b.id);
 
         table.remove(b.remote, b.id);
         table.remove(a.remote, a.id + 100); // unknown id: no effect
         assert_eq!(table.len(), 1);
         table.remove(a.remote, a.id);
-        assert!(table.by_remote(a.remote).is_none());
+        assert!(table.by_remote(Transport::Tcp, a.remote).is_none());
         assert_eq!(table.len(), 0);
     }
 }

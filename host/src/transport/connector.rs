@@ -1,6 +1,7 @@
-//! Outbound TCP connects: one in flight per destination, each holding an
-//! outbound slot, so that the inbound pool never decides whether the proxy
-//! can reach its next hops.
+//! Outbound connects (TCP, and TLS on top): one in flight per transport and
+//! destination, each holding an outbound slot, so that the inbound pool
+//! never decides whether the proxy can reach its next hops. WebSocket is
+//! never connected out: its clients are reached over their own connection.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,8 +18,10 @@ use super::conn_table::Conn;
 use super::signal::ShutdownToken;
 use super::slots::Slot;
 use super::stats::bump;
-use super::tcp::spawn_connection;
+use super::stream::{self, ByteReader, ByteWriter};
+use super::tcp::spawn_tcp;
 use super::{Shared, TransportError};
+use crate::net::Transport;
 
 /// One in-flight connect per destination: concurrent sends to a new peer share
 /// it instead of each opening a connection (and taking a slot).
@@ -44,24 +47,29 @@ impl ConnectFailure {
 
 #[derive(Debug, Default)]
 pub(super) struct Connector {
-    in_flight: Mutex<HashMap<SocketAddr, watch::Receiver<ConnectOutcome>>>,
+    in_flight: Mutex<HashMap<(Transport, SocketAddr), watch::Receiver<ConnectOutcome>>>,
 }
 
 impl Connector {
+    /// Connects to `dest`; for TLS, `name` is what its certificate must
+    /// name (see [`super::tls::server_name`]).
     pub async fn connect(
         &self,
         shared: &Arc<Shared>,
+        transport: Transport,
         dest: SocketAddr,
+        name: Option<&str>,
         local_ip: Option<std::net::IpAddr>,
         token: &ShutdownToken,
     ) -> Result<Conn, TransportError> {
+        let key = (transport, dest);
         let leader = {
             let mut in_flight = self.in_flight.lock();
-            match in_flight.get(&dest) {
+            match in_flight.get(&key) {
                 Some(rx) => Err(rx.clone()),
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    in_flight.insert(dest, rx);
+                    in_flight.insert(key, rx);
                     Ok(tx)
                 }
             }
@@ -81,7 +89,7 @@ impl Connector {
         // Removes the in-flight entry even if this future is dropped mid-connect.
         let _entry = InFlightEntry {
             connector: self,
-            dest,
+            key,
         };
         let slot = match shared.slots.outbound() {
             Ok(slot) => slot,
@@ -92,7 +100,7 @@ impl Connector {
                 return Err(ConnectFailure::NoSlot.error(dest));
             }
         };
-        let result = open(shared, dest, local_ip, slot, token).await;
+        let result = open(shared, transport, dest, name, local_ip, slot, token).await;
         tx.send_replace(Some(
             result
                 .as_ref()
@@ -106,7 +114,7 @@ impl Connector {
             }
             Err(e) => {
                 bump(&shared.stats.tcp_connect_failures);
-                debug!(%dest, error = %e, "tcp connect failed");
+                debug!(%dest, %transport, error = %e, "connect failed");
                 Err(connect_err(dest, e))
             }
         }
@@ -115,12 +123,12 @@ impl Connector {
 
 struct InFlightEntry<'a> {
     connector: &'a Connector,
-    dest: SocketAddr,
+    key: (Transport, SocketAddr),
 }
 
 impl Drop for InFlightEntry<'_> {
     fn drop(&mut self) {
-        self.connector.in_flight.lock().remove(&self.dest);
+        self.connector.in_flight.lock().remove(&self.key);
     }
 }
 
@@ -130,11 +138,19 @@ fn connect_err(dest: SocketAddr, source: io::Error) -> TransportError {
 
 async fn open(
     shared: &Arc<Shared>,
+    transport: Transport,
     dest: SocketAddr,
+    name: Option<&str>,
     local_ip: Option<std::net::IpAddr>,
     slot: Slot,
     token: &ShutdownToken,
 ) -> io::Result<Conn> {
+    if transport.is_websocket() || transport == Transport::Udp {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "WebSocket clients are reached over their own connection only",
+        ));
+    }
     let sock = if dest.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -147,5 +163,28 @@ async fn open(
     let stream = timeout(shared.cfg.tcp_connect_timeout, sock.connect(dest))
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-    spawn_connection(shared, stream, slot, token)
+    if transport == Transport::Tcp {
+        return spawn_tcp(shared, stream, slot, token);
+    }
+    let connector = shared.tls.connector()?;
+    let local = stream.local_addr()?;
+    stream.set_nodelay(true)?;
+    let server = super::tls::server_name(name, dest);
+    let tls = timeout(
+        shared.cfg.tls.handshake_timeout(),
+        connector.connect(server, stream),
+    )
+    .await
+    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    let (rd, wr) = tokio::io::split(tls);
+    Ok(stream::spawn(
+        shared,
+        transport,
+        dest,
+        local,
+        ByteReader(rd),
+        ByteWriter(wr),
+        slot,
+        token,
+    ))
 }

@@ -6,9 +6,11 @@ use crate::net::Transport;
 /// Why a listener string such as `udp:127.0.0.1:5060` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ListenerSpecError {
-    #[error("listener {0:?} has no transport; write it as udp:ADDR:PORT or tcp:ADDR:PORT")]
+    #[error(
+        "listener {0:?} has no transport; write it as TRANSPORT:ADDR:PORT, e.g. udp:0.0.0.0:5060"
+    )]
     MissingTransport(String),
-    #[error("unknown transport {0:?}; expected udp or tcp")]
+    #[error("unknown transport {0:?}; expected udp, tcp, tls, ws or wss")]
     UnknownTransport(String),
     #[error("bad listener address {0:?}; expected IP:PORT, IPv6 in brackets ([::1]:5060)")]
     BadAddress(String),
@@ -31,7 +33,7 @@ pub enum TransportError {
         transport: Transport,
         dest: SocketAddr,
     },
-    #[error("TCP connect to {dest} failed: {source}")]
+    #[error("connect to {dest} failed: {source}")]
     Connect {
         dest: SocketAddr,
         #[source]
@@ -55,4 +57,6 @@ pub enum TransportError {
     },
     #[error("transports are shut down")]
     ShutDown,
+    #[error("TLS: {0}")]
+    Tls(#[from] super::tls::CertificateError),
 }

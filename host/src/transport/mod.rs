@@ -1,14 +1,15 @@
-//! The I/O layer under the proxy: UDP and TCP listeners, outbound TCP
-//! connections, stream framing and flow-aware sending (RFC 3261 §18).
+//! The I/O layer under the proxy: UDP, TCP, TLS, WebSocket and secure
+//! WebSocket listeners, outbound TCP and TLS connections, stream framing and
+//! flow-aware sending (RFC 3261 §18, §26.2; RFC 7118).
 //!
 //! The proxy core sees only [`Transports`] (bind, send, reply, close) and
-//! [`InboundHandler`] (complete messages in). Sockets, framing and connection
-//! reuse stay in here, so TLS or WebSocket can join as another
-//! [`Transport`] variant without the core changing.
+//! [`InboundHandler`] (complete messages in). Sockets, TLS, WebSocket
+//! framing and connection reuse stay in here.
 //!
 //! Tasks per listener: one receive task per UDP socket (N sockets share the
-//! port with SO_REUSEPORT), one accept task per TCP listener, and a reader and
-//! a writer task per TCP connection, inbound or outbound.
+//! port with SO_REUSEPORT), one accept task per stream listener, and a
+//! reader and a writer task per connection, inbound or outbound, whatever
+//! runs over it (`stream.rs`).
 
 mod config;
 mod conn_table;
@@ -18,9 +19,12 @@ mod limiter;
 mod signal;
 mod slots;
 mod stats;
+mod stream;
 mod stun;
 mod tcp;
+pub mod tls;
 mod udp;
+mod ws;
 
 #[cfg(test)]
 mod tests;
@@ -34,15 +38,17 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, info, trace};
 
 pub use self::config::{ListenerSpec, MAX_SOURCE_RATE, TransportConfig};
-use self::conn_table::{Conn, ConnTable};
+use self::conn_table::ConnTable;
 pub use self::error::{ListenerSpecError, TransportError};
 pub use self::limiter::{SourceLimitConfig, SourceLimiter};
 use self::signal::ShutdownToken;
 use self::slots::{Refused, SlotCaps, TcpSlots};
 use self::stats::Counters;
 pub use self::stats::TransportStats;
+use self::tls::TlsContext;
 use self::udp::UdpListener;
-use crate::net::{Source, Transport};
+pub use self::ws::WebSocketConfig;
+use crate::net::{Destination, Source, Transport};
 
 /// One complete SIP message and where it came from.
 #[derive(Debug, Clone)]
@@ -90,6 +96,7 @@ struct Shared {
     slots: Arc<TcpSlots>,
     /// None when `per_source_rate` is 0.
     limiter: Option<SourceLimiter>,
+    tls: Arc<TlsContext>,
 }
 
 impl Shared {
@@ -126,7 +133,8 @@ impl Shared {
 pub struct Transports {
     shared: Arc<Shared>,
     udp: Vec<UdpListener>,
-    tcp: Vec<SocketAddr>,
+    /// The stream listeners' transports and bound addresses.
+    streams: Vec<(Transport, SocketAddr)>,
     connector: connector::Connector,
     /// `true` = stop. Every task holds a receiver, so `closed()` on this sender
     /// tells when the last one has finished.
@@ -142,17 +150,29 @@ impl Transports {
         handler: Arc<dyn InboundHandler>,
     ) -> Result<Arc<Self>, TransportError> {
         cfg.validate()?;
+        let tls = Arc::new(TlsContext::load(&cfg.tls, specs).map_err(TransportError::Tls)?);
         let mut udp = Vec::new();
-        let mut tcp_listeners = Vec::new();
+        let mut stream_listeners = Vec::new();
         for spec in specs {
-            match spec.transport {
-                Transport::Udp => udp.push(UdpListener::bind(
+            if spec.transport == Transport::Udp {
+                udp.push(UdpListener::bind(
                     spec.addr,
                     cfg.udp_sockets_per_listener,
                     cfg.udp_recv_buffer,
-                )?),
-                Transport::Tcp => tcp_listeners.push(tcp::bind_listener(spec.addr)?),
+                )?);
+                continue;
             }
+            let acceptor = match spec.transport.is_secure() {
+                true => Some(tls.acceptor(spec).map_err(TransportError::Tls)?),
+                false => None,
+            };
+            let (socket, local) = tcp::bind_listener(spec.transport, spec.addr)?;
+            let listener = tcp::Listener {
+                socket,
+                transport: spec.transport,
+                tls: acceptor,
+            };
+            stream_listeners.push((listener, local));
         }
         let limiter = cfg
             .source_limit
@@ -171,6 +191,7 @@ impl Transports {
             conns: ConnTable::default(),
             slots,
             limiter,
+            tls,
         });
         let (stop, stop_rx) = watch::channel(false);
         let token = ShutdownToken::new(stop_rx);
@@ -178,43 +199,59 @@ impl Transports {
             listener.spawn_receivers(&shared, &token);
             info!(local = %listener.local, sockets = shared.cfg.udp_sockets_per_listener, "listening on UDP");
         }
-        let mut tcp = Vec::new();
-        for (listener, local) in tcp_listeners {
-            let span = tracing::debug_span!("tcp_listener", %local);
+        let mut streams = Vec::new();
+        for (listener, local) in stream_listeners {
+            let transport = listener.transport;
+            let span = tracing::debug_span!("listener", %transport, %local);
             tokio::spawn(
                 tcp::accept_loop(shared.clone(), listener, token.clone()).instrument(span),
             );
-            info!(%local, "listening on TCP");
-            tcp.push(local);
+            info!(%local, "listening on {transport}");
+            streams.push((transport, local));
         }
         Ok(Arc::new(Transports {
             shared,
             udp,
-            tcp,
+            streams,
             connector: connector::Connector::default(),
             stop,
         }))
     }
 
-    /// The bound addresses, port 0 resolved: UDP listeners first, then TCP,
-    /// each in the order of the specs.
+    /// The bound addresses, port 0 resolved: UDP listeners first, then the
+    /// stream listeners, each in the order of the specs.
     pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
         let udp = self.udp.iter().map(|l| (Transport::Udp, l.local));
-        udp.chain(self.tcp.iter().map(|&a| (Transport::Tcp, a)))
-            .collect()
+        udp.chain(self.streams.iter().copied()).collect()
+    }
+
+    /// The node's TLS certificates and outbound trust.
+    pub fn tls(&self) -> &TlsContext {
+        &self.shared.tls
     }
 
     /// Sends a new message (typically a request) to `dest` and returns the flow
     /// it went out on. UDP leaves from a listener socket of the destination's
     /// family, so the peer sees our listening port (RFC 3261 §18.1.1). TCP
-    /// reuses any open connection to `dest`, inbound or outbound, else connects.
+    /// and TLS reuse any open connection of that transport to `dest`,
+    /// inbound or outbound, else connect (TLS verifying the peer's
+    /// certificate against its address: see [`send_to`](Self::send_to)).
     pub async fn send(
         &self,
         transport: Transport,
         dest: SocketAddr,
         data: Bytes,
     ) -> Result<Source, TransportError> {
+        self.send_to(&Destination::new(transport, dest), data).await
+    }
+
+    /// [`send`](Self::send) to a resolved destination: a new TLS connection
+    /// verifies the certificate against the destination's `tls_name` (the
+    /// SIP domain, RFC 5922 §7.2).
+    pub async fn send_to(&self, dest: &Destination, data: Bytes) -> Result<Source, TransportError> {
         self.check_running()?;
+        let transport = dest.transport;
+        let (dest, name) = (dest.addr, dest.tls_name.as_deref());
         match transport {
             Transport::Udp => {
                 let listener = udp::pick_listener(&self.udp, dest)
@@ -226,7 +263,7 @@ impl Transports {
                     local: listener.local,
                 })
             }
-            Transport::Tcp => self.send_tcp(dest, data).await,
+            _ => self.send_stream(transport, dest, name, data).await,
         }
     }
 
@@ -243,10 +280,10 @@ impl Transports {
     pub fn has_flow(&self, flow: &Source) -> bool {
         match flow.transport {
             Transport::Udp => self.udp_listener(flow).is_ok(),
-            Transport::Tcp => self
+            _ => self
                 .shared
                 .conns
-                .by_flow(flow.remote, flow.local)
+                .by_flow(flow)
                 .is_some_and(|c| c.is_usable_for_new_requests()),
         }
     }
@@ -280,11 +317,11 @@ impl Transports {
                     .send_to(&self.shared, flow.remote, &data)
                     .await
             }
-            Transport::Tcp => {
+            _ => {
                 let conn = self
                     .shared
                     .conns
-                    .by_flow(flow.remote, flow.local)
+                    .by_flow(flow)
                     .filter(|c| !new_request || c.is_usable_for_new_requests())
                     .ok_or_else(closed)?;
                 conn.tx.send(data).await.map_err(|_| closed())
@@ -302,11 +339,11 @@ impl Transports {
             Transport::Udp => self
                 .udp_listener(source)?
                 .try_send_to(&self.shared, remote, &data),
-            Transport::Tcp => {
+            _ => {
                 let conn = self
                     .shared
                     .conns
-                    .by_flow(remote, source.local)
+                    .by_flow(source)
                     .ok_or(TransportError::ConnectionClosed { remote })?;
                 conn.tx.try_send(data).map_err(|e| match e {
                     mpsc::error::TrySendError::Full(_) => TransportError::WouldBlock { remote },
@@ -318,10 +355,10 @@ impl Transports {
         }
     }
 
-    /// Closes a TCP flow after flushing what is queued to it. No-op for UDP.
+    /// Closes a connection after flushing what is queued to it. No-op for UDP.
     pub fn close(&self, source: &Source) {
-        if source.transport == Transport::Tcp
-            && let Some(conn) = self.shared.conns.by_flow(source.remote, source.local)
+        if source.transport.is_connection()
+            && let Some(conn) = self.shared.conns.by_flow(source)
         {
             conn.close.close();
         }
@@ -339,6 +376,7 @@ impl Transports {
     pub fn stats(&self) -> TransportStats {
         let mut stats = self.shared.stats.snapshot();
         stats.tcp_open_connections = self.shared.conns.len() as u64;
+        stats.open_connections = self.shared.conns.count_by_transport().to_vec();
         let (inbound, outbound) = self.shared.slots.held();
         (stats.tcp_inbound_slots, stats.tcp_outbound_slots) = (inbound as u64, outbound as u64);
         stats.udp_rx_per_socket = self
@@ -367,16 +405,17 @@ impl Transports {
             })
     }
 
-    async fn send_tcp(&self, dest: SocketAddr, data: Bytes) -> Result<Source, TransportError> {
-        let flow = |conn: &Conn| Source {
-            transport: Transport::Tcp,
-            remote: conn.remote,
-            local: conn.local,
-        };
+    async fn send_stream(
+        &self,
+        transport: Transport,
+        dest: SocketAddr,
+        name: Option<&str>,
+        data: Bytes,
+    ) -> Result<Source, TransportError> {
         let mut data = data;
-        if let Some(conn) = self.shared.conns.by_remote(dest) {
+        if let Some(conn) = self.shared.conns.by_remote(transport, dest) {
             match conn.tx.send(data).await {
-                Ok(()) => return Ok(flow(&conn)),
+                Ok(()) => return Ok(conn.source()),
                 // It closed under us: fall through to a fresh connection.
                 Err(mpsc::error::SendError(d)) => data = d,
             }
@@ -384,19 +423,26 @@ impl Transports {
         let token = ShutdownToken::new(self.stop.subscribe());
         let conn = self
             .connector
-            .connect(&self.shared, dest, self.tcp_source_ip(dest), &token)
+            .connect(
+                &self.shared,
+                transport,
+                dest,
+                name,
+                self.tcp_source_ip(dest),
+                &token,
+            )
             .await?;
         conn.tx
             .send(data)
             .await
             .map_err(|_| TransportError::ConnectionClosed { remote: dest })?;
-        Ok(flow(&conn))
+        Ok(conn.source())
     }
 
-    /// Outbound connections leave from a TCP listener's address when one of the
-    /// right family can reach `dest`; the port is always ephemeral.
+    /// Outbound connections leave from a stream listener's address when one
+    /// of the right family can reach `dest`; the port is always ephemeral.
     fn tcp_source_ip(&self, dest: SocketAddr) -> Option<IpAddr> {
-        self.tcp.iter().map(SocketAddr::ip).find(|ip| {
+        self.streams.iter().map(|(_, a)| a.ip()).find(|ip| {
             ip.is_ipv4() == dest.is_ipv4()
                 && !ip.is_unspecified()
                 && ip.is_loopback() == dest.ip().is_loopback()

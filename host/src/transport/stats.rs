@@ -24,6 +24,8 @@ macro_rules! counters {
             /// its connection have ended.
             pub tcp_inbound_slots: u64,
             pub tcp_outbound_slots: u64,
+            /// Open connections per transport (gauges): TCP, TLS, WS, WSS.
+            pub open_connections: Vec<(crate::net::Transport, u64)>,
             /// Datagrams received by each UDP socket, to see how evenly SO_REUSEPORT
             /// spreads the load.
             pub udp_rx_per_socket: Vec<(SocketAddr, u64)>,
@@ -36,6 +38,7 @@ macro_rules! counters {
                     tcp_open_connections: 0,
                     tcp_inbound_slots: 0,
                     tcp_outbound_slots: 0,
+                    open_connections: Vec::new(),
                     udp_rx_per_socket: Vec::new(),
                 }
             }
@@ -79,6 +82,9 @@ counters! {
     /// Datagrams, TCP messages and inbound TCP connections dropped unanswered
     /// by the per-source rate limit (`[limits] per_source_rate`).
     rate_limited,
+    /// TLS or WebSocket handshakes of accepted connections that failed or
+    /// timed out.
+    handshake_failures,
     /// Socket read or accept errors.
     recv_errors,
     /// Failed sends and writes.

@@ -22,7 +22,7 @@ pub use seal::{InvalidToken, Kind, Sealer};
 pub use tokens::{DialogToken, FlowToken, RewrittenContact, TempGruu};
 pub use uris::{GruuRef, REWRITTEN_PREFIX, TEMP_GRUU_PREFIX};
 
-use crate::net::{Source, Transport};
+use crate::net::Source;
 use tokens::{Reader, Writer};
 
 /// This node's view of the cluster: its id, the keys, the domain it
@@ -131,14 +131,6 @@ impl Cluster {
         let value = decode(&mut r)?;
         r.finish()?;
         Ok(value)
-    }
-}
-
-/// `<sip:host:port;transport=tcp;lr>` style URI parameters for a transport.
-pub fn transport_param(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "",
-        Transport::Tcp => ";transport=tcp",
     }
 }
 

@@ -1,6 +1,7 @@
 use switchyard_codec::Uri;
 
 use super::*;
+use crate::net::Transport;
 
 fn cluster(node: &str) -> Cluster {
     Cluster::new(node, "switchyard.test", &["a cluster secret of length"])

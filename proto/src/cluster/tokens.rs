@@ -164,10 +164,9 @@ impl Writer {
     }
 
     fn transport(&mut self, t: Transport) {
-        self.0.push(match t {
-            Transport::Udp => 0,
-            Transport::Tcp => 1,
-        });
+        // The wire code is the transport's place in `Transport::ALL`.
+        let code = Transport::ALL.iter().position(|&x| x == t).unwrap_or(0);
+        self.0.push(code as u8);
     }
 
     fn addr(&mut self, a: SocketAddr) {
@@ -210,11 +209,11 @@ impl Reader<'_> {
     }
 
     fn transport(&mut self) -> Result<Transport, InvalidToken> {
-        match self.take(1)?[0] {
-            0 => Ok(Transport::Udp),
-            1 => Ok(Transport::Tcp),
-            _ => Err(InvalidToken),
-        }
+        let code = self.take(1)?[0];
+        Transport::ALL
+            .get(usize::from(code))
+            .copied()
+            .ok_or(InvalidToken)
     }
 
     fn addr(&mut self) -> Result<SocketAddr, InvalidToken> {

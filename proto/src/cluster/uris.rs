@@ -9,7 +9,7 @@
 
 use switchyard_codec::Uri;
 
-use super::{Cluster, FlowToken, InvalidToken, RewrittenContact, TempGruu, transport_param};
+use super::{Cluster, FlowToken, InvalidToken, RewrittenContact, TempGruu};
 use crate::net::{Source, Transport};
 
 /// User-part prefix of temp-GRUUs we mint.
@@ -48,7 +48,7 @@ impl Cluster {
         format!(
             "<sip:{}@{edge}{};lr{}>",
             self.flow_token(flow, pinned, expires_secs),
-            transport_param(edge_transport),
+            edge_transport.uri_param(),
             if ob { ";ob" } else { "" }
         )
     }
@@ -58,7 +58,7 @@ impl Cluster {
         format!(
             "<sip:{}@{edge}{};lr>",
             self.seal_flow(flow),
-            transport_param(edge_transport)
+            edge_transport.uri_param()
         )
     }
 
@@ -82,7 +82,7 @@ impl Cluster {
         let dialog = dialog.map_or(String::new(), |d| format!(";{DIALOG_PARAM}={d}"));
         format!(
             "<sip:{user}{advertised}{};lr{dialog}>",
-            transport_param(transport)
+            transport.uri_param()
         )
     }
 

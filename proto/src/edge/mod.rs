@@ -121,7 +121,12 @@ impl Edge {
             .header_values(HeaderName::Contact)
             .any(|c| NameAddr::parse(c).is_ok_and(|na| na.params.get("reg-id").is_some()));
         let (edge, transport) = self.path_address(source.transport);
-        let pinned = ob || via_behind_nat(msg, source) || tcp_to_itself(msg, source);
+        // RFC 7118 §5: a WebSocket client never listens; its connection is
+        // the only way to it.
+        let pinned = ob
+            || source.transport.is_websocket()
+            || via_behind_nat(msg, source)
+            || tcp_to_itself(msg, source);
         let lifetime = crate::registrar::longest_grant(msg, registrar);
         let expires = token_expiry(now_secs, u64::from(lifetime));
         self.cluster

@@ -18,7 +18,7 @@ pub(super) fn token_expiry(now_secs: u64, lifetime: u64) -> u64 {
 /// TCP UAs do not listen at all). A third party registering another host's
 /// Contact over TCP is not.
 pub(super) fn tcp_to_itself(msg: &SipMessage, source: Source) -> bool {
-    source.transport == Transport::Tcp
+    source.transport.is_connection()
         && msg.header_values(HeaderName::Contact).any(|c| {
             NameAddr::parse(c).is_ok_and(|na| {
                 let host = na.uri.host.to_string();
@@ -34,7 +34,7 @@ pub(super) fn tcp_to_itself(msg: &SipMessage, source: Source) -> bool {
 /// flow it came on rather than at its Contact: TCP, behind NAT by its Via
 /// or by its Contact, or asking for outbound (`ob` on its Contact URI).
 pub fn dialog_needs_flow(msg: &SipMessage, source: Source) -> bool {
-    if source.transport == Transport::Tcp || via_behind_nat(msg, source) {
+    if source.transport.is_connection() || via_behind_nat(msg, source) {
         return true;
     }
     let Some(contact) = msg

@@ -235,10 +235,7 @@ impl Endpoint {
         } else {
             host
         };
-        let hop = format!(
-            "sip:{host}:{port};transport={}",
-            crate::cluster::transport_param(transport)
-        );
+        let hop = format!("sip:{host}:{port};transport={}", transport.uri_param());
         let job = StatelessJob {
             msg,
             source,

@@ -183,6 +183,9 @@ struct SourceDef {
 enum TransportDef {
     Udp,
     Tcp,
+    Tls,
+    Ws,
+    Wss,
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ impl LocalAddress {
             host: host
                 .trim_matches(|c| c == '[' || c == ']')
                 .to_ascii_lowercase(),
-            port: port.unwrap_or(5060),
+            port: port.unwrap_or(transport.default_port()),
         }
     }
 
@@ -37,10 +37,7 @@ impl LocalAddress {
 
     /// Our Record-Route URI for this address (RFC 3261 §16.6 step 4, loose routing).
     pub fn record_route(&self) -> String {
-        match self.transport {
-            Transport::Udp => format!("<sip:{};lr>", self.advertised),
-            Transport::Tcp => format!("<sip:{};transport=tcp;lr>", self.advertised),
-        }
+        format!("<sip:{}{};lr>", self.advertised, self.transport.uri_param())
     }
 }
 
@@ -206,10 +203,15 @@ impl Identity {
 /// RFC 3261 §19.1.2: 5060 for `sip:`, 5061 for `sips:`.
 const DEFAULT_PORT: u16 = 5060;
 
+/// The port a URI without one means: 5061 for SIPS, else its
+/// `transport=`'s (RFC 3263 §4.2, RFC 7118 §5).
 fn default_port(uri: &Uri<'_>) -> u16 {
     match uri.scheme {
         switchyard_codec::Scheme::Sips => 5061,
-        _ => DEFAULT_PORT,
+        _ => uri
+            .transport()
+            .and_then(Transport::from_token)
+            .map_or(DEFAULT_PORT, Transport::default_port),
     }
 }
 

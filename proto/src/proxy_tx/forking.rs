@@ -207,7 +207,9 @@ impl ProxyTx {
                     return;
                 };
                 let key = ClientKey::new(&branch_id, "CANCEL");
-                let Some(dest) = slot.dest else { return };
+                let Some(dest) = slot.dest.clone() else {
+                    return;
+                };
                 let c = ClientTransaction::new(
                     Kind::NonInvite,
                     dest.transport,
@@ -295,11 +297,15 @@ impl ProxyTx {
 pub(super) fn drain_client(
     c: &mut ClientTransaction,
     branch: BranchId,
-    dest: Destination,
+    dest: &Destination,
     out: &mut Vec<Output>,
 ) -> Vec<ClientEvent> {
     while let Some(data) = c.poll_transmit() {
-        out.push(Output::Send { branch, dest, data });
+        out.push(Output::Send {
+            branch,
+            dest: dest.clone(),
+            data,
+        });
     }
     std::iter::from_fn(|| c.poll_event()).collect()
 }

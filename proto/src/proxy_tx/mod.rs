@@ -420,9 +420,11 @@ impl ProxyTx {
                 self.on_fork_action(action, now, &mut out);
             }
             for (i, slot) in self.branches.iter_mut().enumerate() {
-                let Some(dest) = slot.dest else { continue };
+                let Some(dest) = slot.dest.clone() else {
+                    continue;
+                };
                 if let Some(c) = &mut slot.client {
-                    for ev in drain_client(c, i, dest, &mut out) {
+                    for ev in drain_client(c, i, &dest, &mut out) {
                         progressed = true;
                         match (ev, self.fork.as_mut()) {
                             (ClientEvent::Timeout, Some(f)) => f.on_timeout(i),
@@ -440,7 +442,7 @@ impl ProxyTx {
                 }
                 if let Some((key, c)) = &mut slot.cancel {
                     // A CANCEL's own outcome changes nothing: the INVITE's 487 does.
-                    for ev in drain_client(c, i, dest, &mut out) {
+                    for ev in drain_client(c, i, &dest, &mut out) {
                         if matches!(ev, ClientEvent::Terminated) {
                             out.push(Output::Unregister { key: key.clone() });
                         }

@@ -18,6 +18,7 @@ use crate::egress::{
     DnsLookup, Egress, EgressConfig, EgressError, HickoryDns, Resolver, Rfc3263Resolver,
     StaticHosts,
 };
+use crate::net::Destination;
 use crate::net::Transport;
 
 const ZONE: &str = include_str!("../../../../tests/dns/switchyard.test.conf");
@@ -132,17 +133,25 @@ async fn rfc3263_resolution_against_dnsmasq() {
         Arc::new(HickoryDns::new(&[server.addr], Duration::from_secs(2)).unwrap());
     let resolver = Rfc3263Resolver::new(StaticHosts::default(), Some(dns));
 
-    // NAPTR: SIPS+D2T skipped (no TLS), SIP+D2T before SIP+D2U; each SRV set
-    // in priority order; b has A and AAAA (IPv4 first).
+    // NAPTR in order: SIPS+D2T (TLS, its certificate to name the domain),
+    // SIP+D2T, SIP+D2U; each SRV set in priority order; b has A and AAAA
+    // (IPv4 first).
+    let tls = Destination::new(Transport::Tls, "127.0.0.13:5061".parse().unwrap())
+        .with_tls_name("switchyard.test");
     assert_eq!(
         resolver.resolve(&hop("switchyard.test")).await,
         Ok(vec![
+            tls.clone(),
             tcp("127.0.0.11:5070"),
             tcp("127.0.0.12:5071"),
             tcp("[::1]:5071"),
             udp("127.0.0.11:5060"),
         ])
     );
+    // A SIPS URI: only SIPS+D2T is usable (RFC 3263 §4.1).
+    let mut sips = hop("switchyard.test");
+    sips.secure = true;
+    assert_eq!(resolver.resolve(&sips).await, Ok(vec![tls]));
     // No NAPTR: SRV per supported transport (only _sip._udp exists).
     assert_eq!(
         resolver.resolve(&hop("srv-only.switchyard.test")).await,

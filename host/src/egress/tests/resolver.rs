@@ -9,6 +9,7 @@ use crate::egress::{
     Allowlist, DnsLookup, Egress, EgressConfig, EgressError, HostEntry, NextHop, Resolver,
     Rfc3263Resolver, StaticHosts,
 };
+use crate::net::Destination;
 use crate::net::Transport;
 
 fn statics(entries: &[(&str, &[&str])]) -> StaticHosts {
@@ -69,13 +70,27 @@ async fn dns_disabled_refuses_unknown_names_but_resolves_literals() {
 }
 
 #[tokio::test]
-async fn sips_is_refused_even_for_static_hosts() {
+async fn sips_goes_over_tls_to_5061_naming_the_domain() {
     let r = no_dns(&[("uas.test", &["127.0.0.1"])]);
     let sips = NextHop::from_uri_parts("uas.test", None, None, None, true).unwrap();
+    let expected = Destination::new(Transport::Tls, "127.0.0.1:5061".parse().unwrap())
+        .with_tls_name("uas.test");
+    assert_eq!(r.resolve(&sips).await, Ok(vec![expected]));
+    // RFC 5630 §3.1: `transport=tcp` on a SIPS URI is still TLS.
+    let tcp = NextHop::from_uri_parts("127.0.0.2", None, Some("tcp"), None, true).unwrap();
     assert_eq!(
-        r.resolve(&sips).await,
-        Err(EgressError::UnsupportedTransport("TLS".into()))
+        r.resolve(&tcp).await,
+        Ok(vec![Destination::new(
+            Transport::Tls,
+            "127.0.0.2:5061".parse().unwrap()
+        )])
     );
+    // WebSocket is never dialled out: only clients' own connections.
+    let ws = NextHop::from_uri_parts("uas.test", None, Some("ws"), None, false).unwrap();
+    assert!(matches!(
+        r.resolve(&ws).await,
+        Err(EgressError::UnsupportedTransport(_))
+    ));
 }
 
 #[tokio::test]
