@@ -78,10 +78,14 @@ pub struct Loaded {
 /// [`TenantStatus`] as it travels (also what the client parses).
 pub type TenantStatusWire = serde_json::Value;
 
+/// Reloads the node's TLS certificates (`POST /tls/reload`).
+pub type ReloadTls = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 #[derive(Clone)]
 struct AdminState {
     tenants: Arc<Tenants>,
     stats: Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>,
+    reload_tls: Option<ReloadTls>,
 }
 
 /// Starts the endpoint; returns the bound address and the server task.
@@ -90,6 +94,7 @@ pub async fn serve(
     tenants: Arc<Tenants>,
     stats: Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>,
     subscribers: Option<Arc<dyn switchyard_auth::SubscriberStore>>,
+    reload_tls: Option<ReloadTls>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let Some(addr) = config.listen else {
         return Err(std::io::Error::other("admin endpoint disabled"));
@@ -113,8 +118,13 @@ pub async fn serve(
         .route("/policies/{tenant}", axum::routing::put(load))
         .route("/metrics", get(metrics_text))
         .route("/health", get(|| async { "ok\n" }))
+        .route("/tls/reload", axum::routing::post(reload_certificates))
         .layer(DefaultBodyLimit::max(config.max_module_bytes))
-        .with_state(AdminState { tenants, stats })
+        .with_state(AdminState {
+            tenants,
+            stats,
+            reload_tls,
+        })
         .merge(users);
     info!(addr = %bound, "admin endpoint listening");
     let task = tokio::spawn(async move {
@@ -123,6 +133,19 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+/// Reads the certificate files again; the old ones stay on any error.
+async fn reload_certificates(State(state): State<AdminState>) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    match &state.reload_tls {
+        None => (StatusCode::NOT_FOUND, "no TLS on this node\n".into()),
+        // A few small files: quick enough for the handler itself.
+        Some(reload) => match reload() {
+            Ok(()) => (StatusCode::OK, "reloaded\n".into()),
+            Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")),
+        },
+    }
 }
 
 async fn list(State(state): State<AdminState>) -> axum::Json<Vec<TenantStatus>> {

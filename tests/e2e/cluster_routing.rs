@@ -1,13 +1,19 @@
 //! Three nodes, one proxy: a phone registered through node A is reached
 //! from node C through A (RFC 3327 Path with an RFC 5626 flow token), over
-//! UDP and TCP; GRUUs minted by A resolve on B and C (RFC 5627); an AOR
+//! UDP, TCP and secure WebSocket; GRUUs minted by A resolve on B and C (RFC 5627); an AOR
 //! with phones on two edges forks to both.
 
+use std::sync::OnceLock;
+
+use switchyard::net::Transport;
+use switchyard::transport::ListenerSpec;
 use switchyard_codec::HeaderName;
 use switchyard_tests::DOMAIN;
+use switchyard_tests::certs::{CertFiles, TestCa};
 use switchyard_tests::cluster::TestCluster;
 use switchyard_tests::phone::{Phone, contact_param};
 use switchyard_tests::ua::{self, UdpUa};
+use switchyard_tests::ws::WsUa;
 
 const A: usize = 0;
 const B: usize = 1;
@@ -88,6 +94,75 @@ async fn udp_phone_registered_at_a_is_called_at_c_through_a() {
     let cluster = TestCluster::start(21060).await;
     let bob = Phone::udp("bob", "127.0.0.12", cluster.udp(A)).await;
     call_at_c_reaches_bob_through_a(bob, &cluster).await;
+    cluster.shutdown().await;
+}
+
+/// The test CA and the certificate every node serves (one per process: a
+/// cluster's tweak is a plain function).
+fn pki() -> &'static (TestCa, CertFiles) {
+    static PKI: OnceLock<(TestCa, CertFiles)> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let ca = TestCa::new(&switchyard_tests::run_dir("pki", "cluster"), "cluster");
+        let names: Vec<String> = (0..3).map(TestCluster::ip).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let cert = ca.server("nodes", &names);
+        (ca, cert)
+    })
+}
+
+/// Every node also listens on secure WebSocket, one port above the others.
+fn with_wss(c: &mut switchyard::Config) {
+    let udp = c.listen[0].addr;
+    let wss = std::net::SocketAddr::new(udp.ip(), udp.port() + 1);
+    c.listen.push(ListenerSpec::new(Transport::Wss, wss));
+    let (_, cert) = pki();
+    c.tls.cert = Some(cert.cert.clone());
+    c.tls.key = Some(cert.key.clone());
+}
+
+#[tokio::test]
+async fn wss_phone_registered_at_a_is_called_at_c_over_its_connection() {
+    let cluster = TestCluster::start_with(21070, with_wss).await;
+    let wss_a = cluster.node(A).addr(Transport::Wss);
+    let (ca, _) = pki();
+    let ws = WsUa::connect(
+        "127.0.0.12",
+        wss_a,
+        "/",
+        Some("sip"),
+        Some((&TestCluster::ip(A), ca.client_config(None))),
+    )
+    .await
+    .expect("secure WebSocket to A");
+    let mut carol = Phone::websocket("carol", wss_a, ws, true);
+    let instance = ";+sip.instance=\"<urn:uuid:00000000-0000-4000-8000-000000000007>\";reg-id=1";
+    let ok = carol
+        .register(instance, &["Supported: path, outbound, gruu"])
+        .await;
+    assert_eq!(ok.status(), Some(200));
+
+    let mut alice = Phone::udp("alice", "127.0.0.11", cluster.udp(C)).await;
+    let (invite, call_id) = alice.invite(&format!("sip:carol@{DOMAIN}"), None);
+    alice.send(&invite).await;
+    // C sends it to A (the Path), A down carol's WebSocket: the only way.
+    let (got, _) = carol.recv_request("INVITE").await;
+    let via = got.top_via().unwrap();
+    assert_eq!(via.transport, "WSS");
+    let vias: Vec<String> = got
+        .vias()
+        .map(|v| v.unwrap().transport.to_owned())
+        .collect();
+    assert_eq!(vias, ["WSS", "TCP", "UDP"], "carol ← A ← C ← alice");
+    let rr: Vec<&str> = got.header_values(HeaderName::RecordRoute).collect();
+    assert!(
+        rr[0].contains(";transport=wss"),
+        "A's side facing carol first: {rr:?}"
+    );
+    carol.answer(&got, 486, None).await;
+    assert_eq!(
+        alice.recv_final(&call_id, "INVITE").await.status(),
+        Some(486)
+    );
     cluster.shutdown().await;
 }
 

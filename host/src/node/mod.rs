@@ -180,10 +180,20 @@ impl Node {
                     node_counters(&stats_core.stats, &transport)
                 });
                 let subscribers = auth.as_ref().map(|a| a.subscribers().clone());
-                let (addr, task) =
-                    crate::admin::serve(&config.admin, tenants.clone(), stats, subscribers)
-                        .await
-                        .context("starting the admin endpoint ([admin] listen)")?;
+                let tls_core = core.clone();
+                let reload_tls: crate::admin::ReloadTls = Arc::new(move || {
+                    let transports = &tls_core.wiring().transports;
+                    transports.tls().reload().map_err(|e| e.to_string())
+                });
+                let (addr, task) = crate::admin::serve(
+                    &config.admin,
+                    tenants.clone(),
+                    stats,
+                    subscribers,
+                    Some(reload_tls),
+                )
+                .await
+                .context("starting the admin endpoint ([admin] listen)")?;
                 admin_addr = Some(addr);
                 tasks.push(task);
             }
@@ -466,6 +476,14 @@ fn node_counters(
         (
             "switchyard_tcp_refused_outbound_total",
             transport.tcp_refused_outbound,
+        ),
+        (
+            "switchyard_handshake_failures_total",
+            transport.handshake_failures,
+        ),
+        (
+            "switchyard_tls_certificate_reloads_total",
+            transport.tls_certificate_reloads,
         ),
     ]
 }

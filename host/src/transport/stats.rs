@@ -26,6 +26,8 @@ macro_rules! counters {
             pub tcp_outbound_slots: u64,
             /// Open connections per transport (gauges): TCP, TLS, WS, WSS.
             pub open_connections: Vec<(crate::net::Transport, u64)>,
+            /// Successful certificate reloads (file change or admin call).
+            pub tls_certificate_reloads: u64,
             /// Datagrams received by each UDP socket, to see how evenly SO_REUSEPORT
             /// spreads the load.
             pub udp_rx_per_socket: Vec<(SocketAddr, u64)>,
@@ -39,6 +41,7 @@ macro_rules! counters {
                     tcp_inbound_slots: 0,
                     tcp_outbound_slots: 0,
                     open_connections: Vec::new(),
+                    tls_certificate_reloads: 0,
                     udp_rx_per_socket: Vec::new(),
                 }
             }
