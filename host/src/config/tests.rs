@@ -25,6 +25,29 @@ fn cluster_node_example_parses() {
 }
 
 #[test]
+fn tls_webrtc_example_parses() {
+    use crate::transport::tls::ClientAuth;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tls-webrtc.toml");
+    let c = Config::load(Path::new(path)).unwrap();
+    let transports: Vec<Transport> = c.listen.iter().map(|l| l.transport).collect();
+    assert_eq!(
+        transports,
+        [
+            Transport::Udp,
+            Transport::Tcp,
+            Transport::Tls,
+            Transport::Tls,
+            Transport::Wss
+        ]
+    );
+    assert_eq!(c.tls.sni[0].domains.len(), 2);
+    assert_eq!(c.tls.client_auth_for(&c.listen[2]), ClientAuth::Off);
+    assert_eq!(c.tls.client_auth_for(&c.listen[3]), ClientAuth::Required);
+    assert_eq!(c.websocket.path, "/sip");
+    assert_eq!(c.tls.handshake_timeout_ms, 5000);
+}
+
+#[test]
 fn unknown_key_is_refused_with_line_and_key() {
     let err = Config::parse("node_id = \"a\"\n[timers]\nt1 = 5\n", "bad.toml").unwrap_err();
     let msg = err.to_string();
