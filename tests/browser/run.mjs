@@ -230,7 +230,7 @@ async function main() {
       '--allow-loopback-in-peer-connection',
       // No name lookups at all (Chromium still asks DNS for Google update and
       // account hosts despite the flags above); only loopback is left alone.
-      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
+      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.*',
       '--disable-features=' + [
         // No mDNS-obfuscated ICE candidates, so no mDNS responder joining
         // 224.0.0.251 on the machine's interfaces.

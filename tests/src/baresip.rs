@@ -69,6 +69,13 @@ impl Account {
     }
 }
 
+impl Account {
+    /// [`Account::line`] for a phone a browser calls: ICE and DTLS-SRTP.
+    pub fn webrtc_line(&self) -> String {
+        self.line() + ";medianat=ice;mediaenc=dtls_srtp"
+    }
+}
+
 /// The `config` file. `uuid` loads the module that gives the phone a
 /// `+sip.instance`, which SIP Outbound needs (without it baresip refuses
 /// `sipnat=outbound`); it also adds it to plain registrations, so it is off
@@ -130,6 +137,19 @@ impl Baresip {
     /// Starts baresip on `ip` and connects to its `ctrl_tcp`. Panics with a
     /// hint to run `.ci/run` when baresip is not installed.
     pub async fn start(name: &str, ip: &str, uuid: bool) -> Baresip {
+        Self::start_with(name, ip, uuid, "").await
+    }
+
+    /// A phone a WebRTC browser can call: ICE and DTLS-SRTP modules
+    /// loaded (the account line adds `medianat=ice;mediaenc=dtls_srtp`,
+    /// see [`Account::webrtc_line`]) and RTP/RTCP multiplexed, as browsers
+    /// require.
+    pub async fn start_webrtc(name: &str, ip: &str) -> Baresip {
+        let extra = "module\t\t\tice.so\nmodule\t\t\tdtls_srtp.so\nrtcp_mux\t\tyes\n";
+        Self::start_with(name, ip, false, extra).await
+    }
+
+    async fn start_with(name: &str, ip: &str, uuid: bool, extra_config: &str) -> Baresip {
         assert!(
             Path::new(BARESIP).exists() && Path::new(MODULES).join("ctrl_tcp.so").exists(),
             "{BARESIP} (with ctrl_tcp) is not installed: run `.ci/run` (or \
@@ -141,7 +161,8 @@ impl Baresip {
             .and_then(|l| l.local_addr())
             .expect("free ctrl_tcp port")
             .port();
-        fs::write(dir.join("config"), config(ip, ctrl_port, &dir, uuid)).expect("write config");
+        let text = config(ip, ctrl_port, &dir, uuid) + extra_config;
+        fs::write(dir.join("config"), text).expect("write config");
         let log = fs::File::create(dir.join("baresip.log")).expect("create log");
         let child = Command::new(BARESIP)
             .args(["-4", "-s", "-v", "-f"])
@@ -173,7 +194,12 @@ impl Baresip {
     /// Creates the account and waits for its `REGISTER_OK` (failing at
     /// once on `REGISTER_FAIL`). Returns the event's `param` ("200 OK").
     pub async fn register(&mut self, account: &Account) -> String {
-        self.command("uanew", &account.line()).await;
+        self.register_line(account, &account.line()).await
+    }
+
+    /// [`Baresip::register`] with an account line of the caller's.
+    pub async fn register_line(&mut self, account: &Account, line: &str) -> String {
+        self.command("uanew", line).await;
         let ok = self.expect_event("REGISTER_OK", &["REGISTER_FAIL"]).await;
         assert_eq!(ok["accountaor"], account.aor(), "{}: {ok}", self.name);
         param(&ok)

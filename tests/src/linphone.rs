@@ -171,6 +171,18 @@ impl Linphone {
     /// returns once its console answers. Panics with a hint to run
     /// `.ci/run` when linphonec is not installed.
     pub async fn start(ip: &str, account: &Account, autoanswer: bool) -> Linphone {
+        Self::start_with(ip, account, autoanswer, "").await
+    }
+
+    /// A phone a WebRTC browser can call: ICE (`firewall_policy=3`, host
+    /// candidates only), DTLS-SRTP and RTP/RTCP multiplexing, as browsers
+    /// require.
+    pub async fn start_webrtc(ip: &str, account: &Account, autoanswer: bool) -> Linphone {
+        let extra = "[net]\nfirewall_policy=3\n[sip]\nmedia_encryption=dtls\n[rtp]\nrtcp_mux=1\n";
+        Self::start_with(ip, account, autoanswer, extra).await
+    }
+
+    async fn start_with(ip: &str, account: &Account, autoanswer: bool, extra_rc: &str) -> Linphone {
         assert!(
             Path::new(LINPHONEC).exists(),
             "{LINPHONEC} is not installed: run `.ci/run`, which installs \
@@ -179,7 +191,7 @@ impl Linphone {
         let name = account.user.clone();
         let dir = crate::run_dir("linphone", &name);
         fs::create_dir_all(dir.join(".local/share/linphone")).expect("linphone data dir");
-        fs::write(dir.join("rc"), rc(ip, account)).expect("write rc");
+        fs::write(dir.join("rc"), rc(ip, account) + extra_rc).expect("write rc");
         let mut cmd = Command::new(LINPHONEC);
         cmd.arg("-c").arg(dir.join("rc")).args(["-d", "6"]);
         if autoanswer {
@@ -420,6 +432,11 @@ impl Linphone {
     }
 
     /// Panics with `why`, the SIP messages seen and the console's tail.
+    /// Everything linphonec printed so far (console, log, SIP dumps).
+    pub fn output(&self) -> String {
+        fs::read_to_string(self.dir.join("linphonec.out")).unwrap_or_default()
+    }
+
     pub fn fail(&self, why: &str) -> ! {
         let of = |kind| -> Vec<&str> {
             let lines = self.lines.iter().filter(|l| l.0 == kind);

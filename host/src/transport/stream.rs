@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Buf, Bytes, BytesMut};
+use std::task::Poll;
 use switchyard_codec::{FrameError, Framing, frame};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, trace};
@@ -29,9 +31,8 @@ use crate::net::{Source, Transport};
 /// RFC 5626 §3.5.1: a CRLFCRLF ping is answered with a single CRLF pong.
 const PING: &[u8] = b"\r\n\r\n";
 const PONG: &[u8] = b"\r\n";
-/// Read size of a byte stream. Small, so an idle connection holds little:
-/// a longer message just takes more reads.
-const READ_CHUNK: usize = 4 * 1024;
+/// The most one read of a byte stream takes (a TLS record's plaintext).
+const READ_CHUNK: usize = 16 * 1024;
 
 /// What one read gave.
 pub(super) enum Read {
@@ -58,13 +59,32 @@ pub(super) trait MessageSink: Send + 'static {
 /// A byte stream's read half (TCP, TLS).
 pub(super) struct ByteReader<R>(pub R);
 
+thread_local! {
+    /// Where every byte stream of a worker thread reads into. A read
+    /// borrows it only for one `poll_read`, never across an await, so an
+    /// idle connection holds no read buffer of its own: only a partial
+    /// message is kept, in the connection's `buf`.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
 impl<R: AsyncRead + Unpin + Send + 'static> Incoming for ByteReader<R> {
     async fn next(&mut self, buf: &mut BytesMut) -> io::Result<Read> {
-        buf.reserve(READ_CHUNK);
-        match self.0.read_buf(buf).await? {
-            0 => Ok(Read::Eof),
-            n => Ok(Read::Bytes(n)),
-        }
+        std::future::poll_fn(|cx| {
+            SCRATCH.with_borrow_mut(|scratch| {
+                let mut read = ReadBuf::new(scratch);
+                match std::pin::Pin::new(&mut self.0).poll_read(cx, &mut read) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(Ok(Read::Eof)),
+                    Poll::Ready(Ok(())) => {
+                        buf.extend_from_slice(read.filled());
+                        Poll::Ready(Ok(Read::Bytes(read.filled().len())))
+                    }
+                }
+            })
+        })
+        .await
     }
 }
 
@@ -188,9 +208,7 @@ async fn read_loop(
         // frame start a new message now.
         partial_since = if buf.is_empty() {
             // An idle connection keeps no read buffer.
-            if buf.capacity() > READ_CHUNK {
-                buf = BytesMut::new();
-            }
+            buf = BytesMut::new();
             None
         } else if last_progress == now {
             Some(now)
