@@ -249,3 +249,44 @@ async fn calls_over_tcp_end_to_end() {
     stop(uas).await.assert_calls(3, 0);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_tls_end_to_end() {
+    let dir = switchyard_tests::run_dir("stunnel", "calls");
+    let ca = switchyard_tests::certs::TestCa::new(&dir, "node");
+    let cert = ca.server("node", &["127.0.30.1"]);
+    let node = start_node_with("127.0.30.1", |c| {
+        c.listen.push("tls:127.0.30.1:0".parse().unwrap());
+        c.tls.cert = Some(cert.cert.clone());
+        c.tls.key = Some(cert.key.clone());
+    })
+    .await;
+    let tls = node.addr(switchyard::net::Transport::Tls);
+    let accept = "127.0.30.3:5061".parse().unwrap();
+    let tunnel =
+        switchyard_tests::stunnel::Stunnel::client(&dir, accept, tls, &ca.cert_file).await;
+    let uas = Sipp::uas(UAS_ANSWER).local(ip(30, 2), 5070).spawn();
+    let reg = Sipp::uac(UAC_REGISTER)
+        .remote(tunnel.accept)
+        .local(ip(30, 3), 0)
+        .transport(SippTransport::Tcp)
+        .users(["bob"])
+        .set("domain", DOMAIN)
+        .set("uas", "127.0.30.2:5070")
+        .set("expires", "300");
+    finish(reg.spawn()).await.assert_success();
+    let calls = caller(UAC_CALL, tunnel.accept, ip(30, 3), "bob")
+        .transport(SippTransport::Tcp)
+        .calls(20)
+        .rate(20)
+        .spawn();
+    finish(calls).await.assert_calls(20, 0);
+    stop(uas).await.assert_calls(20, 0);
+    let stats = node.transport_stats();
+    assert_eq!(stats.handshake_failures, 0);
+    // One TLS connection per SIPp run (`-t t1`), carrying the REGISTER,
+    // then every INVITE, ACK and BYE.
+    assert_eq!(stats.tcp_accepted, 2, "{stats:?}");
+    assert_eq!(stats.tcp_rx_messages, 1 + 20 * 3, "{stats:?}");
+    node.shutdown().await;
+}

@@ -13,6 +13,7 @@ pub mod phone;
 pub mod policy;
 pub mod sipp;
 pub mod softphone;
+pub mod stunnel;
 pub mod ua;
 pub mod ws;
 
