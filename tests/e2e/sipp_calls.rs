@@ -263,8 +263,7 @@ async fn calls_over_tls_end_to_end() {
     .await;
     let tls = node.addr(switchyard::net::Transport::Tls);
     let accept = "127.0.30.3:5061".parse().unwrap();
-    let tunnel =
-        switchyard_tests::stunnel::Stunnel::client(&dir, accept, tls, &ca.cert_file).await;
+    let tunnel = switchyard_tests::stunnel::Stunnel::client(&dir, accept, tls, &ca.cert_file).await;
     let uas = Sipp::uas(UAS_ANSWER).local(ip(30, 2), 5070).spawn();
     let reg = Sipp::uac(UAC_REGISTER)
         .remote(tunnel.accept)

@@ -374,3 +374,39 @@ Content-Length: 0
         "nothing readable reached the liar"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sips_request_never_leaves_over_an_insecure_hop() {
+    let ip = "127.0.99.1";
+    let dir = run_dir("tls", "sips");
+    let ca = TestCa::new(&dir, "node");
+    let cert = ca.server("node", &[ip]);
+    let node = start_node_with(ip, |c| {
+        listen(c, "tls", ip);
+        serve(c, &cert);
+    })
+    .await;
+    let tls = node.addr(Transport::Tls);
+    let mut alice = Phone::tls("alice", "127.0.99.2", tls, ip, ca.client_config(None)).await;
+    let mut bob = Phone::udp("bob", "127.0.99.3", node.addr(Transport::Udp)).await;
+    assert_eq!(alice.register("", &[]).await.status(), Some(200));
+    assert_eq!(bob.register("", &[]).await.status(), Some(200));
+
+    // bob is only reachable over UDP: refused, not downgraded.
+    let (invite, call_id) = alice.invite(&format!("sips:bob@{DOMAIN}"), None);
+    alice.send(&invite).await;
+    let answer = alice.recv_final(&call_id, "INVITE").await;
+    assert_eq!(answer.status(), Some(480), "{}", first_line(&answer));
+    assert!(
+        bob.no_request_within("INVITE", Duration::from_millis(300))
+            .await
+    );
+
+    // alice is on TLS: a SIPS call to her goes through.
+    let (invite, call_id) = bob.invite(&format!("sips:alice@{DOMAIN}"), None);
+    bob.send(&invite).await;
+    let (got, _) = alice.recv_request("INVITE").await;
+    assert_eq!(got.call_id().unwrap(), call_id);
+    alice.answer(&got, 486, None).await;
+    assert_eq!(bob.recv_final(&call_id, "INVITE").await.status(), Some(486));
+}

@@ -60,7 +60,12 @@ impl Stunnel {
             false
         })
         .await;
-        assert_eq!(ready, Ok(true), "stunnel did not start ({})", conf.display());
+        assert_eq!(
+            ready,
+            Ok(true),
+            "stunnel did not start ({})",
+            conf.display()
+        );
         // Keep draining its log so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Stunnel {

@@ -50,9 +50,10 @@ use self::route::Routing;
 use self::stateless::StatelessJob;
 pub use self::stats::{Counter, Stats};
 use crate::edge::Edge;
+use crate::net::Destination;
 use crate::policy::PolicyResolver;
 use crate::proxy::fork::{BranchId, Target};
-use crate::proxy::request::BRANCH_PREFIX;
+use crate::proxy::request::{BRANCH_PREFIX, LocalAnswer};
 use crate::proxy_tx::{Output, ProxyTx, Role};
 use crate::transaction::{ClientKey, ServerKey, TimerId, TimerQueue};
 
@@ -184,6 +185,7 @@ impl Endpoint {
                 let Some(entry) = self.txs.get_mut(&tx) else {
                     return;
                 };
+                let dest = dest.and_then(|d| secure_enough(&entry.tx.request, d));
                 let out =
                     entry
                         .tx
@@ -315,6 +317,19 @@ impl Endpoint {
             },
         );
     }
+}
+
+/// RFC 3261 §26.2.2, RFC 5630 §3.1.3: a request for a SIPS URI is
+/// forwarded over TLS (or secure WebSocket) only, whatever its target
+/// resolved to; otherwise the branch fails with 480, never downgraded.
+fn secure_enough(request: &SipMessage, dest: Destination) -> Result<Destination, LocalAnswer> {
+    let sips = request
+        .request_uri()
+        .is_ok_and(|u| u.scheme == switchyard_codec::Scheme::Sips);
+    if sips && !dest.transport.is_secure() {
+        return Err(LocalAnswer::new(480, "SIPS Target Not Reachable Over TLS"));
+    }
+    Ok(dest)
 }
 
 /// Which of `shards` endpoints a message belongs to: a request by its
