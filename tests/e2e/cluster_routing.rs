@@ -122,7 +122,7 @@ fn with_wss(c: &mut switchyard::Config) {
 
 #[tokio::test]
 async fn wss_phone_registered_at_a_is_called_at_c_over_its_connection() {
-    let cluster = TestCluster::start_with(21070, with_wss).await;
+    let cluster = TestCluster::start_with(21090, with_wss).await;
     let wss_a = cluster.node(A).addr(Transport::Wss);
     let (ca, _) = pki();
     let ws = WsUa::connect(

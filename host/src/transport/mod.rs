@@ -324,7 +324,7 @@ impl Transports {
                     .by_flow(flow)
                     .filter(|c| !new_request || c.is_usable_for_new_requests())
                     .ok_or_else(closed)?;
-                conn.tx.send(data).await.map_err(|_| closed())
+                conn.tx.send(Box::new(data)).await.map_err(|_| closed())
             }
         }
     }
@@ -345,7 +345,7 @@ impl Transports {
                     .conns
                     .by_flow(source)
                     .ok_or(TransportError::ConnectionClosed { remote })?;
-                conn.tx.try_send(data).map_err(|e| match e {
+                conn.tx.try_send(Box::new(data)).map_err(|e| match e {
                     mpsc::error::TrySendError::Full(_) => TransportError::WouldBlock { remote },
                     mpsc::error::TrySendError::Closed(_) => {
                         TransportError::ConnectionClosed { remote }
@@ -415,10 +415,10 @@ impl Transports {
     ) -> Result<Source, TransportError> {
         let mut data = data;
         if let Some(conn) = self.shared.conns.by_remote(transport, dest) {
-            match conn.tx.send(data).await {
+            match conn.tx.send(Box::new(data)).await {
                 Ok(()) => return Ok(conn.source()),
                 // It closed under us: fall through to a fresh connection.
-                Err(mpsc::error::SendError(d)) => data = d,
+                Err(mpsc::error::SendError(d)) => data = *d,
             }
         }
         let token = ShutdownToken::new(self.stop.subscribe());
@@ -434,7 +434,7 @@ impl Transports {
             )
             .await?;
         conn.tx
-            .send(data)
+            .send(Box::new(data))
             .await
             .map_err(|_| TransportError::ConnectionClosed { remote: dest })?;
         Ok(conn.source())

@@ -59,7 +59,9 @@ counters! {
     udp_dropped_oversize,
     /// Whitespace-only datagrams (CRLF keep-alives), ignored.
     udp_keepalives,
-    /// Complete SIP messages framed off TCP streams.
+    // The `tcp_` counters cover every connection transport: TCP, and TLS,
+    // WS and WSS over it (`open_connections` splits the gauge by transport).
+    /// Complete SIP messages read off connections.
     tcp_rx_messages,
     tcp_rx_bytes,
     tcp_tx_messages,

@@ -11,17 +11,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
-use std::task::Poll;
 use switchyard_codec::{FrameError, Framing, frame};
-
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, trace};
 
-use super::conn_table::Conn;
+use super::conn_table::{Conn, Outgoing};
 use super::signal::{CloseSignal, ShutdownToken};
 use super::slots::Slot;
 use super::stats::{add, bump};
@@ -247,7 +246,7 @@ fn deliver_whole(shared: &Shared, conn: &Conn, source: &Source, data: Bytes) {
     if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
         if data.as_ref() == PING {
             bump(&shared.stats.tcp_keepalives);
-            let _ = conn.tx.try_send(Bytes::from_static(PONG));
+            let _ = conn.tx.try_send(Box::new(Bytes::from_static(PONG)));
         }
         return;
     }
@@ -300,7 +299,7 @@ fn drain_frames(
                 if n == PING.len() {
                     bump(&shared.stats.tcp_keepalives);
                     // A full queue means plenty of traffic is flowing anyway.
-                    let _ = conn.tx.try_send(Bytes::from_static(PONG));
+                    let _ = conn.tx.try_send(Box::new(Bytes::from_static(PONG)));
                 }
             }
             Framing::Complete(n) => {
@@ -328,7 +327,7 @@ fn drain_frames(
 async fn write_loop(
     shared: Arc<Shared>,
     mut sink: impl MessageSink,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Outgoing>,
     close: Arc<CloseSignal>,
     remote: SocketAddr,
     // Not awaited: the writer stops via `close` (the reader closes on shutdown)
@@ -357,13 +356,13 @@ async fn write_loop(
             msg = rx.recv() => {
                 // None: every sender is gone, nothing more can be queued.
                 let Some(data) = msg else { break };
-                if !write(data).await {
+                if !write(*data).await {
                     break;
                 }
             }
             _ = close.wait() => {
                 while let Ok(data) = rx.try_recv() {
-                    if !write(data).await {
+                    if !write(*data).await {
                         break;
                     }
                 }

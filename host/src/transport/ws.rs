@@ -46,7 +46,7 @@ impl Default for WebSocketConfig {
 /// defaults are 128 KiB each way). Messages are flushed one by one.
 fn tuning(max_message_size: usize) -> Tuning {
     Tuning::default()
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size))
