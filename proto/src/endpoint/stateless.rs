@@ -235,7 +235,7 @@ impl Endpoint {
         } else {
             host
         };
-        let hop = format!("sip:{host}:{port};transport={}", transport.uri_param());
+        let hop = format!("sip:{host}:{port}{}", transport.uri_param());
         let job = StatelessJob {
             msg,
             source,

@@ -196,6 +196,38 @@ Content-Length: 0
 }
 
 #[test]
+fn a_response_to_our_branch_with_no_transaction_is_forwarded_statelessly() {
+    // §16.11 / §18.2.2: a response on a branch we minted whose transaction
+    // is gone (a 2xx retransmission after the INVITE transaction ended)
+    // goes to the next Via, over its transport.
+    for (tp, hop) in [
+        ("UDP", "sip:127.0.0.2:5070"),
+        ("TCP", "sip:127.0.0.2:5070;transport=tcp"),
+        ("TLS", "sip:127.0.0.2:5070;transport=tls"),
+    ] {
+        let mut h = Harness::new();
+        let late = format!(
+            "SIP/2.0 200 OK
+Via: SIP/2.0/UDP {ME};branch=z9hG4bKsy-gone
+Via: SIP/2.0/{tp} 127.0.0.2:5070;branch=z9hG4bKx
+From: <sip:carol@sip.test>;tag=c1
+To: <sip:bob@sip.test>;tag=t
+Call-ID: late@127.0.0.2
+CSeq: 1 INVITE
+Content-Length: 0
+
+"
+        );
+        h.recv(phone(5080), &late);
+        let io = h.take_io();
+        let IoKind::Resolve { hop: asked, flow } = io.kind else {
+            panic!("a resolution expected: {io:?}");
+        };
+        assert_eq!((asked.as_str(), flow), (hop, None));
+    }
+}
+
+#[test]
 fn malformed_requests_get_400_and_zero_max_forwards_483() {
     let mut h = Harness::new();
     let no_call_id = invite("sip:bob@sip.test", "bad", "").replace("Call-ID: bad@127.0.0.2\n", "");
