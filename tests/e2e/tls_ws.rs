@@ -234,17 +234,30 @@ async fn certificates_reload_on_file_change_and_open_connections_stay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trunk_listener_requires_a_client_certificate() {
+async fn a_trunk_listener_requires_a_client_certificate_and_another_serves_its_own() {
     let ip = "127.0.96.1";
     let dir = run_dir("tls", "mtls");
     let ca = TestCa::new(&dir, "node");
     let cert = ca.server("node", &[ip]);
     let trunk = ca.client("trunk", "trunk.test");
+    let public_ca = TestCa::new(&dir, "public");
+    let public = public_ca.server("public", &["127.0.96.6"]);
     let node = start_node_with(ip, |c| {
         listen(c, "tls", ip);
         serve(c, &cert);
         c.tls.client_ca = Some(ca.cert_file.clone());
         c.tls.verify_clients = switchyard::transport::tls::ClientAuth::Required;
+        // A second listener, open to all, with a certificate of its own.
+        listen(c, "tls", "127.0.96.6");
+        let own = c.listen.last().copied().unwrap();
+        c.tls
+            .listener
+            .push(switchyard::transport::tls::ListenerTls {
+                listen: own,
+                verify_clients: Some(switchyard::transport::tls::ClientAuth::Off),
+                cert: Some(public.cert.clone()),
+                key: Some(public.key.clone()),
+            });
     })
     .await;
     let tls = node.addr(Transport::Tls);
@@ -269,6 +282,25 @@ async fn a_trunk_listener_requires_a_client_certificate() {
         node.transport_stats().handshake_failures >= 1
     })
     .await;
+
+    // The other listener serves its own certificate (from another CA) and
+    // asks for none.
+    let open = node
+        .local_addrs()
+        .into_iter()
+        .filter(|(t, _)| *t == Transport::Tls)
+        .nth(1)
+        .unwrap()
+        .1;
+    let config = public_ca.client_config(None);
+    let mut phone = Phone::tls("bob", "127.0.96.4", open, "127.0.96.6", config).await;
+    assert_eq!(phone.register("", &[]).await.status(), Some(200));
+    let node_ca = ca.client_config(None);
+    assert!(
+        TcpUa::tls("127.0.96.5", open, "127.0.96.6", node_ca)
+            .await
+            .is_err()
+    );
 }
 
 /// A TLS server for the name `name` at `ip`, answering the first INVITE

@@ -18,11 +18,14 @@ use tracing::{info, warn};
 
 use super::config::TlsConfig;
 use super::provider;
+use crate::transport::config::ListenerSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
-    #[error("a tls or wss listener needs a certificate: set tls.cert and tls.key")]
-    Missing,
+    #[error(
+        "listener {0} needs a certificate: set tls.cert and tls.key, or its own in [[tls.listener]]"
+    )]
+    Missing(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{0}: client certificates are verified here, but tls.client_ca is not set")]
@@ -69,12 +72,14 @@ pub(super) fn load_roots(path: &Path) -> Result<RootCertStore, CertificateError>
     Ok(roots)
 }
 
-/// The certificates of one load: the default and the SNI table.
+/// The certificates of one load: the default, the SNI table and the
+/// listeners' own.
 #[derive(Debug, Default)]
 struct CertSet {
     default: Option<Arc<CertifiedKey>>,
     /// Lowercase names; `*.example.com` keys a wildcard.
     by_name: HashMap<String, Arc<CertifiedKey>>,
+    by_listener: HashMap<ListenerSpec, Arc<CertifiedKey>>,
 }
 
 impl CertSet {
@@ -91,11 +96,30 @@ impl CertSet {
                 by_name.insert(name.to_ascii_lowercase(), key.clone());
             }
         }
-        Ok(CertSet { default, by_name })
+        let mut by_listener = HashMap::new();
+        for entry in &config.listener {
+            match (&entry.cert, &entry.key) {
+                (Some(c), Some(k)) => {
+                    by_listener.insert(entry.listen, load_pair(c, k)?);
+                }
+                (None, None) => {}
+                _ => return Err(CertificateError::HalfPair),
+            }
+        }
+        Ok(CertSet {
+            default,
+            by_name,
+            by_listener,
+        })
     }
 
-    /// The exact name, then a one-label wildcard, then the default.
-    fn pick(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    /// The exact name, then a one-label wildcard, then the listener's own
+    /// certificate, then the default.
+    fn pick(
+        &self,
+        name: Option<&str>,
+        listener: Option<&ListenerSpec>,
+    ) -> Option<Arc<CertifiedKey>> {
         let named = name.and_then(|n| {
             let n = n.to_ascii_lowercase();
             self.by_name.get(&n).cloned().or_else(|| {
@@ -103,7 +127,9 @@ impl CertSet {
                 self.by_name.get(&format!("*.{parent}")).cloned()
             })
         });
-        named.or_else(|| self.default.clone())
+        named
+            .or_else(|| listener.and_then(|l| self.by_listener.get(l).cloned()))
+            .or_else(|| self.default.clone())
     }
 }
 
@@ -123,9 +149,10 @@ impl CertResolver {
         })
     }
 
-    pub fn has_any(&self) -> bool {
+    /// Whether a client of `listener` can be served a certificate.
+    pub fn serves(&self, listener: &ListenerSpec) -> bool {
         let set = self.set.load();
-        set.default.is_some() || !set.by_name.is_empty()
+        set.default.is_some() || !set.by_name.is_empty() || set.by_listener.contains_key(listener)
     }
 
     pub fn reload(&self, config: &TlsConfig) -> Result<(), CertificateError> {
@@ -141,9 +168,20 @@ impl CertResolver {
     }
 }
 
-impl ResolvesServerCert for CertResolver {
+/// The server side of one listener: the node's certificates, with the
+/// listener's own as its default.
+#[derive(Debug)]
+pub(super) struct ListenerResolver {
+    pub certs: Arc<CertResolver>,
+    pub listener: ListenerSpec,
+}
+
+impl ResolvesServerCert for ListenerResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.set.load().pick(hello.server_name())
+        self.certs
+            .set
+            .load()
+            .pick(hello.server_name(), Some(&self.listener))
     }
 }
 

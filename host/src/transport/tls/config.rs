@@ -25,9 +25,9 @@ pub struct TlsConfig {
     /// Client certificates on every `tls`/`wss` listener: `off` (default),
     /// `optional` (verified when sent) or `required`.
     pub verify_clients: ClientAuth,
-    /// Per-listener exceptions to `verify_clients` (trunk or cluster-peer
-    /// listeners that require a certificate, say).
-    pub listener: Vec<ListenerClientAuth>,
+    /// Per-listener settings: its own certificate, or its own client
+    /// verification (a trunk or cluster-peer port that requires one).
+    pub listener: Vec<ListenerTls>,
     /// CA bundle outbound TLS verifies next hops against; default: the
     /// system roots. Verification cannot be turned off.
     pub ca: Option<PathBuf>,
@@ -60,18 +60,26 @@ impl TlsConfig {
 
     /// Client authentication on one listener.
     pub fn client_auth_for(&self, spec: &ListenerSpec) -> ClientAuth {
-        self.listener
-            .iter()
-            .find(|l| l.listen == *spec)
-            .map_or(self.verify_clients, |l| l.verify_clients)
+        self.listener_settings(spec)
+            .and_then(|l| l.verify_clients)
+            .unwrap_or(self.verify_clients)
+    }
+
+    pub(super) fn listener_settings(&self, spec: &ListenerSpec) -> Option<&ListenerTls> {
+        self.listener.iter().find(|l| l.listen == *spec)
     }
 
     /// Every file the certificates come from, for the reload watcher.
     pub fn cert_files(&self) -> Vec<PathBuf> {
-        let pairs = self.sni.iter().map(|s| (&s.cert, &s.key));
+        let sni = self.sni.iter().map(|s| (&s.cert, &s.key));
+        let listeners = self
+            .listener
+            .iter()
+            .filter_map(|l| l.cert.as_ref().zip(l.key.as_ref()));
         let default = self.cert.iter().zip(self.key.iter());
         default
-            .chain(pairs)
+            .chain(sni)
+            .chain(listeners)
             .flat_map(|(c, k)| [c.clone(), k.clone()])
             .collect()
     }
@@ -90,10 +98,18 @@ pub struct SniCertificate {
 /// One `[[tls.listener]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListenerClientAuth {
+pub struct ListenerTls {
     /// The listener, as written in `listen` (`tls:0.0.0.0:5062`).
     pub listen: ListenerSpec,
-    pub verify_clients: ClientAuth,
+    /// Client certificates here, instead of `tls.verify_clients`.
+    #[serde(default)]
+    pub verify_clients: Option<ClientAuth>,
+    /// This listener's certificate, instead of `tls.cert`/`tls.key` (SNI
+    /// entries still win for the names they list).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -2,8 +2,9 @@
 //! (RFC 3261 §26.2, RFC 5922, RFC 5630), on rustls.
 //!
 //! - Server side: one certificate resolver for the node, chosen by SNI (one
-//!   certificate per tenant domain) with a default for clients that send no
-//!   name; optional client-certificate verification per listener.
+//!   certificate per tenant domain), else the listener's own certificate,
+//!   else the node's default; optional client-certificate verification per
+//!   listener.
 //! - Client side: the next hop's certificate is verified against the
 //!   configured CA bundle or the system roots, with the SIP domain of the
 //!   request URI as the name (RFC 5922 §7), never skipped.
@@ -25,8 +26,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{info, warn};
 
 pub use self::certs::CertificateError;
-use self::certs::{CertResolver, load_roots};
-pub use self::config::{ClientAuth, ListenerClientAuth, SniCertificate, TlsConfig};
+use self::certs::{CertResolver, ListenerResolver, load_roots};
+pub use self::config::{ClientAuth, ListenerTls, SniCertificate, TlsConfig};
 use super::config::ListenerSpec;
 use crate::net::Transport;
 
@@ -57,10 +58,12 @@ impl TlsContext {
     /// Loads every certificate and CA the config names. Fails when a secure
     /// listener is configured with no certificate at all, or a file is bad.
     pub fn load(config: &TlsConfig, listeners: &[ListenerSpec]) -> Result<Self, CertificateError> {
-        let secure = listeners.iter().any(|l| l.transport.is_secure());
         let resolver = Arc::new(CertResolver::load(config)?);
-        if secure && !resolver.has_any() {
-            return Err(CertificateError::Missing);
+        if let Some(bare) = listeners
+            .iter()
+            .find(|l| l.transport.is_secure() && !resolver.serves(l))
+        {
+            return Err(CertificateError::Missing(bare.to_string()));
         }
         if let Some(ca) = &config.ca {
             // A bad bundle is a start-up error, not a failure at the first call.
@@ -104,7 +107,10 @@ impl TlsContext {
                 )
             }
         };
-        let mut server = builder.with_cert_resolver(self.resolver.clone());
+        let mut server = builder.with_cert_resolver(Arc::new(ListenerResolver {
+            certs: self.resolver.clone(),
+            listener: *spec,
+        }));
         if spec.transport == Transport::Wss {
             server.alpn_protocols = vec![b"http/1.1".to_vec()];
         }
