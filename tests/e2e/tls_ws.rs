@@ -234,6 +234,39 @@ async fn certificates_reload_on_file_change_and_open_connections_stay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_call_reloads_certificates_and_a_bad_file_keeps_the_old_ones() {
+    let ip = "127.0.95.11";
+    let dir = run_dir("tls", "admin-reload");
+    let old_ca = TestCa::new(&dir, "old");
+    let files = old_ca.server("node", &[ip]);
+    let node = start_node_with(ip, |c| {
+        listen(c, "tls", ip);
+        serve(c, &files);
+        c.tls.watch = false;
+        c.admin.listen = Some(format!("{ip}:0").parse().unwrap());
+    })
+    .await;
+    let (tls, admin) = (node.addr(Transport::Tls), node.admin_addr().unwrap());
+
+    // A broken key: refused, and the old certificate is still served.
+    std::fs::write(&files.key, "not a key").unwrap();
+    let (status, body) = switchyard_tests::policy::admin_post(admin, "/tls/reload").await;
+    assert_eq!(status, 422, "{body}");
+    let mut phone = Phone::tls("alice", "127.0.95.12", tls, ip, old_ca.client_config(None)).await;
+    assert_eq!(phone.register("", &[]).await.status(), Some(200));
+
+    let new_ca = TestCa::new(&dir, "new");
+    let renewed = new_ca.server("renewed", &[ip]);
+    std::fs::copy(&renewed.key, &files.key).unwrap();
+    std::fs::copy(&renewed.cert, &files.cert).unwrap();
+    let (status, body) = switchyard_tests::policy::admin_post(admin, "/tls/reload").await;
+    assert_eq!((status, body.trim()), (200, "reloaded"));
+    assert_eq!(node.tls().reloads(), 1);
+    let mut bob = Phone::tls("bob", "127.0.95.13", tls, ip, new_ca.client_config(None)).await;
+    assert_eq!(bob.register("", &[]).await.status(), Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_listener_requires_a_client_certificate_and_another_serves_its_own() {
     let ip = "127.0.96.1";
     let dir = run_dir("tls", "mtls");

@@ -153,6 +153,11 @@ pub async fn admin_load(
     }
 }
 
+/// `POST path` (no body) on the admin endpoint: status code and body.
+pub async fn admin_post(admin: SocketAddr, path: &str) -> (u16, String) {
+    http(admin, "POST", path, &[]).await
+}
+
 /// `GET path` on the admin endpoint: status code and body.
 pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
     http(admin, "GET", path, &[]).await
