@@ -467,11 +467,23 @@ async fn a_sips_request_never_leaves_over_an_insecure_hop() {
             .await
     );
 
-    // alice is on TLS: a SIPS call to her goes through.
+    // alice is on TLS: a SIPS call to her goes through, and the entry
+    // facing her is a SIPS URI (RFC 3261 §16.6 step 4).
     let (invite, call_id) = bob.invite(&format!("sips:alice@{DOMAIN}"), None);
     bob.send(&invite).await;
     let (got, _) = alice.recv_request("INVITE").await;
     assert_eq!(got.call_id().unwrap(), call_id);
-    alice.answer(&got, 486, None).await;
-    assert_eq!(bob.recv_final(&call_id, "INVITE").await.status(), Some(486));
+    let rr = record_routes(&got);
+    assert!(
+        rr[0].starts_with("<sips:") && !rr[0].contains("transport=tls"),
+        "{rr:?}"
+    );
+    assert!(rr[1].starts_with("<sip:"), "the UDP side stays SIP: {rr:?}");
+    alice.answer(&got, 200, Some(&alice.contact())).await;
+    assert_eq!(bob.recv_final(&call_id, "INVITE").await.status(), Some(200));
+    // Her BYE follows that route set back to bob.
+    let bye = Dialog::callee(&got, "callee-tag").request(&mut alice, "BYE", &[]);
+    alice.send(&bye).await;
+    let (got, _) = bob.recv_request("BYE").await;
+    assert_eq!(got.call_id().unwrap(), call_id);
 }

@@ -237,6 +237,9 @@ impl Edge {
     /// Our Record-Route entries for one branch: the side facing each flow
     /// we hold carries its token, so in-dialog requests coming from the
     /// other side reach the UA on that flow from whichever node they enter.
+    /// For a SIPS request, an entry on TLS is a SIPS URI (RFC 3261 §16.6
+    /// step 4, RFC 5630 §4.1: `sips:`, no `transport=tls`).
+    #[allow(clippy::too_many_arguments)]
     pub fn record_route(
         &self,
         out: (&str, Transport),
@@ -245,9 +248,17 @@ impl Edge {
         in_flow: Option<Source>,
         dialog: Option<&str>,
         expires: u64,
+        sips: bool,
     ) -> Vec<String> {
         let rr = |at: (&str, Transport), flow| {
-            self.cluster.record_route_value(at, flow, dialog, expires)
+            let value = self.cluster.record_route_value(at, flow, dialog, expires);
+            if sips && at.1 == Transport::Tls {
+                value
+                    .replacen("<sip:", "<sips:", 1)
+                    .replacen(Transport::Tls.uri_param(), "", 1)
+            } else {
+                value
+            }
         };
         if out == inbound && (out_flow.is_none() || in_flow.is_none()) {
             return vec![rr(out, out_flow.or(in_flow))];

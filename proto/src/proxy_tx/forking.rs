@@ -93,6 +93,9 @@ impl ProxyTx {
                 fw.ua_flow,
                 fw.dialog_token.as_deref(),
                 fw.token_expiry_secs,
+                self.request
+                    .request_uri()
+                    .is_ok_and(|u| u.scheme == switchyard_codec::Scheme::Sips),
             );
         }
         let routes: Option<Vec<String>> = if !target.route.is_empty() {
