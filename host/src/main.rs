@@ -263,12 +263,21 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .build()
                 .context("starting the runtime")?;
             runtime.block_on(async {
+                let drain = cfg.lifecycle.drain();
                 let node = Node::start(cfg).await?;
-                tokio::signal::ctrl_c()
-                    .await
-                    .context("waiting for Ctrl-C")?;
-                tracing::info!("shutting down");
+                let mut stop = StopSignals::new()?;
+                let signal = stop.next().await;
+                tracing::info!(%signal, drain_ms = drain.as_millis() as u64, "draining: no new calls");
+                tokio::select! {
+                    drained = node.drain(drain) => {
+                        if drained {
+                            tracing::info!("drained");
+                        }
+                    }
+                    signal = stop.next() => tracing::warn!(%signal, "stopping without waiting"),
+                }
                 node.shutdown().await;
+                tracing::info!("stopped");
                 Ok(())
             })
         }
@@ -450,4 +459,28 @@ async fn user_scope(
 /// Unix seconds as an RFC 1123 date.
 fn utc(secs: u64) -> String {
     switchyard::registrar::http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// SIGTERM (systemd, Kubernetes) and SIGINT (Ctrl-C).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+        })
+    }
+
+    /// The next one, by name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -465,3 +465,34 @@ fn user_commands_through_a_running_nodes_admin_endpoint() {
     assert_eq!(user(&["list"]).1, "");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let mut node = start(
+        &[
+            "--listen",
+            "udp:127.0.0.63:5090",
+            "--domain",
+            "switchyard.test",
+        ],
+        1,
+    );
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &node.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Nothing in progress: it stops at once, and cleanly.
+    let status = loop {
+        if let Some(status) = node.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}

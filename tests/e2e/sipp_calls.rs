@@ -289,3 +289,53 @@ async fn calls_over_tls_end_to_end() {
     assert_eq!(stats.tcp_rx_messages, 1 + 20 * 3, "{stats:?}");
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_finishes_the_calls_in_progress_and_refuses_new_ones() {
+    let node = start_node("127.0.31.1").await;
+    let proxy = udp_addr(&node);
+    let uas = Sipp::uas(UAS_ANSWER).local(ip(31, 2), 5070).spawn();
+    register(proxy, ip(31, 3), "bob", "127.0.31.2:5070", None).await;
+    // 20 calls that each last 1.5 s between ACK and BYE.
+    let before = node.stats().requests_in.get();
+    let calls = caller(UAC_CALL, proxy, ip(31, 3), "bob")
+        .calls(20)
+        .rate(40)
+        .pause(Duration::from_millis(1500))
+        .spawn();
+    // Every INVITE and its ACK has arrived (the BYEs come 1.5 s later).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.stats().requests_in.get() < before + 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the INVITEs never came"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drain = node.drain(Duration::from_secs(20));
+    let late = async {
+        // A new call while draining: 503 with Retry-After, at once.
+        let ua = switchyard_tests::ua::UdpUa::bind("127.0.31.4").await;
+        let invite = switchyard_tests::ua::invite(
+            &format!("sip:bob@{DOMAIN}"),
+            "alice",
+            ua.addr,
+            "late-call",
+        );
+        let answer = ua.request(proxy, &invite, "the answer to a new call").await;
+        (
+            answer.status(),
+            answer
+                .header(switchyard_codec::HeaderName::RetryAfter)
+                .map(str::to_owned),
+        )
+    };
+    let (drained, (status, retry)) = tokio::join!(drain, late);
+    assert!(drained, "every transaction answered within the drain time");
+    assert_eq!((status, retry.as_deref()), (Some(503), Some("30")));
+    // The BYEs of the calls in progress went through while draining.
+    finish(calls).await.assert_calls(20, 0);
+    stop(uas).await.assert_calls(20, 0);
+    assert_eq!(node.stats().refused_draining.get(), 1);
+    node.shutdown().await;
+}

@@ -72,6 +72,30 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The HTTP path and allowed origins of `ws`/`wss` listeners.
     pub websocket: WebSocketConfig,
+    /// Stopping: how long SIGTERM/SIGINT lets calls in progress finish.
+    pub lifecycle: LifecycleConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// On SIGTERM or SIGINT the node refuses new calls (503 + Retry-After)
+    /// and waits up to this long for every transaction in progress to get
+    /// its final response, then closes its connections and exits 0. A
+    /// second signal stops it at once.
+    pub drain_ms: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig { drain_ms: 30_000 }
+    }
+}
+
+impl LifecycleConfig {
+    pub fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_ms)
+    }
 }
 
 impl Default for Config {
@@ -102,6 +126,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             websocket: WebSocketConfig::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }

@@ -55,6 +55,11 @@ impl Shard {
     pub fn counts(&self) -> (usize, usize, usize) {
         self.endpoint.lock().counts()
     }
+
+    /// Server transactions without a final response yet.
+    pub fn unanswered(&self) -> usize {
+        self.endpoint.lock().unanswered()
+    }
 }
 
 /// What the node knows once its sockets are bound.

@@ -135,6 +135,7 @@ impl Node {
         let edge = Edge::new(identity, cluster, edge_config(&config));
         let shards = shard_count();
         let settings = endpoint_config(&config);
+        let draining = settings.draining.clone();
         let shards: Vec<Shard> = (0..shards)
             .map(|i| {
                 let config = EndpointConfig {
@@ -211,6 +212,7 @@ impl Node {
             tasks,
             tenants,
             admin_addr,
+            draining,
         })
     }
 }
@@ -287,6 +289,7 @@ fn endpoint_config(config: &Config) -> EndpointConfig {
         },
         max_transactions: config.limits.max_transactions,
         live: Default::default(),
+        draining: Default::default(),
         max_breadth: config.limits.max_breadth,
         max_branches: config.limits.max_branches,
         registrar: config.registrar.clone(),
@@ -337,6 +340,8 @@ pub struct NodeHandle {
     tasks: Vec<JoinHandle<()>>,
     tenants: Option<Arc<Tenants>>,
     admin_addr: Option<SocketAddr>,
+    /// Shared with every shard's endpoint: set by [`NodeHandle::drain`].
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The tenants and, when any policy can be loaded (configured policies, a
@@ -414,6 +419,41 @@ impl NodeHandle {
             .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
     }
 
+    /// Stops taking new calls and waits, up to `limit`, until every server
+    /// transaction has its final response: new INVITE, SUBSCRIBE and REFER
+    /// get 503 + Retry-After (`switchyard_refused_draining_total`), while
+    /// in-dialog requests (ACK, BYE, re-INVITE), REGISTER, CANCEL and
+    /// responses go on. Returns whether everything was answered in time.
+    /// Call [`shutdown`](Self::shutdown) next. It waits for transactions,
+    /// not calls: a BYE that comes after the drain finds the node gone
+    /// (dialog awareness is for the dialog layer to add).
+    pub async fn drain(&self, limit: Duration) -> bool {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left: usize = self
+                .core
+                .wiring()
+                .shards
+                .iter()
+                .map(Shard::unanswered)
+                .sum();
+            if left == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    transactions = left,
+                    "drain time over with calls still unanswered"
+                );
+                return false;
+            }
+            // Nothing signals "the last one answered": look again shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn shutdown(self) {
         self.transports.shutdown().await;
         for t in self.tasks {
@@ -456,6 +496,10 @@ fn node_counters(
         ),
         ("switchyard_relay_refused_total", stats.relay_refused.get()),
         ("switchyard_overloaded_total", stats.overloaded.get()),
+        (
+            "switchyard_refused_draining_total",
+            stats.refused_draining.get(),
+        ),
         (
             "switchyard_branches_capped_total",
             stats.branches_capped.get(),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
@@ -22,6 +22,9 @@ pub struct EndpointConfig {
     pub max_transactions: usize,
     /// The live server transactions of the node (shared by its shards).
     pub live: Arc<AtomicUsize>,
+    /// Set while the node drains before it stops: new dialog-forming
+    /// requests get 503 + Retry-After, everything else goes on.
+    pub draining: Arc<AtomicBool>,
     /// RFC 5393 Max-Breadth when the request carries none (and its cap).
     pub max_breadth: u32,
     /// Branches per request, failover included.

@@ -72,6 +72,16 @@ impl Endpoint {
             self.reply(source, resp);
             return;
         }
+        if self.config.draining.load(Ordering::Relaxed) && starts_a_dialog(&msg) {
+            // Shutting down: no new calls here, the caller (or its
+            // outbound proxy) tries another node (RFC 3261 §21.5.4).
+            self.stats.refused_draining.inc();
+            let resp = codec::response_to(&msg, 503, "Service Unavailable")
+                .header("Retry-After", "30")
+                .build();
+            self.reply(source, resp);
+            return;
+        }
         let id = self.next_tx;
         self.next_tx += 1;
         let to_tag = format!("sy{:012x}", rand::Rng::random::<u64>(&mut self.rng) >> 16);
@@ -197,4 +207,14 @@ fn client_key(msg: &SipMessage) -> Option<ClientKey> {
     let via = msg.top_via().ok()?;
     let cseq = msg.cseq().ok()?;
     Some(ClientKey::new(via.branch()?, cseq.method.as_str()))
+}
+
+/// An out-of-dialog request that creates a dialog (RFC 3261 §12; RFC 6665
+/// SUBSCRIBE, RFC 3515 REFER): what a draining node turns away.
+fn starts_a_dialog(msg: &SipMessage) -> bool {
+    let creates = matches!(
+        msg.method(),
+        Some(Method::Invite | Method::Subscribe | Method::Refer)
+    );
+    creates && msg.to().map(|t| t.tag().is_none()).unwrap_or(true)
 }

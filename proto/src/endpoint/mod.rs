@@ -231,6 +231,12 @@ impl Endpoint {
         (self.servers.len(), self.clients.len(), self.timers.len())
     }
 
+    /// Server transactions still without a final response: what a
+    /// draining node waits for (completed ones only absorb retransmissions).
+    pub fn unanswered(&self) -> usize {
+        self.txs.values().filter(|e| !e.tx.is_answered()).count()
+    }
+
     fn reply(&mut self, source: crate::net::Source, data: Bytes) {
         self.transmits.push_back(Transmit::Reply { source, data });
     }

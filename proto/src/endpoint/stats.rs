@@ -37,6 +37,8 @@ pub struct Stats {
     pub auth_throttled: Counter,
     /// New requests answered 503 because `limits.max_transactions` were live.
     pub overloaded: Counter,
+    /// New dialog-forming requests answered 503 while the node drained.
+    pub refused_draining: Counter,
     /// Initial requests from a stranger to a foreign domain (403).
     pub relay_refused: Counter,
     /// Targets left out by `limits.max_branches`.

@@ -192,6 +192,11 @@ impl ProxyTx {
     }
 
     /// Where the request came from (its responses go back there).
+    /// A final response was sent (or forwarded) upstream.
+    pub fn is_answered(&self) -> bool {
+        self.final_status.is_some()
+    }
+
     pub fn source(&self) -> Source {
         self.source
     }
