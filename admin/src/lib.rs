@@ -35,7 +35,7 @@ use tracing::{info, warn};
 use switchyard_engine::tenants::{ModuleSource, TenantStatus, Tenants};
 
 /// `[admin]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Address of the admin endpoint; `"off"` disables it (TOML has no null).

@@ -32,7 +32,7 @@ use switchyard_proto::location::StoreError;
 
 /// `[auth.cache]`: the subscriber read cache (Cassandra subscribers only;
 /// the file is in memory already).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Subscribers (known or not) held at most; about 0.5 KB each.

@@ -9,7 +9,7 @@ use super::cache::CacheConfig;
 use super::digest::Algorithm;
 use super::throttle::ThrottleConfig;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Challenge every REGISTER (401) and every initial request whose From

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 /// `[auth.throttle]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {
     /// Wrong answers allowed per source and user in `window_secs`.

@@ -24,7 +24,7 @@ use crate::tls::{TlsConfig, TlsError};
 /// request_timeout_ms = 2000
 /// create_schema = false
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CassandraConfig {
     /// Nodes to discover the cluster from, as `host:port` (port 9042 for
@@ -173,7 +173,7 @@ pub fn valid_identifier(name: &str) -> bool {
 }
 
 /// Consistency levels a location backend sensibly uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConsistencyLevel {
     /// One replica in the local DC: fastest, may read stale bindings.
@@ -203,7 +203,7 @@ impl ConsistencyLevel {
 }
 
 /// Serial consistency of the LWT commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SerialLevel {
     Serial,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 /// The driver connects to nodes by IP address, so each node's certificate
 /// must carry its IP address as a subjectAltName (Cassandra's
 /// `client_encryption_options` with certificates issued per node).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// Encrypt connections to the cluster.

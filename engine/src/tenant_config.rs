@@ -11,7 +11,7 @@ use switchyard_proto::cluster::ContactRewrite;
 
 /// Domain → tenant mapping and per-tenant policies. Unknown domains
 /// belong to `default`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantsConfig {
     pub default: String,
@@ -55,7 +55,7 @@ impl Default for TenantsConfig {
 }
 
 /// `[tenants.policies.<tenant>]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPolicyConfig {
     /// `builtin:<name>` for a policy shipped inside the binary (`default`,

@@ -27,8 +27,18 @@ struct Cli {
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, global = true, default_value = "info")]
     log: String,
+    /// `text` (colours only on a terminal) or `json` (one object per line,
+    /// with the span fields: Call-ID, branch, tenant).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -171,10 +181,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        // journald and log files get no escape codes.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -188,8 +208,14 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
-            println!("{}: ok", file.display());
-            println!("{config:#?}");
+            println!(
+                "# {}: ok. Effective settings, secrets redacted:",
+                file.display()
+            );
+            for warning in config.warnings() {
+                println!("# warning: {warning}");
+            }
+            print!("{}", config.redacted_toml());
             Ok(())
         }
         Command::Cassandra(CassandraCommand::Tokens { dc, partitioner }) => {

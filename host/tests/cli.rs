@@ -496,3 +496,36 @@ fn sigterm_drains_and_exits_zero() {
     };
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_and_text_logs_have_no_colours_off_a_terminal() {
+    for (format, port) in [("json", "5091"), ("text", "5092")] {
+        let mut child = Command::new(BIN)
+            .args(["--log", "info", "--log-format", format, "run", "--listen"])
+            .arg(format!("udp:127.0.0.64:{port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn switchyard");
+        let out = child.stdout.take().unwrap();
+        let line = BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("listening"))
+            .expect("a listening line");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(!line.contains('\u{1b}'), "no escape codes: {line:?}");
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+            assert_eq!(v["level"], "INFO", "{line}");
+            assert!(
+                v["fields"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("listening"),
+                "{line}"
+            );
+        }
+    }
+}

@@ -9,7 +9,7 @@ use super::EngineError;
 
 /// Engine-wide settings (`[policy]` in the node's TOML). Every key is
 /// optional; the defaults suit a proxy with a few hundred tenants.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// Wall-clock budget of one hook call, in milliseconds (default 5). A
@@ -136,7 +136,7 @@ impl EngineConfig {
 /// fail-closed: a policy often enforces something (blocked callers, rate
 /// limits, toll fraud rules), and silently skipping it is the worse surprise.
 /// A 503 with `Retry-After` makes well-behaved UAs retry shortly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureMode {
     /// Fall back to default routing: every hook's built-in default.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::net::Transport;
 pub use switchyard_proto::cluster::ContactRewrite;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// The shared secret every node seals tokens with (flow tokens,
@@ -28,7 +28,7 @@ pub struct ClusterConfig {
 }
 
 /// `cluster.path_transport`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PathTransport {
     Udp,

@@ -39,7 +39,7 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// This node's identity in the cluster; recorded in bindings it stores.
@@ -76,7 +76,7 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LifecycleConfig {
     /// On SIGTERM or SIGINT the node refuses new calls (503 + Retry-After)
@@ -132,7 +132,7 @@ impl Default for Config {
 }
 
 /// RFC 3261 timers, in milliseconds, and the proxy's INVITE Timer C.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimersConfig {
     pub t1_ms: u64,
@@ -169,7 +169,7 @@ impl TimersConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest SIP message accepted, in bytes (larger: 513 or drop/close).
@@ -259,7 +259,7 @@ impl LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `embedded` (in-process, single node) or `cassandra` (shared by a
@@ -396,6 +396,71 @@ impl Config {
         // Tests start many nodes: no fixed admin port.
         c.admin.listen = None;
         c
+    }
+
+    /// The known foot-guns of this configuration, one sentence each: what a
+    /// node logs as warnings when it starts (and `check-config` prints).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.advertise.is_none()
+            && let Some(wild) = self.listen.iter().find(|l| l.addr.ip().is_unspecified())
+        {
+            out.push(format!(
+                "{wild} listens on every address but `advertise` is not set: Via, \
+                 Record-Route and Path will name 127.0.0.1, which no other host can reach"
+            ));
+        }
+        if self.egress.allow.is_empty() {
+            out.push(
+                "[egress] allow is empty: requests may be relayed to any address, \
+                 paid destinations included; list your carriers and networks"
+                    .into(),
+            );
+        }
+        let clustered = self.store.backend == "cassandra";
+        match &self.cluster.secret {
+            None if clustered => out.push(
+                "the store is shared (cassandra) but [cluster] secret is not set: \
+                 each node seals its own tokens and no other node can open them"
+                    .into(),
+            ),
+            Some(secret) if secret.len() < 32 => out.push(format!(
+                "[cluster] secret is {} characters; use 32 or more random ones",
+                secret.len()
+            )),
+            _ => {}
+        }
+        out
+    }
+
+    /// The effective settings as TOML, every default filled in, with the
+    /// secrets (cluster keys, the Cassandra password) replaced by
+    /// `"<redacted>"`: what `check-config` prints.
+    pub fn redacted_toml(&self) -> String {
+        const SECRET_KEYS: [&str; 3] = ["secret", "previous_secrets", "password"];
+        fn redact(value: &mut toml::Value) {
+            match value {
+                toml::Value::Table(table) => {
+                    for (key, v) in table.iter_mut() {
+                        if SECRET_KEYS.contains(&key.as_str()) {
+                            *v = match v {
+                                toml::Value::Array(items) => toml::Value::Array(
+                                    items.iter().map(|_| "<redacted>".into()).collect(),
+                                ),
+                                _ => "<redacted>".into(),
+                            };
+                        } else {
+                            redact(v);
+                        }
+                    }
+                }
+                toml::Value::Array(items) => items.iter_mut().for_each(redact),
+                _ => {}
+            }
+        }
+        let mut value = toml::Value::try_from(self).expect("the config serializes");
+        redact(&mut value);
+        toml::to_string_pretty(&value).expect("a TOML table")
     }
 
     /// The host of cluster URIs (temp-GRUUs, rewritten Contacts).

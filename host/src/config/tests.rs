@@ -164,3 +164,64 @@ fn cluster_section_parses_and_short_secrets_are_refused() {
     assert_eq!(single.len(), 1);
     assert_ne!(single, Config::default().cluster.secrets());
 }
+
+#[test]
+fn effective_settings_print_as_toml_that_parses_back_without_the_secrets() {
+    let text = "[cluster]\nsecret = \"a cluster secret of some length\"\n\
+                previous_secrets = [\"an older secret of some length\"]\n\
+                [store]\nbackend = \"cassandra\"\n[store.cassandra]\npassword = \"hunter2hunter2\"\n";
+    let config = Config::parse(text, "secret.toml").unwrap();
+    let printed = config.redacted_toml();
+    for secret in ["a cluster secret", "an older secret", "hunter2"] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+    assert!(printed.contains("<redacted>"), "{printed}");
+    assert!(
+        printed.contains("drain_ms = 30000"),
+        "every default is shown: {printed}"
+    );
+    // A redacted dump is no working config (the placeholder is no secret)...
+    let err = Config::parse(&printed, "printed.toml").unwrap_err();
+    assert!(err.to_string().contains("cluster.secret"), "{err}");
+    // ...but one without secrets reads back as the same settings.
+    let plain = Config::parse("[timers]\nt1_ms = 250\n", "plain.toml").unwrap();
+    let back = Config::parse(&plain.redacted_toml(), "printed.toml").unwrap();
+    assert_eq!(back.timers.t1_ms, 250);
+    assert_eq!(back.redacted_toml(), plain.redacted_toml());
+}
+
+#[test]
+fn the_foot_guns_are_named() {
+    // The defaults: a wildcard listener without `advertise`, no egress limit.
+    let warnings = Config::default().warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("advertise"), "{warnings:?}");
+    assert!(warnings[1].contains("[egress] allow"), "{warnings:?}");
+
+    let shared = Config::parse(
+        "advertise = \"sip.example.test\"\n[egress]\nallow = [\"127.0.0.0/8\"]\n\
+         [store]\nbackend = \"cassandra\"\n",
+        "c.toml",
+    )
+    .unwrap();
+    assert_eq!(shared.warnings().len(), 1);
+    assert!(shared.warnings()[0].contains("secret is not set"));
+
+    let weak = Config::parse(
+        "advertise = \"a\"\n[egress]\nallow = [\"127.0.0.0/8\"]\n[cluster]\nsecret = \"only twenty chars!!!\"\n",
+        "w.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        weak.warnings(),
+        ["[cluster] secret is 20 characters; use 32 or more random ones"]
+    );
+
+    let sound = Config::parse(
+        "advertise = \"a\"\n[egress]\nallow = [\"10.0.0.0/8\"]\n[cluster]\n\
+         secret = \"0123456789abcdef0123456789abcdef\"\n",
+        "s.toml",
+    )
+    .unwrap();
+    assert!(sound.warnings().is_empty(), "{:?}", sound.warnings());
+}

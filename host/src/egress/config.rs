@@ -27,7 +27,7 @@ use super::EgressError;
 const DNS_PORT: u16 = 53;
 
 /// Egress settings, embedded in the main config as `[egress]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EgressConfig {
     /// CIDR blocks the proxy may send requests to; a bare address means a
@@ -77,7 +77,7 @@ impl EgressConfig {
 }
 
 /// One address of a static host entry: an IP and, optionally, a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(try_from = "String")]
 pub struct HostEntry {
     pub ip: IpAddr,

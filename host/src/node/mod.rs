@@ -205,6 +205,9 @@ impl Node {
                 );
             }
         }
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         info!(node = %config.node_id, domains = ?config.domains, store = store.backend(), "node started");
         Ok(NodeHandle {
             core,

@@ -22,7 +22,7 @@ use super::stream::{Incoming, MessageSink, Read};
 const SUBPROTOCOL: &str = "sip";
 
 /// The `[websocket]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebSocketConfig {
     /// The HTTP path the upgrade must ask for; any other path gets 404.

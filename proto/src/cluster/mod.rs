@@ -136,7 +136,7 @@ impl Cluster {
 
 /// When the edge node replaces a UA's Contact with a cluster-routable one
 /// (see `docs/operations.md`, "Contact rewriting").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ContactRewrite {
     /// Never: in-dialog requests rely on Record-Route alone.

@@ -27,7 +27,7 @@ pub use response::{
 pub use rules::{ContactUpdate, ContactsUpdate, RegisterOutcome, RegisterUpdate, RuleError, apply};
 
 /// Registration intervals, in seconds.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrarConfig {
     /// Used when a contact has neither an `expires` parameter nor an

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::transport::config::ListenerSpec;
 
 /// TLS settings of a node. Paths are PEM files.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// The certificate chain (leaf first) served to clients that send no SNI
@@ -86,7 +86,7 @@ impl TlsConfig {
 }
 
 /// One `[[tls.sni]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SniCertificate {
     /// Names this certificate is served for; `*.example.com` matches one label.
@@ -96,7 +96,7 @@ pub struct SniCertificate {
 }
 
 /// One `[[tls.listener]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// The listener, as written in `listen` (`tls:0.0.0.0:5062`).
@@ -112,7 +112,7 @@ pub struct ListenerTls {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     #[default]
