@@ -225,3 +225,31 @@ fn the_foot_guns_are_named() {
     .unwrap();
     assert!(sound.warnings().is_empty(), "{:?}", sound.warnings());
 }
+
+#[test]
+fn the_full_example_has_every_key_at_its_default() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/full.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let full = Config::parse(&text, "full.toml").unwrap();
+    assert_eq!(
+        full.redacted_toml(),
+        Config::default().redacted_toml(),
+        "examples/full.toml sets a key to something else than its default"
+    );
+    // Every key the defaults print is written out in the file.
+    fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = value {
+            for (k, v) in t {
+                let path = format!("{prefix}{k}");
+                keys(v, &format!("{path}."), out);
+                out.push(path);
+            }
+        }
+    }
+    let (mut expected, mut written) = (Vec::new(), Vec::new());
+    let defaults: toml::Value = toml::from_str(&Config::default().redacted_toml()).unwrap();
+    keys(&defaults, "", &mut expected);
+    keys(&toml::from_str(&text).unwrap(), "", &mut written);
+    let missing: Vec<&String> = expected.iter().filter(|k| !written.contains(k)).collect();
+    assert!(missing.is_empty(), "examples/full.toml lacks {missing:?}");
+}
