@@ -180,3 +180,17 @@ cpu_ticks() { # PID -> utime + stime of it and its children (clock ticks)
     done
     echo "$total"
 }
+
+# median: the median of the whitespace-separated numbers on stdin.
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+# start_uas: the SIPp callee answering every call, on UAS_IP[TARGET]:UAS_PORT
+# (the caller's SCEN, WORK, TARGET, PIDS); sets UAS_PID.
+start_uas() {
+    sipp -sf "$SCEN/uas_answer.xml" -i "${UAS_IP[$TARGET]}" -p "$UAS_PORT" \
+        -nostdin -bind_local -buff_size 4194304 -max_recv_loops 10000 -max_sched_loops 10000 \
+        -trace_err -error_file "$WORK/uas-$TARGET.err" >/dev/null 2>"$WORK/uas-$TARGET.stderr" &
+    UAS_PID=$!
+    PIDS+=("$UAS_PID")
+    wait_udp_bound "${UAS_IP[$TARGET]}" "$UAS_PORT" || { log "UAS did not start"; return 1; }
+}

@@ -251,16 +251,7 @@ cpu_step() {
     return 0
 }
 
-median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
-start_uas() {
-    sipp -sf "$SCEN/uas_answer.xml" -i "${UAS_IP[$TARGET]}" -p "$UAS_PORT" \
-        -nostdin -bind_local -buff_size 4194304 -max_recv_loops 10000 -max_sched_loops 10000 \
-        -trace_err -error_file "$WORK/uas-$TARGET.err" >/dev/null 2>"$WORK/uas-$TARGET.stderr" &
-    UAS_PID=$!
-    PIDS+=("$UAS_PID")
-    wait_udp_bound "${UAS_IP[$TARGET]}" "$UAS_PORT" || { log "UAS did not start"; return 1; }
-}
 
 bench_target() {
     TARGET=$1

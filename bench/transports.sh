@@ -162,14 +162,6 @@ EOF
     wait_tcp_bound "$UAC_IP" "$TUNNEL_PORT" || { log "stunnel did not start"; cat "$WORK/stunnel.log" >&2; return 1; }
 }
 
-start_uas() {
-    sipp -sf "$SCEN/uas_answer.xml" -i "${UAS_IP[$TARGET]}" -p "$UAS_PORT" \
-        -nostdin -bind_local -buff_size 4194304 -max_recv_loops 10000 -max_sched_loops 10000 \
-        -trace_err -error_file "$WORK/uas-$TARGET.err" >/dev/null 2>"$WORK/uas-$TARGET.stderr" &
-    UAS_PID=$!
-    PIDS+=("$UAS_PID")
-    wait_udp_bound "${UAS_IP[$TARGET]}" "$UAS_PORT"
-}
 
 # The caller's connection: the proxy itself (UDP, TCP) or the tunnel (TLS).
 uac_leg() { # TRANSPORT -> sets LEG_ADDR LEG_PORT LEG_FLAGS
@@ -227,7 +219,6 @@ print(*(r.get(k, 0) for k in ("sent", "ok", "failed", "unanswered", "achieved"))
     return 1
 }
 
-median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 memory_phase() {
     local t kind port runs r pid out

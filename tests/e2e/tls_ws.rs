@@ -40,22 +40,30 @@ async fn register_outbound(phone: &mut Phone) -> u16 {
     ok.status().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_phone_calls_udp_phone_through_two_record_routes() {
-    let ip = "127.0.92.1";
-    let dir = run_dir("tls", "call");
-    let ca = TestCa::new(&dir, "node");
-    let cert = ca.server("node", &[ip]);
-    let node = start_node_with(ip, |c| {
-        listen(c, "tls", ip);
+/// A node at 127.0.N.1 with a TLS listener (a fresh CA's certificate),
+/// alice registered over TLS from .2 and bob over UDP from .3.
+async fn alice_on_tls_bob_on_udp(n: u8) -> (switchyard::NodeHandle, Phone, Phone) {
+    let ip = format!("127.0.{n}.1");
+    let ca = TestCa::new(&run_dir("tls", &ip), "node");
+    let cert = ca.server("node", &[&ip]);
+    let node = start_node_with(&ip, |c| {
+        listen(c, "tls", &ip);
         serve(c, &cert);
     })
     .await;
     let tls = node.addr(Transport::Tls);
-    let mut alice = Phone::tls("alice", "127.0.92.2", tls, ip, ca.client_config(None)).await;
-    let mut bob = Phone::udp("bob", "127.0.92.3", node.addr(Transport::Udp)).await;
+    let from = |host: u8| format!("127.0.{n}.{host}");
+    let config = ca.client_config(None);
+    let mut alice = Phone::tls("alice", &from(2), tls, &ip, config).await;
+    let mut bob = Phone::udp("bob", &from(3), node.addr(Transport::Udp)).await;
     assert_eq!(alice.register("", &[]).await.status(), Some(200));
     assert_eq!(bob.register("", &[]).await.status(), Some(200));
+    (node, alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_phone_calls_udp_phone_through_two_record_routes() {
+    let (node, mut alice, mut bob) = alice_on_tls_bob_on_udp(92).await;
 
     let (invite, call_id) = alice.invite(&format!("sip:bob@{DOMAIN}"), None);
     alice.send(&invite).await;
@@ -442,20 +450,7 @@ Content-Length: 0
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sips_request_never_leaves_over_an_insecure_hop() {
-    let ip = "127.0.99.1";
-    let dir = run_dir("tls", "sips");
-    let ca = TestCa::new(&dir, "node");
-    let cert = ca.server("node", &[ip]);
-    let node = start_node_with(ip, |c| {
-        listen(c, "tls", ip);
-        serve(c, &cert);
-    })
-    .await;
-    let tls = node.addr(Transport::Tls);
-    let mut alice = Phone::tls("alice", "127.0.99.2", tls, ip, ca.client_config(None)).await;
-    let mut bob = Phone::udp("bob", "127.0.99.3", node.addr(Transport::Udp)).await;
-    assert_eq!(alice.register("", &[]).await.status(), Some(200));
-    assert_eq!(bob.register("", &[]).await.status(), Some(200));
+    let (_node, mut alice, mut bob) = alice_on_tls_bob_on_udp(99).await;
 
     // bob is only reachable over UDP: refused, not downgraded.
     let (invite, call_id) = alice.invite(&format!("sips:bob@{DOMAIN}"), None);

@@ -106,19 +106,14 @@ impl ConnTable {
     }
 
     /// Open connections per transport (gauges).
-    pub fn count_by_transport(&self) -> [(Transport, u64); 4] {
-        let mut counts = [
-            (Transport::Tcp, 0),
-            (Transport::Tls, 0),
-            (Transport::Ws, 0),
-            (Transport::Wss, 0),
-        ];
-        for conn in self.by_remote.lock().values().flatten() {
-            if let Some(c) = counts.iter_mut().find(|(t, _)| *t == conn.transport) {
-                c.1 += 1;
-            }
-        }
-        counts
+    pub fn count_by_transport(&self) -> Vec<(Transport, u64)> {
+        let map = self.by_remote.lock();
+        let conns: Vec<&Conn> = map.values().flatten().collect();
+        Transport::ALL
+            .into_iter()
+            .filter(|t| t.is_connection())
+            .map(|t| (t, conns.iter().filter(|c| c.transport == t).count() as u64))
+            .collect()
     }
 
     pub fn len(&self) -> usize {

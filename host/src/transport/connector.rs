@@ -167,8 +167,7 @@ async fn open(
         return spawn_tcp(shared, stream, slot, token);
     }
     let connector = shared.tls.connector()?;
-    let local = stream.local_addr()?;
-    stream.set_nodelay(true)?;
+    let (_, local) = stream::ends(&stream)?;
     let server = super::tls::server_name(name, dest);
     let tls = timeout(
         shared.cfg.tls.handshake_timeout(),

@@ -376,7 +376,7 @@ impl Transports {
     pub fn stats(&self) -> TransportStats {
         let mut stats = self.shared.stats.snapshot();
         stats.tcp_open_connections = self.shared.conns.len() as u64;
-        stats.open_connections = self.shared.conns.count_by_transport().to_vec();
+        stats.open_connections = self.shared.conns.count_by_transport();
         stats.tls_certificate_reloads = self.shared.tls.reloads();
         let (inbound, outbound) = self.shared.slots.held();
         (stats.tcp_inbound_slots, stats.tcp_outbound_slots) = (inbound as u64, outbound as u64);

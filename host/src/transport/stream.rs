@@ -102,6 +102,13 @@ impl<W: AsyncWrite + Unpin + Send + 'static> MessageSink for ByteWriter<W> {
     }
 }
 
+/// A connected socket's two ends, with Nagle off: SIP messages are written
+/// whole, and Nagle would only delay them.
+pub(super) fn ends(stream: &tokio::net::TcpStream) -> io::Result<(SocketAddr, SocketAddr)> {
+    stream.set_nodelay(true)?;
+    Ok((stream.peer_addr()?, stream.local_addr()?))
+}
+
 /// Registers a connection in the table and starts its two tasks. Both hold
 /// the slot: it is given back when the socket is, after the later ends.
 #[allow(clippy::too_many_arguments)]

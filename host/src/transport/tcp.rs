@@ -119,10 +119,7 @@ pub(super) fn spawn_tcp(
     slot: Slot,
     token: &ShutdownToken,
 ) -> io::Result<Conn> {
-    let remote = stream.peer_addr()?;
-    let local = stream.local_addr()?;
-    // SIP messages are written whole; Nagle would only delay them.
-    stream.set_nodelay(true)?;
+    let (remote, local) = stream::ends(&stream)?;
     let (rd, wr) = stream.into_split();
     Ok(stream::spawn(
         shared,
@@ -146,9 +143,7 @@ async fn upgrade(
     slot: Slot,
     token: &ShutdownToken,
 ) -> io::Result<Conn> {
-    let remote = stream.peer_addr()?;
-    let local = stream.local_addr()?;
-    stream.set_nodelay(true)?;
+    let (remote, local) = stream::ends(&stream)?;
     let limit = shared.cfg.tls.handshake_timeout();
     let max = shared.cfg.max_message_size;
     let wscfg = &shared.cfg.websocket;

@@ -144,10 +144,9 @@ pub(super) struct WsWriter<S>(SplitSink<WebSocketStream<S>, Message>);
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MessageSink for WsWriter<S> {
     async fn send(&mut self, data: Bytes) -> io::Result<()> {
         // SIP is text; a body that is not UTF-8 goes as a binary message.
-        let message = if std::str::from_utf8(&data).is_ok() {
-            Message::Text(Utf8Bytes::try_from(data).map_err(io::Error::other)?)
-        } else {
-            Message::Binary(data)
+        let message = match Utf8Bytes::try_from(data.clone()) {
+            Ok(text) => Message::Text(text),
+            Err(_) => Message::Binary(data),
         };
         self.0.send(message).await.map_err(io::Error::other)
     }
