@@ -290,8 +290,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .context("starting the runtime")?;
             runtime.block_on(async {
                 let drain = cfg.lifecycle.drain();
-                let node = Node::start(cfg).await?;
+                // Handlers first: a SIGTERM that arrives once the node has
+                // said "listening" must drain it, not kill it.
                 let mut stop = StopSignals::new()?;
+                let node = Node::start(cfg).await?;
                 let signal = stop.next().await;
                 tracing::info!(%signal, drain_ms = drain.as_millis() as u64, "draining: no new calls");
                 tokio::select! {
