@@ -1,24 +1,27 @@
-//! The local admin endpoint: HTTP on a loopback address, spoken by
-//! `switchyard policy load|list` (see [`client`]).
+//! The local admin endpoint: HTTP on a loopback address, spoken by the
+//! `switchyard` CLI ([`client`]). Every route is listed, with its
+//! parameters, in [`openapi::ROUTES`] and served as `GET /openapi.json`.
 //!
-//! | request                     | does                                              |
-//! |-----------------------------|---------------------------------------------------|
-//! | `GET /policies`             | every tenant's policy: source, version, counters  |
-//! | `PUT /policies/{tenant}`    | body = a `.wasm` component: validate, then publish |
-//! | `GET /metrics`              | node and policy counters, Prometheus text format  |
-//! | `GET /health`               | `ok`                                              |
-//! | `/subscribers...`           | the node's subscribers (`switchyard user --admin`), see [`subscribers`] |
-//!
-//! There is no authentication: the endpoint is meant for the node's own
-//! host, and binding it to a non-loopback address logs a warning.
+//! Access ([`guard`]): a bearer token from `[admin] token_file` (required
+//! when the endpoint listens beyond loopback), and Host/Origin checks
+//! against DNS rebinding and cross-site requests from a browser.
 
 pub mod client;
+pub mod guard;
 mod metrics;
+mod node;
+pub mod openapi;
+pub mod registrations;
 mod subscribers;
 
+pub use client::Admin;
+pub use node::{
+    BindingView, NodeControl, NodeStatus, Registration, ReloadReport, TenantInfo, TransactionStats,
+};
 pub use subscribers::RemoteSubscribers;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -26,11 +29,11 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 use switchyard_engine::tenants::{ModuleSource, TenantStatus, Tenants};
 
@@ -43,6 +46,14 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// Largest policy module accepted, in bytes.
     pub max_module_bytes: usize,
+    /// A file holding the token every request but `/health` must present
+    /// (`Authorization: Bearer ...`; the CLI's `--token-file`). Required
+    /// when `listen` is not a loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Host names the endpoint answers to besides IP literals and
+    /// `localhost` (any other `Host` is refused: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
@@ -55,7 +66,7 @@ fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
         .map_err(|_| serde::de::Error::custom(format!("`{text}` is not ADDR:PORT or \"off\"")))
 }
 
-/// The port `switchyard policy` uses when `--admin` is not given.
+/// The port the CLI uses when `--admin` is not given.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9060";
 
 impl Default for AdminConfig {
@@ -63,7 +74,47 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: Some(DEFAULT_ADMIN.parse().expect("valid address")),
             max_module_bytes: 32 * 1024 * 1024,
+            token_file: None,
+            allowed_hosts: Vec::new(),
         }
+    }
+}
+
+impl AdminConfig {
+    /// The guard for this configuration: reads the token file. Refuses an
+    /// endpoint beyond loopback without a token, and an empty token.
+    pub fn guard(&self) -> std::io::Result<guard::Guard> {
+        let token = match &self.token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("[admin] token_file {}: {e}", path.display()),
+                    )
+                })?;
+                let token = text.trim();
+                if token.len() < 16 {
+                    return Err(std::io::Error::other(format!(
+                        "[admin] token_file {}: the token must have at least 16 characters",
+                        path.display()
+                    )));
+                }
+                Some(Arc::from(token))
+            }
+            None => None,
+        };
+        if let Some(addr) = self.listen
+            && !addr.ip().is_loopback()
+            && token.is_none()
+        {
+            return Err(std::io::Error::other(format!(
+                "[admin] listen = \"{addr}\" is beyond loopback: set [admin] token_file"
+            )));
+        }
+        Ok(guard::Guard {
+            token,
+            allowed_hosts: self.allowed_hosts.clone(),
+        })
     }
 }
 
@@ -78,30 +129,23 @@ pub struct Loaded {
 /// [`TenantStatus`] as it travels (also what the client parses).
 pub type TenantStatusWire = serde_json::Value;
 
-/// Reloads the node's TLS certificates (`POST /tls/reload`).
-pub type ReloadTls = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
-
 #[derive(Clone)]
 struct AdminState {
     tenants: Arc<Tenants>,
-    stats: Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>,
-    reload_tls: Option<ReloadTls>,
+    node: Arc<dyn NodeControl>,
 }
 
 /// Starts the endpoint; returns the bound address and the server task.
 pub async fn serve(
     config: &AdminConfig,
     tenants: Arc<Tenants>,
-    stats: Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>,
+    node: Arc<dyn NodeControl>,
     subscribers: Option<Arc<dyn switchyard_auth::SubscriberStore>>,
-    reload_tls: Option<ReloadTls>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let Some(addr) = config.listen else {
         return Err(std::io::Error::other("admin endpoint disabled"));
     };
-    if !addr.ip().is_loopback() {
-        warn!(%addr, "the admin endpoint has no authentication and listens beyond loopback");
-    }
+    let guard = Arc::new(config.guard()?);
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let users = Router::new()
@@ -118,33 +162,84 @@ pub async fn serve(
         .route("/policies/{tenant}", axum::routing::put(load))
         .route("/metrics", get(metrics_text))
         .route("/health", get(|| async { "ok\n" }))
-        .route("/tls/reload", axum::routing::post(reload_certificates))
+        .route("/status", get(status))
+        .route("/transactions", get(transactions))
+        .route("/tenants", get(tenant_list))
+        .route("/reload", post(reload))
+        .route("/tls/reload", post(reload_certificates))
+        .route(
+            "/registrations",
+            get(registrations::list).delete(registrations::kick),
+        )
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .layer(DefaultBodyLimit::max(config.max_module_bytes))
-        .with_state(AdminState {
-            tenants,
-            stats,
-            reload_tls,
-        })
-        .merge(users);
-    info!(addr = %bound, "admin endpoint listening");
+        .with_state(AdminState { tenants, node })
+        .merge(users)
+        .layer(axum::middleware::from_fn_with_state(
+            guard.clone(),
+            guard::enforce,
+        ));
+    info!(addr = %bound, token = guard.token.is_some(), "admin endpoint listening");
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
-            warn!(%error, "admin endpoint stopped");
+            tracing::warn!(%error, "admin endpoint stopped");
         }
     });
     Ok((bound, task))
 }
 
+async fn status(State(state): State<AdminState>) -> axum::Json<NodeStatus> {
+    axum::Json(state.node.status())
+}
+
+async fn transactions(State(state): State<AdminState>) -> axum::Json<TransactionStats> {
+    axum::Json(state.node.status().transactions)
+}
+
+async fn tenant_list(State(state): State<AdminState>) -> axum::Json<Vec<TenantInfo>> {
+    let config = state.tenants.config();
+    let mut out: Vec<TenantInfo> = state
+        .tenants
+        .list()
+        .into_iter()
+        .map(|policy| TenantInfo {
+            domains: Vec::new(),
+            default: policy.tenant == config.default,
+            tenant: policy.tenant.clone(),
+            policy: serde_json::to_value(policy).unwrap_or_default(),
+        })
+        .collect();
+    for (domain, tenant) in &config.domains {
+        match out.iter_mut().find(|t| &t.tenant == tenant) {
+            Some(info) => info.domains.push(domain.clone()),
+            None => out.push(TenantInfo {
+                tenant: tenant.clone(),
+                domains: vec![domain.clone()],
+                default: *tenant == config.default,
+                policy: serde_json::json!({"source": "native"}),
+            }),
+        }
+    }
+    out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    axum::Json(out)
+}
+
+async fn reload(State(state): State<AdminState>) -> Response {
+    match state.node.reload().await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
+    }
+}
+
 /// Reads the certificate files again; the old ones stay on any error.
-async fn reload_certificates(State(state): State<AdminState>) -> (axum::http::StatusCode, String) {
-    use axum::http::StatusCode;
-    match &state.reload_tls {
-        None => (StatusCode::NOT_FOUND, "no TLS on this node\n".into()),
-        // A few small files: quick enough for the handler itself.
-        Some(reload) => match reload() {
-            Ok(()) => (StatusCode::OK, "reloaded\n".into()),
-            Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")),
-        },
+async fn reload_certificates(State(state): State<AdminState>) -> (StatusCode, String) {
+    // A few small files: quick enough for the handler itself.
+    match state.node.reload_tls() {
+        Ok(()) => (StatusCode::OK, "reloaded\n".into()),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")),
     }
 }
 
@@ -182,5 +277,9 @@ async fn load(
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> String {
-    metrics::render(&(state.stats)(), &state.tenants)
+    metrics::render(&state.node.counters(), &state.node.status(), &state.tenants)
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -8,11 +8,16 @@ use std::fmt::Write as _;
 use switchyard_engine::tenants::Tenants;
 use switchyard_engine::wasm::{HISTOGRAM_BOUNDS, Histogram, MetricsSnapshot};
 
-pub(super) fn render(node: &[(&'static str, u64)], tenants: &Tenants) -> String {
+pub(super) fn render(
+    node: &[(&'static str, u64)],
+    status: &crate::NodeStatus,
+    tenants: &Tenants,
+) -> String {
     let mut out = String::new();
     for (name, value) in node {
         let _ = writeln!(out, "# TYPE {name} counter\n{name} {value}");
     }
+    render_gauges(&mut out, status);
     let list = tenants.list();
     let _ = writeln!(out, "# TYPE switchyard_policy_calls_total counter");
     for t in &list {
@@ -47,6 +52,53 @@ pub(super) fn render(node: &[(&'static str, u64)], tenants: &Tenants) -> String 
         render_guest(&mut out, &engine.metrics_snapshot());
     }
     out
+}
+
+/// The node's state now: transactions, connections, bindings, draining.
+fn render_gauges(out: &mut String, status: &crate::NodeStatus) {
+    let t = &status.transactions;
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_transactions Live transactions by kind.\n\
+         # TYPE switchyard_transactions gauge\n\
+         switchyard_transactions{{kind=\"server\"}} {}\n\
+         switchyard_transactions{{kind=\"client\"}} {}\n\
+         # HELP switchyard_transactions_unanswered Server transactions without a final response.\n\
+         # TYPE switchyard_transactions_unanswered gauge\n\
+         switchyard_transactions_unanswered {}\n\
+         # HELP switchyard_timers Armed transaction timers.\n\
+         # TYPE switchyard_timers gauge\n\
+         switchyard_timers {}",
+        t.server, t.client, t.unanswered, t.timers
+    );
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_connections Open connections by transport.\n\
+         # TYPE switchyard_connections gauge"
+    );
+    for (transport, open) in &status.connections {
+        let _ = writeln!(
+            out,
+            "switchyard_connections{{transport=\"{}\"}} {open}",
+            escape(transport)
+        );
+    }
+    if let Some(bindings) = status.bindings {
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_bindings Registered contacts held by this node's store.\n\
+             # TYPE switchyard_bindings gauge\nswitchyard_bindings {bindings}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_draining 1 once SIGTERM started the drain.\n\
+         # TYPE switchyard_draining gauge\nswitchyard_draining {}\n\
+         # HELP switchyard_uptime_seconds Seconds since the node started.\n\
+         # TYPE switchyard_uptime_seconds gauge\nswitchyard_uptime_seconds {}",
+        u8::from(status.draining),
+        status.uptime_secs
+    );
 }
 
 /// One family of guest metrics: every tenant's series of one name.

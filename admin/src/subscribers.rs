@@ -10,7 +10,6 @@
 //! | `PUT /subscribers/{realm}/{user}` | body = the subscriber as JSON: add or replace |
 //! | `DELETE /subscribers/{realm}/{user}` | 204, or 404 when there was none |
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -121,7 +120,7 @@ pub(super) async fn delete(
 
 /// A running node's subscribers, through its admin endpoint.
 pub struct RemoteSubscribers {
-    pub admin: SocketAddr,
+    pub admin: super::client::Admin,
 }
 
 fn path(realm: &str, user: &str) -> String {
@@ -135,7 +134,7 @@ fn backend_error(e: anyhow::Error) -> StoreError {
 #[async_trait]
 impl SubscriberStore for RemoteSubscribers {
     async fn subscriber(&self, realm: &str, user: &str) -> Result<Option<Subscriber>, StoreError> {
-        match call(self.admin, "GET", &path(realm, user), Vec::new()).await {
+        match call(&self.admin, "GET", &path(realm, user), Vec::new()).await {
             Ok(body) => serde_json::from_slice(&body)
                 .map(Some)
                 .map_err(|e| StoreError::Backend(e.to_string())),
@@ -148,7 +147,7 @@ impl SubscriberStore for RemoteSubscribers {
         let body =
             serde_json::to_vec(&subscriber).map_err(|e| StoreError::Backend(e.to_string()))?;
         call(
-            self.admin,
+            &self.admin,
             "PUT",
             &path(&subscriber.realm, &subscriber.user),
             body,
@@ -159,7 +158,7 @@ impl SubscriberStore for RemoteSubscribers {
     }
 
     async fn remove(&self, realm: &str, user: &str) -> Result<bool, StoreError> {
-        match call(self.admin, "DELETE", &path(realm, user), Vec::new()).await {
+        match call(&self.admin, "DELETE", &path(realm, user), Vec::new()).await {
             Ok(_) => Ok(true),
             Err(e) if format!("{e}").starts_with("no user ") => Ok(false),
             Err(e) => Err(backend_error(e)),
@@ -171,7 +170,7 @@ impl SubscriberStore for RemoteSubscribers {
             Some(r) => format!("/subscribers?realm={}", query_value(r)),
             None => "/subscribers".to_string(),
         };
-        let body = call(self.admin, "GET", &path, Vec::new())
+        let body = call(&self.admin, "GET", &path, Vec::new())
             .await
             .map_err(backend_error)?;
         serde_json::from_slice(&body).map_err(|e| StoreError::Backend(e.to_string()))

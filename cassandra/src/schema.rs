@@ -148,6 +148,8 @@ pub struct Statements {
     pub bump_version: String,
     /// The LWT guard when the AOR has none yet: `ttl, new_version, aor`.
     pub init_version: String,
+    /// Every AOR (partition key), paged: operators' listings only.
+    pub aors: String,
 }
 
 impl Statements {
@@ -167,6 +169,7 @@ impl Statements {
             init_version: format!(
                 "UPDATE {table} USING TTL ? SET version = ? WHERE aor = ? IF version = null"
             ),
+            aors: format!("SELECT DISTINCT aor FROM {table}"),
         }
     }
 }
@@ -245,6 +248,7 @@ mod tests {
              USING TTL ?"
         );
         assert_eq!(s.insert.matches('?').count(), 2 + BINDING_COLUMNS.len() + 1);
+        assert_eq!(s.aors, "SELECT DISTINCT aor FROM ks.bindings");
         assert_eq!(
             s.delete,
             "DELETE FROM ks.bindings WHERE aor = ? AND binding_key = ?"

@@ -43,7 +43,7 @@ use crate::metrics::{MetricsSnapshot, Outcome, StoreMetrics};
 use crate::ordering::{self, Commit, Partitions};
 use crate::rows::{self, AorRows};
 use crate::schema::{self, Statements};
-use switchyard_location::{Aor, Binding, LocationStore, RegisterError, StoreError};
+use switchyard_location::{Aor, AorFilter, Binding, LocationStore, RegisterError, StoreError};
 use switchyard_proto::registrar::{RegisterOutcome, RegisterUpdate};
 
 /// The Cassandra / ScyllaDB location backend. See the module docs.
@@ -70,6 +70,7 @@ pub(super) struct Connected {
     delete: PreparedStatement,
     bump_version: PreparedStatement,
     init_version: PreparedStatement,
+    aors: PreparedStatement,
 }
 
 impl CassandraStore {
@@ -282,6 +283,10 @@ impl Connected {
         let mut select = prepare(statements.select.clone()).await?;
         select.set_is_idempotent(true);
         select.set_execution_profile_handle(Some(read_profile.clone()));
+        let mut aors = prepare(statements.aors.clone()).await?;
+        aors.set_is_idempotent(true);
+        aors.set_execution_profile_handle(Some(read_profile.clone()));
+        aors.set_page_size(1000);
         let subscribers =
             super::subscribers::Prepared::new(&session, &config.keyspace, read_profile).await?;
         let write = config.write_consistency.to_driver();
@@ -311,6 +316,7 @@ impl Connected {
             delete,
             bump_version,
             init_version,
+            aors,
         })
     }
 
@@ -440,6 +446,46 @@ impl LocationStore for CassandraStore {
             .await
         })
         .await
+    }
+
+    /// Pages through the partition keys (a full scan, which is why only
+    /// operators call it), then reads the matching AORs in order until
+    /// `limit` of them hold an unexpired binding at `now`.
+    async fn list_aors(
+        &self,
+        filter: &AorFilter,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<Aor>, StoreError> {
+        use futures_util::StreamExt;
+        let connected = self.connection().await?;
+        let mut keys = connected
+            .session
+            .execute_iter(connected.aors.clone(), &[])
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .rows_stream::<(String,)>()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut matching = Vec::new();
+        while let Some(row) = keys.next().await {
+            let (text,) = row.map_err(|e| StoreError::Backend(e.to_string()))?;
+            if let Ok(aor) = Aor::parse(&text)
+                && filter.matches(&aor)
+            {
+                matching.push(aor);
+            }
+        }
+        matching.sort_unstable();
+        let mut live = Vec::new();
+        for aor in matching {
+            if live.len() == limit {
+                break;
+            }
+            if !self.lookup(&aor, now).await?.is_empty() {
+                live.push(aor);
+            }
+        }
+        Ok(live)
     }
 
     async fn lookup(&self, aor: &Aor, now: SystemTime) -> Result<Vec<Binding>, StoreError> {

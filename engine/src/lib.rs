@@ -22,6 +22,6 @@ pub mod tenants;
 pub mod wasm;
 pub mod watch;
 
-pub use tenant_config::{TenantPolicyConfig, TenantsConfig};
+pub use tenant_config::{SharedTenantsConfig, TenantPolicyConfig, TenantsConfig};
 
 pub use switchyard_proto::policy::*;

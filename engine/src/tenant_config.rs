@@ -55,7 +55,7 @@ impl Default for TenantsConfig {
 }
 
 /// `[tenants.policies.<tenant>]`
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPolicyConfig {
     /// `builtin:<name>` for a policy shipped inside the binary (`default`,
@@ -94,3 +94,8 @@ impl TenantsConfig {
             .map_or(self.default.as_str(), |(_, t)| t.as_str())
     }
 }
+
+/// The tenant settings of a running node, shared by everything that reads
+/// them (tenants, the policies' location view) and swapped whole by a
+/// configuration reload.
+pub type SharedTenantsConfig = std::sync::Arc<arc_swap::ArcSwap<TenantsConfig>>;

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::wasm::{FailureMode, LoadError, LoadSpec, PolicyEngine, PolicyVersion};
 use super::{DefaultPolicy, Policy, PolicyResolver, bundled};
-use crate::{TenantPolicyConfig, TenantsConfig};
+use crate::{SharedTenantsConfig, TenantPolicyConfig, TenantsConfig};
 
 /// Why a policy could not be loaded for a tenant.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +80,7 @@ struct Slot {
 /// The node's tenants: domain mapping, per-tenant slots, the engine.
 pub struct Tenants {
     engine: Option<Arc<PolicyEngine>>,
-    config: TenantsConfig,
+    config: SharedTenantsConfig,
     /// Tenant → slot. Tenants gain a slot on their first load; the map is
     /// copied on that (rare) change so lookups never take a lock.
     slots: ArcSwap<HashMap<String, Arc<Slot>>>,
@@ -93,7 +93,7 @@ impl Tenants {
     pub fn native(config: TenantsConfig) -> Self {
         Tenants {
             engine: None,
-            config,
+            config: Arc::new(ArcSwap::from_pointee(config)),
             slots: ArcSwap::from_pointee(HashMap::new()),
             adding: Mutex::new(()),
             native: Arc::new(Active {
@@ -106,18 +106,17 @@ impl Tenants {
 
     /// Loads every tenant policy of `config` through `engine`. Any refused
     /// module fails start-up (a node must not come up half-configured).
+    /// `config` is shared with whatever else reads the tenant map (the
+    /// policies' location view), so [`reconfigure`](Self::reconfigure)
+    /// changes it for all of them.
     pub async fn start(
-        config: TenantsConfig,
+        config: SharedTenantsConfig,
         engine: Arc<PolicyEngine>,
     ) -> Result<Self, TenantLoadError> {
-        let mut tenants = Tenants::native(config);
+        let mut tenants = Tenants::native(TenantsConfig::clone(&config.load()));
+        tenants.config = config;
         tenants.engine = Some(engine);
-        let policies: Vec<(String, TenantPolicyConfig)> = tenants
-            .config
-            .policies
-            .iter()
-            .map(|(t, p)| (t.clone(), p.clone()))
-            .collect();
+        let policies = tenants.config.load().policies.clone();
         for (tenant, policy) in policies {
             let source = ModuleSource::from_config(&policy.module);
             tenants.load(&tenant, source).await?;
@@ -129,8 +128,9 @@ impl Tenants {
         self.engine.as_ref()
     }
 
-    pub fn config(&self) -> &TenantsConfig {
-        &self.config
+    /// The tenant settings in force.
+    pub fn config(&self) -> Arc<TenantsConfig> {
+        self.config.load_full()
     }
 
     /// Validates `source` for `tenant` and publishes it. Returns the time
@@ -141,13 +141,75 @@ impl Tenants {
         source: ModuleSource,
     ) -> Result<(TenantStatus, std::time::Duration), TenantLoadError> {
         let started = Instant::now();
+        let settings = self.config.load().policies.get(tenant).cloned();
+        let slot = self.slot(tenant);
+        let _serial = slot.loading.lock().await;
+        let version = self.prepare(tenant, source, settings.as_ref()).await?;
+        let active = self.publish(tenant, &slot, version);
+        Ok((status(tenant, &active), started.elapsed()))
+    }
+
+    /// Applies a new tenant configuration: every configured policy whose
+    /// settings changed, or whose module is a file (it may have been
+    /// rewritten), is validated first; only when all of them pass are they
+    /// published together with the new domain map, and tenants no longer
+    /// configured go back to the built-in routing. On any refusal nothing
+    /// changes. Returns the tenants whose policy changed.
+    pub async fn reconfigure(&self, new: TenantsConfig) -> Result<Vec<String>, TenantLoadError> {
+        let old = self.config.load_full();
+        let mut prepared = Vec::new();
+        for (tenant, policy) in &new.policies {
+            let unchanged = old.policies.get(tenant) == Some(policy);
+            if unchanged && policy.module.starts_with("builtin:") {
+                continue;
+            }
+            let source = ModuleSource::from_config(&policy.module);
+            let version = self.prepare(tenant, source, Some(policy)).await?;
+            let current = self.slots.load().get(tenant).and_then(|slot| {
+                let active = slot.current.load();
+                active.version.as_ref().map(|v| v.short_hash().to_owned())
+            });
+            if unchanged && current.as_deref() == Some(version.short_hash()) {
+                continue;
+            }
+            prepared.push((tenant.clone(), version));
+        }
+        let mut changed = Vec::new();
+        for (tenant, version) in prepared {
+            let slot = self.slot(&tenant);
+            let _serial = slot.loading.lock().await;
+            self.publish(&tenant, &slot, version);
+            changed.push(tenant);
+        }
+        for tenant in old.policies.keys() {
+            if !new.policies.contains_key(tenant)
+                && let Some(slot) = self.slots.load().get(tenant)
+            {
+                slot.current.store(self.native.clone());
+                info!(
+                    tenant,
+                    "policy removed from the configuration: built-in routing"
+                );
+                changed.push(tenant.clone());
+            }
+        }
+        self.config.store(Arc::new(new));
+        Ok(changed)
+    }
+
+    /// Compiles and checks a version without publishing it.
+    async fn prepare(
+        &self,
+        tenant: &str,
+        source: ModuleSource,
+        settings: Option<&TenantPolicyConfig>,
+    ) -> Result<Arc<PolicyVersion>, TenantLoadError> {
         let Some(engine) = self.engine.clone() else {
             return Err(TenantLoadError::NoEngine {
                 tenant: tenant.into(),
             });
         };
         let (label, bytes) = source.read(tenant)?;
-        let settings = self.config.policies.get(tenant);
         let spec = LoadSpec {
             tenant: tenant.to_string(),
             source: label,
@@ -155,9 +217,7 @@ impl Tenants {
             config_json: settings.map_or_else(|| "{}".into(), |p| p.config_json()),
             failure: settings.map(|p| p.failure).unwrap_or_default(),
         };
-        let slot = self.slot(tenant);
-        let _serial = slot.loading.lock().await;
-        let version = tokio::task::spawn_blocking(move || engine.load(spec))
+        tokio::task::spawn_blocking(move || engine.load(spec))
             .await
             .map_err(|_| TenantLoadError::Interrupted {
                 tenant: tenant.into(),
@@ -165,14 +225,17 @@ impl Tenants {
             .map_err(|source| TenantLoadError::Refused {
                 tenant: tenant.into(),
                 source,
-            })?;
+            })
+    }
+
+    /// Makes `version` the one new transactions of `tenant` get.
+    fn publish(&self, tenant: &str, slot: &Slot, version: Arc<PolicyVersion>) -> Arc<Active> {
         let active = Arc::new(Active {
             policy: version.clone(),
             version: Some(version.clone()),
             loaded_at: SystemTime::now(),
         });
         let previous = slot.current.swap(active.clone());
-        let elapsed = started.elapsed();
         info!(
             tenant,
             source = version.source(),
@@ -181,10 +244,9 @@ impl Tenants {
                 .version
                 .as_ref()
                 .map_or("native", |v| v.short_hash()),
-            elapsed_ms = elapsed.as_secs_f64() * 1e3,
             "policy published"
         );
-        Ok((status(tenant, &active), elapsed))
+        active
     }
 
     /// Every tenant that has a slot, plus the default tenant.
@@ -194,8 +256,9 @@ impl Tenants {
             .iter()
             .map(|(t, slot)| status(t, &slot.current.load()))
             .collect();
-        if !slots.contains_key(&self.config.default) {
-            out.push(status(&self.config.default, &self.native));
+        let default = &self.config.load().default;
+        if !slots.contains_key(default) {
+            out.push(status(default, &self.native));
         }
         out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         out

@@ -17,6 +17,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use switchyard::config::Config;
 use switchyard::transport::ListenerSpec;
 
+#[path = "cli/ops.rs"]
+mod ops;
+#[path = "cli/run.rs"]
+mod run;
+use ops::AdminArgs;
+use run::{RunOverrides, Signal, Signals, block_on};
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
@@ -74,6 +81,26 @@ enum Command {
     /// Load and inspect tenant policies on a running node (docs/policies.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// A running node's state: uptime, listeners, store, transactions, connections.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a running node read its configuration file again (like SIGHUP):
+    /// domains and tenants apply at once, validated first.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List or kick a running node's registrations.
+    #[command(subcommand)]
+    Registrations(ops::RegistrationsCommand),
+    /// A running node's transaction tables.
+    #[command(subcommand)]
+    Transactions(ops::TransactionsCommand),
+    /// A running node's tenants: domains and policies.
+    #[command(subcommand)]
+    Tenants(ops::TenantsCommand),
     /// Subscribers of the embedded store (`[auth] subscribers`, docs/security.md).
     /// A running node re-reads the file when it changes.
     #[command(subcommand)]
@@ -93,6 +120,9 @@ struct UserScope {
     /// A running node's admin endpoint (its store, whichever it is).
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// The admin token file, with `--admin` (default: `$SWITCHYARD_ADMIN_TOKEN`).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// The realm: a SIP domain; repeatable.
     #[arg(long = "domain", value_name = "DOMAIN")]
     domains: Vec<String>,
@@ -144,14 +174,13 @@ enum PolicyCommand {
         tenant: String,
         /// A `.wasm` component built against wit/policy.wit.
         file: PathBuf,
-        /// The node's admin endpoint.
-        #[arg(long, default_value = switchyard::admin::DEFAULT_ADMIN)]
-        admin: SocketAddr,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Show each tenant's policy: source, version, load time, calls, failures.
     List {
-        #[arg(long, default_value = switchyard::admin::DEFAULT_ADMIN)]
-        admin: SocketAddr,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -246,14 +275,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Policy(command) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
-            runtime.block_on(policy_command(command))
-        }
+        Command::Policy(command) => block_on(policy_command(command)),
         Command::User(command) => user_command(command),
+        Command::Status { admin } => block_on(ops::status(admin)),
+        Command::Reload { admin } => block_on(ops::reload(admin)),
+        Command::Registrations(command) => block_on(ops::registrations(command)),
+        Command::Transactions(command) => block_on(ops::transactions(command)),
+        Command::Tenants(command) => block_on(ops::tenants(command)),
         Command::Run {
             config,
             listen,
@@ -262,24 +290,18 @@ fn run(command: Command) -> anyhow::Result<()> {
             node_id,
             no_auth,
         } => {
-            let mut cfg = match config {
-                Some(path) => Config::load(&path)?,
-                None => Config::default(),
+            let overrides = RunOverrides {
+                listen,
+                domain,
+                advertise,
+                node_id,
+                no_auth,
             };
-            if !listen.is_empty() {
-                cfg.listen = listen;
-            }
-            if !domain.is_empty() {
-                cfg.domains = domain;
-            }
-            if advertise.is_some() {
-                cfg.advertise = advertise;
-            }
-            if let Some(id) = node_id {
-                cfg.node_id = id;
-            }
+            let cfg = overrides.apply(match &config {
+                Some(path) => Config::load(path)?,
+                None => Config::default(),
+            });
             if no_auth {
-                cfg.auth.enabled = false;
                 tracing::warn!(
                     "--no-auth: anyone may register as anyone and relay through this node"
                 );
@@ -292,9 +314,23 @@ fn run(command: Command) -> anyhow::Result<()> {
                 let drain = cfg.lifecycle.drain();
                 // Handlers first: a SIGTERM that arrives once the node has
                 // said "listening" must drain it, not kill it.
-                let mut stop = StopSignals::new()?;
+                let mut signals = Signals::new()?;
                 let node = Node::start(cfg).await?;
-                let signal = stop.next().await;
+                if let Some(path) = config {
+                    let overrides = std::sync::Arc::new(overrides);
+                    node.set_config_source(std::sync::Arc::new(move || {
+                        Ok(overrides.apply(Config::load(&path)?))
+                    }));
+                }
+                let signal = loop {
+                    match signals.next().await {
+                        Signal::Stop(name) => break name,
+                        Signal::Reload => match node.reload().await {
+                            Ok(_) => {}
+                            Err(e) => tracing::error!("SIGHUP: the configuration was refused, the old one stays: {e:#}"),
+                        },
+                    }
+                };
                 tracing::info!(%signal, drain_ms = drain.as_millis() as u64, "draining: no new calls");
                 tokio::select! {
                     drained = node.drain(drain) => {
@@ -302,7 +338,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                             tracing::info!("drained");
                         }
                     }
-                    signal = stop.next() => tracing::warn!(%signal, "stopping without waiting"),
+                    signal = signals.next_stop() => tracing::warn!(%signal, "stopping without waiting"),
                 }
                 node.shutdown().await;
                 tracing::info!("stopped");
@@ -327,7 +363,7 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
                 client::query_value(&tenant),
                 client::query_value(&file.display().to_string())
             );
-            let answer = client::call(admin, "PUT", &path, bytes).await?;
+            let answer = client::call(&admin.endpoint()?, "PUT", &path, bytes).await?;
             let loaded: switchyard::admin::Loaded = serde_json::from_slice(&answer)?;
             println!(
                 "tenant {tenant}: version {} live after {:.1} ms",
@@ -337,7 +373,11 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PolicyCommand::List { admin } => {
-            let answer = client::call(admin, "GET", "/policies", Vec::new()).await?;
+            let answer = client::call(&admin.endpoint()?, "GET", "/policies", Vec::new()).await?;
+            if admin.json {
+                println!("{}", String::from_utf8_lossy(&answer));
+                return Ok(());
+            }
             let list: Vec<serde_json::Value> = serde_json::from_slice(&answer)?;
             println!(
                 "{:<16} {:<14} {:<29} {:>10} {:>9} {:<12} SOURCE",
@@ -449,9 +489,9 @@ async fn user_scope(
     use switchyard::auth::Subscribers;
     let config = scope.config.as_deref().map(Config::load).transpose()?;
     let store: Box<dyn switchyard::auth::SubscriberStore> = match (&scope.file, &config) {
-        _ if let Some(admin) = scope.admin => {
-            Box::new(switchyard::admin::RemoteSubscribers { admin })
-        }
+        _ if let Some(admin) = scope.admin => Box::new(switchyard::admin::RemoteSubscribers {
+            admin: switchyard::admin::Admin::new(admin, scope.token_file.as_deref())?,
+        }),
         (Some(f), _) => Box::new(Subscribers::open(f)?),
         (None, Some(c)) => match (&c.auth.subscribers, c.store.backend.as_str()) {
             (Some(f), _) => Box::new(Subscribers::open(f)?),
@@ -487,28 +527,4 @@ async fn user_scope(
 /// Unix seconds as an RFC 1123 date.
 fn utc(secs: u64) -> String {
     switchyard::registrar::http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-}
-
-/// SIGTERM (systemd, Kubernetes) and SIGINT (Ctrl-C).
-struct StopSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn new() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(StopSignals {
-            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
-            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
-        })
-    }
-
-    /// The next one, by name.
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
-    }
 }

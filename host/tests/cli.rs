@@ -3,45 +3,11 @@
 //! files, and `policy load` / `policy list` against a running node.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `switchyard run` and waits for its "listening" log lines.
-fn start(args: &[&str], listeners: usize) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["--log", "info", "run"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn switchyard");
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("listening") && tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    for _ in 0..listeners {
-        rx.recv_timeout(Duration::from_secs(20))
-            .expect("switchyard did not report its listeners");
-    }
-    Running(child)
-}
+mod common;
+use common::{BIN, start, start_with_admin};
 
 #[test]
 fn run_from_flags_answers_sipsak_options() {
@@ -166,58 +132,6 @@ fn cassandra_schema_prints_network_topology_cql() {
         "{text}"
     );
     std::fs::remove_dir_all(dir).unwrap();
-}
-
-/// Starts `switchyard run --config FILE` (whose `[admin] listen` has port 0)
-/// and returns it with the admin address it logged.
-fn start_with_admin(config: &std::path::Path) -> (Running, std::net::SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(["--log", "info", "run", "--config"])
-        .arg(config)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn switchyard");
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    // Keeps draining stdout so the node never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("admin endpoint listening") {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let running = Running(child);
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("switchyard did not report its admin endpoint");
-    let addr = strip_ansi(&line)
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("addr="))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no addr= in {line:?}"));
-    (running, addr)
-}
-
-/// Terminal colour codes, in case the log has them.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ ... final byte in @..~
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) && c != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// `switchyard policy ARGS...`: exit status, stdout, stderr.

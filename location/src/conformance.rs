@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 mod cases;
 pub use cases::*;
 
-use crate::{Aor, Binding, BindingKey, LocationStore};
+use crate::{Aor, AorFilter, Binding, BindingKey, LocationStore};
 use switchyard_proto::net::{Source, Transport};
 use switchyard_proto::registrar::{ContactUpdate, ContactsUpdate, RegisterUpdate};
 
@@ -52,6 +52,7 @@ macro_rules! location_store_conformance {
             fetch_changes_nothing,
             aors_are_isolated,
             concurrent_registers_keep_every_update,
+            list_aors_filters_and_hides_expired,
         );
     };
     (@cases $attrs:tt $make:expr; $($case:ident),* $(,)?) => {

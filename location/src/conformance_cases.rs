@@ -500,3 +500,57 @@ pub async fn concurrent_registers_keep_every_update(store: Store) {
     assert_eq!(binding.expires_at, t0 + secs(u64::from(600 + N)));
     assert_eq!(stored.len(), N as usize + 1);
 }
+
+/// `list_aors` finds exactly the AORs of the asked domains (and user) that
+/// still hold a binding, in AOR order, capped at the limit.
+pub async fn list_aors_filters_and_hides_expired(store: Store) {
+    let domain = format!("list-{:016x}.test", rand::random::<u64>());
+    let other = format!("other-{domain}");
+    let t0 = base_time();
+    let aor = |user: &str, domain: &str| Aor::parse(&format!("{user}@{domain}")).unwrap();
+    for (user, domain, expires) in [
+        ("carol", &domain, 3600),
+        ("alice", &domain, 3600),
+        ("bob", &domain, 10),
+        ("alice", &other, 3600),
+    ] {
+        let contact_uri = format!("sip:{user}@127.0.0.2");
+        register(
+            &store,
+            &aor(user, domain),
+            &update("L", 1, vec![contact(&contact_uri, expires)]),
+            t0,
+        )
+        .await;
+    }
+    let list = |domains: Vec<String>, user: Option<&str>, at: SystemTime, limit: usize| {
+        let store = store.clone();
+        let filter = AorFilter {
+            domains,
+            user: user.map(str::to_owned),
+            ..AorFilter::default()
+        };
+        async move { store.list_aors(&filter, at, limit).await.expect("list") }
+    };
+    let upper = domain.to_ascii_uppercase();
+    assert_eq!(
+        list(vec![upper.clone()], None, t0, 100).await,
+        [
+            aor("alice", &domain),
+            aor("bob", &domain),
+            aor("carol", &domain)
+        ]
+    );
+    // bob's only binding has expired by then.
+    assert_eq!(
+        list(vec![domain.clone()], None, t0 + secs(60), 100).await,
+        [aor("alice", &domain), aor("carol", &domain)]
+    );
+    let mut alices = vec![aor("alice", &domain), aor("alice", &other)];
+    alices.sort();
+    assert_eq!(
+        list(vec![domain.clone(), other.clone()], Some("alice"), t0, 100).await,
+        alices
+    );
+    assert_eq!(list(vec![domain.clone()], None, t0, 2).await.len(), 2);
+}

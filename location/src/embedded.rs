@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use crate::{Aor, Binding, LocationStore, RegisterError, StoreError};
+use crate::{Aor, AorFilter, Binding, LocationStore, RegisterError, StoreError};
 use switchyard_proto::registrar::{self, RegisterOutcome, RegisterUpdate};
 
 /// Bindings in memory, sharded by AOR.
@@ -23,6 +24,8 @@ use switchyard_proto::registrar::{self, RegisterOutcome, RegisterUpdate};
 pub struct EmbeddedStore {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    /// Bumped by every write, so a snapshot is taken only after a change.
+    generation: AtomicU64,
 }
 
 #[derive(Default)]
@@ -58,6 +61,7 @@ impl EmbeddedStore {
         EmbeddedStore {
             shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -73,6 +77,37 @@ impl EmbeddedStore {
             .iter()
             .map(|shard| shard.lock().aors.len())
             .sum()
+    }
+
+    /// Changes so far (registers that wrote, restores): equal values mean
+    /// nothing changed in between.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Every AOR with its bindings unexpired at `now` (for [`crate::persist`]).
+    pub fn snapshot(&self, now: SystemTime) -> Vec<(Aor, Vec<Binding>)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for (aor, bindings) in &shard.aors {
+                let live: Vec<Binding> = bindings
+                    .iter()
+                    .filter(|b| !b.is_expired(now))
+                    .cloned()
+                    .collect();
+                if !live.is_empty() {
+                    out.push((aor.clone(), live));
+                }
+            }
+        }
+        out
+    }
+
+    /// Puts back the bindings of `aor` from a snapshot, replacing any.
+    pub fn restore(&self, aor: &Aor, bindings: Vec<Binding>) {
+        self.shard(aor).lock().replace(aor, bindings);
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     fn shard(&self, aor: &Aor) -> &Mutex<Shard> {
@@ -161,7 +196,10 @@ impl LocationStore for EmbeddedStore {
         let mut shard = self.shard(aor).lock();
         let existing = shard.aors.get(aor).cloned().unwrap_or_default();
         let outcome = registrar::apply(existing, update, now)?;
-        shard.replace(aor, outcome.bindings.clone());
+        if !(outcome.written.is_empty() && outcome.removed.is_empty()) {
+            shard.replace(aor, outcome.bindings.clone());
+            self.generation.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(outcome)
     }
 
@@ -180,6 +218,30 @@ impl LocationStore for EmbeddedStore {
             .iter()
             .map(|shard| shard.lock().purge(now))
             .sum())
+    }
+
+    async fn list_aors(
+        &self,
+        filter: &AorFilter,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<Aor>, StoreError> {
+        let mut found = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            found.extend(
+                shard
+                    .aors
+                    .iter()
+                    .filter(|(aor, bindings)| {
+                        filter.matches(aor) && bindings.iter().any(|b| !b.is_expired(now))
+                    })
+                    .map(|(aor, _)| aor.clone()),
+            );
+        }
+        found.sort_unstable();
+        found.truncate(limit);
+        Ok(found)
     }
 
     fn backend(&self) -> &'static str {

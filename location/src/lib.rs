@@ -11,16 +11,20 @@
 //!   enforces identical RFC 3261 §10.3 semantics: the embedded store under a
 //!   shard lock, a distributed backend as one read plus one conditional write.
 //! - [`EmbeddedStore`] — the default in-process backend.
+//! - [`persist`] — the embedded store's snapshot file (registrations kept
+//!   across a restart).
 //! - [`conformance`] — the test suite every backend must pass
 //!   ([`location_store_conformance!`](crate::location_store_conformance)).
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod embedded;
+pub mod persist;
 mod store;
 
 pub use embedded::EmbeddedStore;
 pub use store::{LocationStore, purge_periodically};
 pub use switchyard_proto::location::{
-    Aor, AorError, Binding, BindingKey, RegisterError, StoreError, q_from_str, q_to_string,
+    Aor, AorError, AorFilter, Binding, BindingKey, RegisterError, StoreError, q_from_str,
+    q_to_string,
 };

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::{Aor, Binding, RegisterError, StoreError};
+use crate::{Aor, AorFilter, Binding, RegisterError, StoreError};
 use switchyard_proto::registrar::{RegisterOutcome, RegisterUpdate};
 
 /// Where bindings live. Implemented by the embedded store and by distributed
@@ -42,6 +42,24 @@ pub trait LocationStore: Send + Sync + 'static {
     /// full scan per tick). Backends that expire data natively (Cassandra
     /// TTL) return `Ok(0)` and report [`LocationStore::expires_natively`].
     async fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError>;
+
+    /// Up to `limit` AORs matching `filter` that hold an unexpired binding
+    /// at `now`, in AOR order. For operators (`switchyard registrations
+    /// list`), never the call path: a remote backend scans its partitions
+    /// to answer, so it costs in proportion to the AORs stored. Every real
+    /// backend implements it (the conformance suite checks); the default
+    /// serves test doubles.
+    async fn list_aors(
+        &self,
+        _filter: &AorFilter,
+        _now: SystemTime,
+        _limit: usize,
+    ) -> Result<Vec<Aor>, StoreError> {
+        Err(StoreError::Backend(format!(
+            "the {} store cannot list registrations",
+            self.backend()
+        )))
+    }
 
     /// Short backend name for logs and metrics (`"embedded"`, `"cassandra"`).
     fn backend(&self) -> &'static str;

@@ -66,12 +66,17 @@ struct TenantState {
 /// another tenant's users.
 pub struct PolicyLocation {
     pub store: Arc<dyn LocationStore>,
-    pub tenants: crate::TenantsConfig,
+    pub tenants: crate::SharedTenantsConfig,
 }
 
 impl PolicyLocation {
-    /// All of `store` to every tenant's policy in the default tenant.
+    /// `store` as seen through the fixed tenant map `tenants`.
     pub fn new(store: Arc<dyn LocationStore>, tenants: crate::TenantsConfig) -> Self {
+        Self::shared(store, Arc::new(arc_swap::ArcSwap::from_pointee(tenants)))
+    }
+
+    /// `store` as seen through the node's live tenant map (reloads apply).
+    pub fn shared(store: Arc<dyn LocationStore>, tenants: crate::SharedTenantsConfig) -> Self {
         PolicyLocation { store, tenants }
     }
 
@@ -83,7 +88,7 @@ impl PolicyLocation {
         aor: &switchyard_location::Aor,
         now: std::time::SystemTime,
     ) -> Vec<switchyard_location::Binding> {
-        if self.tenants.tenant_of(aor.domain()) != tenant {
+        if self.tenants.load().tenant_of(aor.domain()) != tenant {
             return Vec::new();
         }
         let mut bindings = self.store.cached(aor, now).unwrap_or_default();

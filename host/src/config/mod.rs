@@ -4,7 +4,7 @@
 //! keys are refused so a typo never silently falls back to a default.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -270,6 +270,13 @@ pub struct StoreConfig {
     /// How often expired bindings are purged, in milliseconds (embedded
     /// store; Cassandra expires rows by TTL).
     pub purge_interval_ms: u64,
+    /// Embedded store only: a file the registrations are saved to (when
+    /// they changed, every `persist_interval_ms`, and at shutdown) and
+    /// restored from at start, so a restart keeps them. Unset: memory only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persist: Option<PathBuf>,
+    /// How often changed registrations are saved to `persist`, in ms.
+    pub persist_interval_ms: u64,
     /// The Cassandra / ScyllaDB backend's settings.
     pub cassandra: CassandraConfig,
 }
@@ -280,6 +287,8 @@ impl Default for StoreConfig {
             backend: "embedded".into(),
             shards: 64,
             purge_interval_ms: 1000,
+            persist: None,
+            persist_interval_ms: 10_000,
             cassandra: CassandraConfig::default(),
         }
     }
@@ -331,9 +340,15 @@ impl Config {
             return Err("key `registrar.max_contacts`: must be at least 1".into());
         }
         match self.store.backend.as_str() {
+            "embedded" if self.store.persist_interval_ms == 0 => {
+                return Err("key `store.persist_interval_ms`: must be at least 1".into());
+            }
             "embedded" => {}
             "cassandra" if self.store.cassandra.contact_points.is_empty() => {
                 return Err("key `store.cassandra.contact_points`: the cassandra backend needs at least one host:port".into());
+            }
+            "cassandra" if self.store.persist.is_some() => {
+                return Err("key `store.persist`: only the embedded store is saved to a file (Cassandra keeps its own)".into());
             }
             "cassandra" => {}
             other => {

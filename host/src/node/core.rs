@@ -60,6 +60,11 @@ impl Shard {
     pub fn unanswered(&self) -> usize {
         self.endpoint.lock().unanswered()
     }
+
+    /// A reload's domains and tenant map, for the requests routed next.
+    pub fn reconfigure(&self, domains: &[String], tenants: switchyard_proto::endpoint::TenantMap) {
+        self.endpoint.lock().reconfigure(domains, tenants);
+    }
 }
 
 /// What the node knows once its sockets are bound.

@@ -3,6 +3,7 @@
 //! location store. `core.rs` shows the path of a message.
 
 mod auth;
+mod control;
 pub(crate) mod core;
 
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use crate::cassandra::CassandraStore;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::egress::Egress;
-use crate::location::{EmbeddedStore, LocationStore, purge_periodically};
+use crate::location::{EmbeddedStore, LocationStore, persist, purge_periodically};
 use crate::net::Transport;
 use crate::policy::PolicyResolver;
 use crate::policy::tenants::Tenants;
@@ -33,6 +34,7 @@ use switchyard_proto::edge::{Edge, EdgeConfig};
 use switchyard_proto::endpoint::{Endpoint, EndpointConfig, TenantMap};
 use switchyard_proto::proxy_tx::TxSettings;
 
+pub use self::control::ConfigSource;
 pub use switchyard_proto::endpoint::{Counter, Stats};
 
 /// What a node is built from besides its config; the defaults give the
@@ -70,10 +72,24 @@ impl Node {
             )),
             _ => None,
         };
+        let (mut persisted, mut embedded_store) = (None, None);
         let store: Arc<dyn LocationStore> = match (parts.store, &cassandra) {
             (Some(store), _) => store,
             (None, Some(cassandra)) => cassandra.clone(),
-            (None, None) => Arc::new(EmbeddedStore::with_shards(config.store.shards)),
+            (None, None) => {
+                let embedded = Arc::new(EmbeddedStore::with_shards(config.store.shards));
+                if let Some(path) = &config.store.persist {
+                    let restored = persist::load(&embedded, path, std::time::SystemTime::now())
+                        .context("restoring the registrations ([store] persist)")?;
+                    info!(bindings = restored, file = %path.display(), "registrations restored");
+                    persisted = Some(Persisted {
+                        store: embedded.clone(),
+                        path: path.clone(),
+                    });
+                }
+                embedded_store = Some(embedded.clone());
+                embedded
+            }
         };
         let (policies, tenants) = match parts.policies {
             Some(policies) => (policies, None),
@@ -164,6 +180,14 @@ impl Node {
         // Returns at once for stores that expire bindings themselves (Cassandra TTL).
         let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
         tasks.push(tokio::spawn(purge_periodically(store.clone(), every)));
+        if let Some(p) = &persisted {
+            let every = Duration::from_millis(config.store.persist_interval_ms);
+            tasks.push(tokio::spawn(persist::save_periodically(
+                p.store.clone(),
+                p.path.clone(),
+                every,
+            )));
+        }
         if let Some(file) = subscriber_file
             && let Some(path) = file.path().map(Path::to_path_buf)
         {
@@ -172,26 +196,24 @@ impl Node {
                     .with_context(|| format!("watching {}", path.display()))?,
             );
         }
+        let control = Arc::new(control::Control {
+            core: core.clone(),
+            tenants: tenants.clone(),
+            source: Default::default(),
+            applied: tokio::sync::Mutex::new(config.clone()),
+            started: std::time::Instant::now(),
+            draining: draining.clone(),
+            embedded: embedded_store,
+        });
         let mut admin_addr = None;
         if let Some(tenants) = &tenants {
             if config.admin.listen.is_some() {
-                let stats_core = core.clone();
-                let stats = Arc::new(move || {
-                    let transport = stats_core.wiring().transports.stats();
-                    node_counters(&stats_core.stats, &transport)
-                });
                 let subscribers = auth.as_ref().map(|a| a.subscribers().clone());
-                let tls_core = core.clone();
-                let reload_tls: crate::admin::ReloadTls = Arc::new(move || {
-                    let transports = &tls_core.wiring().transports;
-                    transports.tls().reload().map_err(|e| e.to_string())
-                });
                 let (addr, task) = crate::admin::serve(
                     &config.admin,
                     tenants.clone(),
-                    stats,
+                    control.clone(),
                     subscribers,
-                    Some(reload_tls),
                 )
                 .await
                 .context("starting the admin endpoint ([admin] listen)")?;
@@ -216,6 +238,8 @@ impl Node {
             tenants,
             admin_addr,
             draining,
+            persisted,
+            control,
         })
     }
 }
@@ -299,15 +323,20 @@ fn endpoint_config(config: &Config) -> EndpointConfig {
         node_id: config.node_id.clone(),
         auth: config.auth.enabled,
         trusted: config.auth.trusted.clone(),
-        tenants: TenantMap {
-            domains: config.tenants.domains.clone(),
-            default: config.tenants.default.clone(),
-            contact_rewrite: config.tenants.contact_rewrite.clone(),
-            default_rewrite: config.cluster.contact_rewrite,
-            trusted: config.tenants.trusted.clone(),
-            third_party_register: config.tenants.third_party_register.clone(),
-        },
+        tenants: tenant_map(config),
         shard: 0,
+    }
+}
+
+/// Domains to tenants, as the endpoints read them.
+fn tenant_map(config: &Config) -> TenantMap {
+    TenantMap {
+        domains: config.tenants.domains.clone(),
+        default: config.tenants.default.clone(),
+        contact_rewrite: config.tenants.contact_rewrite.clone(),
+        default_rewrite: config.cluster.contact_rewrite,
+        trusted: config.tenants.trusted.clone(),
+        third_party_register: config.tenants.third_party_register.clone(),
     }
 }
 
@@ -345,6 +374,14 @@ pub struct NodeHandle {
     admin_addr: Option<SocketAddr>,
     /// Shared with every shard's endpoint: set by [`NodeHandle::drain`].
     draining: Arc<std::sync::atomic::AtomicBool>,
+    persisted: Option<Persisted>,
+    control: Arc<control::Control>,
+}
+
+/// The embedded store and the file it is saved to (`[store] persist`).
+struct Persisted {
+    store: Arc<EmbeddedStore>,
+    path: std::path::PathBuf,
 }
 
 /// The tenants and, when any policy can be loaded (configured policies, a
@@ -356,10 +393,11 @@ async fn start_tenants(config: &Config, store: &Arc<dyn LocationStore>) -> anyho
     if !wants_engine {
         return Ok(Tenants::native(config.tenants.clone()));
     }
-    let location = PolicyLocation::new(store.clone(), config.tenants.clone());
+    let shared = Arc::new(arc_swap::ArcSwap::from_pointee(config.tenants.clone()));
+    let location = PolicyLocation::shared(store.clone(), shared.clone());
     let engine = PolicyEngine::new(config.policy.clone(), Some(location))
         .context("starting the policy engine ([policy])")?;
-    Tenants::start(config.tenants.clone(), Arc::new(engine))
+    Tenants::start(shared, Arc::new(engine))
         .await
         .context("loading tenant policies ([tenants.policies])")
 }
@@ -457,80 +495,39 @@ impl NodeHandle {
         }
     }
 
+    /// Where [`reload`](Self::reload) reads the configuration (set once,
+    /// by `switchyard run --config`).
+    pub fn set_config_source(&self, source: ConfigSource) {
+        let _ = self.control.source.set(source);
+    }
+
+    /// Reads the configuration again and applies domains and tenants
+    /// (SIGHUP, `POST /reload`); see `node/control.rs`.
+    pub async fn reload(&self) -> anyhow::Result<crate::admin::ReloadReport> {
+        self.control.reload().await
+    }
+
+    /// What `GET /status` shows.
+    pub fn status(&self) -> crate::admin::NodeStatus {
+        crate::admin::NodeControl::status(self.control.as_ref())
+    }
+
     pub async fn shutdown(self) {
         self.transports.shutdown().await;
         for t in self.tasks {
             t.abort();
         }
+        // After the transports: no REGISTER can change the store any more.
+        if let Some(p) = self.persisted {
+            let saved = tokio::task::spawn_blocking(move || {
+                persist::save(&p.store, &p.path, std::time::SystemTime::now())
+            })
+            .await;
+            match saved {
+                Ok(Ok(bindings)) => info!(bindings, "registrations saved"),
+                Ok(Err(error)) => warn!(%error, "saving the registrations failed"),
+                Err(_) => warn!("saving the registrations was interrupted"),
+            }
+        }
     }
-}
-
-/// The node counters the admin endpoint exports, with its transports'
-/// per-source rate-limit drops and TCP connections refused at a cap.
-fn node_counters(
-    stats: &Stats,
-    transport: &crate::transport::TransportStats,
-) -> Vec<(&'static str, u64)> {
-    vec![
-        ("switchyard_requests_total", stats.requests_in.get()),
-        ("switchyard_responses_total", stats.responses_in.get()),
-        (
-            "switchyard_retransmissions_absorbed_total",
-            stats.retransmissions_absorbed.get(),
-        ),
-        ("switchyard_rejected_total", stats.rejected.get()),
-        (
-            "switchyard_dropped_malformed_total",
-            stats.dropped_malformed.get(),
-        ),
-        ("switchyard_dropped_stray_total", stats.dropped_stray.get()),
-        (
-            "switchyard_egress_refused_total",
-            stats.egress_refused.get(),
-        ),
-        (
-            "switchyard_auth_challenges_total",
-            stats.auth_challenged.get(),
-        ),
-        ("switchyard_auth_failures_total", stats.auth_failed.get()),
-        (
-            "switchyard_auth_throttled_total",
-            stats.auth_throttled.get(),
-        ),
-        ("switchyard_relay_refused_total", stats.relay_refused.get()),
-        ("switchyard_overloaded_total", stats.overloaded.get()),
-        (
-            "switchyard_refused_draining_total",
-            stats.refused_draining.get(),
-        ),
-        (
-            "switchyard_branches_capped_total",
-            stats.branches_capped.get(),
-        ),
-        (
-            "switchyard_contacts_capped_total",
-            stats.contacts_capped.get(),
-        ),
-        ("switchyard_rate_limited_total", transport.rate_limited),
-        (
-            "switchyard_tcp_refused_inbound_total",
-            transport.tcp_refused_inbound,
-        ),
-        (
-            "switchyard_tcp_refused_per_source_total",
-            transport.tcp_refused_per_source,
-        ),
-        (
-            "switchyard_tcp_refused_outbound_total",
-            transport.tcp_refused_outbound,
-        ),
-        (
-            "switchyard_handshake_failures_total",
-            transport.handshake_failures,
-        ),
-        (
-            "switchyard_tls_certificate_reloads_total",
-            transport.tls_certificate_reloads,
-        ),
-    ]
 }

@@ -129,6 +129,16 @@ impl Endpoint {
         }
     }
 
+    /// A configuration reload: the domains this node serves and the tenant
+    /// map. Requests routed from now on see them; a transaction already
+    /// created keeps the policy version it started with and the decisions
+    /// it already took (a routing step still waiting for the store reads
+    /// the new map when it resumes).
+    pub fn reconfigure(&mut self, domains: &[String], tenants: TenantMap) {
+        self.edge.identity = self.edge.identity.with_domains(domains);
+        self.config.tenants = tenants;
+    }
+
     /// A datagram, or one framed message of a stream, from `source`.
     pub fn handle(&mut self, now: Now, source: crate::net::Source, data: Bytes) {
         match SipMessage::parse(data) {

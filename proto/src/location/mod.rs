@@ -12,6 +12,7 @@
 mod aor;
 mod binding;
 mod error;
+mod filter;
 #[cfg(any(test, feature = "testing"))]
 pub mod samples;
 
@@ -19,3 +20,4 @@ pub(crate) use aor::percent_decode;
 pub use aor::{Aor, AorError};
 pub use binding::{Binding, BindingKey, q_from_str, q_to_string};
 pub use error::{RegisterError, StoreError};
+pub use filter::AorFilter;

@@ -65,6 +65,14 @@ impl Identity {
         }
     }
 
+    /// The same addresses serving `domains` instead (a configuration reload).
+    pub fn with_domains(&self, domains: &[String]) -> Self {
+        Identity {
+            domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            ..self.clone()
+        }
+    }
+
     /// Adds the sockets the listeners are bound to. A wildcard address
     /// (`0.0.0.0`, `::`) stands for every address in `interfaces` of its
     /// family: the caller enumerates the machine's interfaces, so this type

@@ -238,3 +238,46 @@ fn malformed_requests_get_400_and_zero_max_forwards_483() {
     h.recv(phone(5070), &hops);
     assert_eq!(status(&h.sent_one()), 483);
 }
+
+#[test]
+fn a_reconfigured_domain_is_served_by_the_next_request() {
+    let mut h = Harness::new();
+    let register = REGISTER_NEW.replace("CSEQ", "1");
+    h.recv(phone(5080), &register);
+    assert!(
+        !h.ios
+            .iter()
+            .any(|io| matches!(io.kind, IoKind::Register { .. })),
+        "a REGISTER for a domain we do not serve is not stored: {:?}",
+        h.ios
+    );
+    h.ios.clear();
+    h.transmits.clear();
+    let mut tenants = config().tenants;
+    tenants.domains.insert("new.test".into(), "newcomer".into());
+    h.ep.reconfigure(&["sip.test".into(), "new.test".into()], tenants);
+    h.recv(
+        phone(5080),
+        &REGISTER_NEW
+            .replace("CSEQ", "2")
+            .replace("z9hG4bKn1", "z9hG4bKn2"),
+    );
+    let io = h.take_io();
+    let IoKind::Register { aor, .. } = io.kind else {
+        panic!("a store write expected: {io:?}");
+    };
+    assert_eq!(aor.to_string(), "carol@new.test");
+}
+
+const REGISTER_NEW: &str = "REGISTER sip:new.test SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.2:5080;branch=z9hG4bKn1
+Max-Forwards: 70
+From: <sip:carol@new.test>;tag=c1
+To: <sip:carol@new.test>
+Call-ID: new1@127.0.0.2
+CSeq: CSEQ REGISTER
+Contact: <sip:carol@127.0.0.2:5080>
+Expires: 600
+Content-Length: 0
+
+";

@@ -1,0 +1,253 @@
+//! The node as operators drive it: live reconfiguration (SIGHUP,
+//! `switchyard reload`, `POST /reload`) and what the admin endpoint reads
+//! ([`NodeControl`]).
+//!
+//! A reload reads the configuration file again and validates it whole; then
+//! the tenants' policies that changed are compiled and checked; only when
+//! everything passed are the domains, the tenant map and the new policy
+//! versions published, shard by shard. Transactions already running keep
+//! the policy version they started with. Settings outside `domains` and
+//! `[tenants]` (listeners, store, limits, ...) take effect at the next
+//! start; the reload reports which sections those are.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use async_trait::async_trait;
+
+use super::core::Core;
+use crate::admin::{NodeControl, NodeStatus, ReloadReport, TransactionStats};
+use crate::config::Config;
+use crate::location::{EmbeddedStore, LocationStore};
+use crate::net::Transport;
+use crate::policy::tenants::Tenants;
+
+/// Where a reload reads the configuration from: the file the node was
+/// started with, with the command line's overrides applied again.
+pub type ConfigSource = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+pub(crate) struct Control {
+    pub core: Arc<Core>,
+    pub tenants: Option<Arc<Tenants>>,
+    pub source: std::sync::OnceLock<ConfigSource>,
+    /// The configuration in force; the lock also serialises reloads.
+    pub applied: tokio::sync::Mutex<Config>,
+    pub started: Instant,
+    pub draining: Arc<AtomicBool>,
+    /// Set when the store is the embedded one (it can count bindings).
+    pub embedded: Option<Arc<EmbeddedStore>>,
+}
+
+impl Control {
+    pub async fn reload(&self) -> anyhow::Result<ReloadReport> {
+        let source = self
+            .source
+            .get()
+            .context("this node was not started from a configuration file: nothing to reload")?;
+        let new = source()?;
+        new.validate()
+            .map_err(anyhow::Error::msg)
+            .context("invalid configuration")?;
+        let mut applied = self.applied.lock().await;
+        let policies_changed = match &self.tenants {
+            Some(tenants) => tenants.reconfigure(new.tenants.clone()).await?,
+            None => Vec::new(),
+        };
+        let map = super::tenant_map(&new);
+        for shard in &self.core.wiring().shards {
+            shard.reconfigure(&new.domains, map.clone());
+        }
+        let report = ReloadReport {
+            policies_changed,
+            domains: new.domains.clone(),
+            tenants: new.tenants.domains.clone().into_iter().collect(),
+            restart_needed: restart_needed(&applied, &new),
+        };
+        tracing::info!(
+            policies_changed = ?report.policies_changed,
+            domains = ?report.domains,
+            restart_needed = ?report.restart_needed,
+            "configuration reloaded"
+        );
+        *applied = new;
+        Ok(report)
+    }
+
+    fn transactions(&self) -> TransactionStats {
+        let wiring = self.core.wiring();
+        let (mut server, mut client, mut timers, mut unanswered) = (0, 0, 0, 0);
+        for shard in &wiring.shards {
+            let (s, c, t) = shard.counts();
+            (server, client, timers) = (server + s, client + c, timers + t);
+            unanswered += shard.unanswered();
+        }
+        let stats = &self.core.stats;
+        TransactionStats {
+            server: server as u64,
+            client: client as u64,
+            unanswered: unanswered as u64,
+            timers: timers as u64,
+            max: self.core.config.limits.max_transactions as u64,
+            requests_total: stats.requests_in.get(),
+            responses_total: stats.responses_in.get(),
+            retransmissions_absorbed_total: stats.retransmissions_absorbed.get(),
+            overloaded_total: stats.overloaded.get(),
+        }
+    }
+}
+
+/// The top-level sections (or keys) that differ between `old` and `new`
+/// outside what a reload applies (`domains`, `[tenants]` but its
+/// `watch_dir`).
+fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
+    let comparable = |c: &Config| {
+        let mut c = c.clone();
+        c.domains = Vec::new();
+        c.tenants = crate::policy::TenantsConfig {
+            watch_dir: c.tenants.watch_dir.clone(),
+            ..Default::default()
+        };
+        toml::Value::try_from(&c).unwrap_or(toml::Value::Boolean(false))
+    };
+    let (old, new) = (comparable(old), comparable(new));
+    let (Some(old), Some(new)) = (old.as_table(), new.as_table()) else {
+        return vec!["(unreadable)".into()];
+    };
+    let mut keys: Vec<String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|k| old.get(*k) != new.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[async_trait]
+impl NodeControl for Control {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let transport = self.core.wiring().transports.stats();
+        node_counters(&self.core.stats, &transport)
+    }
+
+    fn status(&self) -> NodeStatus {
+        let wiring = self.core.wiring();
+        let transport = wiring.transports.stats();
+        let config = &self.core.config;
+        NodeStatus {
+            node_id: config.node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            draining: self.draining.load(Ordering::Relaxed),
+            store: self.core.store.backend().into(),
+            bindings: self.embedded.as_ref().map(|s| s.binding_count() as u64),
+            domains: self
+                .applied
+                .try_lock()
+                .map_or_else(|_| config.domains.clone(), |c| c.domains.clone()),
+            listeners: wiring
+                .transports
+                .local_addrs()
+                .into_iter()
+                .map(|(t, a)| format!("{t}:{a}"))
+                .collect(),
+            transactions: self.transactions(),
+            connections: transport
+                .open_connections
+                .iter()
+                .filter(|(t, _)| *t != Transport::Udp)
+                .map(|(t, n)| (t.as_str().to_ascii_lowercase(), *n))
+                .collect(),
+        }
+    }
+
+    fn reload_tls(&self) -> Result<(), String> {
+        self.core
+            .wiring()
+            .transports
+            .tls()
+            .reload()
+            .map_err(|e| e.to_string())
+    }
+
+    async fn reload(&self) -> Result<ReloadReport, String> {
+        Control::reload(self).await.map_err(|e| format!("{e:#}"))
+    }
+
+    fn store(&self) -> Arc<dyn LocationStore> {
+        self.core.store.clone()
+    }
+}
+
+/// The node counters the admin endpoint exports, with its transports'
+/// per-source rate-limit drops and TCP connections refused at a cap.
+fn node_counters(
+    stats: &super::Stats,
+    transport: &crate::transport::TransportStats,
+) -> Vec<(&'static str, u64)> {
+    vec![
+        ("switchyard_requests_total", stats.requests_in.get()),
+        ("switchyard_responses_total", stats.responses_in.get()),
+        (
+            "switchyard_retransmissions_absorbed_total",
+            stats.retransmissions_absorbed.get(),
+        ),
+        ("switchyard_rejected_total", stats.rejected.get()),
+        (
+            "switchyard_dropped_malformed_total",
+            stats.dropped_malformed.get(),
+        ),
+        ("switchyard_dropped_stray_total", stats.dropped_stray.get()),
+        (
+            "switchyard_egress_refused_total",
+            stats.egress_refused.get(),
+        ),
+        (
+            "switchyard_auth_challenges_total",
+            stats.auth_challenged.get(),
+        ),
+        ("switchyard_auth_failures_total", stats.auth_failed.get()),
+        (
+            "switchyard_auth_throttled_total",
+            stats.auth_throttled.get(),
+        ),
+        ("switchyard_relay_refused_total", stats.relay_refused.get()),
+        ("switchyard_overloaded_total", stats.overloaded.get()),
+        (
+            "switchyard_refused_draining_total",
+            stats.refused_draining.get(),
+        ),
+        (
+            "switchyard_branches_capped_total",
+            stats.branches_capped.get(),
+        ),
+        (
+            "switchyard_contacts_capped_total",
+            stats.contacts_capped.get(),
+        ),
+        ("switchyard_rate_limited_total", transport.rate_limited),
+        (
+            "switchyard_tcp_refused_inbound_total",
+            transport.tcp_refused_inbound,
+        ),
+        (
+            "switchyard_tcp_refused_per_source_total",
+            transport.tcp_refused_per_source,
+        ),
+        (
+            "switchyard_tcp_refused_outbound_total",
+            transport.tcp_refused_outbound,
+        ),
+        (
+            "switchyard_handshake_failures_total",
+            transport.handshake_failures,
+        ),
+        (
+            "switchyard_tls_certificate_reloads_total",
+            transport.tls_certificate_reloads,
+        ),
+    ]
+}

@@ -1,0 +1,233 @@
+//! Day-one operations against the real binary: registrations listed and
+//! kicked, status, transactions and tenants through the admin endpoint
+//! (with its token, and refused without it), a configuration reload by
+//! SIGHUP and by `switchyard reload`, and registrations kept across a
+//! restart on the embedded store. Phones are sipsak on 127.0.67.x.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{BIN, start_with_admin};
+
+const NODE: &str = "127.0.67.1";
+const PORT: u16 = 5090;
+
+/// `switchyard ARGS... --admin ADDR --token-file FILE`: success, stdout, stderr.
+fn ops(args: &[&str], admin: &str, token: &Path) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--admin", admin, "--token-file"])
+        .arg(token)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(args: &[&str], admin: &str, token: &Path) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (ok, out, err) = ops(&all, admin, token);
+    assert!(ok, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// A REGISTER from sipsak for `user@domain`, sent to the node, from `phone`.
+fn register(user: &str, domain: &str, phone: &str) {
+    let contact = format!("sip:{user}@{phone}:5999");
+    let out = Command::new("sipsak")
+        .args(["-vvv", "-i", "-U", "-x", "600", "-H", phone, "-C", &contact])
+        .args(["-p", &format!("{NODE}:{PORT}")])
+        .args(["-s", &format!("sip:{user}@{domain}")])
+        .output()
+        .expect("sipsak (tests/install-tools.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("SIP/2.0 200 OK"),
+        "REGISTER {user}@{domain}: {text}"
+    );
+}
+
+fn aors(list: &serde_json::Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["aor"].as_str().unwrap())
+        .collect()
+}
+
+fn config(dir: &Path, extra_domain: bool, port: u16) -> String {
+    let token = dir.join("token");
+    let persist = dir.join("registrations.json");
+    let (domains, tenants) = if extra_domain {
+        (
+            format!(r#"["{NODE}", "ops.test"]"#),
+            "[tenants.domains]\n\"ops.test\" = \"acme\"\n\n[tenants.policies.acme]\nmodule = \"builtin:default\"\n",
+        )
+    } else {
+        (format!(r#"["{NODE}"]"#), "")
+    };
+    format!(
+        r#"
+listen = ["udp:{NODE}:{port}"]
+domains = {domains}
+
+[auth]
+enabled = false
+
+[admin]
+listen = "{NODE}:0"
+token_file = "{}"
+
+[store]
+persist = "{}"
+persist_interval_ms = 100
+
+[lifecycle]
+drain_ms = 2000
+
+{tenants}"#,
+        token.display(),
+        persist.display()
+    )
+}
+
+/// Polls `status` until `check` holds: a SIGHUP has no answer to wait for.
+fn await_status(admin: &str, token: &Path, check: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = json(&["status"], admin, token);
+        if check(&status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never became as expected: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn operators_list_kick_reload_and_restart_keep_registrations() {
+    let dir = std::env::temp_dir().join(format!("switchyard-ops-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "an-admin-token-of-some-length\n").unwrap();
+    let file = dir.join("node.toml");
+    std::fs::write(&file, config(&dir, false, PORT)).unwrap();
+    let (mut node, admin) = start_with_admin(&file);
+    let admin = admin.to_string();
+
+    register("alice", NODE, "127.0.67.2");
+    register("bob", NODE, "127.0.67.3");
+    let list = json(&["registrations", "list"], &admin, &token);
+    assert_eq!(
+        aors(&list),
+        [format!("alice@{NODE}"), format!("bob@{NODE}")]
+    );
+    assert_eq!(
+        list[0]["bindings"][0]["contact"],
+        "sip:alice@127.0.67.2:5999"
+    );
+    assert_eq!(list[0]["bindings"][0]["transport"], "udp");
+    let (ok, table, _) = ops(&["registrations", "list", "--user", "bob"], &admin, &token);
+    assert!(
+        ok && table.contains("sip:bob@127.0.67.3:5999") && !table.contains("alice"),
+        "{table}"
+    );
+
+    // Without the token, or with a wrong one: refused.
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "not-the-admin-token-at-all\n").unwrap();
+    let (ok, _, err) = ops(&["registrations", "list"], &admin, &wrong);
+    assert!(!ok && err.contains("token"), "{err}");
+
+    let (ok, out, err) = ops(
+        &["registrations", "kick", &format!("bob@{NODE}")],
+        &admin,
+        &token,
+    );
+    assert!(ok && out.contains("1 binding(s) removed"), "{out}{err}");
+    let list = json(&["registrations", "list"], &admin, &token);
+    assert_eq!(aors(&list), [format!("alice@{NODE}")]);
+    let (ok, _, err) = ops(
+        &["registrations", "kick", &format!("bob@{NODE}")],
+        &admin,
+        &token,
+    );
+    assert!(!ok && err.contains("no registration"), "{err}");
+
+    let status = json(&["status"], &admin, &token);
+    assert_eq!(status["store"], "embedded");
+    assert_eq!(status["bindings"], 1);
+    assert_eq!(status["domains"], serde_json::json!([NODE]));
+    assert_eq!(status["draining"], false);
+    let tx = json(&["transactions", "stats"], &admin, &token);
+    assert!(tx["requests_total"].as_u64().unwrap() >= 2, "{tx}");
+
+    // SIGHUP after adding a domain and its tenant's policy.
+    std::fs::write(&file, config(&dir, true, PORT)).unwrap();
+    let pid = node.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    await_status(&admin, &token, |s| {
+        s["domains"] == serde_json::json!([NODE, "ops.test"])
+    });
+    register("carol", "ops.test", "127.0.67.4");
+    let tenants = json(&["tenants", "list"], &admin, &token);
+    let acme = tenants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme")
+        .unwrap_or_else(|| panic!("{tenants}"));
+    assert_eq!(acme["domains"], serde_json::json!(["ops.test"]));
+    assert_eq!(acme["policy"]["source"], "builtin:default");
+    let list = json(
+        &["registrations", "list", "--tenant", "acme"],
+        &admin,
+        &token,
+    );
+    assert_eq!(aors(&list), ["carol@ops.test"]);
+
+    // `switchyard reload`: a broken file is refused and changes nothing; a
+    // listener change is reported as needing a restart.
+    std::fs::write(&file, "domains = [").unwrap();
+    let (ok, _, err) = ops(&["reload"], &admin, &token);
+    assert!(!ok && err.contains("refused"), "{err}");
+    std::fs::write(&file, config(&dir, true, PORT + 1)).unwrap();
+    let (ok, out, err) = ops(&["reload"], &admin, &token);
+    assert!(ok, "{err}");
+    assert!(out.contains("next start: listen"), "{out}");
+    std::fs::write(&file, config(&dir, true, PORT)).unwrap();
+
+    // SIGTERM, then a new process: the registrations are back.
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = node.0.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let (_node, admin) = start_with_admin(&file);
+    let admin = admin.to_string();
+    let list = json(&["registrations", "list"], &admin, &token);
+    assert_eq!(
+        aors(&list),
+        [format!("alice@{NODE}"), "carol@ops.test".to_string()]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
