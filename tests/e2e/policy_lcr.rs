@@ -167,3 +167,79 @@ async fn a_failing_carrier_hands_the_call_to_the_next_but_a_busy_callee_does_not
     }
     node.shutdown().await;
 }
+
+/// A reload while calls flow: the dial plan moves prefix 1 from carrier a
+/// to carrier b and a new domain joins the tenant. No call fails; calls
+/// routed after the reload go to b, and the new domain is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_under_load_fails_no_call_and_the_next_transaction_sees_it() {
+    let (a, b) = (
+        SocketAddr::new(ip(68, 2), 5060),
+        SocketAddr::new(ip(68, 3), 5060),
+    );
+    let table = |carrier: &str| {
+        format!(
+            r#"
+            [carriers.a]
+            gateway = "sip:{a}"
+            [carriers.b]
+            gateway = "sip:{b}"
+            [prefixes]
+            "1" = ["{carrier}"]
+            "#
+        )
+    };
+    let node = start_lcr(68, &table("a")).await;
+    let proxy = udp_addr(&node);
+    let mut reloaded = node.config().clone();
+    let lcr = policy("builtin:lcr", FailureMode::FailClosed, &table("b"));
+    reloaded.tenants.policies.insert("pstn".into(), lcr);
+    add_tenant(&mut reloaded, "pstn", "pstn-new.test", None);
+    let source = std::sync::Arc::new(reloaded);
+    node.set_config_source(std::sync::Arc::new(move || Ok((*source).clone())));
+
+    let gw_a = Sipp::uas(UAS_ANSWER).local(a.ip(), a.port()).spawn();
+    let gw_b = Sipp::uas(UAS_ANSWER).local(b.ip(), b.port()).spawn();
+    let caller = |domain: &str, calls: u64| {
+        Sipp::uac(UAC_CALL)
+            .remote(proxy)
+            .local(ip(68, 4), 0)
+            .users(["15550100"])
+            .set("domain", domain)
+            .calls(calls)
+            .rate(100)
+            .timeout(Duration::from_secs(30))
+    };
+    // 400 calls at 100/s; the reload comes once a quarter of them are
+    // through (INVITE, ACK, BYE: three requests a call).
+    let before = node.stats().requests_in.get();
+    let load = caller("pstn.test", 400).spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.stats().requests_in.get() < before + 300 {
+        assert!(std::time::Instant::now() < deadline, "the calls never came");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = node.reload().await.expect("the reload is accepted");
+    assert_eq!(report.policies_changed, ["pstn"]);
+    assert_eq!(
+        report.tenants.get("pstn-new.test").map(String::as_str),
+        Some("pstn")
+    );
+    // The next transaction, in the domain that exists only now.
+    finish(caller("pstn-new.test", 1).spawn())
+        .await
+        .assert_calls(1, 0);
+    finish(load).await.assert_calls(400, 0);
+    let (on_a, on_b) = (stop(gw_a).await, stop(gw_b).await);
+    assert_eq!(on_a.failed + on_b.failed, 0, "{on_a}\n{on_b}");
+    assert_eq!(on_a.successful + on_b.successful, 401, "{on_a}\n{on_b}");
+    assert!(
+        on_a.successful >= 90,
+        "the calls before the reload went to a\n{on_a}"
+    );
+    assert!(
+        on_b.successful >= 1 + 100,
+        "the calls after it went to b\n{on_b}"
+    );
+    node.shutdown().await;
+}
