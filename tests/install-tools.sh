@@ -27,3 +27,12 @@ if [ ${#need[@]} -gt 0 ]; then
     "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 bash "$(dirname "$0")/browser/install.sh"
+
+# cargo-deb, which tests/e2e/package_deb.rs packages the Debian package with
+# (`cargo deb -p switchyard`), from crates.io: pinned to a version checked to
+# build with the project's Rust 1.95 (about 1.5 min on 2 cores).
+cargo_deb_version=3.8.0
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
+    echo "installing cargo-deb $cargo_deb_version" >&2
+    cargo install cargo-deb --version "$cargo_deb_version" --locked --quiet
+fi
