@@ -443,3 +443,63 @@ fn json_logs_are_one_object_per_line_and_text_logs_have_no_colours_off_a_termina
         }
     }
 }
+
+#[test]
+fn message_log_lines_carry_call_id_branch_and_tenant() {
+    let mut child = Command::new(BIN)
+        .args(["--log", "debug", "--log-format", "json", "run", "--no-auth"])
+        .args(["--listen", "udp:127.0.0.65:5093", "--domain", "127.0.0.65"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn switchyard");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_with = |needle: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+        if line.contains(needle) {
+            break line;
+        }
+    };
+    next_with("listening");
+    let sipsak = Command::new("sipsak")
+        .args(["-vvv", "-i", "-U", "-x", "60", "-H", "127.0.0.66"])
+        .args([
+            "-C",
+            "sip:alice@127.0.0.66:5999",
+            "-s",
+            "sip:alice@127.0.0.65:5093",
+        ])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&sipsak.stdout).into_owned();
+    assert!(answer.contains("SIP/2.0 200 OK"), "{answer}");
+    let line = next_with("REGISTER stored");
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+    let span = &v["span"];
+    assert_eq!(span["name"], "sip", "{line}");
+    assert_eq!(span["tenant"], "default", "{line}");
+    let call_id = span["call_id"].as_str().unwrap_or_default();
+    assert!(
+        !call_id.is_empty() && answer.contains(&format!("Call-ID: {call_id}")),
+        "the REGISTER's Call-ID: {line}"
+    );
+    assert!(
+        span["branch"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("z9hG4bK"),
+        "{line}"
+    );
+}

@@ -35,7 +35,15 @@ impl Endpoint {
             }
             return;
         };
-        let span = tracing::debug_span!("request", call_id = msg.call_id().unwrap_or("-"), branch = %key.branch());
+        // INFO: its fields (Call-ID, branch, tenant once routed) are on
+        // every line logged while the request is handled at the default
+        // level; at `warn` the span costs nothing.
+        let span = tracing::info_span!(
+            "sip",
+            call_id = msg.call_id().unwrap_or("-"),
+            branch = %key.branch(),
+            tenant = tracing::field::Empty,
+        );
         let _entered = span.enter();
         match msg.method() {
             Some(Method::Ack) => self.on_ack(now, source, msg, key),
@@ -160,6 +168,13 @@ impl Endpoint {
         let found = self.clients.get(&key).copied();
         match found.and_then(|(id, role)| Some((id, role, self.txs.get_mut(&id)?))) {
             Some((id, role, entry)) => {
+                let span = tracing::info_span!(
+                    "sip",
+                    call_id = msg.call_id().unwrap_or("-"),
+                    branch = %key.branch(),
+                    tenant = %entry.tx.tenant,
+                );
+                let _entered = span.enter();
                 let out = entry.tx.on_response(role, msg, &self.edge, now.instant);
                 self.apply(id, out, now);
             }

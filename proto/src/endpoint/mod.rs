@@ -85,6 +85,18 @@ struct Entry {
     timer: Option<TimerId>,
 }
 
+/// The log span of work on a transaction after its request arrived (a
+/// store answer, a timer, a failed send): the same fields as the request's.
+fn tx_span(tx: &ProxyTx) -> tracing::Span {
+    // Field values are computed only when the span is enabled.
+    tracing::info_span!(
+        "sip",
+        call_id = tx.request.call_id().unwrap_or("-"),
+        branch = tx.request.top_via().ok().and_then(|v| v.branch()).unwrap_or("-"),
+        tenant = %tx.tenant,
+    )
+}
+
 /// Who waits for an [`Io`], and for which step.
 enum Waiter {
     /// A routing step of a new request.
@@ -99,6 +111,16 @@ enum Waiter {
     Hook { tx: u64 },
     /// A stateless forward.
     Stateless(Box<StatelessJob>),
+}
+
+impl Waiter {
+    /// The transaction waiting, if any.
+    fn tx(&self) -> Option<u64> {
+        match self {
+            Waiter::Route { tx, .. } | Waiter::Branch { tx, .. } | Waiter::Hook { tx } => Some(*tx),
+            Waiter::Stateless(_) => None,
+        }
+    }
 }
 
 impl Endpoint {
@@ -170,6 +192,8 @@ impl Endpoint {
                 continue;
             };
             entry.timer = None;
+            let span = tx_span(&entry.tx);
+            let _entered = span.enter();
             let out = entry.tx.handle_timeout(now.instant);
             self.apply(id, out, now);
         }
@@ -180,6 +204,11 @@ impl Endpoint {
         let Some(waiter) = self.waiting.remove(&id) else {
             return;
         };
+        let span = waiter
+            .tx()
+            .and_then(|tx| self.txs.get(&tx))
+            .map_or_else(tracing::Span::none, |entry| tx_span(&entry.tx));
+        let _entered = span.enter();
         match waiter {
             Waiter::Route { tx, routing } if self.txs.contains_key(&tx) => {
                 self.resume_routing(tx, *routing, result, now)
@@ -218,6 +247,8 @@ impl Endpoint {
     /// A downstream send of a branch failed (connection refused, no route).
     pub fn on_send_failed(&mut self, now: Now, failure: SendFailure) {
         if let Some(entry) = self.txs.get_mut(&failure.tx) {
+            let span = tx_span(&entry.tx);
+            let _entered = span.enter();
             let out = entry.tx.on_send_error(failure.branch, now.instant);
             self.apply(failure.tx, out, now);
         }

@@ -168,6 +168,10 @@ impl Endpoint {
             .tenants
             .tenant_of(&ruri.host.to_string())
             .to_string();
+        tracing::Span::current().record("tenant", tenant.as_str());
+        if let Some(entry) = self.txs.get_mut(&tx) {
+            entry.tx.tenant.clone_from(&tenant);
+        }
         let policy = self.policies.policy_for(&tenant);
         let register_for_us = method == Method::Register && to_us && our_domain;
         let source = self.txs[&tx].tx.source();

@@ -77,7 +77,7 @@ impl Endpoint {
             at,
         } = done;
         match &result {
-            Ok(_) => {}
+            Ok(bindings) => tracing::debug!(bindings = bindings.len(), "REGISTER stored"),
             Err(RegisterError::Rejected(error)) => {
                 tracing::debug!(%error, "REGISTER refused by the rules");
                 if matches!(error, RuleError::TooManyBindings { .. }) {
