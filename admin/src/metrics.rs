@@ -66,10 +66,13 @@ fn render_gauges(out: &mut String, status: &crate::NodeStatus) {
          # HELP switchyard_transactions_unanswered Server transactions without a final response.\n\
          # TYPE switchyard_transactions_unanswered gauge\n\
          switchyard_transactions_unanswered {}\n\
+         # HELP switchyard_dialogs Calls through this node (record-routed, answered, no BYE yet).\n\
+         # TYPE switchyard_dialogs gauge\n\
+         switchyard_dialogs {}\n\
          # HELP switchyard_timers Armed transaction timers.\n\
          # TYPE switchyard_timers gauge\n\
          switchyard_timers {}",
-        t.server, t.client, t.unanswered, t.timers
+        t.server, t.client, t.unanswered, status.dialogs, t.timers
     );
     let _ = writeln!(
         out,

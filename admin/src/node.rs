@@ -41,6 +41,8 @@ pub struct NodeStatus {
     /// `transport:addr` of every listener.
     pub listeners: Vec<String>,
     pub transactions: TransactionStats,
+    /// Calls through this node (2xx to a record-routed INVITE, no BYE yet).
+    pub dialogs: u64,
     /// Open connections by transport (`tcp`, `tls`, `ws`, `wss`).
     pub connections: BTreeMap<String, u64>,
 }

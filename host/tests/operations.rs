@@ -231,3 +231,170 @@ fn operators_list_kick_reload_and_restart_keep_registrations() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// SIPp with `args`, its files in `dir`; killed if the test ends first.
+fn sipp(dir: &Path, args: &[String]) -> common::Running {
+    let child = Command::new("sipp")
+        .args(args)
+        .args(["-nostdin", "-trace_err", "-trace_screen"])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp (tests/install-tools.sh installs sip-tester)");
+    common::Running(child)
+}
+
+/// `-key NAME VALUE` for each pair.
+fn keys(pairs: &[(&str, &str)]) -> Vec<String> {
+    pairs
+        .iter()
+        .flat_map(|(k, v)| ["-key".to_string(), k.to_string(), v.to_string()])
+        .collect()
+}
+
+fn scenario(name: &str) -> String {
+    format!("{}/../tests/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn sigterm_under_sipp_load_lets_every_call_in_progress_hang_up_then_exits() {
+    const NODE: &str = "127.0.69.1";
+    const UAS: &str = "127.0.69.2";
+    const CALLER: &str = "127.0.69.3";
+    let dir = std::env::temp_dir().join(format!("switchyard-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "an-admin-token-of-some-length\n").unwrap();
+    let file = dir.join("node.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+listen = ["udp:{NODE}:5090"]
+domains = ["{NODE}"]
+[auth]
+enabled = false
+[admin]
+listen = "{NODE}:0"
+token_file = "{}"
+[lifecycle]
+drain_ms = 15000
+"#,
+            token.display()
+        ),
+    )
+    .unwrap();
+    let (mut node, admin) = start_with_admin(&file);
+    let admin = admin.to_string();
+    // bob's phone registers its SIPp callee's address (from the caller's
+    // address, as the e2e suite does: no NAT in between).
+    std::fs::write(dir.join("users.csv"), "SEQUENTIAL\nbob;\n").unwrap();
+    let registered = sipp(
+        &dir,
+        &[
+            format!("{NODE}:5090"),
+            "-sf".into(),
+            scenario("uac_register.xml"),
+            "-i".into(),
+            CALLER.into(),
+            "-bind_local".into(),
+            "-m".into(),
+            "1".into(),
+            "-inf".into(),
+            "users.csv".into(),
+        ]
+        .into_iter()
+        .chain(keys(&[
+            ("domain", NODE),
+            ("uas", &format!("{UAS}:5070")),
+            ("expires", "300"),
+        ]))
+        .collect::<Vec<_>>(),
+    )
+    .0
+    .wait()
+    .unwrap();
+    assert!(registered.success(), "bob registered: {registered:?}");
+
+    // bob's phone, then 20 calls that each talk for 3 s before the BYE.
+    let calls = 20;
+    let mut uas = sipp(
+        &dir,
+        &[
+            "-sf".into(),
+            scenario("uas_answer.xml"),
+            "-i".into(),
+            UAS.into(),
+            "-p".into(),
+            "5070".into(),
+            "-bind_local".into(),
+            "-m".into(),
+            calls.to_string(),
+        ],
+    );
+    // SIPp is up once its socket is bound (/proc/net/udp lists it).
+    let local = format!("{:08X}:{:04X}", u32::from_le_bytes([127, 0, 69, 2]), 5070);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string("/proc/net/udp")
+        .unwrap_or_default()
+        .contains(&local)
+    {
+        assert!(Instant::now() < deadline, "SIPp's callee never bound");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut uac = sipp(
+        &dir,
+        &[
+            format!("{NODE}:5090"),
+            "-sf".into(),
+            scenario("uac_call.xml"),
+            "-i".into(),
+            CALLER.into(),
+            "-bind_local".into(),
+            "-m".into(),
+            calls.to_string(),
+            "-r".into(),
+            "20".into(),
+            "-d".into(),
+            "3000".into(),
+            "-inf".into(),
+            "users.csv".into(),
+            "-key".into(),
+            "domain".into(),
+            NODE.into(),
+        ],
+    );
+    // Every call answered and talking: then the node is told to stop.
+    await_status(&admin, &token, |s| s["dialogs"] == calls);
+    let pid = node.0.id().to_string();
+    let signalled = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let caller = uac.0.wait().unwrap();
+    let callee = uas.0.wait().unwrap();
+    let exit = node.0.wait().unwrap();
+    let stopped_after = signalled.elapsed();
+    assert!(
+        caller.success(),
+        "every call that started before SIGTERM completed, BYE included (SIPp exit {caller:?}; {})",
+        std::fs::read_to_string(dir.join("uac_call_errors.log")).unwrap_or_default()
+    );
+    assert!(callee.success(), "the callee saw every BYE: {callee:?}");
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        stopped_after < Duration::from_secs(15),
+        "the node stopped within drain_ms, after the calls: {stopped_after:?}"
+    );
+    assert!(
+        stopped_after > Duration::from_secs(1),
+        "the node waited for the calls to hang up: {stopped_after:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

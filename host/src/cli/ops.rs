@@ -236,6 +236,7 @@ pub async fn status(admin: AdminArgs) -> anyhow::Result<()> {
          listeners    {}\n\
          store        {}{}\n\
          transactions {} server ({} unanswered), {} client\n\
+         calls        {}\n\
          connections  {}",
         s.node_id,
         s.version,
@@ -249,6 +250,7 @@ pub async fn status(admin: AdminArgs) -> anyhow::Result<()> {
         s.transactions.server,
         s.transactions.unanswered,
         s.transactions.client,
+        s.dialogs,
         if connections.is_empty() {
             "none".into()
         } else {

@@ -36,6 +36,8 @@ pub(crate) struct Control {
     pub applied: tokio::sync::Mutex<Config>,
     pub started: Instant,
     pub draining: Arc<AtomicBool>,
+    /// The calls through this node, shared by the endpoint shards.
+    pub dialogs: Arc<std::sync::Mutex<switchyard_proto::endpoint::Dialogs>>,
     /// Set when the store is the embedded one (it can count bindings).
     pub embedded: Option<Arc<EmbeddedStore>>,
 }
@@ -73,6 +75,14 @@ impl Control {
         );
         *applied = new;
         Ok(report)
+    }
+
+    /// Calls through this node now.
+    pub fn live_dialogs(&self) -> usize {
+        self.dialogs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .count(Instant::now())
     }
 
     fn transactions(&self) -> TransactionStats {
@@ -155,6 +165,7 @@ impl NodeControl for Control {
                 .map(|(t, a)| format!("{t}:{a}"))
                 .collect(),
             transactions: self.transactions(),
+            dialogs: self.live_dialogs() as u64,
             connections: transport
                 .open_connections
                 .iter()

@@ -152,6 +152,7 @@ impl Node {
         let shards = shard_count();
         let settings = endpoint_config(&config);
         let draining = settings.draining.clone();
+        let dialogs = settings.dialogs.clone();
         let shards: Vec<Shard> = (0..shards)
             .map(|i| {
                 let config = EndpointConfig {
@@ -203,6 +204,7 @@ impl Node {
             applied: tokio::sync::Mutex::new(config.clone()),
             started: std::time::Instant::now(),
             draining: draining.clone(),
+            dialogs: dialogs.clone(),
             embedded: embedded_store,
         });
         let mut admin_addr = None;
@@ -317,6 +319,7 @@ fn endpoint_config(config: &Config) -> EndpointConfig {
         max_transactions: config.limits.max_transactions,
         live: Default::default(),
         draining: Default::default(),
+        dialogs: Default::default(),
         max_breadth: config.limits.max_breadth,
         max_branches: config.limits.max_branches,
         registrar: config.registrar.clone(),
@@ -461,36 +464,37 @@ impl NodeHandle {
     }
 
     /// Stops taking new calls and waits, up to `limit`, until every server
-    /// transaction has its final response: new INVITE, SUBSCRIBE and REFER
-    /// get 503 + Retry-After (`switchyard_refused_draining_total`), while
-    /// in-dialog requests (ACK, BYE, re-INVITE), REGISTER, CANCEL and
-    /// responses go on. Returns whether everything was answered in time.
-    /// Call [`shutdown`](Self::shutdown) next. It waits for transactions,
-    /// not calls: a BYE that comes after the drain finds the node gone
-    /// (dialog awareness is for the dialog layer to add).
+    /// transaction has its final response and every call through this node
+    /// has ended (a BYE, or `dialog_max_secs`): new INVITE, SUBSCRIBE and
+    /// REFER get 503 + Retry-After (`switchyard_refused_draining_total`),
+    /// while in-dialog requests (ACK, BYE, re-INVITE), REGISTER, CANCEL and
+    /// responses go on. Returns whether everything ended in time. Call
+    /// [`shutdown`](Self::shutdown) next.
     pub async fn drain(&self, limit: Duration) -> bool {
         self.draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let left: usize = self
+            let transactions: usize = self
                 .core
                 .wiring()
                 .shards
                 .iter()
                 .map(Shard::unanswered)
                 .sum();
-            if left == 0 {
+            let calls = self.control.live_dialogs();
+            if transactions == 0 && calls == 0 {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(
-                    transactions = left,
-                    "drain time over with calls still unanswered"
+                    transactions,
+                    calls,
+                    "drain time over with calls still in progress"
                 );
                 return false;
             }
-            // Nothing signals "the last one answered": look again shortly.
+            // Nothing signals "the last one ended": look again shortly.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -25,6 +25,9 @@ pub struct EndpointConfig {
     /// Set while the node drains before it stops: new dialog-forming
     /// requests get 503 + Retry-After, everything else goes on.
     pub draining: Arc<AtomicBool>,
+    /// The calls through the node (shared by its shards: a BYE may land on
+    /// another shard than its INVITE did).
+    pub dialogs: Arc<std::sync::Mutex<super::dialogs::Dialogs>>,
     /// RFC 5393 Max-Breadth when the request carries none (and its cap).
     pub max_breadth: u32,
     /// Branches per request, failover included.

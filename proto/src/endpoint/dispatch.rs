@@ -45,6 +45,11 @@ impl Endpoint {
             tenant = tracing::field::Empty,
         );
         let _entered = span.enter();
+        if msg.method() == Some(&Method::Bye)
+            && let Some(dialog) = super::DialogKey::of(&msg)
+        {
+            self.dialogs().ended(&dialog);
+        }
         match msg.method() {
             Some(Method::Ack) => self.on_ack(now, source, msg, key),
             Some(Method::Cancel) => self.on_cancel(now, source, msg, key),

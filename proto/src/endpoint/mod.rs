@@ -23,6 +23,7 @@
 
 mod auth;
 mod config;
+mod dialogs;
 mod dispatch;
 mod io;
 mod route;
@@ -43,6 +44,7 @@ use switchyard_codec::SipMessage;
 
 pub use self::auth::{AuthRole, AuthVerdict};
 pub use self::config::{EndpointConfig, Now, TenantMap};
+pub use self::dialogs::{DialogKey, Dialogs};
 pub use self::io::{
     AuthRequest, Io, IoId, IoKind, IoResult, PolicyAnswer, PolicyCall, SendFailure, Transmit,
 };
@@ -272,6 +274,21 @@ impl Endpoint {
         (self.servers.len(), self.clients.len(), self.timers.len())
     }
 
+    /// Calls through this node (a 2xx to an INVITE we record-routed, no
+    /// BYE yet, within `dialog_max_secs`): what a draining node waits for
+    /// besides its transactions.
+    pub fn live_dialogs(&self, now: Instant) -> usize {
+        self.dialogs().count(now)
+    }
+
+    fn dialogs(&self) -> std::sync::MutexGuard<'_, dialogs::Dialogs> {
+        // Nothing panics while holding it; a poisoned table is still usable.
+        self.config
+            .dialogs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Server transactions still without a final response: what a
     /// draining node waits for (completed ones only absorb retransmissions).
     pub fn unanswered(&self) -> usize {
@@ -322,6 +339,10 @@ impl Endpoint {
                     }
                 }
                 Output::TargetsDropped(n) => self.stats.branches_capped.add(n as u64),
+                Output::DialogConfirmed(key) => {
+                    let max = std::time::Duration::from_secs(self.edge.config.dialog_max_secs);
+                    self.dialogs().confirmed(key, now.instant, max);
+                }
             }
         }
         if let Some(entry) = self.txs.get_mut(&tx) {

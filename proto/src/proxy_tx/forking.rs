@@ -227,14 +227,14 @@ impl ProxyTx {
                 slot.cancel = Some((key, c));
                 slot.timer_c = Some(now + self.timers.transaction_timeout());
             }
-            ForkAction::Forward(msg) => out.extend(self.forward_upstream(msg, now)),
+            ForkAction::Forward(msg) => self.forward_upstream(msg, now, out),
             ForkAction::Final(FinalResponse::Received(msg)) => {
                 if msg.status() == Some(503) {
                     // §16.7 step 6: a 503 is never relayed; the downstream
                     // element's overload is not the caller's business.
                     out.extend(self.respond(500, "Server Internal Error", &[], now));
                 } else {
-                    out.extend(self.forward_upstream(msg, now));
+                    self.forward_upstream(msg, now, out);
                 }
             }
             ForkAction::Final(FinalResponse::Local(408)) if !self.invite => {
@@ -262,24 +262,30 @@ impl ProxyTx {
     }
 
     /// §16.7 step 9: remove our Via and send through the server transaction.
-    /// Returns a direct send when the server transaction no longer exists
-    /// to carry a late 2xx (after Timer L; the 2xx must still reach the caller).
-    fn forward_upstream(&mut self, msg: SipMessage, now: Instant) -> Option<Output> {
-        let status = msg.status()?;
+    /// Sends directly when the server transaction no longer exists to carry
+    /// a late 2xx (after Timer L; the 2xx must still reach the caller).
+    fn forward_upstream(&mut self, msg: SipMessage, now: Instant, out: &mut Vec<Output>) {
+        let Some(status) = msg.status() else {
+            return;
+        };
+        if self.invite
+            && (200..300).contains(&status)
+            && self.forwarding.as_ref().is_some_and(|f| f.record_route)
+            && let Some(key) = crate::endpoint::DialogKey::of(&msg)
+        {
+            out.push(Output::DialogConfirmed(key));
+        }
         let data = msg.edit().remove_first_value(HeaderName::Via).finish();
         if status >= 200 && self.final_status.is_none() {
             self.final_status = Some(status);
         }
         match self.server.respond(status, data.clone(), now) {
-            Ok(()) => None,
-            Err(_) if (200..300).contains(&status) => Some(Output::Reply {
+            Ok(()) => {}
+            Err(_) if (200..300).contains(&status) => out.push(Output::Reply {
                 source: self.source,
                 data,
             }),
-            Err(e) => {
-                debug!(error = %e, status, "response not forwarded");
-                None
-            }
+            Err(e) => debug!(error = %e, status, "response not forwarded"),
         }
     }
 

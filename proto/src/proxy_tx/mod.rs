@@ -67,6 +67,9 @@ pub enum Output {
     },
     /// Targets left out by `limits.max_branches`, to be counted.
     TargetsDropped(usize),
+    /// A 2xx to an INVITE we record-routed went upstream: a call now runs
+    /// through this node.
+    DialogConfirmed(crate::endpoint::DialogKey),
     /// Run a policy hook outside the lock, then hand its answer to
     /// [`ProxyTx::on_hook_done`].
     Hook(PendingHook),

@@ -273,3 +273,40 @@ fn the_same_inputs_and_seed_give_the_same_bytes() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_record_routed_call_is_a_live_dialog_until_either_side_says_bye() {
+    let mut h = Harness::new();
+    let fwd = invite_bob(&mut h, phone(5070), "dlg1");
+    h.recv(phone(5080), &response_to(&fwd, 180, "Ringing"));
+    assert_eq!(status(&h.sent_one()), 180);
+    assert_eq!(
+        h.ep.live_dialogs(h.now.instant),
+        0,
+        "ringing is no call yet"
+    );
+    h.recv(phone(5080), &response_to(&fwd, 200, "OK"));
+    assert_eq!(status(&h.sent_one()), 200);
+    assert_eq!(h.ep.live_dialogs(h.now.instant), 1);
+    // bob hangs up: his BYE carries the tags the other way round.
+    let bye = "BYE sip:carol@127.0.0.2:5070 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.2:5080;branch=z9hG4bKbye1
+Max-Forwards: 70
+Route: <sip:127.0.0.1:5060;lr>
+From: <sip:bob@sip.test>;tag=callee
+To: <sip:carol@sip.test>;tag=c1
+Call-ID: dlg1@127.0.0.2
+CSeq: 1 BYE
+Content-Length: 0
+
+";
+    h.recv(phone(5080), bye);
+    assert_eq!(h.ep.live_dialogs(h.now.instant), 0);
+    h.ios.clear(); // the BYE's next hop
+    // A call nobody hangs up is forgotten after `dialog_max_secs`.
+    let fwd = invite_bob(&mut h, phone(5070), "dlg2");
+    h.recv(phone(5080), &response_to(&fwd, 200, "OK"));
+    assert_eq!(h.ep.live_dialogs(h.now.instant), 1);
+    let max = Duration::from_secs(edge("node-a").config.dialog_max_secs + 1);
+    assert_eq!(h.ep.live_dialogs(h.now.instant + max), 0);
+}
