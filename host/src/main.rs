@@ -237,15 +237,19 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
-            println!(
-                "# {}: ok. Effective settings, secrets redacted:",
+            let mut text = format!(
+                "# {}: ok. Effective settings, secrets redacted:\n",
                 file.display()
             );
             for warning in config.warnings() {
-                println!("# warning: {warning}");
+                text.push_str(&format!("# warning: {warning}\n"));
             }
-            print!("{}", config.redacted_toml());
-            Ok(())
+            text.push_str(&config.redacted_toml());
+            // `check-config FILE | head` closes the pipe early: not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
         Command::Cassandra(CassandraCommand::Tokens { dc, partitioner }) => {
             let partitioner: tokens::Partitioner = partitioner.parse()?;

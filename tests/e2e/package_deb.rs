@@ -401,16 +401,18 @@ fn deb_package_installs_checks_its_config_and_registers() {
         stop_secs * 1000 > drain_ms,
         "TimeoutStopSec={stop_secs} must exceed drain_ms={drain_ms}"
     );
-    // Every key line of the conffile is commented out.
+    // Every key line of the conffile is commented out but one: the
+    // registrations are kept across restarts in the state directory.
     let conffile = fs::read_to_string(CONFFILE).expect("conffile");
     let active: Vec<&str> = conffile
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
         .collect();
-    assert!(
-        active.is_empty(),
-        "uncommented keys in {CONFFILE}: {active:?}"
+    assert_eq!(
+        active,
+        [format!("persist = \"{STATE_DIR}/registrations.json\"")],
+        "uncommented keys in {CONFFILE}"
     );
 
     // Run the installed binary as the switchyard user with the unit's
@@ -510,6 +512,10 @@ fn deb_package_installs_checks_its_config_and_registers() {
     };
     assert!(exit.success(), "SIGTERM: {exit}");
     cleanup.node = None;
+    // The stop saved the registration where the packaged config says.
+    let saved = fs::read_to_string(format!("{STATE_DIR}/registrations.json"))
+        .expect("the registrations were saved in the state directory");
+    assert!(saved.contains(&contact), "{saved}");
 
     // Purge, and nothing of the package is left.
     let created_user = cleanup.remove_user;

@@ -253,3 +253,34 @@ fn the_full_example_has_every_key_at_its_default() {
     let missing: Vec<&String> = expected.iter().filter(|k| !written.contains(k)).collect();
     assert!(missing.is_empty(), "examples/full.toml lacks {missing:?}");
 }
+
+#[test]
+fn the_packaged_conffile_is_full_toml_commented_with_persistence_on() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let committed =
+        std::fs::read_to_string(format!("{root}/packaging/debian/switchyard.toml")).unwrap();
+    let fresh = std::env::temp_dir().join(format!("sy-conffile-{}.toml", std::process::id()));
+    let status = std::process::Command::new("bash")
+        .arg(format!("{root}/packaging/debian/gen-conffile.sh"))
+        .arg(&fresh)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let regenerated = std::fs::read_to_string(&fresh).unwrap();
+    std::fs::remove_file(&fresh).unwrap();
+    assert!(
+        committed == regenerated,
+        "packaging/debian/switchyard.toml is stale: run bash packaging/debian/gen-conffile.sh"
+    );
+    let packaged = Config::parse(&committed, "switchyard.toml").unwrap();
+    assert_eq!(
+        packaged.store.persist.as_deref(),
+        Some(std::path::Path::new(
+            "/var/lib/switchyard/registrations.json"
+        ))
+    );
+    let mut expected = Config::default();
+    expected.store.persist = packaged.store.persist.clone();
+    assert_eq!(packaged.redacted_toml(), expected.redacted_toml());
+}
