@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod guard;
+pub mod latency;
 mod metrics;
 mod node;
 pub mod openapi;
@@ -16,7 +17,8 @@ mod subscribers;
 
 pub use client::Admin;
 pub use node::{
-    BindingView, NodeControl, NodeStatus, Registration, ReloadReport, TenantInfo, TransactionStats,
+    BindingView, Count, NodeControl, NodeStatus, Registration, ReloadReport, TenantInfo,
+    TransactionStats,
 };
 pub use subscribers::RemoteSubscribers;
 
@@ -133,6 +135,7 @@ pub type TenantStatusWire = serde_json::Value;
 struct AdminState {
     tenants: Arc<Tenants>,
     node: Arc<dyn NodeControl>,
+    metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 /// Starts the endpoint; returns the bound address and the server task.
@@ -176,7 +179,11 @@ pub async fn serve(
             get(|| async { axum::Json(openapi::document()) }),
         )
         .layer(DefaultBodyLimit::max(config.max_module_bytes))
-        .with_state(AdminState { tenants, node })
+        .with_state(AdminState {
+            metrics: Arc::new(metrics::registry(node.clone(), tenants.clone())),
+            tenants,
+            node,
+        })
         .merge(users)
         .layer(axum::middleware::from_fn_with_state(
             guard.clone(),
@@ -276,8 +283,16 @@ async fn load(
     }
 }
 
-async fn metrics_text(State(state): State<AdminState>) -> String {
-    metrics::render(&state.node.counters(), &state.node.status(), &state.tenants)
+async fn metrics_text(State(state): State<AdminState>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &state.metrics) {
+        Ok(()) => (
+            [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -8,12 +8,28 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use switchyard_location::LocationStore;
 
+use crate::latency::HistogramSnapshot;
+
 /// The running node, as the admin endpoint sees it. The host implements it;
 /// tests can give a double.
 #[async_trait]
 pub trait NodeControl: Send + Sync + 'static {
-    /// Counters for `/metrics`, `(name, value)`, names ending in `_total`.
-    fn counters(&self) -> Vec<(&'static str, u64)>;
+    /// Counters for `/metrics`, names ending in `_total`.
+    fn counters(&self) -> Vec<Count>;
+    /// Registered contacts per tenant, when the store counts them cheaply
+    /// (the embedded one).
+    fn bindings_per_tenant(&self) -> Option<BTreeMap<String, u64>> {
+        None
+    }
+    /// How long the location store took, by operation (`register`, `lookup`).
+    fn store_latency(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        Vec::new()
+    }
+    /// The store's circuit breaker (`closed`, `open`, `half_open`), if it
+    /// has one.
+    fn store_breaker(&self) -> Option<&'static str> {
+        None
+    }
     /// A snapshot of the node's state (`/status`).
     fn status(&self) -> NodeStatus;
     /// Reads the certificate files again (`POST /tls/reload`).
@@ -23,6 +39,14 @@ pub trait NodeControl: Send + Sync + 'static {
     async fn reload(&self) -> Result<ReloadReport, String>;
     /// The location store, for `/registrations`.
     fn store(&self) -> Arc<dyn LocationStore>;
+}
+
+/// One counter of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: u64,
 }
 
 /// `GET /status`.

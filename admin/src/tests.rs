@@ -10,8 +10,12 @@ struct FakeNode(Arc<EmbeddedStore>);
 
 #[async_trait::async_trait]
 impl NodeControl for FakeNode {
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        vec![("switchyard_requests_total", 7)]
+    fn counters(&self) -> Vec<Count> {
+        vec![Count {
+            name: "switchyard_requests_total",
+            help: "SIP requests received.",
+            value: 7,
+        }]
     }
     fn status(&self) -> NodeStatus {
         NodeStatus {

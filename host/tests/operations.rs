@@ -37,6 +37,21 @@ fn json(args: &[&str], admin: &str, token: &Path) -> serde_json::Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
 }
 
+/// One HTTP/1.1 GET to the admin endpoint: the whole answer as text.
+fn http_get(admin: &str, path: &str, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin).unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 /// A REGISTER from sipsak for `user@domain`, sent to the node, from `phone`.
 fn register(user: &str, domain: &str, phone: &str) {
     let contact = format!("sip:{user}@{phone}:5999");
@@ -170,6 +185,29 @@ fn operators_list_kick_reload_and_restart_keep_registrations() {
     assert_eq!(status["draining"], false);
     let tx = json(&["transactions", "stats"], &admin, &token);
     assert!(tx["requests_total"].as_u64().unwrap() >= 2, "{tx}");
+    let metrics = http_get(&admin, "/metrics", Some("an-admin-token-of-some-length"));
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for expected in [
+        "# HELP switchyard_requests SIP requests received.\n",
+        "# TYPE switchyard_requests counter\n",
+        "switchyard_bindings{tenant=\"default\"} 1\n",
+        "switchyard_transactions{kind=\"server\"}",
+        "switchyard_dropped_total{reason=\"auth\"} 0\n",
+        "switchyard_store_latency_seconds_bucket{",
+        "switchyard_dialogs 0\n",
+        "# EOF\n",
+    ] {
+        assert!(metrics.contains(expected), "{expected:?} in {metrics}");
+    }
+    let registers = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("switchyard_store_latency_seconds_count{operation=\"register\"} ")
+        })
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(registers, Some(2), "both REGISTERs timed: {metrics}");
+    let refused = http_get(&admin, "/metrics", Some("not-the-admin-token"));
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
 
     // SIGHUP after adding a domain and its tenant's policy.
     std::fs::write(&file, config(&dir, true, PORT)).unwrap();

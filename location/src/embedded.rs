@@ -71,6 +71,18 @@ impl EmbeddedStore {
         self.shards.iter().map(|shard| shard.lock().bindings).sum()
     }
 
+    /// Bindings held per AOR domain (expired ones included until purged):
+    /// a scrape-time gauge, one pass over the store.
+    pub fn bindings_by_domain(&self) -> std::collections::HashMap<String, usize> {
+        let mut out = std::collections::HashMap::new();
+        for shard in self.shards.iter() {
+            for (aor, bindings) in &shard.lock().aors {
+                *out.entry(aor.domain().to_owned()).or_insert(0) += bindings.len();
+            }
+        }
+        out
+    }
+
     /// AORs currently held.
     pub fn aor_count(&self) -> usize {
         self.shards

@@ -124,7 +124,8 @@ async fn extension_101_rings_the_phone_of_the_tenant_called() {
     let (code, metrics) = admin_get(node.admin_addr().unwrap(), "/metrics").await;
     assert_eq!(code, 200);
     for tenant in ["acme", "globex"] {
-        let series = format!("switchyard_guest_pbx_calls_extension{{tenant=\"{tenant}\"}} 1\n");
+        let series =
+            format!("switchyard_guest_pbx_calls_extension_total{{tenant=\"{tenant}\"}} 1\n");
         assert!(metrics.contains(&series), "{series} in:\n{metrics}");
     }
     node.shutdown().await;

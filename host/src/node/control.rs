@@ -18,7 +18,10 @@ use anyhow::Context;
 use async_trait::async_trait;
 
 use super::core::Core;
-use crate::admin::{NodeControl, NodeStatus, ReloadReport, TransactionStats};
+use std::collections::BTreeMap;
+
+use crate::admin::latency::HistogramSnapshot;
+use crate::admin::{Count, NodeControl, NodeStatus, ReloadReport, TransactionStats};
 use crate::config::Config;
 use crate::location::{EmbeddedStore, LocationStore};
 use crate::net::Transport;
@@ -40,6 +43,8 @@ pub(crate) struct Control {
     pub dialogs: Arc<std::sync::Mutex<switchyard_proto::endpoint::Dialogs>>,
     /// Set when the store is the embedded one (it can count bindings).
     pub embedded: Option<Arc<EmbeddedStore>>,
+    /// Set when the store is Cassandra (its breaker).
+    pub cassandra: Option<Arc<crate::cassandra::CassandraStore>>,
 }
 
 impl Control {
@@ -138,9 +143,40 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
 
 #[async_trait]
 impl NodeControl for Control {
-    fn counters(&self) -> Vec<(&'static str, u64)> {
+    fn counters(&self) -> Vec<Count> {
         let transport = self.core.wiring().transports.stats();
         node_counters(&self.core.stats, &transport)
+    }
+
+    fn bindings_per_tenant(&self) -> Option<BTreeMap<String, u64>> {
+        let store = self.embedded.as_ref()?;
+        let tenants = match &self.tenants {
+            Some(t) => t.config(),
+            None => Arc::new(self.core.config.tenants.clone()),
+        };
+        let mut out = BTreeMap::new();
+        for (domain, n) in store.bindings_by_domain() {
+            *out.entry(tenants.tenant_of(&domain).to_owned())
+                .or_insert(0) += n as u64;
+        }
+        Some(out)
+    }
+
+    fn store_latency(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        let l = &self.core.store_latency;
+        vec![
+            ("register", l.register.snapshot()),
+            ("lookup", l.lookup.snapshot()),
+        ]
+    }
+
+    fn store_breaker(&self) -> Option<&'static str> {
+        use crate::cassandra::BreakerState;
+        Some(match self.cassandra.as_ref()?.breaker_state() {
+            BreakerState::Closed { .. } => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen => "half_open",
+        })
     }
 
     fn status(&self) -> NodeStatus {
@@ -195,69 +231,112 @@ impl NodeControl for Control {
 
 /// The node counters the admin endpoint exports, with its transports'
 /// per-source rate-limit drops and TCP connections refused at a cap.
-fn node_counters(
-    stats: &super::Stats,
-    transport: &crate::transport::TransportStats,
-) -> Vec<(&'static str, u64)> {
+fn node_counters(stats: &super::Stats, transport: &crate::transport::TransportStats) -> Vec<Count> {
+    let count = |name, help, value| Count { name, help, value };
     vec![
-        ("switchyard_requests_total", stats.requests_in.get()),
-        ("switchyard_responses_total", stats.responses_in.get()),
-        (
+        count(
+            "switchyard_requests_total",
+            "SIP requests received.",
+            stats.requests_in.get(),
+        ),
+        count(
+            "switchyard_responses_total",
+            "SIP responses received.",
+            stats.responses_in.get(),
+        ),
+        count(
             "switchyard_retransmissions_absorbed_total",
+            "Retransmitted requests answered by their transaction.",
             stats.retransmissions_absorbed.get(),
         ),
-        ("switchyard_rejected_total", stats.rejected.get()),
-        (
+        count(
+            "switchyard_rejected_total",
+            "Requests refused as malformed (400) or with too few Max-Forwards (483).",
+            stats.rejected.get(),
+        ),
+        count(
             "switchyard_dropped_malformed_total",
+            "Messages that did not parse, or responses that failed validation, dropped.",
             stats.dropped_malformed.get(),
         ),
-        ("switchyard_dropped_stray_total", stats.dropped_stray.get()),
-        (
+        count(
+            "switchyard_dropped_stray_total",
+            "Responses matching no branch of ours, dropped.",
+            stats.dropped_stray.get(),
+        ),
+        count(
             "switchyard_egress_refused_total",
+            "Requests refused because the next hop is outside the egress allowlist.",
             stats.egress_refused.get(),
         ),
-        (
+        count(
             "switchyard_auth_challenges_total",
+            "Digest challenges sent (401/407).",
             stats.auth_challenged.get(),
         ),
-        ("switchyard_auth_failures_total", stats.auth_failed.get()),
-        (
+        count(
+            "switchyard_auth_failures_total",
+            "Wrong credentials (403).",
+            stats.auth_failed.get(),
+        ),
+        count(
             "switchyard_auth_throttled_total",
+            "Sources throttled after repeated wrong credentials.",
             stats.auth_throttled.get(),
         ),
-        ("switchyard_relay_refused_total", stats.relay_refused.get()),
-        ("switchyard_overloaded_total", stats.overloaded.get()),
-        (
+        count(
+            "switchyard_relay_refused_total",
+            "Requests from strangers to foreign domains refused (403).",
+            stats.relay_refused.get(),
+        ),
+        count(
+            "switchyard_overloaded_total",
+            "New requests refused with 503 at the transaction cap.",
+            stats.overloaded.get(),
+        ),
+        count(
             "switchyard_refused_draining_total",
+            "New calls refused with 503 while draining.",
             stats.refused_draining.get(),
         ),
-        (
+        count(
             "switchyard_branches_capped_total",
+            "Fork targets left out by limits.max_branches.",
             stats.branches_capped.get(),
         ),
-        (
+        count(
             "switchyard_contacts_capped_total",
+            "REGISTERs refused at the per-AOR contact cap.",
             stats.contacts_capped.get(),
         ),
-        ("switchyard_rate_limited_total", transport.rate_limited),
-        (
+        count(
+            "switchyard_rate_limited_total",
+            "Messages dropped by the per-source rate limit.",
+            transport.rate_limited,
+        ),
+        count(
             "switchyard_tcp_refused_inbound_total",
+            "Inbound connections refused at limits.tcp_max_inbound.",
             transport.tcp_refused_inbound,
         ),
-        (
+        count(
             "switchyard_tcp_refused_per_source_total",
+            "Inbound connections refused at the per-source cap.",
             transport.tcp_refused_per_source,
         ),
-        (
+        count(
             "switchyard_tcp_refused_outbound_total",
+            "Outbound connections refused at limits.tcp_max_outbound.",
             transport.tcp_refused_outbound,
         ),
-        (
+        count(
             "switchyard_handshake_failures_total",
+            "TLS or WebSocket handshakes that failed or timed out.",
             transport.handshake_failures,
         ),
-        (
+        count(
             "switchyard_tls_certificate_reloads_total",
+            "Successful TLS certificate reloads.",
             transport.tls_certificate_reloads,
         ),
     ]

@@ -87,6 +87,15 @@ pub(crate) struct Core {
     /// `[auth]`: None when authentication is off.
     pub auth: Option<Arc<crate::auth::Authenticator>>,
     pub stats: Arc<Stats>,
+    /// How long the location store took (`/metrics`).
+    pub store_latency: StoreLatency,
+}
+
+/// Store call latency by operation.
+#[derive(Debug, Default)]
+pub(crate) struct StoreLatency {
+    pub register: crate::admin::latency::LatencyHistogram,
+    pub lookup: crate::admin::latency::LatencyHistogram,
 }
 
 /// What one endpoint step left to do.
@@ -215,13 +224,18 @@ impl Core {
             IoKind::Authenticate(request) => {
                 IoResult::Authenticated(self.authenticate(&request).await)
             }
-            IoKind::Lookup { aor, at } => IoResult::Bindings(self.store.lookup(&aor, at).await),
-            IoKind::Register { aor, update, at } => IoResult::Registered(
-                self.store
-                    .register(&aor, &update, at)
-                    .await
-                    .map(|outcome| outcome.bindings),
-            ),
+            IoKind::Lookup { aor, at } => {
+                let started = std::time::Instant::now();
+                let bindings = self.store.lookup(&aor, at).await;
+                self.store_latency.lookup.observe(started.elapsed());
+                IoResult::Bindings(bindings)
+            }
+            IoKind::Register { aor, update, at } => {
+                let started = std::time::Instant::now();
+                let outcome = self.store.register(&aor, &update, at).await;
+                self.store_latency.register.observe(started.elapsed());
+                IoResult::Registered(outcome.map(|outcome| outcome.bindings))
+            }
             IoKind::Resolve {
                 flow: Some(flow), ..
             } => {

@@ -104,7 +104,7 @@ impl Node {
             );
         }
         let egress = Egress::from_config(&config.egress).context("egress configuration")?;
-        let (auth, subscriber_file) = start_auth(&config, cassandra)?;
+        let (auth, subscriber_file) = start_auth(&config, cassandra.clone())?;
         let cluster = Arc::new(Cluster::new(
             &config.node_id,
             &config.cluster_domain(),
@@ -118,6 +118,7 @@ impl Node {
             egress,
             auth: auth.clone(),
             stats: Default::default(),
+            store_latency: Default::default(),
         });
         // The transports reach the core through a weak link: the core owns
         // them (its wiring), so a strong one would keep both alive, sockets
@@ -206,6 +207,7 @@ impl Node {
             draining: draining.clone(),
             dialogs: dialogs.clone(),
             embedded: embedded_store,
+            cassandra: cassandra.clone(),
         });
         let mut admin_addr = None;
         if let Some(tenants) = &tenants {
