@@ -284,6 +284,18 @@ impl NodeCollector {
             &series,
         )?;
         if let Some(engine) = self.tenants.engine() {
+            gauge(
+                e,
+                "switchyard_policy_instances",
+                "Policy instances alive now (pooled slots in use).",
+                engine.live_instances() as i64,
+            )?;
+            gauge(
+                e,
+                "switchyard_policy_instances_max",
+                "[policy] max_instances: the pool's size.",
+                i64::from(engine.config().max_instances),
+            )?;
             encode_guest(e, &engine.metrics_snapshot())?;
         }
         Ok(())

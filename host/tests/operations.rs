@@ -195,6 +195,8 @@ fn operators_list_kick_reload_and_restart_keep_registrations() {
         "switchyard_dropped_total{reason=\"auth\"} 0\n",
         "switchyard_store_latency_seconds_bucket{",
         "switchyard_dialogs 0\n",
+        "switchyard_policy_instances_max 1000\n",
+        "# TYPE switchyard_policy_instances gauge\n",
         "# EOF\n",
     ] {
         assert!(metrics.contains(expected), "{expected:?} in {metrics}");

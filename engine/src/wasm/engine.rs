@@ -133,6 +133,15 @@ impl PolicyEngine {
         &self.inner.config
     }
 
+    /// Policy instances alive now (pooled slots in use), out of
+    /// `[policy] max_instances`.
+    pub fn live_instances(&self) -> u64 {
+        self.inner
+            .engine
+            .pooling_allocator_metrics()
+            .map_or(0, |m| m.component_instances())
+    }
+
     /// The tenant's key/value store, shared by all its policy versions.
     pub fn kv(&self, tenant: &str) -> Arc<TenantKv> {
         self.inner.tenant(tenant).kv
