@@ -13,7 +13,8 @@
 //! - `switchyard-admin` ([`admin`]): the admin endpoint and its client.
 //!
 //! This crate: [`transport`] (UDP/TCP sockets, framing, connection reuse),
-//! [`egress`] (RFC 3263 next-hop resolution, the allowlist), [`config`],
+//! [`egress`] (RFC 3263 next-hop resolution, the allowlist), [`hep`] (the
+//! HEPv3 export to Homer), [`config`],
 //! and [`node`], the driver that feeds the endpoint and performs its I/O.
 
 pub use switchyard_admin as admin;
@@ -22,6 +23,7 @@ pub use switchyard_cassandra as cassandra;
 pub mod cluster;
 pub mod config;
 pub mod egress;
+pub mod hep;
 pub use switchyard_location as location;
 pub mod node;
 pub use switchyard_engine as policy;

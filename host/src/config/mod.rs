@@ -74,6 +74,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Stopping: how long SIGTERM/SIGINT lets calls in progress finish.
     pub lifecycle: LifecycleConfig,
+    /// HEPv3 export of every SIP message to a Homer / sipcapture collector.
+    pub hep: crate::hep::HepConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -127,6 +129,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             websocket: WebSocketConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            hep: crate::hep::HepConfig::default(),
         }
     }
 }
@@ -358,6 +361,7 @@ impl Config {
             }
         }
         self.cluster.validate()?;
+        self.hep.validate()?;
         if self.limits.max_breadth == 0 || self.limits.max_branches == 0 {
             return Err(
                 "key `limits.max_breadth` / `limits.max_branches`: must be at least 1".into(),
@@ -449,7 +453,7 @@ impl Config {
     }
 
     /// The effective settings as TOML, every default filled in, with the
-    /// secrets (cluster keys, the Cassandra password) replaced by
+    /// secrets (cluster keys, the Cassandra and HEP passwords) replaced by
     /// `"<redacted>"`: what `check-config` prints.
     pub fn redacted_toml(&self) -> String {
         const SECRET_KEYS: [&str; 3] = ["secret", "previous_secrets", "password"];

@@ -89,6 +89,8 @@ pub(crate) struct Core {
     pub stats: Arc<Stats>,
     /// How long the location store took (`/metrics`).
     pub store_latency: StoreLatency,
+    /// `[hep]`: None when the HEP export is off.
+    pub hep: Option<crate::hep::Hep>,
 }
 
 /// Store call latency by operation.
@@ -116,6 +118,9 @@ impl InboundHandler for Core {
         let Some(core) = self.me.upgrade() else {
             return;
         };
+        if let (Some(hep), InboundEvent::Message(m)) = (&self.hep, &ev) {
+            hep.received(&m.source, &m.data);
+        }
         tokio::spawn(async move { core.handle(ev).await });
     }
 }
@@ -272,6 +277,7 @@ impl Core {
                 failure,
             } => {
                 let transports = &self.wiring().transports;
+                let hep = self.hep.as_ref().map(|hep| (hep, data.clone()));
                 let sent = match dest.flow_local {
                     Some(local) => {
                         let flow = Source {
@@ -279,12 +285,17 @@ impl Core {
                             remote: dest.addr,
                             local,
                         };
-                        transports.send_on_flow(&flow, data).await
+                        transports.send_on_flow(&flow, data).await.map(|()| flow)
                     }
-                    None => transports.send_to(&dest, data).await.map(drop),
+                    None => transports.send_to(&dest, data).await,
                 };
                 match sent {
-                    Ok(()) => None,
+                    Ok(flow) => {
+                        if let Some((hep, data)) = hep {
+                            hep.sent(&flow, data);
+                        }
+                        None
+                    }
                     Err(e) => {
                         debug!(to = %dest.addr, error = %e, "send failed");
                         failure
@@ -352,7 +363,8 @@ impl Core {
     /// destination we open a connection to.
     pub(crate) async fn reply(&self, source: &Source, data: Bytes) -> Result<(), TransportError> {
         let transports = &self.wiring().transports;
-        match transports.reply(source, data.clone()).await {
+        let flow = match transports.reply(source, data.clone()).await {
+            Ok(()) => *source,
             Err(TransportError::ConnectionClosed { .. }) if source.transport.is_reliable() => {
                 let Some(addr) = via_listening_address(&data)
                     .filter(|a| self.egress.allowlist().permits(a.ip()))
@@ -362,12 +374,15 @@ impl Core {
                     });
                 };
                 transports
-                    .send(source.transport, addr, data)
-                    .await
-                    .map(drop)
+                    .send(source.transport, addr, data.clone())
+                    .await?
             }
-            other => other,
+            Err(e) => return Err(e),
+        };
+        if let Some(hep) = &self.hep {
+            hep.sent(&flow, data);
         }
+        Ok(())
     }
 
     /// The node's timer task: sleeps until the earliest timer of any shard

@@ -119,6 +119,7 @@ impl Node {
             auth: auth.clone(),
             stats: Default::default(),
             store_latency: Default::default(),
+            hep: crate::hep::Hep::start(&config.hep),
         });
         // The transports reach the core through a weak link: the core owns
         // them (its wiring), so a strong one would keep both alive, sockets
