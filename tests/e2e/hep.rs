@@ -62,6 +62,7 @@ async fn every_message_in_and_out_reaches_the_collector_and_real_decoders_read_i
         c.hep.collector = Some(collector_addr);
         c.hep.capture_id = CAPTURE_ID;
         c.hep.password = Some(PASSWORD.into());
+        c.admin.listen = Some(SocketAddr::new(NODE_IP.parse().unwrap(), 0));
     })
     .await;
     let (node_udp, node_tcp) = (udp_addr(&node), tcp_addr(&node));
@@ -128,6 +129,14 @@ async fn every_message_in_and_out_reaches_the_collector_and_real_decoders_read_i
         }
     }
     let finished = SystemTime::now();
+    let (code, metrics) =
+        switchyard_tests::policy::admin_get(node.admin_addr().unwrap(), "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("switchyard_hep_exported_total 6\n")
+            && metrics.contains("switchyard_hep_dropped_total 0\n"),
+        "{metrics}"
+    );
     assert!(packets.iter().all(|(_, p)| p.starts_with(b"HEP3")));
 
     // sipcapture's decoder.

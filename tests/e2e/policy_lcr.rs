@@ -238,7 +238,7 @@ async fn a_reload_under_load_fails_no_call_and_the_next_transaction_sees_it() {
         "the calls before the reload went to a\n{on_a}"
     );
     assert!(
-        on_b.successful >= 1 + 100,
+        on_b.successful > 100,
         "the calls after it went to b\n{on_b}"
     );
     node.shutdown().await;

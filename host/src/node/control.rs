@@ -145,7 +145,11 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
 impl NodeControl for Control {
     fn counters(&self) -> Vec<Count> {
         let transport = self.core.wiring().transports.stats();
-        node_counters(&self.core.stats, &transport)
+        let mut counts = node_counters(&self.core.stats, &transport);
+        if let Some(hep) = &self.core.hep {
+            counts.extend(hep_counters(hep));
+        }
+        counts
     }
 
     fn bindings_per_tenant(&self) -> Option<BTreeMap<String, u64>> {
@@ -339,5 +343,21 @@ fn node_counters(stats: &super::Stats, transport: &crate::transport::TransportSt
             "Successful TLS certificate reloads.",
             transport.tls_certificate_reloads,
         ),
+    ]
+}
+
+/// The HEP export's counters, when `[hep] collector` is set.
+fn hep_counters(hep: &crate::hep::Hep) -> [Count; 2] {
+    [
+        Count {
+            name: "switchyard_hep_exported_total",
+            help: "SIP messages sent to the HEP collector.",
+            value: hep.exported(),
+        },
+        Count {
+            name: "switchyard_hep_dropped_total",
+            help: "SIP messages not exported to HEP (queue full, too large, send refused).",
+            value: hep.dropped(),
+        },
     ]
 }
