@@ -35,7 +35,9 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::rows::{AorRows, version_ttl_secs};
-use switchyard_location::{Binding, BindingKey, RegisterError, StoreError};
+use switchyard_location::{
+    Aor, AorFilter, Binding, BindingKey, LocationStore, RegisterError, StoreError,
+};
 use switchyard_proto::registrar::{RegisterOutcome, RegisterUpdate, apply};
 
 /// One conditional commit of an AOR.
@@ -112,3 +114,31 @@ pub async fn register(
 #[cfg(test)]
 #[path = "ordering_tests.rs"]
 mod tests;
+
+/// [`LocationStore::list_aors`] over a table's partition keys (`keys`, in
+/// any order): the AORs matching `filter`, in order, each read until
+/// `limit` of them hold a binding unexpired at `now`.
+pub async fn list_aors(
+    store: &dyn LocationStore,
+    keys: impl IntoIterator<Item = String>,
+    filter: &AorFilter,
+    now: SystemTime,
+    limit: usize,
+) -> Result<Vec<Aor>, StoreError> {
+    let mut matching: Vec<Aor> = keys
+        .into_iter()
+        .filter_map(|key| Aor::parse(&key).ok())
+        .filter(|aor| filter.matches(aor))
+        .collect();
+    matching.sort_unstable();
+    let mut live = Vec::new();
+    for aor in matching {
+        if live.len() == limit {
+            break;
+        }
+        if !store.lookup(&aor, now).await?.is_empty() {
+            live.push(aor);
+        }
+    }
+    Ok(live)
+}

@@ -97,6 +97,16 @@ impl LocationStore for AlgorithmStore {
         Ok(rows)
     }
 
+    async fn list_aors(
+        &self,
+        filter: &switchyard_location::AorFilter,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<Aor>, StoreError> {
+        let keys: Vec<String> = self.partitions.parts.lock().keys().cloned().collect();
+        super::list_aors(self, keys, filter, now, limit).await
+    }
+
     async fn purge_expired(&self, _now: SystemTime) -> Result<usize, StoreError> {
         Ok(0)
     }

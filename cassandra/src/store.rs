@@ -466,26 +466,12 @@ impl LocationStore for CassandraStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?
             .rows_stream::<(String,)>()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let mut matching = Vec::new();
+        let mut aors = Vec::new();
         while let Some(row) = keys.next().await {
             let (text,) = row.map_err(|e| StoreError::Backend(e.to_string()))?;
-            if let Ok(aor) = Aor::parse(&text)
-                && filter.matches(&aor)
-            {
-                matching.push(aor);
-            }
+            aors.push(text);
         }
-        matching.sort_unstable();
-        let mut live = Vec::new();
-        for aor in matching {
-            if live.len() == limit {
-                break;
-            }
-            if !self.lookup(&aor, now).await?.is_empty() {
-                live.push(aor);
-            }
-        }
-        Ok(live)
+        ordering::list_aors(self, aors, filter, now, limit).await
     }
 
     async fn lookup(&self, aor: &Aor, now: SystemTime) -> Result<Vec<Binding>, StoreError> {
