@@ -5,6 +5,7 @@
 #   SKIP_BUILD=1 bench/run.sh      # use the existing target/release/switchyard
 #   TARGETS=kamailio bench/run.sh  # some of: switchyard switchyard-pbx kamailio
 #   PHASES=memory bench/run.sh     # some of: register calls memory cpu
+#   SY_LOG=info bench/run.sh       # switchyard's log level (default warn)
 #   BASELINE=/path/to/old/switchyard TARGETS="baseline switchyard" bench/run.sh
 #                                  # before/after: targets baseline and
 #                                  # baseline-pbx run that binary instead
@@ -65,6 +66,7 @@ CPU_REG_RATE=${CPU_REG_RATE:-8000}  # REGISTER/s of the cpu phase
 CPU_CALL_RATE=${CPU_CALL_RATE:-3000} # calls/s of the cpu phase
 CPU_SECS=${CPU_SECS:-10}
 CPU_ROUNDS=${CPU_ROUNDS:-3}
+SY_LOG=${SY_LOG:-warn}             # switchyard's --log (info: the per-message span is on)
 MAX_FAIL_PPM=1000                  # 0.1 %
 MIN_ACHIEVED_PCT=95
 
@@ -115,7 +117,7 @@ start_switchyard() { # start_switchyard BINARY [extra args]
     local bin=$1
     shift
     [[ -x $bin ]] || return 1
-    "$bin" run --no-auth "$@" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log warn \
+    "$bin" run --no-auth "$@" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log "$SY_LOG" \
         >"$WORK/switchyard.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
