@@ -258,6 +258,8 @@ async fn list(State(state): State<AdminState>) -> axum::Json<Vec<TenantStatus>> 
 struct LoadQuery {
     /// Shown in listings instead of `upload` (the CLI sends the file path).
     source: Option<String>,
+    /// One link of the tenant's chain (`[[tenants.chains.<tenant>]] name`).
+    link: Option<String>,
 }
 
 async fn load(
@@ -270,7 +272,11 @@ async fn load(
         label: query.source.unwrap_or_else(|| "upload".into()),
         bytes: body.to_vec(),
     };
-    match state.tenants.load(&tenant, source).await {
+    let slot = match query.link {
+        Some(link) => format!("{tenant}/{link}"),
+        None => tenant,
+    };
+    match state.tenants.load(&slot, source).await {
         Ok((status, elapsed)) => axum::Json(Loaded {
             status: serde_json::to_value(status).unwrap_or_default(),
             elapsed_ms: elapsed.as_secs_f64() * 1e3,

@@ -17,11 +17,12 @@
 //! | `on_complete`       | the transaction's final response was sent (may be shed)  | nothing                 |
 
 pub mod bundled;
+pub mod chain;
 mod tenant_config;
 pub mod tenants;
 pub mod wasm;
 pub mod watch;
 
-pub use tenant_config::{SharedTenantsConfig, TenantPolicyConfig, TenantsConfig};
+pub use tenant_config::{ChainLinkConfig, SharedTenantsConfig, TenantPolicyConfig, TenantsConfig};
 
 pub use switchyard_proto::policy::*;

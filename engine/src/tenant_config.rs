@@ -20,6 +20,10 @@ pub struct TenantsConfig {
     /// Tenant name → its policy. A tenant without an entry runs the
     /// built-in routing (registrar + location), natively.
     pub policies: BTreeMap<String, TenantPolicyConfig>,
+    /// Tenant name → an ordered chain of policies run as one
+    /// (`engine/src/chain.rs`), instead of a single `policies` entry.
+    /// Each link can be swapped alone as `<tenant>/<name>`.
+    pub chains: BTreeMap<String, Vec<ChainLinkConfig>>,
     /// A directory watched for `<tenant>.wasm` files: writing one loads
     /// it as that tenant's new policy version (validated first; a bad
     /// file is refused and logged, the running version stays).
@@ -46,6 +50,7 @@ impl Default for TenantsConfig {
             default: "default".into(),
             domains: BTreeMap::new(),
             policies: BTreeMap::new(),
+            chains: BTreeMap::new(),
             watch_dir: None,
             contact_rewrite: BTreeMap::new(),
             trusted: BTreeMap::new(),
@@ -78,7 +83,91 @@ impl TenantPolicyConfig {
     }
 }
 
+/// `[[tenants.chains.<tenant>]]`: one link of a policy chain.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainLinkConfig {
+    /// The link's name: `<tenant>/<name>` addresses it (`policy load
+    /// --link`, `/policies/<tenant>?link=<name>`, listings).
+    pub name: String,
+    /// As in `[tenants.policies.<tenant>]`.
+    pub module: String,
+    #[serde(default)]
+    pub failure: FailureMode,
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+impl ChainLinkConfig {
+    /// The link as a single policy's settings.
+    pub fn policy(&self) -> TenantPolicyConfig {
+        TenantPolicyConfig {
+            module: self.module.clone(),
+            failure: self.failure,
+            config: self.config.clone(),
+        }
+    }
+}
+
 impl TenantsConfig {
+    /// The settings of a policy slot: a tenant (`acme`) or a chain link
+    /// (`acme/pbx`).
+    pub fn policy_of(&self, slot: &str) -> Option<TenantPolicyConfig> {
+        match slot.split_once('/') {
+            Some((tenant, link)) => self
+                .chains
+                .get(tenant)?
+                .iter()
+                .find(|l| l.name == link)
+                .map(ChainLinkConfig::policy),
+            None => self.policies.get(slot).cloned(),
+        }
+    }
+
+    /// Every configured policy slot with its settings: tenants, then the
+    /// links of every chain as `tenant/link`.
+    pub fn slots(&self) -> Vec<(String, TenantPolicyConfig)> {
+        let single = self.policies.iter().map(|(t, p)| (t.clone(), p.clone()));
+        let links = self.chains.iter().flat_map(|(tenant, links)| {
+            links
+                .iter()
+                .map(move |l| (format!("{tenant}/{}", l.name), l.policy()))
+        });
+        single.chain(links).collect()
+    }
+
+    /// Refuses a tenant with both a policy and a chain, an empty chain, and
+    /// link names that are empty, repeated or contain `/`.
+    pub fn validate(&self) -> Result<(), String> {
+        for (tenant, links) in &self.chains {
+            if self.policies.contains_key(tenant) {
+                return Err(format!(
+                    "key `tenants.chains.{tenant}`: the tenant also has a `tenants.policies` entry; give it one or the other"
+                ));
+            }
+            if links.is_empty() {
+                return Err(format!(
+                    "key `tenants.chains.{tenant}`: a chain needs at least one link"
+                ));
+            }
+            for (i, link) in links.iter().enumerate() {
+                if link.name.is_empty() || link.name.contains('/') {
+                    return Err(format!(
+                        "key `tenants.chains.{tenant}`: link name {:?} must be non-empty and without '/'",
+                        link.name
+                    ));
+                }
+                if links[..i].iter().any(|l| l.name == link.name) {
+                    return Err(format!(
+                        "key `tenants.chains.{tenant}`: two links are named {:?}",
+                        link.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `source` is one of `tenant`'s trusted peers.
     pub fn trusts(&self, tenant: &str, source: std::net::IpAddr) -> bool {
         self.trusted

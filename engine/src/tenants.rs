@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use super::chain::Chain;
 use super::wasm::{FailureMode, LoadError, LoadSpec, PolicyEngine, PolicyVersion};
 use super::{DefaultPolicy, Policy, PolicyResolver, bundled};
 use crate::{SharedTenantsConfig, TenantPolicyConfig, TenantsConfig};
@@ -116,10 +117,10 @@ impl Tenants {
         let mut tenants = Tenants::native(TenantsConfig::clone(&config.load()));
         tenants.config = config;
         tenants.engine = Some(engine);
-        let policies = tenants.config.load().policies.clone();
-        for (tenant, policy) in policies {
+        let slots = tenants.config.load().slots();
+        for (slot, policy) in slots {
             let source = ModuleSource::from_config(&policy.module);
-            tenants.load(&tenant, source).await?;
+            tenants.load(&slot, source).await?;
         }
         Ok(tenants)
     }
@@ -133,15 +134,16 @@ impl Tenants {
         self.config.load_full()
     }
 
-    /// Validates `source` for `tenant` and publishes it. Returns the time
-    /// from the call to the moment new transactions use the new version.
+    /// Validates `source` for `tenant` (or a chain link, `tenant/link`) and
+    /// publishes it. Returns the time from the call to the moment new
+    /// transactions use the new version.
     pub async fn load(
         &self,
         tenant: &str,
         source: ModuleSource,
     ) -> Result<(TenantStatus, std::time::Duration), TenantLoadError> {
         let started = Instant::now();
-        let settings = self.config.load().policies.get(tenant).cloned();
+        let settings = self.config.load().policy_of(tenant);
         let slot = self.slot(tenant);
         let _serial = slot.loading.lock().await;
         let version = self.prepare(tenant, source, settings.as_ref()).await?;
@@ -157,40 +159,38 @@ impl Tenants {
     /// changes. Returns the tenants whose policy changed.
     pub async fn reconfigure(&self, new: TenantsConfig) -> Result<Vec<String>, TenantLoadError> {
         let old = self.config.load_full();
+        let (old_slots, new_slots) = (old.slots(), new.slots());
         let mut prepared = Vec::new();
-        for (tenant, policy) in &new.policies {
-            let unchanged = old.policies.get(tenant) == Some(policy);
+        for (slot, policy) in &new_slots {
+            let unchanged = old_slots.iter().any(|(s, p)| s == slot && p == policy);
             if unchanged && policy.module.starts_with("builtin:") {
                 continue;
             }
             let source = ModuleSource::from_config(&policy.module);
-            let version = self.prepare(tenant, source, Some(policy)).await?;
-            let current = self.slots.load().get(tenant).and_then(|slot| {
-                let active = slot.current.load();
+            let version = self.prepare(slot, source, Some(policy)).await?;
+            let current = self.slots.load().get(slot).and_then(|s| {
+                let active = s.current.load();
                 active.version.as_ref().map(|v| v.short_hash().to_owned())
             });
             if unchanged && current.as_deref() == Some(version.short_hash()) {
                 continue;
             }
-            prepared.push((tenant.clone(), version));
+            prepared.push((slot.clone(), version));
         }
         let mut changed = Vec::new();
-        for (tenant, version) in prepared {
-            let slot = self.slot(&tenant);
+        for (slot_name, version) in prepared {
+            let slot = self.slot(&slot_name);
             let _serial = slot.loading.lock().await;
-            self.publish(&tenant, &slot, version);
-            changed.push(tenant);
+            self.publish(&slot_name, &slot, version);
+            changed.push(slot_name);
         }
-        for tenant in old.policies.keys() {
-            if !new.policies.contains_key(tenant)
-                && let Some(slot) = self.slots.load().get(tenant)
+        for (slot_name, _) in &old_slots {
+            if !new_slots.iter().any(|(s, _)| s == slot_name)
+                && let Some(slot) = self.slots.load().get(slot_name)
             {
                 slot.current.store(self.native.clone());
-                info!(
-                    tenant,
-                    "policy removed from the configuration: built-in routing"
-                );
-                changed.push(tenant.clone());
+                info!(slot = %slot_name, "policy removed from the configuration: built-in routing");
+                changed.push(slot_name.clone());
             }
         }
         self.config.store(Arc::new(new));
@@ -211,7 +211,9 @@ impl Tenants {
         };
         let (label, bytes) = source.read(tenant)?;
         let spec = LoadSpec {
-            tenant: tenant.to_string(),
+            // A chain link (`acme/pbx`) runs as its tenant: the same
+            // location view, kv store and metrics as the tenant's others.
+            tenant: tenant.split('/').next().unwrap_or(tenant).to_string(),
             source: label,
             bytes,
             config_json: settings.map_or_else(|| "{}".into(), |p| p.config_json()),
@@ -285,10 +287,27 @@ impl Tenants {
 }
 
 impl PolicyResolver for Tenants {
+    /// The tenant's policy, or its chain composed of each link's current
+    /// version (one allocation per transaction, chained tenants only).
     fn policy_for(&self, tenant: &str) -> Arc<dyn Policy> {
-        match self.slots.load().get(tenant) {
-            Some(slot) => slot.current.load().policy.clone(),
-            None => self.native.policy.clone(),
+        let slots = self.slots.load();
+        let config = self.config.load();
+        match config.chains.get(tenant) {
+            Some(links) => Arc::new(Chain::new(
+                links
+                    .iter()
+                    .map(|link| {
+                        slots.get(&format!("{tenant}/{}", link.name)).map_or_else(
+                            || self.native.policy.clone(),
+                            |s| s.current.load().policy.clone(),
+                        )
+                    })
+                    .collect(),
+            )),
+            None => slots.get(tenant).map_or_else(
+                || self.native.policy.clone(),
+                |s| s.current.load().policy.clone(),
+            ),
         }
     }
 }
@@ -375,4 +394,54 @@ fn read_file(tenant: &str, path: &Path) -> Result<(String, Arc<[u8]>), TenantLoa
 /// Logs a refused load the way operators need it: tenant, source, reason.
 pub fn log_refused(error: &TenantLoadError) {
     warn!(%error, "policy refused; the running version stays");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChainLinkConfig;
+    use crate::wasm::testing;
+
+    fn link(name: &str, module: &str) -> ChainLinkConfig {
+        ChainLinkConfig {
+            name: name.into(),
+            module: module.into(),
+            failure: FailureMode::FailClosed,
+            config: toml::Table::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_swaps_only_the_chain_links_that_changed() {
+        let mut config = TenantsConfig::default();
+        let chain = vec![
+            link("limits", "builtin:default"),
+            link("plan", "builtin:default"),
+        ];
+        config.chains.insert("acme".into(), chain.clone());
+        let shared = Arc::new(ArcSwap::from_pointee(config.clone()));
+        let engine = Arc::new(testing::engine_with(testing::config()));
+        let tenants = Tenants::start(shared, engine).await.unwrap();
+        let listed: Vec<String> = tenants.list().into_iter().map(|t| t.tenant).collect();
+        assert!(listed.contains(&"acme/limits".into()) && listed.contains(&"acme/plan".into()));
+
+        let mut changed = config.clone();
+        changed.chains.insert(
+            "acme".into(),
+            vec![link("limits", "builtin:rate-limit"), chain[1].clone()],
+        );
+        assert_eq!(
+            tenants.reconfigure(changed.clone()).await.unwrap(),
+            ["acme/limits"]
+        );
+        assert_eq!(
+            tenants.reconfigure(changed).await.unwrap(),
+            Vec::<String>::new()
+        );
+
+        // Without the chain the tenant is back to the built-in routing.
+        let removed = tenants.reconfigure(TenantsConfig::default()).await.unwrap();
+        assert_eq!(removed, ["acme/limits", "acme/plan"]);
+        assert!(tenants.policy_for("acme").is_default());
+    }
 }

@@ -172,6 +172,10 @@ enum PolicyCommand {
         /// The tenant (see `[tenants]`).
         #[arg(long)]
         tenant: String,
+        /// One link of the tenant's chain (`[[tenants.chains.<tenant>]]`),
+        /// swapped alone.
+        #[arg(long)]
+        link: Option<String>,
         /// A `.wasm` component built against wit/policy.wit.
         file: PathBuf,
         #[command(flatten)]
@@ -357,16 +361,20 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
     match command {
         PolicyCommand::Load {
             tenant,
+            link,
             file,
             admin,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let path = format!(
+            let mut path = format!(
                 "/policies/{}?source={}",
                 client::query_value(&tenant),
                 client::query_value(&file.display().to_string())
             );
+            if let Some(link) = &link {
+                path.push_str(&format!("&link={}", client::query_value(link)));
+            }
             let answer = client::call(&admin.endpoint()?, "PUT", &path, bytes).await?;
             let loaded: switchyard::admin::Loaded = serde_json::from_slice(&answer)?;
             println!(

@@ -164,6 +164,15 @@ listen = "127.0.66.1:0"
 [tenants.policies.cli]
 module = "builtin:default"
 failure = "fail-open"
+
+[[tenants.chains.chained]]
+name = "limits"
+module = "builtin:rate-limit"
+config = { requests_per_second = 100 }
+
+[[tenants.chains.chained]]
+name = "plan"
+module = "builtin:default"
 "#,
     )
     .unwrap();
@@ -195,6 +204,25 @@ failure = "fail-open"
     for expected in [version.as_str(), "fail-open", pbx] {
         assert!(row.contains(expected), "{expected:?} not in {row:?}");
     }
+
+    // One link of a chain, swapped alone.
+    let (ok, out, err) = policy(&[
+        "load", "--tenant", "chained", "--link", "plan", pbx, "--admin", &admin,
+    ]);
+    assert!(ok, "policy load --link failed: {err}");
+    assert!(out.starts_with("tenant chained: version "), "{out}");
+    let (_, out, _) = policy(&["list", "--admin", &admin]);
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name}: {out}"))
+            .to_string()
+    };
+    assert!(row("chained/plan ").contains(pbx), "{out}");
+    assert!(
+        row("chained/limits ").contains("builtin:rate-limit"),
+        "{out}"
+    );
 
     // A file that is not a component: refused, the loaded version stays.
     let bad = dir.join("bad.wasm");

@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use switchyard::NodeHandle;
 use switchyard::location::Aor;
+use switchyard::policy::tenants::ModuleSource;
 use switchyard::policy::wasm::FailureMode;
-use switchyard_tests::policy::{add_tenant, admin_get, policy};
+use switchyard_tests::policy::{add_tenant, admin_get, policy, status};
 use switchyard_tests::sipp::{Sipp, UAC_CALL, UAC_REGISTER, UAS_ANSWER, UAS_BUSY};
 use switchyard_tests::ua::{UdpUa, ack, first_line, invite, register, reply};
 use switchyard_tests::{finish, ip, start_node_with, stop, udp_addr};
@@ -343,5 +344,102 @@ async fn registrations_beyond_the_tenants_cap_are_refused_and_not_stored() {
     );
     assert_eq!(stored("zed", "globex.test").await.len(), 3);
     assert!(stored("mallory", "acme.test").await.is_empty());
+    node.shutdown().await;
+}
+
+/// A chain: `rate-limit` then `hosted-pbx`. Calls within the budget go on
+/// to the dial plan (extension 101 rings alice); a call over it is refused
+/// by the first link and never reaches the second. Swapping the first link
+/// alone lifts the limit and leaves the dial plan's version as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_limits_before_the_dial_plan_and_one_link_swaps_alone() {
+    let node = start_node_with("127.0.79.1", |c| {
+        add_tenant(c, "chained", "chain.test", None);
+        let link = |name: &str, module: &str, config: &str| switchyard::policy::ChainLinkConfig {
+            name: name.into(),
+            module: module.into(),
+            failure: FailureMode::FailClosed,
+            config: toml::from_str(config).unwrap(),
+        };
+        c.tenants.chains.insert(
+            "chained".into(),
+            vec![
+                link(
+                    "limits",
+                    "builtin:rate-limit",
+                    "requests_per_second = 1\nwindow_ms = 2000",
+                ),
+                link(
+                    "pbx",
+                    "builtin:hosted-pbx",
+                    "[extensions]\n\"101\" = \"alice\"",
+                ),
+            ],
+        );
+    })
+    .await;
+    let proxy = udp_addr(&node);
+    let alice = std::sync::Arc::new(UdpUa::bind("127.0.79.2").await);
+    let caller = UdpUa::bind("127.0.79.3").await;
+    register_phone(proxy, &alice, "alice", "chain.test").await;
+    // alice's phone declines every call it gets, and counts them.
+    let rung = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let phone = {
+        let (alice, rung) = (alice.clone(), rung.clone());
+        tokio::spawn(async move {
+            loop {
+                let got = alice.recv_request("INVITE", "a call").await;
+                rung.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                alice
+                    .send(proxy, &reply(&got, 603, "Decline", "alice", alice.addr))
+                    .await;
+            }
+        })
+    };
+    let call = |n: usize| {
+        let text = invite(
+            "sip:101@chain.test",
+            "carol@chain.test",
+            caller.addr,
+            &format!("chain-{n}"),
+        );
+        let caller = &caller;
+        async move {
+            let answer = caller.request(proxy, &text, "the answer").await;
+            caller.send(proxy, &ack(&text, &answer)).await;
+            (answer.status(), answer.reason().map(str::to_owned))
+        }
+    };
+    // 2 calls per 2 s window: within 8 quick calls some are refused.
+    let mut answers = Vec::new();
+    for n in 0..8 {
+        answers.push(call(n).await);
+    }
+    let declined = answers.iter().filter(|a| a.0 == Some(603)).count();
+    let limited = answers
+        .iter()
+        .filter(|a| *a == &(Some(503), Some("Rate Limited".into())))
+        .count();
+    assert!(declined >= 2 && limited >= 3, "{answers:?}");
+    assert_eq!(declined + limited, 8, "{answers:?}");
+    assert_eq!(
+        rung.load(std::sync::atomic::Ordering::SeqCst),
+        declined,
+        "a refused call never reached the dial plan"
+    );
+
+    // The first link swapped alone: no limit any more, same dial plan.
+    let tenants = node.tenants().unwrap();
+    let pbx_before = status(&node, "chained/pbx").version;
+    tenants
+        .load("chained/limits", ModuleSource::Builtin("default".into()))
+        .await
+        .expect("the link is swapped");
+    for n in 8..14 {
+        assert_eq!(call(n).await.0, Some(603), "call {n} reaches the dial plan");
+    }
+    assert_eq!(status(&node, "chained/pbx").version, pbx_before);
+    assert_eq!(status(&node, "chained/limits").source, "builtin:default");
+    phone.abort();
     node.shutdown().await;
 }

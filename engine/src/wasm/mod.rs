@@ -109,4 +109,4 @@ impl EngineError {
 
 #[cfg(test)]
 #[path = "testing.rs"]
-mod testing;
+pub(crate) mod testing;

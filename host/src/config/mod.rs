@@ -326,6 +326,7 @@ impl Config {
             return Err("key `listen`: at least one listener is needed".into());
         }
         self.auth.validate()?;
+        self.tenants.validate()?;
         let t = &self.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
             return Err("key `timers`: need 0 < t1_ms <= t2_ms".into());

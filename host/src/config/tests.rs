@@ -284,3 +284,33 @@ fn the_packaged_conffile_is_full_toml_commented_with_persistence_on() {
     expected.store.persist = packaged.store.persist.clone();
     assert_eq!(packaged.redacted_toml(), expected.redacted_toml());
 }
+
+#[test]
+fn a_tenant_has_a_policy_or_a_chain_and_links_have_distinct_names() {
+    let chain = r#"
+[[tenants.chains.acme]]
+name = "limits"
+module = "builtin:rate-limit"
+[[tenants.chains.acme]]
+name = "pbx"
+module = "builtin:hosted-pbx"
+"#;
+    let ok = Config::parse(chain, "t").unwrap();
+    assert_eq!(
+        ok.tenants
+            .slots()
+            .into_iter()
+            .map(|(slot, _)| slot)
+            .collect::<Vec<_>>(),
+        ["acme/limits", "acme/pbx"]
+    );
+    let both = format!("{chain}\n[tenants.policies.acme]\nmodule = \"builtin:default\"\n");
+    let err = Config::parse(&both, "t").unwrap_err().to_string();
+    assert!(
+        err.contains("tenants.chains.acme") && err.contains("one or the other"),
+        "{err}"
+    );
+    let twice = chain.replace("name = \"pbx\"", "name = \"limits\"");
+    let err = Config::parse(&twice, "t").unwrap_err().to_string();
+    assert!(err.contains("two links are named \"limits\""), "{err}");
+}

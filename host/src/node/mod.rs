@@ -377,6 +377,7 @@ fn wildcard_interfaces(bound: &[SocketAddr]) -> Vec<std::net::IpAddr> {
 /// watched directory or the admin endpoint), the WebAssembly engine.
 async fn start_tenants(config: &Config, store: &Arc<dyn LocationStore>) -> anyhow::Result<Tenants> {
     let wants_engine = !config.tenants.policies.is_empty()
+        || !config.tenants.chains.is_empty()
         || config.tenants.watch_dir.is_some()
         || config.admin.listen.is_some();
     if !wants_engine {
