@@ -9,7 +9,9 @@
 # Switchyard in a container: built with `cargo build --release -p switchyard`
 # in rust:1.95-bookworm, run in debian:bookworm-slim as the non-root user
 # `switchyard`, with every key of /etc/switchyard/switchyard.toml commented
-# out (the defaults: UDP and TCP on 0.0.0.0:5060). Mount your own over it:
+# out but `[store] persist` (the defaults: UDP and TCP on 0.0.0.0:5060; the
+# registrations saved in the /var/lib/switchyard volume, so a restarted
+# container keeps them). Mount your own config over it:
 #
 #   docker build -t switchyard .
 #   docker run --rm switchyard check-config /etc/switchyard/switchyard.toml
@@ -50,6 +52,7 @@ COPY --from=build /out/switchyard /usr/bin/switchyard
 COPY --chmod=0644 packaging/debian/switchyard.toml /etc/switchyard/switchyard.toml
 USER switchyard
 WORKDIR /var/lib/switchyard
+VOLUME /var/lib/switchyard
 # SIP over UDP and TCP, and SIP over TLS once [tls] and a tls: listener are set.
 EXPOSE 5060/udp 5060/tcp 5061/tcp
 STOPSIGNAL SIGTERM
