@@ -121,7 +121,12 @@ pub const ROUTES: &[Route] = &[
         summary: "Validate a WebAssembly policy component and make it the tenant's live version",
         params: &[
             ("tenant", "path", true, "the tenant"),
-            ("link", "query", false, "one link of the tenant's chain, swapped alone"),
+            (
+                "link",
+                "query",
+                false,
+                "one link of the tenant's chain, swapped alone",
+            ),
             ("source", "query", false, "label shown in listings"),
         ],
         body: Some("application/wasm"),
