@@ -11,6 +11,9 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use switchyard_codec::SipMessage;
+
 /// Generic chunk type ids (vendor 0x0000).
 pub mod chunk {
     pub const IP_FAMILY: u16 = 1;
@@ -141,27 +144,13 @@ fn v6(ip: IpAddr) -> Ipv6Addr {
     }
 }
 
-/// The Call-ID of a SIP message (`Call-ID:` or the compact `i:`), read
-/// from its header section without parsing the rest; `None` when it has
-/// none.
-pub fn call_id(message: &[u8]) -> Option<&[u8]> {
-    let mut lines = message.split(|&b| b == b'\n');
-    lines.next(); // the start line
-    for line in lines {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return None; // end of the headers
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
-            let value = line[colon + 1..].trim_ascii();
-            return (!value.is_empty()).then_some(value);
-        }
-    }
-    None
+/// The Call-ID of a SIP message (`Call-ID:` or the compact `i:`), found by
+/// the codec's parser; `None` when the message does not parse or has none.
+/// A view into `message`, not a copy.
+pub fn call_id(message: &Bytes) -> Option<Bytes> {
+    let parsed = SipMessage::parse(message.clone()).ok()?;
+    let id = parsed.call_id().ok()?;
+    Some(message.slice_ref(id.as_bytes()))
 }
 
 #[cfg(test)]
@@ -183,7 +172,7 @@ mod tests {
             time: UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
             capture_id: 2001,
             auth_key,
-            correlation_id: call_id(OPTIONS),
+            correlation_id: Some(b"abc@192.0.2.10"),
             payload: OPTIONS,
         }
     }
@@ -269,14 +258,15 @@ mod tests {
 
     #[test]
     fn the_call_id_is_found_in_either_form_and_only_in_the_headers() {
-        assert_eq!(call_id(OPTIONS), Some(&b"abc@192.0.2.10"[..]));
+        let id = |m: &'static [u8]| call_id(&Bytes::from_static(m));
+        assert_eq!(id(OPTIONS).as_deref(), Some(&b"abc@192.0.2.10"[..]));
         let compact = b"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP h\r\ni:  x-1 \r\n\r\n";
-        assert_eq!(call_id(compact), Some(&b"x-1"[..]));
+        assert_eq!(id(compact).as_deref(), Some(&b"x-1"[..]));
         let lower = b"BYE sip:a SIP/2.0\ncall-id:y\n\n";
-        assert_eq!(call_id(lower), Some(&b"y"[..]));
+        assert_eq!(id(lower).as_deref(), Some(&b"y"[..]));
         let in_body = b"MESSAGE sip:a SIP/2.0\r\nContent-Length: 11\r\n\r\nCall-ID: z\r\n";
-        assert_eq!(call_id(in_body), None);
-        assert_eq!(call_id(b""), None);
+        assert_eq!(id(in_body), None);
+        assert_eq!(id(b""), None);
     }
 
     /// The chunks of a packet: (type, value); checks every length.

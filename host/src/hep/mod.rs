@@ -192,6 +192,7 @@ impl Sender {
         let mut buf = Vec::with_capacity(2048);
         let mut warned = false;
         while let Some(m) = rx.recv().await {
+            let correlation_id = encode::call_id(&m.data);
             let packet = Packet {
                 src: m.src,
                 dst: m.dst,
@@ -199,7 +200,7 @@ impl Sender {
                 time: m.time,
                 capture_id: self.capture_id,
                 auth_key: self.password.as_deref(),
-                correlation_id: encode::call_id(&m.data),
+                correlation_id: correlation_id.as_deref(),
                 payload: &m.data,
             };
             if encode::encode(&packet, &mut buf).is_err() {
