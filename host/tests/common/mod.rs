@@ -17,53 +17,53 @@ impl Drop for Running {
     }
 }
 
-/// Starts `switchyard run` and waits for its "listening" log lines.
-pub fn start(args: &[&str], listeners: usize) -> Running {
+/// Spawns `switchyard ARGS...` and forwards every stdout line containing
+/// `needle`; stdout is drained until the process ends, so the node never
+/// blocks on a full pipe.
+fn spawn_watching(
+    args: &[&std::ffi::OsStr],
+    needle: &'static str,
+) -> (Running, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
-        .args(["--log", "info", "run"])
         .args(args)
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn switchyard");
     let (tx, rx) = mpsc::channel();
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("listening") && tx.send(line).is_err() {
-                break;
+            if line.contains(needle) {
+                let _ = tx.send(line);
             }
         }
     });
+    (Running(child), rx)
+}
+
+/// Starts `switchyard run` and waits for its "listening" log lines.
+pub fn start(args: &[&str], listeners: usize) -> Running {
+    let all: Vec<&std::ffi::OsStr> = ["--log", "info", "run"]
+        .iter()
+        .chain(args)
+        .map(std::ffi::OsStr::new)
+        .collect();
+    let (running, rx) = spawn_watching(&all, "listening");
     for _ in 0..listeners {
         rx.recv_timeout(Duration::from_secs(20))
             .expect("switchyard did not report its listeners");
     }
-    Running(child)
+    running
 }
 
 /// Starts `switchyard run --config FILE` (whose `[admin] listen` has port 0)
 /// and returns it with the admin address it logged.
 pub fn start_with_admin(config: &std::path::Path) -> (Running, std::net::SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(["--log", "info", "run", "--config"])
-        .arg(config)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn switchyard");
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    // Keeps draining stdout so the node never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("admin endpoint listening") {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let running = Running(child);
+    let args = ["--log", "info", "run", "--config"].map(std::ffi::OsStr::new);
+    let all: Vec<&std::ffi::OsStr> = args.into_iter().chain([config.as_os_str()]).collect();
+    let (running, rx) = spawn_watching(&all, "admin endpoint listening");
     let line = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("switchyard did not report its admin endpoint");
