@@ -214,13 +214,7 @@ fn operators_list_kick_reload_and_restart_keep_registrations() {
     // SIGHUP after adding a domain and its tenant's policy.
     std::fs::write(&file, config(&dir, true, PORT)).unwrap();
     let pid = node.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&pid, "HUP");
     await_status(&admin, &token, |s| {
         s["domains"] == serde_json::json!([NODE, "ops.test"])
     });
@@ -253,13 +247,7 @@ fn operators_list_kick_reload_and_restart_keep_registrations() {
     std::fs::write(&file, config(&dir, true, PORT)).unwrap();
 
     // SIGTERM, then a new process: the registrations are back.
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&pid, "TERM");
     let exit = node.0.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
     let (_node, admin) = start_with_admin(&file);
@@ -270,6 +258,15 @@ fn operators_list_kick_reload_and_restart_keep_registrations() {
         [format!("alice@{NODE}"), "carol@ops.test".to_string()]
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `kill -NAME PID`.
+fn signal(pid: &str, name: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid)
+        .status();
+    assert!(sent.unwrap().success(), "kill -{name} {pid}");
 }
 
 /// SIPp with `args`, its files in `dir`; killed if the test ends first.
@@ -401,22 +398,16 @@ drain_ms = 15000
             "3000".into(),
             "-inf".into(),
             "users.csv".into(),
-            "-key".into(),
-            "domain".into(),
-            NODE.into(),
-        ],
+        ]
+        .into_iter()
+        .chain(keys(&[("domain", NODE)]))
+        .collect::<Vec<_>>(),
     );
     // Every call answered and talking: then the node is told to stop.
     await_status(&admin, &token, |s| s["dialogs"] == calls);
     let pid = node.0.id().to_string();
     let signalled = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&pid, "TERM");
     let caller = uac.0.wait().unwrap();
     let callee = uas.0.wait().unwrap();
     let exit = node.0.wait().unwrap();
