@@ -17,9 +17,9 @@ use std::time::Instant;
 use anyhow::Context;
 use async_trait::async_trait;
 
-use super::core::Core;
 use std::collections::BTreeMap;
 
+use super::core::Core;
 use crate::admin::latency::HistogramSnapshot;
 use crate::admin::{Count, NodeControl, NodeStatus, ReloadReport, TransactionStats};
 use crate::config::Config;
@@ -90,14 +90,23 @@ impl Control {
             .count(Instant::now())
     }
 
+    /// Server transactions without a final response yet, on every shard.
+    pub fn unanswered(&self) -> usize {
+        self.core
+            .wiring()
+            .shards
+            .iter()
+            .map(|s| s.unanswered())
+            .sum()
+    }
+
     fn transactions(&self) -> TransactionStats {
-        let wiring = self.core.wiring();
-        let (mut server, mut client, mut timers, mut unanswered) = (0, 0, 0, 0);
-        for shard in &wiring.shards {
+        let (mut server, mut client, mut timers) = (0, 0, 0);
+        for shard in &self.core.wiring().shards {
             let (s, c, t) = shard.counts();
             (server, client, timers) = (server + s, client + c, timers + t);
-            unanswered += shard.unanswered();
         }
+        let unanswered = self.unanswered();
         let stats = &self.core.stats;
         TransactionStats {
             server: server as u64,

@@ -25,8 +25,6 @@ pub struct NodeHandle {
     pub(super) tasks: Vec<JoinHandle<()>>,
     pub(super) tenants: Option<Arc<Tenants>>,
     pub(super) admin_addr: Option<SocketAddr>,
-    /// Shared with every shard's endpoint: set by [`NodeHandle::drain`].
-    pub(super) draining: Arc<std::sync::atomic::AtomicBool>,
     pub(super) persisted: Option<Persisted>,
     pub(super) control: Arc<control::Control>,
 }
@@ -103,17 +101,12 @@ impl NodeHandle {
     /// responses go on. Returns whether everything ended in time. Call
     /// [`shutdown`](Self::shutdown) next.
     pub async fn drain(&self, limit: Duration) -> bool {
-        self.draining
+        self.control
+            .draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let transactions: usize = self
-                .core
-                .wiring()
-                .shards
-                .iter()
-                .map(Shard::unanswered)
-                .sum();
+            let transactions = self.control.unanswered();
             let calls = self.control.live_dialogs();
             if transactions == 0 && calls == 0 {
                 return true;

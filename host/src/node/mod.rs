@@ -207,8 +207,8 @@ impl Node {
             source: Default::default(),
             applied: tokio::sync::Mutex::new(config.clone()),
             started: std::time::Instant::now(),
-            draining: draining.clone(),
-            dialogs: dialogs.clone(),
+            draining,
+            dialogs,
             embedded: embedded_store,
             cassandra: cassandra.clone(),
         });
@@ -244,7 +244,6 @@ impl Node {
             tasks,
             tenants,
             admin_addr,
-            draining,
             persisted,
             control,
         })
