@@ -16,7 +16,6 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -131,23 +130,32 @@ fn temporary_path(path: &Path) -> PathBuf {
 /// save, for as long as the future runs (spawn it; call [`save`] once more
 /// at shutdown). Failures are logged and retried at the next period.
 pub async fn save_periodically(store: Arc<EmbeddedStore>, path: PathBuf, period: Duration) {
-    let saved_at = AtomicU64::new(store.generation());
+    let mut saved_at = store.generation();
     loop {
         tokio::time::sleep(period).await;
         let generation = store.generation();
-        if generation == saved_at.load(Ordering::Relaxed) {
-            continue;
+        if generation != saved_at && save_off_thread(store.clone(), path.clone()).await.is_some() {
+            saved_at = generation;
         }
-        let (store2, path2) = (store.clone(), path.clone());
-        let result =
-            tokio::task::spawn_blocking(move || save(&store2, &path2, SystemTime::now())).await;
-        match result {
-            Ok(Ok(bindings)) => {
-                saved_at.store(generation, Ordering::Relaxed);
-                tracing::debug!(bindings, file = %path.display(), "registrations saved");
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "saving the registrations failed"),
-            Err(_) => tracing::warn!("saving the registrations was interrupted"),
+    }
+}
+
+/// [`save`] at the current time on a blocking thread, failures logged;
+/// the bindings written when it succeeded.
+pub async fn save_off_thread(store: Arc<EmbeddedStore>, path: PathBuf) -> Option<usize> {
+    let file = path.clone();
+    match tokio::task::spawn_blocking(move || save(&store, &file, SystemTime::now())).await {
+        Ok(Ok(bindings)) => {
+            tracing::debug!(bindings, file = %path.display(), "registrations saved");
+            Some(bindings)
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "saving the registrations failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("saving the registrations was interrupted");
+            None
         }
     }
 }

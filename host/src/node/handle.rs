@@ -112,10 +112,9 @@ impl NodeHandle {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
+                warn!(
                     transactions,
-                    calls,
-                    "drain time over with calls still in progress"
+                    calls, "drain time over with calls still in progress"
                 );
                 return false;
             }
@@ -147,16 +146,10 @@ impl NodeHandle {
             t.abort();
         }
         // After the transports: no REGISTER can change the store any more.
-        if let Some(p) = self.persisted {
-            let saved = tokio::task::spawn_blocking(move || {
-                persist::save(&p.store, &p.path, std::time::SystemTime::now())
-            })
-            .await;
-            match saved {
-                Ok(Ok(bindings)) => info!(bindings, "registrations saved"),
-                Ok(Err(error)) => warn!(%error, "saving the registrations failed"),
-                Err(_) => warn!("saving the registrations was interrupted"),
-            }
+        if let Some(p) = self.persisted
+            && let Some(bindings) = persist::save_off_thread(p.store, p.path).await
+        {
+            info!(bindings, "registrations saved");
         }
     }
 }
