@@ -447,11 +447,7 @@ fn user_command(command: UserCommand) -> anyhow::Result<()> {
     if password.as_deref() == Some("") {
         anyhow::bail!("an empty password is refused");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    runtime.block_on(async {
+    block_on(async {
         let (store, realms) = user_scope(&scope).await?;
         let Some(user) = user else {
             let mut all = Vec::new();
