@@ -173,12 +173,7 @@ impl Endpoint {
         let found = self.clients.get(&key).copied();
         match found.and_then(|(id, role)| Some((id, role, self.txs.get_mut(&id)?))) {
             Some((id, role, entry)) => {
-                let span = tracing::info_span!(
-                    "sip",
-                    call_id = msg.call_id().unwrap_or("-"),
-                    branch = %key.branch(),
-                    tenant = %entry.tx.tenant,
-                );
+                let span = super::tx_span(&entry.tx);
                 let _entered = span.enter();
                 let out = entry.tx.on_response(role, msg, &self.edge, now.instant);
                 self.apply(id, out, now);
