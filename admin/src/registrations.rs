@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AdminState;
 use super::node::{BindingView, Registration};
+use switchyard_engine::TenantsConfig;
 use switchyard_location::{Aor, AorFilter, Binding};
 use switchyard_proto::location::q_to_string;
 use switchyard_proto::registrar::{ContactUpdate, ContactsUpdate, RegisterUpdate};
@@ -35,40 +36,45 @@ pub(super) struct ListQuery {
     limit: Option<usize>,
 }
 
-pub(super) async fn list(State(state): State<AdminState>, Query(q): Query<ListQuery>) -> Response {
-    let tenants = state.tenants.config();
+/// The AORs a listing asks for; `None` when none can match (a tenant
+/// without domains, a domain of another tenant).
+fn filter_for(tenants: &TenantsConfig, q: &ListQuery) -> Option<AorFilter> {
     let mut filter = AorFilter {
-        domains: q.domain.into_iter().collect(),
-        user: q.user,
+        domains: q.domain.iter().cloned().collect(),
+        user: q.user.clone(),
         ..AorFilter::default()
     };
-    if let Some(tenant) = &q.tenant {
-        let owned: Vec<String> = tenants
+    let Some(tenant) = &q.tenant else {
+        return Some(filter);
+    };
+    if *tenant == tenants.default {
+        // Every domain no other tenant claims.
+        filter.excluded = tenants
+            .domains
+            .iter()
+            .filter(|(_, t)| *t != tenant)
+            .map(|(d, _)| d.clone())
+            .collect();
+        return Some(filter);
+    }
+    if filter.domains.is_empty() {
+        filter.domains = tenants
             .domains
             .iter()
             .filter(|(_, t)| *t == tenant)
             .map(|(d, _)| d.clone())
             .collect();
-        if *tenant == tenants.default {
-            // Every domain no other tenant claims.
-            filter.excluded = tenants
-                .domains
-                .iter()
-                .filter(|(_, t)| *t != tenant)
-                .map(|(d, _)| d.clone())
-                .collect();
-        } else if filter.domains.is_empty() {
-            if owned.is_empty() {
-                return axum::Json(Vec::<Registration>::new()).into_response();
-            }
-            filter.domains = owned;
-        } else {
-            filter.domains.retain(|d| tenants.tenant_of(d) == tenant);
-            if filter.domains.is_empty() {
-                return axum::Json(Vec::<Registration>::new()).into_response();
-            }
-        }
+    } else {
+        filter.domains.retain(|d| tenants.tenant_of(d) == tenant);
     }
+    (!filter.domains.is_empty()).then_some(filter)
+}
+
+pub(super) async fn list(State(state): State<AdminState>, Query(q): Query<ListQuery>) -> Response {
+    let tenants = state.tenants.config();
+    let Some(filter) = filter_for(&tenants, &q) else {
+        return axum::Json(Vec::<Registration>::new()).into_response();
+    };
     let store = state.node.store();
     let now = SystemTime::now();
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
