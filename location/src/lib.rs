@@ -11,6 +11,8 @@
 //!   enforces identical RFC 3261 §10.3 semantics: the embedded store under a
 //!   shard lock, a distributed backend as one read plus one conditional write.
 //! - [`EmbeddedStore`] — the default in-process backend.
+//! - [`SharedCounters`] — counts the nodes of a cluster add up (calls per
+//!   tenant, policy `kv` counters), each node publishing its own share.
 //! - [`persist`] — the embedded store's snapshot file (registrations kept
 //!   across a restart).
 //! - [`conformance`] — the test suite every backend must pass
@@ -18,10 +20,12 @@
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+mod counters;
 mod embedded;
 pub mod persist;
 mod store;
 
+pub use counters::{LocalCounters, Share, SharedCounters};
 pub use embedded::EmbeddedStore;
 pub use store::{LocationStore, purge_periodically};
 pub use switchyard_proto::location::{
