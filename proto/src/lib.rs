@@ -23,6 +23,7 @@
 //! paths (`switchyard::transaction`, `switchyard::proxy`...).
 
 pub mod cluster;
+pub mod dialog;
 pub mod edge;
 pub mod endpoint;
 pub mod location;

@@ -242,6 +242,16 @@ pub trait Policy: Send + Sync + 'static {
         FailureDecision::Fail
     }
     fn on_complete(&self, _summary: &CompletionSummary<'_>, _ctx: &mut PolicyCtx) {}
+    /// A call this policy routed was answered (its 2xx went upstream).
+    fn on_dialog_start(&self, _call: &crate::dialog::CallRecord, _ctx: &mut PolicyCtx) {}
+    /// A call this policy routed and that was answered has ended.
+    fn on_dialog_end(&self, _call: &crate::dialog::CallRecord, _ctx: &mut PolicyCtx) {}
+
+    /// True when the policy has the dialog hooks, so the node keeps its
+    /// version and ctx with each call and calls them.
+    fn wants_dialog_hooks(&self) -> bool {
+        false
+    }
 
     /// True when every hook keeps its default, so the proxy may skip
     /// calling them (a tenant without a policy).

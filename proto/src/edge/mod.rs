@@ -200,6 +200,16 @@ impl Edge {
         (popped, flow)
     }
 
+    /// Whether the request reached us through one of our own flow-token
+    /// Route entries (a binding's Path pointing at us): we are the edge on
+    /// the way to a UA for another node, which routed it.
+    pub fn arrived_as_edge(&self, popped: &[String], now_secs: u64) -> bool {
+        popped
+            .iter()
+            .filter_map(|r| Uri::parse(strip_angle(r)).ok())
+            .any(|u| self.cluster.own_flow(u.user, now_secs).is_some())
+    }
+
     /// Whether a Route value is another node's edge entry (has a flow token).
     pub fn is_edge_route(&self, value: &str, now_secs: u64) -> bool {
         Uri::parse(strip_angle(value))

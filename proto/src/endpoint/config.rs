@@ -27,7 +27,7 @@ pub struct EndpointConfig {
     pub draining: Arc<AtomicBool>,
     /// The calls through the node (shared by its shards: a BYE may land on
     /// another shard than its INVITE did).
-    pub dialogs: Arc<std::sync::Mutex<super::dialogs::Dialogs>>,
+    pub calls: Arc<std::sync::Mutex<crate::dialog::Calls>>,
     /// RFC 5393 Max-Breadth when the request carries none (and its cap).
     pub max_breadth: u32,
     /// Branches per request, failover included.

@@ -45,11 +45,9 @@ impl Endpoint {
             tenant = tracing::field::Empty,
         );
         let _entered = span.enter();
-        if msg.method() == Some(&Method::Bye)
-            && let Some(dialog) = super::DialogKey::of(&msg)
-        {
-            self.dialogs().ended(&dialog);
-        }
+        // In-dialog ACK, BYE, re-INVITE, UPDATE of a call we track.
+        let event = self.calls().in_dialog(&msg, now);
+        self.call_events.extend(event);
         match msg.method() {
             Some(Method::Ack) => self.on_ack(now, source, msg, key),
             Some(Method::Cancel) => self.on_cancel(now, source, msg, key),

@@ -23,7 +23,6 @@
 
 mod auth;
 mod config;
-mod dialogs;
 mod dispatch;
 mod io;
 mod route;
@@ -44,13 +43,13 @@ use switchyard_codec::SipMessage;
 
 pub use self::auth::{AuthRole, AuthVerdict};
 pub use self::config::{EndpointConfig, Now, TenantMap};
-pub use self::dialogs::{DialogKey, Dialogs};
 pub use self::io::{
     AuthRequest, Io, IoId, IoKind, IoResult, PolicyAnswer, PolicyCall, SendFailure, Transmit,
 };
 use self::route::Routing;
 use self::stateless::StatelessJob;
 pub use self::stats::{Counter, Stats};
+use crate::dialog::{CallEvent, Calls};
 use crate::edge::Edge;
 use crate::net::Destination;
 use crate::policy::PolicyResolver;
@@ -78,6 +77,8 @@ pub struct Endpoint {
     waiting: FxHashMap<IoId, Waiter>,
     transmits: VecDeque<Transmit>,
     ios: VecDeque<Io>,
+    /// Calls started and ended (CDRs, dialog hooks), for the node.
+    call_events: VecDeque<CallEvent>,
 }
 
 /// Boxed: the table moves entries when it grows, and a transaction is
@@ -150,6 +151,7 @@ impl Endpoint {
             waiting: FxHashMap::default(),
             transmits: VecDeque::new(),
             ios: VecDeque::new(),
+            call_events: VecDeque::new(),
         }
     }
 
@@ -274,17 +276,22 @@ impl Endpoint {
         (self.servers.len(), self.clients.len(), self.timers.len())
     }
 
-    /// Calls through this node (a 2xx to an INVITE we record-routed, no
-    /// BYE yet, within `dialog_max_secs`): what a draining node waits for
-    /// besides its transactions.
-    pub fn live_dialogs(&self, now: Instant) -> usize {
-        self.dialogs().count(now)
+    /// Calls this node tracks (from their INVITE to their BYE or the end
+    /// of their lifetime): what a draining node waits for besides its
+    /// transactions.
+    pub fn live_dialogs(&self) -> usize {
+        self.calls().live()
     }
 
-    fn dialogs(&self) -> std::sync::MutexGuard<'_, dialogs::Dialogs> {
+    /// A call started or ended: write its CDR, call the dialog hooks.
+    pub fn poll_call_event(&mut self) -> Option<CallEvent> {
+        self.call_events.pop_front()
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, Calls> {
         // Nothing panics while holding it; a poisoned table is still usable.
         self.config
-            .dialogs
+            .calls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -339,9 +346,16 @@ impl Endpoint {
                     }
                 }
                 Output::TargetsDropped(n) => self.stats.branches_capped.add(n as u64),
-                Output::DialogConfirmed(key) => {
-                    let max = std::time::Duration::from_secs(self.edge.config.dialog_max_secs);
-                    self.dialogs().confirmed(key, now.instant, max);
+                Output::CallFinal {
+                    key,
+                    status,
+                    session_expires,
+                    ctx,
+                } => {
+                    let event = self
+                        .calls()
+                        .final_response(key, status, session_expires, &ctx, now);
+                    self.call_events.extend(event);
                 }
             }
         }

@@ -45,4 +45,8 @@ pub struct Stats {
     pub branches_capped: Counter,
     /// REGISTERs refused at `registrar.max_contacts`.
     pub contacts_capped: Counter,
+    /// INVITEs refused by a tenant's concurrent-call limit.
+    pub calls_limited_tenant: Counter,
+    /// INVITEs refused by a user's concurrent-call limit.
+    pub calls_limited_user: Counter,
 }

@@ -268,16 +268,10 @@ impl ProxyTx {
         let Some(status) = msg.status() else {
             return;
         };
-        if self.invite
-            && (200..300).contains(&status)
-            && self.forwarding.as_ref().is_some_and(|f| f.record_route)
-            && let Some(key) = crate::endpoint::DialogKey::of(&msg)
-        {
-            out.push(Output::DialogConfirmed(key));
-        }
         let data = msg.edit().remove_first_value(HeaderName::Via).finish();
         if status >= 200 && self.final_status.is_none() {
             self.final_status = Some(status);
+            self.call_final(status, Some(&msg), out);
         }
         match self.server.respond(status, data.clone(), now) {
             Ok(()) => {}

@@ -18,6 +18,7 @@ mod hooks;
 pub use self::forking::Forwarding;
 use self::forking::{build_ack, drain_client};
 pub use self::hooks::{HookDone, PendingHook};
+use crate::dialog::CallKey;
 use crate::edge::Edge;
 use crate::net::{Destination, Source};
 use crate::policy::{Policy, PolicyCtx, Reply};
@@ -67,9 +68,16 @@ pub enum Output {
     },
     /// Targets left out by `limits.max_branches`, to be counted.
     TargetsDropped(usize),
-    /// A 2xx to an INVITE we record-routed went upstream: a call now runs
-    /// through this node.
-    DialogConfirmed(crate::endpoint::DialogKey),
+    /// The final response of a call's INVITE went upstream (for the
+    /// dialog layer, [`crate::dialog::Calls::final_response`]).
+    CallFinal {
+        key: CallKey,
+        status: u16,
+        /// RFC 4028 `Session-Expires` of a 2xx.
+        session_expires: Option<u32>,
+        /// The policy's ctx at this point, for its dialog hooks.
+        ctx: Vec<u8>,
+    },
     /// Run a policy hook outside the lock, then hand its answer to
     /// [`ProxyTx::on_hook_done`].
     Hook(PendingHook),
@@ -126,6 +134,9 @@ pub struct ProxyTx {
     timers: TimerConfig,
     timer_c: Duration,
     pub tenant: String,
+    /// The call this INVITE is in the dialog layer (owner node only),
+    /// until its final response.
+    pub call: Option<CallKey>,
     policy: Option<Arc<dyn Policy>>,
     pctx: PolicyCtx,
     /// Boxed: most transactions (REGISTER, OPTIONS) are answered locally
@@ -178,6 +189,7 @@ impl ProxyTx {
             timers,
             timer_c: settings.timer_c,
             tenant: String::new(),
+            call: None,
             policy: None,
             pctx: PolicyCtx::default(),
             fork: None,
@@ -234,6 +246,7 @@ impl ProxyTx {
             source: self.source,
             data,
         }];
+        self.call_final(code, None, &mut out);
         out.extend(self.pump(now));
         out
     }
@@ -251,13 +264,29 @@ impl ProxyTx {
 
     /// Sends a complete response through the server transaction.
     pub fn respond_bytes(&mut self, code: u16, data: Bytes, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
         if code >= 200 && self.final_status.is_none() {
             self.final_status = Some(code);
+            self.call_final(code, None, &mut out);
         }
         if let Err(e) = self.server.respond(code, data, now) {
             debug!(error = %e, "response not sent");
         }
-        self.pump(now)
+        out.extend(self.pump(now));
+        out
+    }
+
+    /// The call's final response went upstream: tells the dialog layer
+    /// (once; later 2xx of a forked INVITE are the same call).
+    fn call_final(&mut self, status: u16, msg: Option<&SipMessage>, out: &mut Vec<Output>) {
+        if let Some(key) = self.call.take() {
+            out.push(Output::CallFinal {
+                key,
+                status,
+                session_expires: msg.and_then(crate::dialog::session_expires),
+                ctx: self.pctx.data.clone(),
+            });
+        }
     }
 
     pub fn reject(&mut self, rej: &LocalAnswer, now: Instant) -> Vec<Output> {

@@ -1,17 +1,68 @@
 //! The last routing step: the edge's part of a forwarded request (flows,
 //! Record-Route with tokens, Contact rewriting), then the fork (§16.6).
 
-use switchyard_codec::Method;
+use std::sync::Arc;
+
+use switchyard_codec::{Method, SipMessage, Uri};
 
 use super::Routing;
 use crate::edge;
+use crate::dialog::{CallKey, CallStart};
 use crate::endpoint::{Endpoint, Now};
-use crate::policy::{HeaderEdit, Origin};
+use crate::policy::{HeaderEdit, Origin, Policy};
 use crate::proxy::fork::ForkLimits;
 use crate::proxy::request::{self, LocalAnswer};
 use crate::proxy_tx::Forwarding;
 
 impl Endpoint {
+    /// The dialog layer's side of an INVITE this node routes: counted, or
+    /// refused by a concurrent-call limit (its CDR is written either way).
+    /// The call belongs to the Request-URI's tenant when that is one of
+    /// our domains, else to the caller's (an outbound call).
+    fn begin_call(
+        &mut self,
+        msg: &SipMessage,
+        routed_tenant: &str,
+        policy: &Arc<dyn Policy>,
+        now: Now,
+    ) -> Result<CallKey, LocalAnswer> {
+        let identity = &self.edge.identity;
+        let party = |uri: &Uri<'_>| {
+            let aor = format!("{}@{}", uri.user.unwrap_or(""), uri.host).to_ascii_lowercase();
+            (aor, identity.is_our_aor(uri))
+        };
+        let (Ok(from), Ok(to), Ok(call_id)) = (msg.from(), msg.to(), msg.call_id()) else {
+            return Err(LocalAnswer::new(400, "Bad Request"));
+        };
+        let (caller, callee) = (party(&from.uri), party(&to.uri));
+        let ruri_ours = msg.request_uri().is_ok_and(|u| identity.is_our_aor(&u));
+        let tenants = &self.config.tenants;
+        let tenant = if !ruri_ours && caller.1 {
+            tenants.tenant_of(&from.uri.host.to_string())
+        } else {
+            routed_tenant
+        };
+        let start = CallStart {
+            tenant,
+            call_id,
+            caller_tag: from.tag().unwrap_or(""),
+            caller: (&caller.0, caller.1),
+            callee: (&callee.0, callee.1),
+            policy: policy.wants_dialog_hooks().then(|| policy.clone()),
+        };
+        let result = self.calls().begin(start, now);
+        result.map_err(|refused| {
+            let refused = *refused;
+            match refused.hit.scope {
+                "tenant" => self.stats.calls_limited_tenant.inc(),
+                _ => self.stats.calls_limited_user.inc(),
+            }
+            tracing::info!(status = refused.hit.status, scope = refused.hit.scope, "call over its limit");
+            self.call_events.push_back(refused.event);
+            LocalAnswer::new(refused.hit.status, refused.hit.reason)
+        })
+    }
+
     /// The last step: the edge's part (flows, Record-Route with tokens,
     /// Contact rewriting), then the fork (§16.6).
     pub(super) fn finish(&mut self, tx: u64, routing: Routing, now: Now) {
@@ -61,6 +112,14 @@ impl Endpoint {
         }
         tracing::debug!(targets = targets.len(), initial, "forking");
         let record_route = initial && request::wants_record_route(&method);
+        let owns_call = method == Method::Invite
+            && record_route
+            && !self.edge.arrived_as_edge(&routes.popped, secs);
+        let call = match owns_call.then(|| self.begin_call(&msg, &tenant, &policy, now)) {
+            Some(Err(hit)) => return self.answer(tx, &hit, now),
+            Some(Ok(key)) => Some(key),
+            None => None,
+        };
         // The edge's side of a dialog-forming request from its UA: the UA's
         // Contact may be rewritten, and when the UA can only be reached on
         // the flow it came on, its token goes into our Record-Route.
@@ -113,6 +172,7 @@ impl Endpoint {
             return;
         };
         entry.tx.tenant = tenant;
+        entry.tx.call = call;
         let out = entry
             .tx
             .start_fork(targets, forwarding, policy, pctx, now.instant);

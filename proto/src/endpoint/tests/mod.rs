@@ -77,7 +77,7 @@ pub(super) fn config() -> EndpointConfig {
         max_transactions: 1000,
         live: Default::default(),
         draining: Default::default(),
-        dialogs: Default::default(),
+        calls: Default::default(),
         max_breadth: 60,
         max_branches: 32,
         registrar: RegistrarConfig::default(),

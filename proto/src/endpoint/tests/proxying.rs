@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::dialog::{CallEventKind, CallLimits, DialogSettings, EndReason, LimitsTable};
 
 const REGISTER_BOB: &str = "REGISTER sip:sip.test SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.2:5080;branch=z9hG4bKreg1
@@ -275,19 +276,18 @@ fn the_same_inputs_and_seed_give_the_same_bytes() {
 }
 
 #[test]
-fn a_record_routed_call_is_a_live_dialog_until_either_side_says_bye() {
+fn a_record_routed_call_is_tracked_from_invite_until_either_side_says_bye() {
     let mut h = Harness::new();
     let fwd = invite_bob(&mut h, phone(5070), "dlg1");
+    assert_eq!(h.ep.live_dialogs(), 1, "counted from the INVITE");
     h.recv(phone(5080), &response_to(&fwd, 180, "Ringing"));
     assert_eq!(status(&h.sent_one()), 180);
-    assert_eq!(
-        h.ep.live_dialogs(h.now.instant),
-        0,
-        "ringing is no call yet"
-    );
+    assert!(h.ep.poll_call_event().is_none(), "ringing starts nothing");
     h.recv(phone(5080), &response_to(&fwd, 200, "OK"));
     assert_eq!(status(&h.sent_one()), 200);
-    assert_eq!(h.ep.live_dialogs(h.now.instant), 1);
+    let started = h.ep.poll_call_event().expect("the 2xx starts the dialog");
+    assert_eq!(started.kind, CallEventKind::Started);
+    assert_eq!(started.record.callee, "bob@sip.test");
     // bob hangs up: his BYE carries the tags the other way round.
     let bye = "BYE sip:carol@127.0.0.2:5070 SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.2:5080;branch=z9hG4bKbye1
@@ -301,12 +301,40 @@ Content-Length: 0
 
 ";
     h.recv(phone(5080), bye);
-    assert_eq!(h.ep.live_dialogs(h.now.instant), 0);
+    assert_eq!(h.ep.live_dialogs(), 0);
+    let ended = h.ep.poll_call_event().expect("the BYE ends it");
+    assert_eq!(ended.record.end_reason, Some(EndReason::CalleeBye));
+    assert_eq!(ended.record.status, 200);
     h.ios.clear(); // the BYE's next hop
-    // A call nobody hangs up is forgotten after `dialog_max_secs`.
+    // An unanswered call ends with its final response.
     let fwd = invite_bob(&mut h, phone(5070), "dlg2");
-    h.recv(phone(5080), &response_to(&fwd, 200, "OK"));
-    assert_eq!(h.ep.live_dialogs(h.now.instant), 1);
-    let max = Duration::from_secs(edge("node-a").config.dialog_max_secs + 1);
-    assert_eq!(h.ep.live_dialogs(h.now.instant + max), 0);
+    h.recv(phone(5080), &response_to(&fwd, 486, "Busy Here"));
+    let ended = h.ep.poll_call_event().expect("a failed call has a CDR too");
+    assert_eq!((ended.record.status, ended.record.end_reason), (486, Some(EndReason::Failed)));
+    assert_eq!(h.ep.live_dialogs(), 0);
+}
+
+#[test]
+fn a_call_over_the_limit_is_refused_before_it_is_forwarded() {
+    let mut h = Harness::new();
+    h.ep.config.calls.lock().unwrap().reconfigure(
+        DialogSettings::default(),
+        LimitsTable {
+            default: CallLimits {
+                max_calls_per_user: 1,
+                ..CallLimits::default()
+            },
+            ..LimitsTable::default()
+        },
+    );
+    let _first = invite_bob(&mut h, phone(5070), "lim1");
+    h.recv(phone(5070), &invite("sip:bob@sip.test", "lim2", ""));
+    assert_eq!(status(&h.sent_one()), 100);
+    let binding = h.binding("sip:bob@127.0.0.2:5080", Vec::new());
+    h.answer_lookup(vec![binding]);
+    assert_eq!(status(&h.sent_one()), 486, "bob is in a call");
+    assert!(h.ios.is_empty(), "nothing forwarded");
+    let refused = h.ep.poll_call_event().expect("a CDR for the refused call");
+    assert_eq!(refused.record.end_reason, Some(EndReason::Limited));
+    assert_eq!(h.ep.stats.calls_limited_user.get(), 1);
 }
