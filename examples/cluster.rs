@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             let parts = NodeParts {
                 store: Some(store.clone()),
                 policies: None,
+                counters: None,
             };
             let node = Node::start_with(config, parts)
                 .await

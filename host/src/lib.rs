@@ -20,6 +20,7 @@
 pub use switchyard_admin as admin;
 pub use switchyard_auth as auth;
 pub use switchyard_cassandra as cassandra;
+pub mod calls;
 pub mod cluster;
 pub mod config;
 pub mod egress;

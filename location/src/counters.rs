@@ -76,7 +76,13 @@ impl SharedCounters for LocalCounters {
             nodes.remove(node);
         } else {
             let shares = shares.to_vec();
-            nodes.insert(node.to_owned(), NodeShares { shares, until: now + ttl });
+            nodes.insert(
+                node.to_owned(),
+                NodeShares {
+                    shares,
+                    until: now + ttl,
+                },
+            );
         }
         if nodes.is_empty() {
             scopes.remove(scope);

@@ -190,6 +190,7 @@ async fn store_outage_is_503_with_retry_after() {
     let parts = NodeParts {
         store: Some(Arc::new(DownStore)),
         policies: None,
+        counters: None,
     };
     let node = Node::start_with(config, parts).await.unwrap();
     let proxy = udp_addr(&node);

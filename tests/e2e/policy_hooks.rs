@@ -47,6 +47,7 @@ async fn branch_failure_hook_fails_over_to_voicemail_and_request_hook_replies() 
     let parts = NodeParts {
         store: None,
         policies: Some(Arc::new(SinglePolicy(Arc::new(policy)))),
+        counters: None,
     };
     let node = Node::start_with(config, parts).await.unwrap();
     let proxy = udp_addr(&node);
@@ -119,6 +120,7 @@ async fn a_slow_response_hook_does_not_hold_the_transaction() {
     let parts = NodeParts {
         store: None,
         policies: Some(Arc::new(SinglePolicy(Arc::new(policy)))),
+        counters: None,
     };
     let node = Node::start_with(config, parts).await.unwrap();
     let proxy = udp_addr(&node);

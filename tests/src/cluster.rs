@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use switchyard::location::LocalCounters;
 use switchyard::location::{EmbeddedStore, LocationStore};
 use switchyard::{Config, Node, NodeHandle, NodeParts};
 
@@ -17,6 +18,8 @@ pub const NAMES: [&str; 3] = ["a", "b", "c"];
 pub struct TestCluster {
     nodes: Vec<Option<NodeHandle>>,
     store: Arc<EmbeddedStore>,
+    /// The call counts the nodes add up (a Cassandra table in production).
+    counters: Arc<LocalCounters>,
     port: u16,
     tweak: fn(&mut Config),
 }
@@ -33,6 +36,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             nodes: Vec::new(),
             store: Arc::new(EmbeddedStore::new()),
+            counters: Arc::default(),
             port,
             tweak,
         };
@@ -67,6 +71,7 @@ impl TestCluster {
         let parts = NodeParts {
             store: Some(self.store.clone() as Arc<dyn LocationStore>),
             policies: None,
+            counters: Some(self.counters.clone()),
         };
         Node::start_with(self.config(i), parts)
             .await

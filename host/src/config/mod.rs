@@ -76,6 +76,8 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// HEPv3 export of every SIP message to a Homer / sipcapture collector.
     pub hep: crate::hep::HepConfig,
+    /// Calls: concurrent-call limits, lifetime, CDRs.
+    pub dialogs: crate::calls::DialogsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -130,6 +132,7 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             lifecycle: LifecycleConfig::default(),
             hep: crate::hep::HepConfig::default(),
+            dialogs: crate::calls::DialogsConfig::default(),
         }
     }
 }
@@ -327,6 +330,7 @@ impl Config {
         }
         self.auth.validate()?;
         self.tenants.validate()?;
+        self.dialogs.validate()?;
         let t = &self.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
             return Err("key `timers`: need 0 < t1_ms <= t2_ms".into());

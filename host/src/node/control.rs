@@ -39,8 +39,8 @@ pub(crate) struct Control {
     pub applied: tokio::sync::Mutex<Config>,
     pub started: Instant,
     pub draining: Arc<AtomicBool>,
-    /// The calls through this node, shared by the endpoint shards.
-    pub dialogs: Arc<std::sync::Mutex<switchyard_proto::endpoint::Dialogs>>,
+    /// The dialog layer: calls, limits, CDRs.
+    pub calls: Arc<crate::calls::CallService>,
     /// Set when the store is the embedded one (it can count bindings).
     pub embedded: Option<Arc<EmbeddedStore>>,
     /// Set when the store is Cassandra (its breaker).
@@ -66,6 +66,8 @@ impl Control {
         for shard in &self.core.wiring().shards {
             shard.reconfigure(&new.domains, map.clone());
         }
+        self.calls
+            .reconfigure(&new.dialogs, super::configured_tenants(&new));
         let report = ReloadReport {
             policies_changed,
             domains: new.domains.clone(),
@@ -84,10 +86,7 @@ impl Control {
 
     /// Calls through this node now.
     pub fn live_dialogs(&self) -> usize {
-        self.dialogs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .count(Instant::now())
+        self.calls.live()
     }
 
     /// Server transactions without a final response yet, on every shard.

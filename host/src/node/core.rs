@@ -91,6 +91,8 @@ pub(crate) struct Core {
     pub store_latency: StoreLatency,
     /// `[hep]`: None when the HEP export is off.
     pub hep: Option<crate::hep::Hep>,
+    /// The dialog layer's host side: CDRs, dialog hooks, call counts.
+    pub calls: Arc<crate::calls::CallService>,
 }
 
 /// Store call latency by operation.
@@ -172,11 +174,15 @@ impl Core {
         work.transmits
             .extend(std::iter::from_fn(|| ep.poll_transmit()));
         work.ios.extend(std::iter::from_fn(|| ep.poll_io()));
+        let calls: Vec<_> = std::iter::from_fn(|| ep.poll_call_event()).collect();
         let next = ep
             .poll_timeout()
             .map_or(u64::MAX, |at| nanos_since(wiring.epoch, at));
         let before = shard.next_timer.swap(next, Ordering::Relaxed);
         drop(ep);
+        if !calls.is_empty() {
+            self.calls.dispatch(calls);
+        }
         if next < before {
             wiring.timers_changed.notify_one();
         }
@@ -430,7 +436,7 @@ fn nanos_since(epoch: Instant, at: Instant) -> u64 {
 /// without, `bench/README.md`). Any other runs in `block_in_place` on a
 /// multi-threaded runtime, so the tasks queued on this worker move to
 /// another thread while it runs.
-fn run_bounded<T>(bounded: bool, call: impl FnOnce() -> T) -> T {
+pub(crate) fn run_bounded<T>(bounded: bool, call: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     if bounded {
         return call();

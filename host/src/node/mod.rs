@@ -30,6 +30,7 @@ use crate::policy::tenants::Tenants;
 use crate::policy::wasm::{PolicyEngine, PolicyLocation};
 use crate::proxy::identity::{Identity, LocalAddress};
 use crate::transport::{TransportConfig, Transports};
+use switchyard_location::{LocalCounters, SharedCounters};
 use switchyard_proto::edge::{Edge, EdgeConfig};
 use switchyard_proto::endpoint::{Endpoint, EndpointConfig, TenantMap};
 use switchyard_proto::proxy_tx::TxSettings;
@@ -44,6 +45,9 @@ pub use switchyard_proto::endpoint::{Counter, Stats};
 pub struct NodeParts {
     pub store: Option<Arc<dyn LocationStore>>,
     pub policies: Option<Arc<dyn PolicyResolver>>,
+    /// Where the nodes add up their call counts; default: the Cassandra
+    /// store's table, else this process only.
+    pub counters: Option<Arc<dyn SharedCounters>>,
 }
 
 pub struct Node;
@@ -55,6 +59,7 @@ impl Node {
             NodeParts {
                 store: None,
                 policies: None,
+                counters: None,
             },
         )
         .await
@@ -112,6 +117,16 @@ impl Node {
             &config.cluster_domain(),
             &config.cluster.secrets(),
         ));
+        let counters = parts
+            .counters
+            .unwrap_or_else(|| Arc::new(LocalCounters::default()));
+        let (calls, cdr_writer) = crate::calls::CallService::new(
+            &config.node_id,
+            &config.dialogs,
+            configured_tenants(&config),
+            counters,
+        )
+        .context("opening the CDR file ([dialogs.cdr] file)")?;
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
             config: config.clone(),
@@ -122,6 +137,7 @@ impl Node {
             stats: Default::default(),
             store_latency: Default::default(),
             hep: crate::hep::Hep::start(&config.hep),
+            calls: calls.clone(),
         });
         // The transports reach the core through a weak link: the core owns
         // them (its wiring), so a strong one would keep both alive, sockets
@@ -154,9 +170,11 @@ impl Node {
             .with_bound(bound.iter().copied(), &wildcard_interfaces(&bound));
         let edge = Edge::new(identity, cluster, edge_config(&config));
         let shards = shard_count();
-        let settings = endpoint_config(&config);
+        let settings = EndpointConfig {
+            calls: calls.table.clone(),
+            ..endpoint_config(&config)
+        };
         let draining = settings.draining.clone();
-        let dialogs = settings.dialogs.clone();
         let shards: Vec<Shard> = (0..shards)
             .map(|i| {
                 let config = EndpointConfig {
@@ -180,8 +198,14 @@ impl Node {
             epoch: std::time::Instant::now(),
             timers_changed: Default::default(),
         });
-        let mut tasks: Vec<JoinHandle<()>> =
-            vec![tokio::spawn(Core::run_timers(Arc::downgrade(&core)))];
+        let mut tasks: Vec<JoinHandle<()>> = vec![
+            tokio::spawn(Core::run_timers(Arc::downgrade(&core))),
+            tokio::spawn(cdr_writer),
+            tokio::spawn(crate::calls::CallService::sync_periodically(
+                Arc::downgrade(&calls),
+                config.dialogs.sync(),
+            )),
+        ];
         // Returns at once for stores that expire bindings themselves (Cassandra TTL).
         let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
         tasks.push(tokio::spawn(purge_periodically(store.clone(), every)));
@@ -208,7 +232,7 @@ impl Node {
             applied: tokio::sync::Mutex::new(config.clone()),
             started: std::time::Instant::now(),
             draining,
-            dialogs,
+            calls,
             embedded: embedded_store,
             cassandra: cassandra.clone(),
         });
@@ -323,7 +347,7 @@ fn endpoint_config(config: &Config) -> EndpointConfig {
         max_transactions: config.limits.max_transactions,
         live: Default::default(),
         draining: Default::default(),
-        dialogs: Default::default(),
+        calls: Default::default(),
         max_breadth: config.limits.max_breadth,
         max_branches: config.limits.max_branches,
         registrar: config.registrar.clone(),
@@ -333,6 +357,22 @@ fn endpoint_config(config: &Config) -> EndpointConfig {
         tenants: tenant_map(config),
         shard: 0,
     }
+}
+
+/// The tenants the configuration names (their call counts are read from
+/// the other nodes even while this one has none of their calls).
+pub(crate) fn configured_tenants(config: &Config) -> std::collections::BTreeSet<String> {
+    let t = &config.tenants;
+    let named = t
+        .domains
+        .values()
+        .chain(t.policies.keys())
+        .chain(t.chains.keys());
+    named
+        .chain(config.dialogs.tenants.keys())
+        .chain(std::iter::once(&t.default))
+        .cloned()
+        .collect()
 }
 
 /// Domains to tenants, as the endpoints read them.

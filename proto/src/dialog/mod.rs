@@ -110,8 +110,11 @@ struct Call {
     /// Bit 0: the caller is counted as a user; bit 1: the callee.
     users: u8,
     session_expires: Option<u32>,
-    policy: Option<(Arc<dyn Policy>, Box<[u8]>)>,
+    policy: Option<HookedPolicy>,
 }
+
+/// The policy version whose dialog hooks a call gets, and its ctx.
+type HookedPolicy = (Arc<dyn Policy>, Box<[u8]>);
 
 impl Call {
     fn parts(&self) -> [&str; 4] {
@@ -192,7 +195,10 @@ impl Calls {
         let hit = if !limits::room(self.tenant_calls(start.tenant), limits.max_calls) {
             Some(LimitHit::tenant(&limits))
         } else if users.iter().any(|&(aor, ours)| {
-            ours && !limits::room(self.user_calls(start.tenant, aor), limits.max_calls_per_user)
+            ours && !limits::room(
+                self.user_calls(start.tenant, aor),
+                limits.max_calls_per_user,
+            )
         }) {
             Some(LimitHit::user(&limits))
         } else {
@@ -258,7 +264,9 @@ impl Calls {
             *saved = ctx.into();
         }
         if let (true, Some(se)) = (self.settings.enforce_session_timers, session_expires) {
-            call.deadline = call.deadline.min(now.instant + Duration::from_secs(se.into()));
+            call.deadline = call
+                .deadline
+                .min(now.instant + Duration::from_secs(se.into()));
         }
         let call = &self.calls[&key.0];
         Some(self.event(call, CallEventKind::Started, None, now))
@@ -343,7 +351,8 @@ impl Calls {
         now: Now,
     ) -> CallEvent {
         let [call_id, _, caller, callee] = call.parts();
-        let ms_at = |at: Instant| call.start_ms + at.duration_since(call.started).as_millis() as u64;
+        let ms_at =
+            |at: Instant| call.start_ms + at.duration_since(call.started).as_millis() as u64;
         let end_ms = (kind == CallEventKind::Ended).then(|| ms_at(now.instant));
         let answer_ms = call.answered.map(ms_at);
         let record = CallRecord {
@@ -451,6 +460,22 @@ impl Calls {
             .map(|(aor, n)| (format!("{USER_SHARE_PREFIX}{aor}"), i64::from(*n)));
         std::iter::once((TENANT_SHARE.to_owned(), i64::from(counts.calls)))
             .chain(users)
+            .collect()
+    }
+
+    /// Every tenant with calls here or elsewhere: (this node's calls, the
+    /// cluster's as last known).
+    pub fn counts(&self) -> std::collections::BTreeMap<String, (u32, i64)> {
+        let tenants = self
+            .local
+            .keys()
+            .map(|t| t.as_ref())
+            .chain(self.remote.keys().map(String::as_str));
+        tenants
+            .map(|t| {
+                let ours = self.local.get(t).map_or(0, |c| c.calls);
+                (t.to_owned(), (ours, self.tenant_calls(t)))
+            })
             .collect()
     }
 

@@ -6,7 +6,10 @@ use switchyard_codec::SipMessage;
 use super::*;
 
 fn now0() -> Now {
-    Now::new(Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(1_000))
+    Now::new(
+        Instant::now(),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+    )
 }
 
 fn later(now: Now, ms: u64) -> Now {
@@ -61,16 +64,26 @@ fn a_call_is_counted_from_invite_to_bye_and_its_record_has_the_times() {
     assert_eq!(started.kind, CallEventKind::Started);
     assert_eq!(started.record.answer_ms, Some(1_002_000));
     assert_eq!(started.record.end_ms, None);
-    assert!(calls.in_dialog(&in_dialog("ACK", "c1", "ctag", "btag"), later(t0, 2_010)).is_none());
+    assert!(
+        calls
+            .in_dialog(&in_dialog("ACK", "c1", "ctag", "btag"), later(t0, 2_010))
+            .is_none()
+    );
     // The callee hangs up: its BYE has the tags the other way round.
     let ended = calls
         .in_dialog(&in_dialog("BYE", "c1", "btag", "ctag"), later(t0, 7_000))
         .unwrap();
     let r = ended.record;
     assert_eq!(ended.kind, CallEventKind::Ended);
-    assert_eq!((r.start_ms, r.end_ms, r.duration_ms), (1_000_000, Some(1_007_000), 5_000));
+    assert_eq!(
+        (r.start_ms, r.end_ms, r.duration_ms),
+        (1_000_000, Some(1_007_000), 5_000)
+    );
     assert_eq!((r.status, r.end_reason), (200, Some(EndReason::CalleeBye)));
-    assert_eq!((r.caller.as_str(), r.callee.as_str()), ("alice@acme.test", "bob@acme.test"));
+    assert_eq!(
+        (r.caller.as_str(), r.callee.as_str()),
+        ("alice@acme.test", "bob@acme.test")
+    );
     assert_eq!(r.id, "n1-0");
     assert_eq!(r.session_expires, Some(1800));
     assert_eq!((calls.tenant_calls("acme"), calls.live()), (0, 0));
@@ -82,16 +95,32 @@ fn a_call_is_counted_from_invite_to_bye_and_its_record_has_the_times() {
 fn an_unanswered_call_ends_with_its_final_status() {
     let t0 = now0();
     let mut calls = Calls::default();
-    let key = calls.begin(start("c1", "a@acme.test", "b@acme.test"), t0).unwrap();
-    let ended = calls.final_response(key, 487, None, b"", later(t0, 900)).unwrap();
+    let key = calls
+        .begin(start("c1", "a@acme.test", "b@acme.test"), t0)
+        .unwrap();
+    let ended = calls
+        .final_response(key, 487, None, b"", later(t0, 900))
+        .unwrap();
     assert_eq!(ended.record.end_reason, Some(EndReason::Cancelled));
-    assert_eq!((ended.record.answer_ms, ended.record.duration_ms), (None, 0));
-    let key = calls.begin(start("c2", "a@acme.test", "b@acme.test"), t0).unwrap();
+    assert_eq!(
+        (ended.record.answer_ms, ended.record.duration_ms),
+        (None, 0)
+    );
+    let key = calls
+        .begin(start("c2", "a@acme.test", "b@acme.test"), t0)
+        .unwrap();
     let ended = calls.final_response(key, 486, None, b"", t0).unwrap();
-    assert_eq!((ended.record.status, ended.record.end_reason), (486, Some(EndReason::Failed)));
+    assert_eq!(
+        (ended.record.status, ended.record.end_reason),
+        (486, Some(EndReason::Failed))
+    );
     assert_eq!(calls.live(), 0);
     // A BYE for an unknown call, or before an answer, changes nothing.
-    assert!(calls.in_dialog(&in_dialog("BYE", "c9", "x", "y"), t0).is_none());
+    assert!(
+        calls
+            .in_dialog(&in_dialog("BYE", "c9", "x", "y"), t0)
+            .is_none()
+    );
 }
 
 #[test]
@@ -101,43 +130,79 @@ fn limits_refuse_exactly_the_calls_above_them() {
     let ids = ["c1", "c2", "c3"];
     let keys: Vec<_> = ids
         .iter()
-        .map(|id| calls.begin(start(id, "a@acme.test", "b@acme.test"), t0).unwrap())
+        .map(|id| {
+            calls
+                .begin(start(id, "a@acme.test", "b@acme.test"), t0)
+                .unwrap()
+        })
         .collect();
-    let refused = calls.begin(start("c4", "a@acme.test", "b@acme.test"), t0).unwrap_err();
+    let refused = calls
+        .begin(start("c4", "a@acme.test", "b@acme.test"), t0)
+        .unwrap_err();
     assert_eq!((refused.hit.status, refused.hit.scope), (503, "tenant"));
     assert_eq!(refused.event.record.end_reason, Some(EndReason::Limited));
     assert_eq!(refused.event.record.status, 503);
     // A repeated INVITE of a counted call is the same call, not a fourth.
-    assert_eq!(calls.begin(start("c2", "a@acme.test", "b@acme.test"), t0).unwrap(), keys[1]);
+    assert_eq!(
+        calls
+            .begin(start("c2", "a@acme.test", "b@acme.test"), t0)
+            .unwrap(),
+        keys[1]
+    );
     calls.final_response(keys[0], 480, None, b"", t0);
-    assert!(calls.begin(start("c4", "a@acme.test", "b@acme.test"), t0).is_ok());
+    assert!(
+        calls
+            .begin(start("c4", "a@acme.test", "b@acme.test"), t0)
+            .is_ok()
+    );
 
     let mut calls = limited(0, 1);
-    calls.begin(start("c1", "a@acme.test", "b@acme.test"), t0).unwrap();
+    calls
+        .begin(start("c1", "a@acme.test", "b@acme.test"), t0)
+        .unwrap();
     // b is in a call: a call to b is busy, a call between two others is not.
-    let busy = calls.begin(start("c2", "c@acme.test", "b@acme.test"), t0).unwrap_err();
+    let busy = calls
+        .begin(start("c2", "c@acme.test", "b@acme.test"), t0)
+        .unwrap_err();
     assert_eq!((busy.hit.status, busy.hit.reason), (486, "Busy Here"));
-    assert!(calls.begin(start("c3", "c@acme.test", "d@acme.test"), t0).is_ok());
+    assert!(
+        calls
+            .begin(start("c3", "c@acme.test", "d@acme.test"), t0)
+            .is_ok()
+    );
     // A party that is not our user (a carrier's number) is not limited.
     let mut outside = start("c4", "a@acme.test", "+15551234@carrier.test");
     outside.callee.1 = false;
-    assert!(calls.begin(outside, t0).unwrap_err().hit.scope == "user", "a is still busy");
+    assert!(
+        calls.begin(outside, t0).unwrap_err().hit.scope == "user",
+        "a is still busy"
+    );
 }
 
 #[test]
 fn other_nodes_shares_count_towards_the_limits() {
     let t0 = now0();
     let mut calls = limited(2, 0);
-    calls.begin(start("c1", "a@acme.test", "b@acme.test"), t0).unwrap();
+    calls
+        .begin(start("c1", "a@acme.test", "b@acme.test"), t0)
+        .unwrap();
     let shares = calls.shares("acme");
     assert!(shares.contains(&(TENANT_SHARE.into(), 1)));
     assert!(shares.contains(&("user:b@acme.test".into(), 1)));
     calls.set_remote("acme", [(TENANT_SHARE.to_owned(), 1)].into());
     assert_eq!(calls.tenant_calls("acme"), 2);
-    assert!(calls.begin(start("c2", "x@acme.test", "y@acme.test"), t0).is_err());
+    assert!(
+        calls
+            .begin(start("c2", "x@acme.test", "y@acme.test"), t0)
+            .is_err()
+    );
     // The other node died: its shares expired in the store.
     calls.set_remote("acme", Default::default());
-    assert!(calls.begin(start("c2", "x@acme.test", "y@acme.test"), t0).is_ok());
+    assert!(
+        calls
+            .begin(start("c2", "x@acme.test", "y@acme.test"), t0)
+            .is_ok()
+    );
 }
 
 #[test]
@@ -148,12 +213,19 @@ fn calls_end_at_their_maximum_duration_or_session_expiry() {
         enforce_session_timers: true,
     };
     let mut calls = Calls::new("n1", settings, LimitsTable::default());
-    let long = calls.begin(start("c1", "a@acme.test", "b@acme.test"), t0).unwrap();
+    let long = calls
+        .begin(start("c1", "a@acme.test", "b@acme.test"), t0)
+        .unwrap();
     calls.final_response(long, 200, None, b"", t0);
-    let timed = calls.begin(start("c2", "a@acme.test", "b@acme.test"), t0).unwrap();
+    let timed = calls
+        .begin(start("c2", "a@acme.test", "b@acme.test"), t0)
+        .unwrap();
     calls.final_response(timed, 200, Some(20), b"", t0);
     // A re-INVITE at 15 s refreshes the session until 35 s.
-    calls.in_dialog(&in_dialog("INVITE", "c2", "ctag", "btag"), later(t0, 15_000));
+    calls.in_dialog(
+        &in_dialog("INVITE", "c2", "ctag", "btag"),
+        later(t0, 15_000),
+    );
     assert!(calls.expire(later(t0, 34_000)).is_empty());
     let ended = calls.expire(later(t0, 35_000));
     assert_eq!(ended.len(), 1);
@@ -173,7 +245,10 @@ fn session_expires_is_read_with_its_parameters_and_compact_form() {
         )))
         .unwrap()
     };
-    assert_eq!(session_expires(&msg("Session-Expires: 1800;refresher=uac\r\n")), Some(1800));
+    assert_eq!(
+        session_expires(&msg("Session-Expires: 1800;refresher=uac\r\n")),
+        Some(1800)
+    );
     assert_eq!(session_expires(&msg("x: 90\r\n")), Some(90));
     assert_eq!(session_expires(&msg("")), None);
 }

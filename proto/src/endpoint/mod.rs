@@ -352,9 +352,9 @@ impl Endpoint {
                     session_expires,
                     ctx,
                 } => {
-                    let event = self
-                        .calls()
-                        .final_response(key, status, session_expires, &ctx, now);
+                    let event =
+                        self.calls()
+                            .final_response(key, status, session_expires, &ctx, now);
                     self.call_events.extend(event);
                 }
             }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use switchyard_codec::{Method, SipMessage, Uri};
 
 use super::Routing;
-use crate::edge;
 use crate::dialog::{CallKey, CallStart};
+use crate::edge;
 use crate::endpoint::{Endpoint, Now};
 use crate::policy::{HeaderEdit, Origin, Policy};
 use crate::proxy::fork::ForkLimits;
@@ -57,7 +57,11 @@ impl Endpoint {
                 "tenant" => self.stats.calls_limited_tenant.inc(),
                 _ => self.stats.calls_limited_user.inc(),
             }
-            tracing::info!(status = refused.hit.status, scope = refused.hit.scope, "call over its limit");
+            tracing::info!(
+                status = refused.hit.status,
+                scope = refused.hit.scope,
+                "call over its limit"
+            );
             self.call_events.push_back(refused.event);
             LocalAnswer::new(refused.hit.status, refused.hit.reason)
         })

@@ -310,7 +310,10 @@ Content-Length: 0
     let fwd = invite_bob(&mut h, phone(5070), "dlg2");
     h.recv(phone(5080), &response_to(&fwd, 486, "Busy Here"));
     let ended = h.ep.poll_call_event().expect("a failed call has a CDR too");
-    assert_eq!((ended.record.status, ended.record.end_reason), (486, Some(EndReason::Failed)));
+    assert_eq!(
+        (ended.record.status, ended.record.end_reason),
+        (486, Some(EndReason::Failed))
+    );
     assert_eq!(h.ep.live_dialogs(), 0);
 }
 
