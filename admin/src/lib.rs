@@ -6,6 +6,7 @@
 //! when the endpoint listens beyond loopback), and Host/Origin checks
 //! against DNS rebinding and cross-site requests from a browser.
 
+mod calls;
 pub mod client;
 pub mod guard;
 pub mod latency;
@@ -17,8 +18,8 @@ mod subscribers;
 
 pub use client::Admin;
 pub use node::{
-    BindingView, Count, NodeControl, NodeStatus, Registration, ReloadReport, TenantInfo,
-    TransactionStats,
+    BindingView, CdrLine, Count, NodeControl, NodeStatus, Registration, ReloadReport, TenantCalls,
+    TenantInfo, TransactionStats,
 };
 pub use subscribers::RemoteSubscribers;
 
@@ -166,6 +167,8 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route("/health", get(|| async { "ok\n" }))
         .route("/status", get(status))
+        .route("/calls", get(calls::list))
+        .route("/cdrs", get(calls::cdrs))
         .route("/transactions", get(transactions))
         .route("/tenants", get(tenant_list))
         .route("/reload", post(reload))

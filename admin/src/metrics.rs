@@ -192,6 +192,21 @@ impl Collector for NodeCollector {
             "transport",
             &connections,
         )?;
+        let calls = self.node.calls();
+        let series: Vec<(&str, u64)> = calls
+            .iter()
+            .map(|c| (c.tenant.as_str(), c.cluster.max(0) as u64))
+            .collect();
+        family(
+            &mut e,
+            (
+                "switchyard_calls",
+                "Calls in progress by tenant, across the cluster as this node knows it.",
+                MetricType::Gauge,
+            ),
+            "tenant",
+            &series,
+        )?;
         if let Some(per_tenant) = self.node.bindings_per_tenant() {
             let series: Vec<(&str, u64)> =
                 per_tenant.iter().map(|(t, n)| (t.as_str(), *n)).collect();

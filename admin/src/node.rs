@@ -39,6 +39,34 @@ pub trait NodeControl: Send + Sync + 'static {
     async fn reload(&self) -> Result<ReloadReport, String>;
     /// The location store, for `/registrations`.
     fn store(&self) -> Arc<dyn LocationStore>;
+    /// Calls per tenant now (`/calls`).
+    fn calls(&self) -> Vec<TenantCalls> {
+        Vec::new()
+    }
+    /// The latest CDRs of this node, after sequence number `after`
+    /// (`/cdrs`), oldest first.
+    fn cdrs(&self, _after: Option<u64>, _limit: usize) -> Vec<CdrLine> {
+        Vec::new()
+    }
+}
+
+/// One tenant of `GET /calls`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TenantCalls {
+    pub tenant: String,
+    /// Calls this node tracks.
+    pub node: u64,
+    /// Calls across the cluster, as this node last read the others' counts.
+    pub cluster: i64,
+}
+
+/// One CDR of `GET /cdrs`: its sequence number on this node (pass the
+/// last one seen as `after` to follow) and the record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CdrLine {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub record: switchyard_proto::dialog::CallRecord,
 }
 
 /// One counter of the node.
@@ -65,7 +93,7 @@ pub struct NodeStatus {
     /// `transport:addr` of every listener.
     pub listeners: Vec<String>,
     pub transactions: TransactionStats,
-    /// Calls through this node (2xx to a record-routed INVITE, no BYE yet).
+    /// Calls this node tracks (from their INVITE to their BYE or end).
     pub dialogs: u64,
     /// Open connections by transport (`tcp`, `tls`, `ws`, `wss`).
     pub connections: BTreeMap<String, u64>,

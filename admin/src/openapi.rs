@@ -48,6 +48,35 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/calls",
+        summary: "Calls per tenant: this node's and the cluster's",
+        params: &[],
+        body: None,
+        produces: JSON,
+    },
+    Route {
+        method: "get",
+        path: "/cdrs",
+        summary: "This node's latest CDRs, oldest first (follow with `after`)",
+        params: &[
+            (
+                "after",
+                "query",
+                false,
+                "Only CDRs with a higher `seq` than this",
+            ),
+            (
+                "limit",
+                "query",
+                false,
+                "At most this many (default 100, at most 1000)",
+            ),
+        ],
+        body: None,
+        produces: JSON,
+    },
+    Route {
+        method: "get",
         path: "/transactions",
         summary: "Live transactions and the transaction counters",
         params: &[],

@@ -17,6 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use switchyard::config::Config;
 use switchyard::transport::ListenerSpec;
 
+#[path = "cli/calls.rs"]
+mod calls;
 #[path = "cli/ops.rs"]
 mod ops;
 #[path = "cli/run.rs"]
@@ -101,6 +103,14 @@ enum Command {
     /// A running node's tenants: domains and policies.
     #[command(subcommand)]
     Tenants(ops::TenantsCommand),
+    /// Calls in progress per tenant, on the node and across the cluster.
+    Calls {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// A running node's call detail records.
+    #[command(subcommand)]
+    Cdr(calls::CdrCommand),
     /// Subscribers of the embedded store (`[auth] subscribers`, docs/security.md).
     /// A running node re-reads the file when it changes.
     #[command(subcommand)]
@@ -290,6 +300,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Registrations(command) => block_on(ops::registrations(command)),
         Command::Transactions(command) => block_on(ops::transactions(command)),
         Command::Tenants(command) => block_on(ops::tenants(command)),
+        Command::Calls { admin } => block_on(calls::calls(admin)),
+        Command::Cdr(command) => block_on(calls::cdr(command)),
         Command::Run {
             config,
             listen,

@@ -32,7 +32,7 @@ impl AdminArgs {
         Admin::new(self.admin, self.token_file.as_deref())
     }
 
-    async fn get(&self, method: &str, path: &str) -> anyhow::Result<bytes::Bytes> {
+    pub async fn get(&self, method: &str, path: &str) -> anyhow::Result<bytes::Bytes> {
         client::call(&self.endpoint()?, method, path, Vec::new()).await
     }
 }
@@ -87,7 +87,7 @@ pub enum TenantsCommand {
     },
 }
 
-fn print_json(body: &[u8]) -> anyhow::Result<()> {
+pub fn print_json(body: &[u8]) -> anyhow::Result<()> {
     let value: serde_json::Value = serde_json::from_slice(body)?;
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())

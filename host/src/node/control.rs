@@ -157,7 +157,28 @@ impl NodeControl for Control {
         if let Some(hep) = &self.core.hep {
             counts.extend(hep_counters(hep));
         }
+        counts.extend(call_counters(&self.core.stats, &self.calls.stats));
         counts
+    }
+
+    fn calls(&self) -> Vec<switchyard_admin::TenantCalls> {
+        let counts = self.calls.counts();
+        let tenants = counts.into_iter().map(|(tenant, (node, cluster))| {
+            let node = u64::from(node);
+            switchyard_admin::TenantCalls {
+                tenant,
+                node,
+                cluster,
+            }
+        });
+        tenants.collect()
+    }
+
+    fn cdrs(&self, after: Option<u64>, limit: usize) -> Vec<switchyard_admin::CdrLine> {
+        let lines = self.calls.cdrs(after, limit).into_iter();
+        lines
+            .map(|(seq, record)| switchyard_admin::CdrLine { seq, record })
+            .collect()
     }
 
     fn bindings_per_tenant(&self) -> Option<BTreeMap<String, u64>> {
@@ -350,6 +371,48 @@ fn node_counters(stats: &super::Stats, transport: &crate::transport::TransportSt
             "switchyard_tls_certificate_reloads_total",
             "Successful TLS certificate reloads.",
             transport.tls_certificate_reloads,
+        ),
+    ]
+}
+
+/// The dialog layer's counters.
+fn call_counters(stats: &super::Stats, calls: &crate::calls::CallStats) -> [Count; 7] {
+    let count = |name, help, value| Count { name, help, value };
+    [
+        count(
+            "switchyard_calls_limited_tenant_total",
+            "INVITEs refused by a tenant's concurrent-call limit.",
+            stats.calls_limited_tenant.get(),
+        ),
+        count(
+            "switchyard_calls_limited_user_total",
+            "INVITEs refused by a user's concurrent-call limit.",
+            stats.calls_limited_user.get(),
+        ),
+        count(
+            "switchyard_cdrs_written_total",
+            "CDRs written to the CDR file.",
+            calls.cdrs_written.get(),
+        ),
+        count(
+            "switchyard_cdr_errors_total",
+            "CDRs that could not be written (the file's error is logged).",
+            calls.cdr_errors.get(),
+        ),
+        count(
+            "switchyard_cdr_dropped_total",
+            "Call events dropped because the CDR writer fell behind.",
+            calls.cdr_dropped.get(),
+        ),
+        count(
+            "switchyard_dialog_hooks_total",
+            "on-dialog-start and on-dialog-end calls made.",
+            calls.dialog_hooks.get(),
+        ),
+        count(
+            "switchyard_call_sync_errors_total",
+            "Failed publishes or reads of the cluster's call counts.",
+            calls.sync_errors.get(),
         ),
     ]
 }

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::Policy;
 
 /// Why a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EndReason {
     /// The caller sent BYE.
@@ -47,7 +47,7 @@ impl EndReason {
 /// One call, as a CDR (one JSON line) and as the dialog hooks see it.
 /// Times are Unix milliseconds; durations come from the monotonic clock,
 /// so a wall-clock step during a call does not bend them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallRecord {
     /// Unique in the cluster: the owning node's id and a serial.
     pub id: String,
