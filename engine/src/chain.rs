@@ -172,6 +172,29 @@ impl Policy for Chain {
         });
     }
 
+    fn on_dialog_start(&self, call: &switchyard_proto::dialog::CallRecord, ctx: &mut PolicyCtx) {
+        self.each(ctx, |link, own| {
+            if link.wants_dialog_hooks() {
+                link.on_dialog_start(call, own);
+            }
+            None::<()>
+        });
+    }
+
+    fn on_dialog_end(&self, call: &switchyard_proto::dialog::CallRecord, ctx: &mut PolicyCtx) {
+        self.each(ctx, |link, own| {
+            if link.wants_dialog_hooks() {
+                link.on_dialog_end(call, own);
+            }
+            None::<()>
+        });
+    }
+
+    /// Any link's: each link that wants them gets them, with its own ctx.
+    fn wants_dialog_hooks(&self) -> bool {
+        self.links.iter().any(|l| l.wants_dialog_hooks())
+    }
+
     fn is_default(&self) -> bool {
         self.links.iter().all(|l| l.is_default())
     }

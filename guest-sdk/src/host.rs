@@ -176,6 +176,38 @@ pub mod location {
     }
 }
 
+/// Calls in progress, counted by the node's dialog layer across the
+/// cluster (WIT 0.1.2): this node's exactly, the others' at most
+/// `[dialogs] sync_ms` old. Only the policy's own tenant is visible.
+///
+/// ```
+/// use switchyard_policy::calls;
+///
+/// // A per-user limit from the policy's own configuration.
+/// let busy = calls::user_calls("sip:101@acme.test") >= 2;
+/// assert!(!busy);
+/// ```
+pub mod calls {
+    /// Calls of the policy's tenant in progress.
+    pub fn tenant_calls() -> u32 {
+        #[cfg(target_arch = "wasm32")]
+        return super::imports::calls::tenant_calls();
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| h.calls.values().sum());
+    }
+
+    /// Calls the user `aor` (`sip:user@domain` or `user@domain`) is in.
+    pub fn user_calls(aor: &str) -> u32 {
+        #[cfg(target_arch = "wasm32")]
+        return super::imports::calls::user_calls(aor);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| {
+            let aor = aor.strip_prefix("sip:").unwrap_or(aor);
+            h.calls.get(aor).copied().unwrap_or(0)
+        });
+    }
+}
+
 /// Who sent the request being handled, as the node established it
 /// (`[auth]`; WIT 0.1.1).
 ///

@@ -1,6 +1,6 @@
 //! # switchyard-policy: write Switchyard routing policies in Rust
 //!
-//! A policy is a WebAssembly component (world `switchyard:policy/policy@0.1.1`,
+//! A policy is a WebAssembly component (world `switchyard:policy/dialog-policy@0.1.2`,
 //! see `wit/policy.wit`) that a Switchyard node calls at fixed points of a SIP
 //! transaction. This crate wraps the generated bindings so that a policy is a
 //! plain Rust type implementing [`Policy`], exported with [`export_policy!`]:
@@ -83,7 +83,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "switchyard:policy/policy",
+        world: "switchyard:policy/dialog-policy",
         pub_export_macro: true,
         export_macro_name: "__export_policy_world",
         default_bindings_module: "switchyard_policy::bindings",
@@ -101,13 +101,14 @@ mod views;
 pub mod testing;
 
 pub use config::Config;
-pub use host::{caller, clock, kv, location, log, metrics};
+pub use host::{caller, calls, clock, kv, location, log, metrics};
 pub use message::Message;
 pub use views::{BranchFailure, Cause, Register, Request, Response, Summary};
 
 pub use switchyard_codec as codec;
 pub use switchyard_codec::{Host, NameAddr, Scheme, Uri};
 
+pub use bindings::exports::switchyard::policy::dialog_hooks::{Dialog, EndReason};
 pub use bindings::exports::switchyard::policy::hooks::{
     FailureAction, FailureDecision, RegisterDecision, RegisterLimits, RequestAction,
     RequestDecision, ResponseAction, ResponseDecision,
@@ -174,6 +175,23 @@ pub trait Policy: Sized + 'static {
     fn on_complete(&self, summary: &Summary) {
         let _ = summary;
     }
+
+    /// Set to `true` to get [`Policy::on_dialog_start`] and
+    /// [`Policy::on_dialog_end`]; the node does not call them otherwise
+    /// (WIT 0.1.2, `dialog-hooks`).
+    const DIALOG_HOOKS: bool = false;
+
+    /// A call this policy routed was answered: its 2xx went upstream.
+    /// `dialog.ctx` is the INVITE transaction's ctx at that moment.
+    fn on_dialog_start(&self, dialog: &Dialog) {
+        let _ = dialog;
+    }
+
+    /// An answered call this policy routed has ended (BYE from either
+    /// side, maximum duration, session expiry): `dialog` is its CDR.
+    fn on_dialog_end(&self, dialog: &Dialog) {
+        let _ = dialog;
+    }
 }
 
 /// Exports a [`Policy`] type as the component's `hooks`.
@@ -223,6 +241,18 @@ macro_rules! export_policy {
                 }
             }
 
+            impl $crate::__private::DialogGuest for Export {
+                fn wants_dialog_hooks() -> bool {
+                    <$ty as $crate::Policy>::DIALOG_HOOKS
+                }
+                fn on_dialog_start(dialog: $crate::Dialog) {
+                    $crate::__private::on_dialog(&INSTANCE, dialog, true)
+                }
+                fn on_dialog_end(dialog: $crate::Dialog) {
+                    $crate::__private::on_dialog(&INSTANCE, dialog, false)
+                }
+            }
+
     $crate::bindings::__export_policy_world!(Export with_types_in $crate::bindings);
         };
     };
@@ -234,6 +264,7 @@ pub mod __private {
     use std::cell::RefCell;
     use std::thread::LocalKey;
 
+    pub use crate::bindings::exports::switchyard::policy::dialog_hooks::Guest as DialogGuest;
     pub use crate::bindings::exports::switchyard::policy::hooks::{
         BranchFailure as RawBranchFailure, Guest, Register as RawRegister, Request as RawRequest,
         Response as RawResponse, Summary as RawSummary,
@@ -286,6 +317,13 @@ pub mod __private {
     pub fn on_complete<P: Policy>(slot: &'static Slot<P>, raw: RawSummary) {
         let summary = Summary::from_raw(raw);
         with(slot, |p| p.on_complete(&summary))
+    }
+
+    pub fn on_dialog<P: Policy>(slot: &'static Slot<P>, dialog: crate::Dialog, start: bool) {
+        with(slot, |p| match start {
+            true => p.on_dialog_start(&dialog),
+            false => p.on_dialog_end(&dialog),
+        })
     }
 
     /// std's default hook writes to stderr, which the host does not grant;

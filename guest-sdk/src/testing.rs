@@ -38,6 +38,9 @@ pub struct MockHost {
     pub histograms: HashMap<String, Vec<f64>>,
     /// What `caller::origin` returns.
     pub origin: Option<crate::caller::Origin>,
+    /// Calls in progress by user (`user@domain`), for `calls::user_calls`;
+    /// `calls::tenant_calls` is their sum.
+    pub calls: HashMap<String, u32>,
 }
 
 impl MockHost {

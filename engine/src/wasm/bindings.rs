@@ -14,5 +14,21 @@ wasmtime::component::bindgen!({
     world: "policy",
 });
 
-pub(crate) use self::switchyard::policy::{caller, clock, kv, location, log, metrics, types};
+pub(crate) use self::switchyard::policy::{
+    caller, calls, clock, kv, location, log, metrics, types,
+};
 pub(crate) use exports::switchyard::policy::hooks;
+
+/// The optional `dialog-hooks` export (0.1.2), found by name in a
+/// component that has it (world `dialog-policy`): world `dialog-exports`
+/// holds that interface alone.
+pub(crate) mod dialog {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "dialog-exports",
+    });
+
+    pub(crate) use exports::switchyard::policy::dialog_hooks::{
+        Dialog, EndReason, Guest, GuestIndices,
+    };
+}

@@ -184,12 +184,12 @@ const TOLERATED_WASI: [&str; 5] = [
 ];
 
 /// Interfaces of our package a policy may import (world `policy`).
-const OUR_INTERFACES: [&str; 7] = [
-    "types", "log", "metrics", "clock", "kv", "location", "caller",
+const OUR_INTERFACES: [&str; 8] = [
+    "types", "log", "metrics", "clock", "kv", "location", "caller", "calls",
 ];
 const OUR_PACKAGE: &str = "switchyard:policy/";
-/// Versions of our package this host implements (0.1.1, which runs 0.1.0
-/// components unchanged).
+/// Versions of our package this host implements (0.1.2, which runs 0.1.0
+/// and 0.1.1 components unchanged).
 const OUR_VERSION_PREFIX: &str = "@0.1.";
 
 /// Defines every function of the component's tolerated WASI imports

@@ -67,6 +67,8 @@ struct TenantState {
 pub struct PolicyLocation {
     pub store: Arc<dyn LocationStore>,
     pub tenants: crate::SharedTenantsConfig,
+    /// The node's call counts, for the `calls` import (none: it reads 0).
+    pub calls: Option<Arc<dyn super::CallCounts>>,
 }
 
 impl PolicyLocation {
@@ -77,7 +79,17 @@ impl PolicyLocation {
 
     /// `store` as seen through the node's live tenant map (reloads apply).
     pub fn shared(store: Arc<dyn LocationStore>, tenants: crate::SharedTenantsConfig) -> Self {
-        PolicyLocation { store, tenants }
+        PolicyLocation {
+            store,
+            tenants,
+            calls: None,
+        }
+    }
+
+    /// With the node's call counts behind the `calls` import.
+    pub fn with_calls(mut self, calls: Arc<dyn super::CallCounts>) -> Self {
+        self.calls = Some(calls);
+        self
     }
 
     /// The unexpired bindings of `aor` in the store's cache (never waits

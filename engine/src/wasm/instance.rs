@@ -15,6 +15,8 @@ use super::host_api::{GuestContext, HostState};
 pub(crate) struct Instance {
     pub store: Store<HostState>,
     pub guest: bindings::Policy,
+    /// The `dialog-hooks` export, when the version has it and wants them.
+    pub dialog: Option<bindings::dialog::Guest>,
     /// Hook calls served, for recycling after `instance_max_calls`.
     pub calls: u64,
     /// Request/response records refilled for each call.
@@ -45,6 +47,7 @@ impl Instance {
     pub fn create(
         config: &EngineConfig,
         pre: &PolicyPre<HostState>,
+        dialog: Option<&bindings::dialog::GuestIndices>,
         ctx: &Arc<GuestContext>,
         policy_config: &str,
         slot: Slot,
@@ -63,8 +66,16 @@ impl Instance {
             let kind = failure::classify(&error, store.data().memory.hit);
             InstantiateError::Failed { kind, error }
         };
-        let guest = match pre.instantiate(&mut store) {
-            Ok(guest) => guest,
+        let instantiated = pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|instance| {
+                let guest = bindings::Policy::new(&mut store, &instance)?;
+                let dialog = dialog.map(|d| d.load(&mut store, &instance)).transpose()?;
+                Ok((guest, dialog))
+            });
+        let (guest, dialog) = match instantiated {
+            Ok(loaded) => loaded,
             Err(error) => return Err(failed(&store, error)),
         };
         match guest
@@ -78,6 +89,7 @@ impl Instance {
         Ok(Instance {
             store,
             guest,
+            dialog,
             calls: 0,
             scratch: Scratch::new(),
             _slot: slot,

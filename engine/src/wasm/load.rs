@@ -112,6 +112,8 @@ impl PolicyEngine {
             .map_err(wrong_world)?;
         let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = PolicyPre::new(pre).map_err(wrong_world)?;
+        // Absent in components of world `policy` and of WIT before 0.1.2.
+        let dialog = super::bindings::dialog::GuestIndices::new(pre.instance_pre()).ok();
 
         let (kv, metrics) = inner.tenant_state(&spec.tenant);
         let ctx = Arc::new(GuestContext::new(
@@ -126,6 +128,7 @@ impl PolicyEngine {
         let version = PolicyVersion::new(VersionParts {
             engine: inner.clone(),
             pre,
+            dialog,
             ctx,
             policy_config: spec.config_json,
             hash,
@@ -133,6 +136,7 @@ impl PolicyEngine {
             failure: spec.failure,
         });
         let mut instance = warm_up(&version, &module)?;
+        version.ask_dialog_interest(&mut instance);
         smoke_call(
             &mut instance,
             &spec.tenant,

@@ -1,5 +1,6 @@
 //! The WebAssembly policy engine: runs tenants' policy components
-//! (`wit/policy.wit`, world `switchyard:policy/policy@0.1.1`) behind the
+//! (`wit/policy.wit`, worlds `switchyard:policy/policy@0.1.2` and
+//! `dialog-policy`) behind the
 //! [`Policy`](crate::Policy) trait. Each loaded module version is a
 //! [`PolicyVersion`]; the node publishes one per tenant and swaps it live.
 //!
@@ -58,6 +59,7 @@ mod bindings;
 mod compile;
 mod config;
 mod convert;
+mod dialog;
 mod engine;
 mod failure;
 mod host_api;
@@ -72,6 +74,7 @@ use std::path::PathBuf;
 
 pub use compile::CompiledFrom;
 pub use config::{EngineConfig, FailureMode};
+pub use dialog::CallCounts;
 pub use engine::{PolicyEngine, PolicyLocation};
 pub use failure::FailureKind;
 pub use info::VersionInfo;

@@ -16,6 +16,8 @@ use super::failure::{self, Admit, Breaker, FailureKind, Fallback, Transition};
 use super::host_api::{GuestContext, HostState};
 use super::info::VersionInfo;
 use super::instance::{Instance, InstantiateError, Slot};
+use switchyard_proto::dialog::CallRecord;
+
 use crate::{
     BranchFailure, CompletionSummary, FailureDecision, Policy, PolicyCtx, RegisterDecision,
     RegisterInfo, RequestDecision, RequestInfo, ResponseDecision, ResponseInfo,
@@ -27,6 +29,10 @@ use crate::{
 pub struct PolicyVersion {
     engine: Arc<EngineInner>,
     pre: PolicyPre<HostState>,
+    /// The `dialog-hooks` export; `None` once the policy said it does not
+    /// want them (asked at load).
+    dialog: Option<super::bindings::dialog::GuestIndices>,
+    wants_dialog_hooks: AtomicBool,
     ctx: Arc<GuestContext>,
     /// The tenant's policy config (JSON) every new instance's `init` gets.
     policy_config: String,
@@ -78,6 +84,7 @@ enum Unavailable {
 pub(crate) struct VersionParts {
     pub engine: Arc<EngineInner>,
     pub pre: PolicyPre<HostState>,
+    pub dialog: Option<super::bindings::dialog::GuestIndices>,
     pub ctx: Arc<GuestContext>,
     pub policy_config: String,
     pub hash: ContentHash,
@@ -95,6 +102,8 @@ impl PolicyVersion {
         let breaker = Breaker::new(config.quarantine_after, config.quarantine());
         PolicyVersion {
             pre: parts.pre,
+            wants_dialog_hooks: AtomicBool::new(parts.dialog.is_some()),
+            dialog: parts.dialog,
             ctx: parts.ctx,
             policy_config: parts.policy_config,
             hash: parts.hash,
@@ -149,6 +158,24 @@ impl PolicyVersion {
         }
     }
 
+    /// Asks the load's warm instance whether the policy wants the dialog
+    /// hooks (`wants-dialog-hooks`); instances made from now on bind them
+    /// only if it does. A trap counts as no.
+    pub(crate) fn ask_dialog_interest(&self, instance: &mut Instance) {
+        let Some(guest) = instance.dialog.take() else {
+            return;
+        };
+        instance.prepare(self.engine.config.deadline_ticks());
+        match guest.call_wants_dialog_hooks(&mut instance.store) {
+            Ok(true) => instance.dialog = Some(guest),
+            Ok(false) => self.wants_dialog_hooks.store(false, Ordering::Relaxed),
+            Err(error) => {
+                self.wants_dialog_hooks.store(false, Ordering::Relaxed);
+                tracing::warn!(tenant = %self.ctx.tenant, policy = %self.ctx.source, %error, "wants-dialog-hooks failed: no dialog hooks");
+            }
+        }
+    }
+
     /// Hands a ready instance (the load's warm one) to the pool.
     pub(crate) fn adopt(&self, instance: Instance) {
         self.idle.lock().push(instance);
@@ -165,6 +192,9 @@ impl PolicyVersion {
         Instance::create(
             &self.engine.config,
             &self.pre,
+            self.dialog
+                .as_ref()
+                .filter(|_| self.wants_dialog_hooks.load(Ordering::Relaxed)),
             &self.ctx,
             &self.policy_config,
             slot,
@@ -430,6 +460,19 @@ impl Policy for PolicyVersion {
         }
     }
 
+    fn wants_dialog_hooks(&self) -> bool {
+        self.dialog.is_some() && self.wants_dialog_hooks.load(Ordering::Relaxed)
+    }
+
+    /// Fire-and-forget, like `on-complete`.
+    fn on_dialog_start(&self, call: &CallRecord, ctx: &mut PolicyCtx) {
+        self.dialog_hook("on-dialog-start", call, ctx);
+    }
+
+    fn on_dialog_end(&self, call: &CallRecord, ctx: &mut PolicyCtx) {
+        self.dialog_hook("on-dialog-end", call, ctx);
+    }
+
     /// Fire-and-forget; shed (counted) when no idle instance is free, so
     /// bookkeeping never costs an instantiation on a busy node.
     fn on_complete(&self, summary: &CompletionSummary<'_>, ctx: &mut PolicyCtx) {
@@ -453,6 +496,25 @@ fn replace_ctx(ctx: &mut PolicyCtx, new: Option<Vec<u8>>) {
 }
 
 impl PolicyVersion {
+    fn dialog_hook(&self, hook: &'static str, call: &CallRecord, ctx: &PolicyCtx) {
+        if !self.wants_dialog_hooks() {
+            return;
+        }
+        let dialog = super::dialog::wit_dialog(call, &ctx.data);
+        self.run(
+            hook,
+            Checkout::IdleOnly,
+            |instance| match &instance.dialog {
+                Some(guest) if hook == "on-dialog-start" => {
+                    guest.call_on_dialog_start(&mut instance.store, &dialog)
+                }
+                Some(guest) => guest.call_on_dialog_end(&mut instance.store, &dialog),
+                None => Ok(()),
+            },
+            |_, ()| Ok(()),
+        );
+    }
+
     /// The AOR's current bindings for `on-register`, from the store's cache
     /// (the registrar has not read the store yet at this point).
     fn stored_bindings(&self, aor: &str) -> Vec<switchyard_location::Binding> {

@@ -247,6 +247,17 @@ impl CallService {
     }
 }
 
+/// What the policies' `calls` import reads.
+impl crate::policy::wasm::CallCounts for CallService {
+    fn tenant_calls(&self, tenant: &str) -> u32 {
+        self.active(tenant, None).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    fn user_calls(&self, tenant: &str, aor: &str) -> u32 {
+        self.active(tenant, Some(aor)).clamp(0, i64::from(u32::MAX)) as u32
+    }
+}
+
 /// The store scope of a tenant's call counts.
 fn scope(tenant: &str) -> String {
     format!("calls/{tenant}")

@@ -98,10 +98,20 @@ impl Node {
                 embedded
             }
         };
+        let counters = parts
+            .counters
+            .unwrap_or_else(|| Arc::new(LocalCounters::default()));
+        let (calls, cdr_writer) = crate::calls::CallService::new(
+            &config.node_id,
+            &config.dialogs,
+            configured_tenants(&config),
+            counters,
+        )
+        .context("opening the CDR file ([dialogs.cdr] file)")?;
         let (policies, tenants) = match parts.policies {
             Some(policies) => (policies, None),
             None => {
-                let tenants = Arc::new(start_tenants(&config, &store).await?);
+                let tenants = Arc::new(start_tenants(&config, &store, &calls).await?);
                 (tenants.clone() as Arc<dyn PolicyResolver>, Some(tenants))
             }
         };
@@ -117,16 +127,6 @@ impl Node {
             &config.cluster_domain(),
             &config.cluster.secrets(),
         ));
-        let counters = parts
-            .counters
-            .unwrap_or_else(|| Arc::new(LocalCounters::default()));
-        let (calls, cdr_writer) = crate::calls::CallService::new(
-            &config.node_id,
-            &config.dialogs,
-            configured_tenants(&config),
-            counters,
-        )
-        .context("opening the CDR file ([dialogs.cdr] file)")?;
         let core = Arc::new_cyclic(|me| Core {
             me: me.clone(),
             config: config.clone(),
@@ -414,7 +414,11 @@ fn wildcard_interfaces(bound: &[SocketAddr]) -> Vec<std::net::IpAddr> {
 
 /// The tenants and, when any policy can be loaded (configured policies, a
 /// watched directory or the admin endpoint), the WebAssembly engine.
-async fn start_tenants(config: &Config, store: &Arc<dyn LocationStore>) -> anyhow::Result<Tenants> {
+async fn start_tenants(
+    config: &Config,
+    store: &Arc<dyn LocationStore>,
+    calls: &Arc<crate::calls::CallService>,
+) -> anyhow::Result<Tenants> {
     let wants_engine = !config.tenants.policies.is_empty()
         || !config.tenants.chains.is_empty()
         || config.tenants.watch_dir.is_some()
@@ -423,7 +427,7 @@ async fn start_tenants(config: &Config, store: &Arc<dyn LocationStore>) -> anyho
         return Ok(Tenants::native(config.tenants.clone()));
     }
     let shared = Arc::new(arc_swap::ArcSwap::from_pointee(config.tenants.clone()));
-    let location = PolicyLocation::shared(store.clone(), shared.clone());
+    let location = PolicyLocation::shared(store.clone(), shared.clone()).with_calls(calls.clone());
     let engine = PolicyEngine::new(config.policy.clone(), Some(location))
         .context("starting the policy engine ([policy])")?;
     Tenants::start(shared, Arc::new(engine))

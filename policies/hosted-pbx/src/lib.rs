@@ -10,16 +10,20 @@
 //!   → voicemail, once per call (remembered in the ctx).
 //! * `on-register`: unknown users → 404; `max_registrations` and
 //!   `max_expires` as registrar limits.
+//! * `max_calls_per_extension`: an extension already in that many calls
+//!   (`calls.user-calls`, cluster-wide) is busy: voicemail, else 486.
+//! * Dialog hooks: answered calls and their durations as metrics.
 //!
 //! Configuration: see README.md. Metrics: `pbx_calls_extension`,
 //! `pbx_calls_ring_group`, `pbx_not_found`, `pbx_blocked`,
-//! `pbx_unavailable`, `pbx_voicemail`, `pbx_register_refused`.
+//! `pbx_unavailable`, `pbx_voicemail`, `pbx_register_refused`, `pbx_busy`,
+//! `pbx_answered`, `pbx_call_seconds` (histogram).
 
 pub mod plan;
 
 use serde::{Deserialize, Serialize};
 use switchyard_policy::prelude::*;
-use switchyard_policy::{location, metrics};
+use switchyard_policy::{Dialog, calls, location, metrics};
 
 use crate::plan::{Dest, Plan, Strategy};
 
@@ -68,6 +72,14 @@ impl HostedPbx {
             }
             Dest::Extension { ext, user } => {
                 metrics::counter("pbx_calls_extension", 1);
+                let limit = self.plan.config.max_calls_per_extension;
+                if limit.is_some_and(|max| calls::user_calls(&self.aor(user, ruri_host)) >= max) {
+                    metrics::counter("pbx_busy", 1);
+                    return match self.plan.voicemail(None, ext, user) {
+                        Some(vm) => RequestDecision::relay([TargetGroup::single(Target::uri(vm))]),
+                        None => RequestDecision::reply(486, "Busy Here"),
+                    };
+                }
                 let bindings = self.bindings_of(req, user, ruri_host);
                 (
                     TargetGroup::by_q(&bindings, timeout),
@@ -132,10 +144,20 @@ impl HostedPbx {
 }
 
 impl Policy for HostedPbx {
+    const DIALOG_HOOKS: bool = true;
+
     fn init(config: Config) -> Result<Self, String> {
         Ok(HostedPbx {
             plan: Plan::new(config.parse()?)?,
         })
+    }
+
+    fn on_dialog_start(&self, _dialog: &Dialog) {
+        metrics::counter("pbx_answered", 1);
+    }
+
+    fn on_dialog_end(&self, dialog: &Dialog) {
+        metrics::histogram("pbx_call_seconds", dialog.duration_ms as f64 / 1000.0);
     }
 
     fn on_request(&self, req: &Request) -> RequestDecision {
@@ -267,6 +289,25 @@ mod tests {
         assert_eq!(groups[0].timeout_ms, 20_000);
         let ctx: CallCtx = serde_json_ctx(&d.ctx);
         assert_eq!(ctx.voicemail.as_deref(), Some("sip:vm-101@127.0.0.1:5090"));
+    }
+
+    #[test]
+    fn an_extension_at_its_call_limit_is_busy() {
+        register_phones();
+        let limited = ACME.replacen('{', r#"{"max_calls_per_extension": 1,"#, 1);
+        let no_vm = limited.replace(r#""voicemail": "sip:vm-{ext}@127.0.0.1:5090","#, "");
+        testing::with_host(|h| h.calls.insert("alice@acme.test".into(), 1));
+        let d = pbx(&limited).on_request(&request("INVITE", "101", "bob"));
+        assert_eq!(
+            uris(d.relay_groups().unwrap()),
+            [["sip:vm-101@127.0.0.1:5090"]]
+        );
+        let d = pbx(&no_vm).on_request(&request("INVITE", "101", "bob"));
+        assert_eq!(d.reply_code(), Some(486));
+        assert_eq!(testing::counter("pbx_busy"), 2);
+        // bob is in no call: his phone rings.
+        let d = pbx(&no_vm).on_request(&request("INVITE", "102", "alice"));
+        assert_eq!(uris(d.relay_groups().unwrap()), [["sip:bob@192.0.2.11"]]);
     }
 
     fn serde_json_ctx(ctx: &Option<Vec<u8>>) -> CallCtx {

@@ -42,6 +42,11 @@ pub struct PbxConfig {
     /// Highest registration expiry granted, in seconds.
     #[serde(default)]
     pub max_expires: Option<u32>,
+    /// Calls an extension may be in at once (as caller or callee, across
+    /// the cluster): a call to an extension at its limit is busy (486, or
+    /// its voicemail). None: no limit beyond the node's `[dialogs]`.
+    #[serde(default)]
+    pub max_calls_per_extension: Option<u32>,
     /// Refuse (404) REGISTERs of users that are not in `extensions`.
     #[serde(default = "yes")]
     pub register_known_only: bool,

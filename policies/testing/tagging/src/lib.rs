@@ -34,8 +34,8 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use switchyard_policy::prelude::*;
 use switchyard_policy::caller::{self, Origin};
+use switchyard_policy::prelude::*;
 use switchyard_policy::{clock, kv, location, metrics};
 
 /// `caller::origin` as the `X-Caller` probe header shows it.
