@@ -559,6 +559,7 @@ impl SippChild {
             errors: head(&read("errors.log"), 40),
             stderr: head(&read("stderr.txt"), 20),
             dir: crate::keep_env("SIPP_KEEP").then(|| self.dir.clone()),
+            messages: read("messages.log"),
             stats,
         }
     }
@@ -611,6 +612,9 @@ pub struct SippResult {
     /// The head of `-trace_err` (unexpected messages, timeouts...).
     pub errors: String,
     pub stderr: String,
+    /// Every message SIPp sent and received, with its time, when
+    /// [`Sipp::trace_messages`] was on (else empty).
+    pub messages: String,
     /// The run directory, when kept (`SIPP_KEEP=1`).
     pub dir: Option<PathBuf>,
 }

@@ -83,6 +83,11 @@ impl NodeHandle {
         self.transports.stats()
     }
 
+    /// The dialog layer: calls per tenant, recent CDRs.
+    pub fn calls(&self) -> &crate::calls::CallService {
+        &self.control.calls
+    }
+
     /// Live (server, client) transactions and armed timers.
     pub fn live_transactions(&self) -> (usize, usize, usize) {
         self.core
