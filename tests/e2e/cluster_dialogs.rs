@@ -294,3 +294,81 @@ async fn rewriting_off_for_a_tenant_leaves_contacts_alone() {
     assert_eq!(bye.request_uri_str(), Some(private));
     cluster.shutdown().await;
 }
+
+/// Waits (up to 10 s) until every node sees `expected` calls of tenant
+/// `acme` across the cluster.
+async fn until_cluster_calls(cluster: &TestCluster, expected: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for i in [A, B, C] {
+        loop {
+            let seen = cluster
+                .node(i)
+                .calls()
+                .counts()
+                .get("acme")
+                .map_or(0, |c| c.1);
+            if seen == expected {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {i} sees {seen} calls, not {expected}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_is_counted_cluster_wide_and_ended_by_a_bye_through_another_node() {
+    let cluster = TestCluster::start_with(21074, |c| {
+        c.tenants.domains.insert(DOMAIN.into(), "acme".into());
+        c.dialogs.sync_ms = 20;
+    })
+    .await;
+    let mut bob = Phone::udp("bob", "127.0.0.12", cluster.udp(A)).await;
+    assert_eq!(bob.register("", &[]).await.status(), Some(200));
+    let mut alice = Phone::udp("alice", "127.0.0.11", cluster.udp(C)).await;
+    let contact = bob.contact();
+    let ruri = format!("sip:bob@{DOMAIN}");
+    let (mut dialog, _, _) = call(&cluster, &mut alice, &mut bob, &ruri, &contact).await;
+    // C routed the INVITE and owns the call; A only relayed it to bob's
+    // flow; every node counts it once, through the shared counters.
+    until_cluster_calls(&cluster, 1).await;
+    let local = |i: usize| {
+        cluster
+            .node(i)
+            .calls()
+            .counts()
+            .get("acme")
+            .map_or(0, |c| c.0)
+    };
+    assert_eq!((local(A), local(B), local(C)), (0, 0, 1));
+
+    // alice hangs up into B, which is on no Record-Route of the call.
+    let via_a = cluster.udp(A);
+    mid_dialog(
+        &mut alice,
+        &mut dialog,
+        cluster.udp(B),
+        "BYE",
+        &[],
+        &mut bob,
+        via_a,
+    )
+    .await;
+    until_cluster_calls(&cluster, 0).await;
+    // One CDR for the call, written by its owner.
+    let cdrs = |i: usize| cluster.node(i).calls().cdrs(None, 10);
+    assert!(cdrs(A).is_empty() && cdrs(B).is_empty());
+    let owned = cdrs(C);
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    let record = &owned[0].1;
+    assert_eq!(
+        record.end_reason,
+        Some(switchyard::calls::EndReason::CallerBye)
+    );
+    assert_eq!((record.status, record.tenant.as_str()), (200, "acme"));
+    assert_eq!(record.call_id, dialog.call_id);
+    cluster.shutdown().await;
+}

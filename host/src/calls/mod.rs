@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use switchyard_location::SharedCounters;
-use switchyard_proto::dialog::{CallEvent, CallEventKind, CallRecord, Calls};
+use switchyard_proto::dialog::{CallEvent, CallEventKind, Calls};
 use switchyard_proto::endpoint::{Counter, Now};
 use switchyard_proto::policy::PolicyCtx;
 use tokio::sync::mpsc;
@@ -31,6 +31,7 @@ use tracing::warn;
 
 pub use self::cdr_file::CdrFile;
 pub use self::config::{CdrConfig, DialogsConfig, TenantLimitsConfig};
+pub use switchyard_proto::dialog::{CallRecord, EndReason};
 
 /// Events waiting for the writer at most.
 const QUEUE: usize = 65_536;

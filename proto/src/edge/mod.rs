@@ -200,14 +200,15 @@ impl Edge {
         (popped, flow)
     }
 
-    /// Whether the request reached us through one of our own flow-token
-    /// Route entries (a binding's Path pointing at us): we are the edge on
-    /// the way to a UA for another node, which routed it.
+    /// Whether the request reached us through a flow-token Route entry
+    /// this node minted (a binding's Path pointing at us, pinned or not):
+    /// we are the edge on the way to a UA for another node, which routed it.
     pub fn arrived_as_edge(&self, popped: &[String], now_secs: u64) -> bool {
         popped
             .iter()
             .filter_map(|r| Uri::parse(strip_angle(r)).ok())
-            .any(|u| self.cluster.own_flow(u.user, now_secs).is_some())
+            .filter_map(|u| self.cluster.open_flow(u.user?, now_secs).ok())
+            .any(|f| f.node == self.cluster.node_id)
     }
 
     /// Whether a Route value is another node's edge entry (has a flow token).
