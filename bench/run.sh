@@ -4,6 +4,7 @@
 #   bench/run.sh                   # build switchyard (release), run everything
 #   SKIP_BUILD=1 bench/run.sh      # use the existing target/release/switchyard
 #   TARGETS=kamailio bench/run.sh  # some of: switchyard switchyard-pbx kamailio
+#                                  # switchyard-cdr switchyard-nodialogs
 #   PHASES=memory bench/run.sh     # some of: register calls memory cpu
 #   SY_LOG=info bench/run.sh       # switchyard's log level (default warn)
 #   BASELINE=/path/to/old/switchyard TARGETS="baseline switchyard" bench/run.sh
@@ -15,6 +16,9 @@
 #             REGISTERs fail and SIPp achieves >= 95% of the rate; users are
 #             drawn in turn from 10k distinct AORs (each step registers
 #             STEP_SECS seconds' worth).
+#   switchyard-cdr is switchyard writing a CDR file (dialog tracking is on
+#   in every switchyard target); switchyard-nodialogs has [dialogs]
+#   enabled = false: together, the cost of the dialog layer and its CDRs.
 #   switchyard-pbx is switchyard with the bundled hosted-pbx WebAssembly
 #   policy serving the bench domain: every REGISTER goes through its
 #   on-register and every INVITE through its on-request (dial plan of
@@ -75,7 +79,7 @@ KAM_ADDR=127.0.0.20  # kamailio
 PORT=5060
 UAC_IP=127.0.0.40
 # One UAS per proxy so that a straggler from one run never meets the other.
-declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31 [switchyard-pbx]=127.0.0.32 [baseline]=127.0.0.33 [baseline-pbx]=127.0.0.34)
+declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31 [switchyard-pbx]=127.0.0.32 [baseline]=127.0.0.33 [baseline-pbx]=127.0.0.34 [switchyard-cdr]=127.0.0.35 [switchyard-nodialogs]=127.0.0.36)
 UAS_PORT=5070
 
 WORK=$(mktemp -d /tmp/switchyard-bench.XXXXXX)
@@ -140,7 +144,7 @@ start_kamailio() {
 
 start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
     case $1 in
-        switchyard | switchyard-pbx | baseline | baseline-pbx) PROXY_ADDR=$SY_ADDR ;;
+        switchyard | switchyard-* | baseline | baseline-pbx) PROXY_ADDR=$SY_ADDR ;;
         kamailio) PROXY_ADDR=$KAM_ADDR ;;
     esac
     # Never measure a stale instance that still holds the address.
@@ -152,6 +156,13 @@ start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
     case $1 in
         switchyard) start_switchyard "$ROOT/target/release/switchyard" ;;
         switchyard-pbx) start_switchyard "$ROOT/target/release/switchyard" --config "$WORK/pbx.toml" ;;
+        switchyard-cdr)
+            rm -f "$WORK"/cdr.jsonl*
+            printf '[dialogs.cdr]\nfile = "%s"\n' "$WORK/cdr.jsonl" >"$WORK/cdr.toml"
+            start_switchyard "$ROOT/target/release/switchyard" --config "$WORK/cdr.toml" ;;
+        switchyard-nodialogs)
+            printf '[dialogs]\nenabled = false\n' >"$WORK/nodialogs.toml"
+            start_switchyard "$ROOT/target/release/switchyard" --config "$WORK/nodialogs.toml" ;;
         baseline) start_switchyard "${BASELINE:-}" ;;
         baseline-pbx) start_switchyard "${BASELINE:-}" --config "$WORK/pbx.toml" ;;
         kamailio) start_kamailio ;;
@@ -355,6 +366,9 @@ printf '%-34s %14s %14s %9s\n' "memory after" \
     "$([[ -n ${MEM_AFTER[kamailio]:-} ]] && fmt_bytes "${MEM_AFTER[kamailio]}" || echo pending)" ""
 printf '%-34s %14s %14s %9s\n' "bytes per binding" "${sy_pb:-pending}" "${kam_pb:-pending}" "$(ratio "$sy_pb" "$kam_pb")"
 echo "(memory: switchyard VmRSS; kamailio PSS summed over its processes. Ratio > 1 is better for rates, worse for memory.)"
+if [[ " $TARGETS " == *" switchyard-cdr "* && " $TARGETS " == *" switchyard-nodialogs "* ]]; then
+    echo "dialogs + CDR file vs dialogs off: calls/s $(ratio "${CALLS[switchyard-cdr]:-}" "${CALLS[switchyard-nodialogs]:-}") (target >= 0.90x)"
+fi
 echo "hosted-pbx vs no policy: REGISTER/s $(ratio "${REG[switchyard-pbx]:-}" "${REG[switchyard]:-}"), calls/s $(ratio "${CALLS[switchyard-pbx]:-}" "${CALLS[switchyard]:-}") (target >= 0.90x)"
 if [[ -n ${BASELINE:-} ]]; then
     echo "after vs before (BASELINE=$BASELINE):"

@@ -11,6 +11,9 @@ use switchyard_proto::dialog::{CallLimits, DialogSettings, LimitsTable};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DialogsConfig {
+    /// Track calls at all. Off: no call counts, limits, CDRs or dialog
+    /// hooks (a node that only relays, or the benchmark's baseline).
+    pub enabled: bool,
     /// A call still up after this long is ended (its CDR says
     /// `max-duration`) and stops counting towards the limits.
     pub max_duration_secs: u64,
@@ -37,6 +40,7 @@ impl Default for DialogsConfig {
     fn default() -> Self {
         let limits = CallLimits::default();
         DialogsConfig {
+            enabled: true,
             max_duration_secs: 4 * 3600,
             enforce_session_timers: false,
             max_calls: limits.max_calls,

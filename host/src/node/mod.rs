@@ -348,6 +348,7 @@ fn endpoint_config(config: &Config) -> EndpointConfig {
         live: Default::default(),
         draining: Default::default(),
         calls: Default::default(),
+        track_calls: config.dialogs.enabled,
         max_breadth: config.limits.max_breadth,
         max_branches: config.limits.max_branches,
         registrar: config.registrar.clone(),

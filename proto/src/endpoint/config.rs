@@ -28,6 +28,8 @@ pub struct EndpointConfig {
     /// The calls through the node (shared by its shards: a BYE may land on
     /// another shard than its INVITE did).
     pub calls: Arc<std::sync::Mutex<crate::dialog::Calls>>,
+    /// `[dialogs] enabled`: INVITEs this node routes are tracked as calls.
+    pub track_calls: bool,
     /// RFC 5393 Max-Breadth when the request carries none (and its cap).
     pub max_breadth: u32,
     /// Branches per request, failover included.

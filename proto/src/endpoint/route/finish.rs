@@ -116,7 +116,8 @@ impl Endpoint {
         }
         tracing::debug!(targets = targets.len(), initial, "forking");
         let record_route = initial && request::wants_record_route(&method);
-        let owns_call = method == Method::Invite
+        let owns_call = self.config.track_calls
+            && method == Method::Invite
             && record_route
             && !self.edge.arrived_as_edge(&routes.popped, secs);
         let call = match owns_call.then(|| self.begin_call(&msg, &tenant, &policy, now)) {

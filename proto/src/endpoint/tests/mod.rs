@@ -78,6 +78,7 @@ pub(super) fn config() -> EndpointConfig {
         live: Default::default(),
         draining: Default::default(),
         calls: Default::default(),
+        track_calls: true,
         max_breadth: 60,
         max_branches: 32,
         registrar: RegistrarConfig::default(),
