@@ -132,6 +132,14 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
             watch_dir: c.tenants.watch_dir.clone(),
             ..Default::default()
         };
+        // Limits and call lifetimes apply at once; the switch, the sync
+        // task's period and the CDR file at the next start.
+        c.dialogs = crate::calls::DialogsConfig {
+            enabled: c.dialogs.enabled,
+            sync_ms: c.dialogs.sync_ms,
+            cdr: c.dialogs.cdr.clone(),
+            ..Default::default()
+        };
         toml::Value::try_from(&c).unwrap_or(toml::Value::Boolean(false))
     };
     let (old, new) = (comparable(old), comparable(new));
