@@ -198,5 +198,16 @@ async fn a_user_limit_makes_the_user_busy() {
     let busy = records.iter().filter(|r| r["status"] == 486).count();
     assert_eq!(busy, 2, "bob is in two calls: the other two are busy");
     assert_eq!(node.stats().calls_limited_user.get(), 2);
+
+    // A reload lifts the limit for the calls routed after it.
+    let mut lifted = node.config().clone();
+    lifted.dialogs.max_calls_per_user = 0;
+    node.set_config_source(std::sync::Arc::new(move || Ok(lifted.clone())));
+    let report = node.reload().await.expect("reload");
+    assert!(report.restart_needed.is_empty(), "{report:?}");
+    let uas = Sipp::uas(UAS_ANSWER).local(ip(63, 2), 5070).spawn();
+    let run = callers(&node, ip(63, 3), 4, Duration::from_millis(500)).spawn();
+    finish(run).await.assert_calls(4, 0);
+    stop(uas).await.assert_calls(4, 0);
     node.shutdown().await;
 }
