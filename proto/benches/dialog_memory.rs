@@ -65,6 +65,7 @@ fn main() {
                         caller: (caller, true),
                         callee: (callee, true),
                         policy: None,
+                        transit: false,
                     },
                     now,
                 )

@@ -344,6 +344,8 @@ async fn a_call_is_counted_cluster_wide_and_ended_by_a_bye_through_another_node(
             .map_or(0, |c| c.0)
     };
     assert_eq!((local(A), local(B), local(C)), (0, 0, 1));
+    // A keeps a transit entry: a draining A waits for the call's BYE.
+    assert_eq!(cluster.node(A).calls().live(), 1);
 
     // alice hangs up into B, which is on no Record-Route of the call.
     let via_a = cluster.udp(A);
@@ -358,6 +360,7 @@ async fn a_call_is_counted_cluster_wide_and_ended_by_a_bye_through_another_node(
     )
     .await;
     until_cluster_calls(&cluster, 0).await;
+    assert_eq!(cluster.node(A).calls().live(), 0, "the BYE passed A too");
     // One CDR for the call, written by its owner.
     let cdrs = |i: usize| cluster.node(i).calls().cdrs(None, 10);
     assert!(cdrs(A).is_empty() && cdrs(B).is_empty());

@@ -8,9 +8,11 @@
 //! ```
 //!
 //! A call is tracked by the node that routed its INVITE for a tenant (the
-//! *owner*), not by the edge nodes it passes on the way to a phone's flow;
-//! the owner's Record-Route entry keeps every in-dialog request, from
-//! either side and from any node, on its path. Each start and end comes
+//! *owner*); the owner's Record-Route entry keeps every in-dialog request,
+//! from either side and from any node, on its path. An edge node that
+//! relays the INVITE to a phone's flow keeps a *transit* entry: it counts
+//! for nothing and writes no CDR, but a draining edge waits for it, since
+//! the call's BYE must still pass through it. Each start and end comes
 //! out as a [`CallEvent`]: the node writes the CDR and calls the policy's
 //! dialog hooks outside any lock.
 //!
@@ -40,6 +42,9 @@ pub use self::limits::{CallLimits, LimitHit, LimitsTable};
 pub use self::record::{CallEvent, CallEventKind, CallRecord, EndReason};
 use crate::endpoint::Now;
 use crate::policy::Policy;
+
+/// `Call::users` of a transit entry.
+const TRANSIT: u8 = 0x80;
 
 /// The name of a tenant's total in its shares.
 pub const TENANT_SHARE: &str = "calls";
@@ -81,6 +86,9 @@ pub struct CallStart<'a> {
     pub callee: (&'a str, bool),
     /// The policy that routes it, when it has dialog hooks.
     pub policy: Option<Arc<dyn Policy>>,
+    /// Relayed for another node (see the module docs): no limits, counts,
+    /// events.
+    pub transit: bool,
 }
 
 /// A call refused by a limit: its answer and its CDR.
@@ -107,7 +115,8 @@ struct Call {
     deadline: Instant,
     status: u16,
     confirmed: bool,
-    /// Bit 0: the caller is counted as a user; bit 1: the callee.
+    /// Bit 0: the caller is counted as a user; bit 1: the callee; bit 7:
+    /// a transit entry.
     users: u8,
     session_expires: Option<u32>,
     policy: Option<HookedPolicy>,
@@ -192,7 +201,9 @@ impl Calls {
         }
         let limits = *self.limits.of(start.tenant);
         let users = [start.caller, start.callee];
-        let hit = if !limits::room(self.tenant_calls(start.tenant), limits.max_calls) {
+        let hit = if start.transit {
+            None
+        } else if !limits::room(self.tenant_calls(start.tenant), limits.max_calls) {
             Some(LimitHit::tenant(&limits))
         } else if users.iter().any(|&(aor, ours)| {
             ours && !limits::room(
@@ -220,7 +231,11 @@ impl Calls {
             deadline: now.instant + self.settings.max_duration,
             status: 0,
             confirmed: false,
-            users: u8::from(start.caller.1) | (u8::from(start.callee.1) << 1),
+            users: if start.transit {
+                TRANSIT
+            } else {
+                u8::from(start.caller.1) | (u8::from(start.callee.1) << 1)
+            },
             session_expires: None,
             policy: None,
         };
@@ -269,7 +284,7 @@ impl Calls {
                 .min(now.instant + Duration::from_secs(se.into()));
         }
         let call = &self.calls[&key.0];
-        Some(self.event(call, CallEventKind::Started, None, now))
+        (call.users != TRANSIT).then(|| self.event(call, CallEventKind::Started, None, now))
     }
 
     /// An in-dialog request passing through: ACK confirms, BYE ends, a
@@ -339,6 +354,9 @@ impl Calls {
 
     fn end(&mut self, key: u64, reason: EndReason, now: Now) -> Option<CallEvent> {
         let call = self.calls.remove(&key)?;
+        if call.users == TRANSIT {
+            return None;
+        }
         self.count(&call, -1);
         Some(self.event(&call, CallEventKind::Ended, Some(reason), now))
     }
@@ -393,6 +411,9 @@ impl Calls {
     }
 
     fn count(&mut self, call: &Call, delta: i32) {
+        if call.users == TRANSIT {
+            return;
+        }
         let [_, _, caller, callee] = call.parts();
         let counts = self.local.entry(call.tenant.clone()).or_default();
         counts.calls = counts.calls.saturating_add_signed(delta);

@@ -25,6 +25,7 @@ fn start<'a>(call_id: &'a str, caller: &'a str, callee: &'a str) -> CallStart<'a
         caller: (caller, true),
         callee: (callee, true),
         policy: None,
+        transit: false,
     }
 }
 
@@ -251,4 +252,29 @@ fn session_expires_is_read_with_its_parameters_and_compact_form() {
     );
     assert_eq!(session_expires(&msg("x: 90\r\n")), Some(90));
     assert_eq!(session_expires(&msg("")), None);
+}
+
+#[test]
+fn a_transit_call_is_waited_for_but_counts_for_nothing() {
+    let t0 = now0();
+    let mut calls = limited(1, 1);
+    let mut relayed = start("c1", "a@acme.test", "b@acme.test");
+    relayed.transit = true;
+    let key = calls.begin(relayed, t0).unwrap();
+    assert_eq!((calls.live(), calls.tenant_calls("acme")), (1, 0));
+    assert!(calls.shares("acme").is_empty());
+    assert!(
+        calls.final_response(key, 200, None, b"", t0).is_none(),
+        "no events"
+    );
+    // The limits are the owner's business: a second transit call passes.
+    let mut second = start("c2", "a@acme.test", "b@acme.test");
+    second.transit = true;
+    assert!(calls.begin(second, t0).is_ok());
+    assert!(
+        calls
+            .in_dialog(&in_dialog("BYE", "c1", "ctag", "btag"), t0)
+            .is_none()
+    );
+    assert_eq!(calls.live(), 1, "the BYE ended the first");
 }

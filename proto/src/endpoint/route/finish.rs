@@ -16,7 +16,8 @@ use crate::proxy_tx::Forwarding;
 
 impl Endpoint {
     /// The dialog layer's side of an INVITE this node routes: counted, or
-    /// refused by a concurrent-call limit (its CDR is written either way).
+    /// refused by a concurrent-call limit (its CDR is written either way);
+    /// or, `transit`, one it relays to a UA's flow for another node.
     /// The call belongs to the Request-URI's tenant when that is one of
     /// our domains, else to the caller's (an outbound call).
     fn begin_call(
@@ -24,6 +25,7 @@ impl Endpoint {
         msg: &SipMessage,
         routed_tenant: &str,
         policy: &Arc<dyn Policy>,
+        transit: bool,
         now: Now,
     ) -> Result<CallKey, LocalAnswer> {
         let identity = &self.edge.identity;
@@ -49,6 +51,7 @@ impl Endpoint {
             caller: (&caller.0, caller.1),
             callee: (&callee.0, callee.1),
             policy: policy.wants_dialog_hooks().then(|| policy.clone()),
+            transit,
         };
         let result = self.calls().begin(start, now);
         result.map_err(|refused| {
@@ -116,11 +119,11 @@ impl Endpoint {
         }
         tracing::debug!(targets = targets.len(), initial, "forking");
         let record_route = initial && request::wants_record_route(&method);
-        let owns_call = self.config.track_calls
-            && method == Method::Invite
-            && record_route
-            && !self.edge.arrived_as_edge(&routes.popped, secs);
-        let call = match owns_call.then(|| self.begin_call(&msg, &tenant, &policy, now)) {
+        // A call: ours when we routed it, a transit entry when we relay
+        // it to a UA's flow for the node that did (see `crate::dialog`).
+        let tracked = self.config.track_calls && method == Method::Invite && record_route;
+        let transit = self.edge.arrived_as_edge(&routes.popped, secs);
+        let call = match tracked.then(|| self.begin_call(&msg, &tenant, &policy, transit, now)) {
             Some(Err(hit)) => return self.answer(tx, &hit, now),
             Some(Ok(key)) => Some(key),
             None => None,
