@@ -76,7 +76,13 @@ impl SharedCounters for LocalCounters {
             nodes.remove(node);
         } else {
             let shares = shares.to_vec();
-            nodes.insert(node.to_owned(), NodeShares { shares, until: now + ttl });
+            nodes.insert(
+                node.to_owned(),
+                NodeShares {
+                    shares,
+                    until: now + ttl,
+                },
+            );
         }
         if nodes.is_empty() {
             scopes.remove(scope);
@@ -107,4 +113,30 @@ fn sum_live<'a>(
         }
     }
     sums
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::shared_counters_conformance!(async { LocalCounters::default() });
+
+    /// In-process shares expire by the `now` argument, exactly.
+    #[tokio::test]
+    async fn local_shares_expire_at_now_plus_ttl() {
+        let counters = LocalCounters::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let ttl = Duration::from_secs(3);
+        let share = [("x".to_owned(), 2)];
+        counters.publish("s", "a", &share, ttl, t0).await.unwrap();
+        let at = |s| t0 + Duration::from_millis(s);
+        assert_eq!(counters.others("s", "b", at(2_999)).await.unwrap()["x"], 2);
+        assert!(
+            counters
+                .others("s", "b", at(3_000))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
