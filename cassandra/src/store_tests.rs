@@ -237,6 +237,42 @@ mod cluster {
         async { cluster_store().await }
     );
 
+    /// The shared counters (`shared_counters` table) conform too.
+    mod counters {
+        use super::cluster_store;
+
+        switchyard_location::shared_counters_conformance!(
+            attrs [#[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]]
+            async { cluster_store().await }
+        );
+    }
+
+    /// Two nodes, each with its own session and read cache: an AOR
+    /// registered through one is seen by the other's `cached` after a
+    /// prefetch round (what a policy's `location.lookup` reads).
+    #[tokio::test]
+    #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
+    async fn the_read_cache_sees_other_nodes_registrations() {
+        use switchyard_location::{AorFilter, ReadCache, ReadCacheConfig};
+        let node = |store: CassandraStore| {
+            Arc::new(ReadCache::new(Arc::new(store), ReadCacheConfig::default()))
+        };
+        let (a, b) = (node(cluster_store().await), node(cluster_store().await));
+        let aor = switchyard_location::conformance::unique_aor("cache");
+        let now = switchyard_location::conformance::base_time();
+        b.register(&aor, &update("c", 1, vec![contact("sip:a@h", 60)]), now)
+            .await
+            .unwrap();
+        assert_eq!(a.cached(&aor, now), None);
+        let filter = AorFilter {
+            domains: vec![aor.domain().to_owned()],
+            user: aor.user().map(str::to_owned),
+            ..AorFilter::default()
+        };
+        assert_eq!(a.prefetch(&[filter], now).await, 1);
+        assert_eq!(a.cached(&aor, now).map(|b| b.len()), Some(1));
+    }
+
     #[tokio::test]
     #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
     async fn subscribers_conform_on_a_real_cluster() {
