@@ -6,6 +6,7 @@ mod auth;
 mod control;
 pub(crate) mod core;
 mod handle;
+mod shared;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -75,9 +76,16 @@ impl Node {
             _ => None,
         };
         let (mut persisted, mut embedded_store) = (None, None);
+        let read_cache = match (&parts.store, &cassandra) {
+            (None, Some(cassandra)) => shared::read_cache(&config, cassandra),
+            _ => None,
+        };
         let store: Arc<dyn LocationStore> = match (parts.store, &cassandra) {
             (Some(store), _) => store,
-            (None, Some(cassandra)) => cassandra.clone(),
+            (None, Some(cassandra)) => match &read_cache {
+                Some(cache) => cache.clone(),
+                None => cassandra.clone(),
+            },
             (None, None) => {
                 let embedded = Arc::new(EmbeddedStore::with_shards(config.store.shards));
                 if let Some(path) = &config.store.persist {
@@ -185,6 +193,12 @@ impl Node {
         // Returns at once for stores that expire bindings themselves (Cassandra TTL).
         let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
         tasks.push(tokio::spawn(purge_periodically(store.clone(), every)));
+        tasks.extend(shared::spawn(
+            &config,
+            read_cache.as_ref(),
+            cassandra.as_ref(),
+            tenants.as_ref(),
+        ));
         if let Some(p) = &persisted {
             let every = Duration::from_millis(config.store.persist_interval_ms);
             tasks.push(tokio::spawn(persist::save_periodically(
