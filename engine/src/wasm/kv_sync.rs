@@ -20,6 +20,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -50,6 +51,8 @@ pub struct KvSync {
     every: Duration,
     /// Tenants with shares published, so an emptied one is withdrawn once.
     published: Mutex<HashSet<String>>,
+    /// Whether the last round had a failure: an outage is logged once.
+    failing: AtomicBool,
     /// Rounds completed: what tests await instead of sleeping.
     rounds: tokio::sync::watch::Sender<u64>,
 }
@@ -68,6 +71,7 @@ impl KvSync {
             node: node.to_owned(),
             every: every.max(Duration::from_millis(1)),
             published: Mutex::new(HashSet::new()),
+            failing: AtomicBool::new(false),
             rounds: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -99,11 +103,14 @@ impl KvSync {
                 self.sync_tenant(&tenant, &kv, now, wall, &mut round).await;
             }
         }
-        if round.failed > 0 {
-            tracing::warn!(
+        let failing = round.failed > 0;
+        match (self.failing.swap(failing, Ordering::Relaxed), failing) {
+            (false, true) => tracing::warn!(
                 failed = round.failed,
                 "kv sync: shared counters unavailable; counters are this node's plus the last shares read"
-            );
+            ),
+            (true, false) => tracing::info!("kv sync: shared counters available again"),
+            _ => {}
         }
         self.rounds.send_modify(|n| *n += 1);
         round
