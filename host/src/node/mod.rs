@@ -77,7 +77,9 @@ impl Node {
         };
         let (mut persisted, mut embedded_store) = (None, None);
         let read_cache = match (&parts.store, &cassandra) {
-            (None, Some(cassandra)) => shared::read_cache(&config, cassandra),
+            (None, Some(cassandra)) if wants_engine(&config) => {
+                shared::read_cache(&config, cassandra)
+            }
             _ => None,
         };
         let store: Arc<dyn LocationStore> = match (parts.store, &cassandra) {
@@ -386,14 +388,19 @@ fn wildcard_interfaces(bound: &[SocketAddr]) -> Vec<std::net::IpAddr> {
     }
 }
 
+/// Whether any policy can be loaded: configured policies or chains, a
+/// watched directory, or the admin endpoint.
+fn wants_engine(config: &Config) -> bool {
+    !config.tenants.policies.is_empty()
+        || !config.tenants.chains.is_empty()
+        || config.tenants.watch_dir.is_some()
+        || config.admin.listen.is_some()
+}
+
 /// The tenants and, when any policy can be loaded (configured policies, a
 /// watched directory or the admin endpoint), the WebAssembly engine.
 async fn start_tenants(config: &Config, store: &Arc<dyn LocationStore>) -> anyhow::Result<Tenants> {
-    let wants_engine = !config.tenants.policies.is_empty()
-        || !config.tenants.chains.is_empty()
-        || config.tenants.watch_dir.is_some()
-        || config.admin.listen.is_some();
-    if !wants_engine {
+    if !wants_engine(config) {
         return Ok(Tenants::native(config.tenants.clone()));
     }
     let shared = Arc::new(arc_swap::ArcSwap::from_pointee(config.tenants.clone()));

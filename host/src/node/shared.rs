@@ -15,8 +15,9 @@ use crate::location::{ReadCache, SharedCounters};
 use crate::policy::tenants::Tenants;
 use crate::policy::wasm::{KvSync, PolicyEngine};
 
-/// The read cache in front of the Cassandra store, unless
-/// `[store.cassandra.cache] max_age_ms = 0` turns it off.
+/// The read cache in front of the Cassandra store (for a node that can run
+/// policies: nothing else reads it), unless `[store.cassandra.cache]
+/// max_age_ms = 0` turns it off.
 pub(super) fn read_cache(
     config: &Config,
     cassandra: &Arc<CassandraStore>,
