@@ -77,6 +77,9 @@ pub struct CassandraConfig {
     pub breaker: BreakerConfig,
     /// TLS to the cluster (`[store.cassandra.tls]`), off by default.
     pub tls: TlsConfig,
+    /// The node's read cache of bindings (`[store.cassandra.cache]`): what
+    /// a policy's `location.lookup` answers from, within `max_age_ms`.
+    pub cache: switchyard_location::ReadCacheConfig,
 }
 
 impl Default for CassandraConfig {
@@ -97,6 +100,7 @@ impl Default for CassandraConfig {
             create_schema: false,
             breaker: BreakerConfig::default(),
             tls: TlsConfig::default(),
+            cache: switchyard_location::ReadCacheConfig::default(),
         }
     }
 }
@@ -120,6 +124,8 @@ pub enum CassandraConfigError {
     BadDcName(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cassandra.cache.{0}")]
+    Cache(String),
 }
 
 impl CassandraConfig {
@@ -151,6 +157,7 @@ impl CassandraConfig {
             return Err(CassandraConfigError::HalfCredentials);
         }
         self.tls.validate()?;
+        self.cache.validate().map_err(CassandraConfigError::Cache)?;
         for (dc, factor) in &self.replication {
             if *factor == 0 {
                 return Err(CassandraConfigError::ZeroReplication(dc.clone()));
@@ -257,6 +264,9 @@ mod tests {
             [breaker]
             failure_threshold = 3
             cool_down_ms = 1000
+            [cache]
+            max_age_ms = 500
+            prefetch_interval_ms = 250
             "#,
         )
         .expect("parses");
@@ -273,6 +283,9 @@ mod tests {
         assert_eq!(config.serial_consistency, SerialLevel::LocalSerial);
         assert_eq!(config.breaker.failure_threshold, 3);
         assert!(config.tls.enabled);
+        assert_eq!(config.cache.max_age_ms, 500);
+        assert_eq!(config.cache.prefetch_interval_ms, 250);
+        assert_eq!(config.cache.max_entries, 100_000, "the rest defaults");
         config.validate().expect("valid");
     }
 
@@ -316,6 +329,11 @@ mod tests {
                 c.replication.insert("DC'1".into(), 3);
             })
             .is_err()
+        );
+        let error = bad(|c| c.cache.max_entries = 0).unwrap_err();
+        assert!(
+            error.to_string().starts_with("cassandra.cache.max_entries"),
+            "{error}"
         );
     }
 }

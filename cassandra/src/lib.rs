@@ -3,7 +3,9 @@
 //! The Apache Cassandra / ScyllaDB location backend (`[store] backend =
 //! "cassandra"`), on the `scylla` driver 1.x.
 //!
-//! - [`CassandraConfig`] — `[store.cassandra]`.
+//! - [`CassandraConfig`] — `[store.cassandra]`, with the read cache policies
+//!   look bindings up in (`[store.cassandra.cache]`,
+//!   [`ReadCache`](switchyard_location::ReadCache)).
 //! - [`schema`] — the keyspace/table CQL and statement texts (pure).
 //! - [`rows`] — row ⇄ [`Binding`](switchyard_location::Binding) and TTLs (pure).
 //! - [`ordering`] — the REGISTER algorithm: 1 read + 1 conditional batch
@@ -14,7 +16,9 @@
 //! - [`CassandraStore`] — the [`LocationStore`](switchyard_location::LocationStore),
 //!   the [`SubscriberStore`](switchyard_auth::SubscriberStore) (`subscribers`
 //!   table) and the [`NonceLedger`](switchyard_auth::NonceLedger) (`nonce_uses`
-//!   table, one LWT per authenticated request).
+//!   table, one LWT per authenticated request) and the
+//!   [`SharedCounters`](switchyard_location::SharedCounters) (`shared_counters`
+//!   table, [`counters`]: policy `kv` counters summed over the nodes).
 //! - [`tokens`] — offset-mirror initial token planning (`switchyard cassandra tokens`).
 //!
 //! Conformance against a real cluster:
@@ -22,7 +26,9 @@
 //! cargo test -p switchyard cassandra -- --ignored`.
 
 pub mod breaker;
+pub mod cdrs;
 pub mod config;
+pub mod counters;
 pub mod metrics;
 mod nonces;
 pub mod ordering;

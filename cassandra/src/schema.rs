@@ -1,7 +1,9 @@
 //! The CQL schema and statement texts, generated from the config (pure).
 //!
-//! Three tables: `subscribers` (digest credentials, `cassandra/subscribers.rs`),
-//! `nonce_uses` (the nonce-count replay ledger, `cassandra/nonces.rs`) and
+//! Five tables: `subscribers` (digest credentials, `cassandra/subscribers.rs`),
+//! `nonce_uses` (the nonce-count replay ledger, `cassandra/nonces.rs`),
+//! `shared_counters` (counts the nodes add up, `cassandra/counters.rs`),
+//! `cdrs` (call detail records, `cassandra/cdrs.rs`) and
 //! `bindings`:
 //! - partition key `aor`: the tenant-qualified [`Aor`](switchyard_location::Aor)
 //!   string (`user@domain`; the domain is the tenant), so every operation on
@@ -126,11 +128,13 @@ pub fn table_cql(keyspace: &str) -> String {
 /// Everything `switchyard cassandra schema` prints, `;`-terminated.
 pub fn schema_cql(config: &CassandraConfig) -> String {
     format!(
-        "{};\n\n{};\n\n{};\n\n{};\n",
+        "{};\n\n{};\n\n{};\n\n{};\n\n{};\n\n{};\n",
         keyspace_cql(config),
         table_cql(&config.keyspace),
         super::subscribers::table_cql(&config.keyspace),
-        super::nonces::table_cql(&config.keyspace)
+        super::nonces::table_cql(&config.keyspace),
+        super::counters::table_cql(&config.keyspace),
+        super::cdrs::table_cql(&config.keyspace)
     )
 }
 
@@ -270,8 +274,14 @@ mod tests {
         assert!(text.contains(";\n\nCREATE TABLE IF NOT EXISTS switchyard.bindings ("));
         assert!(text.contains("'0.2'};\n\nCREATE TABLE IF NOT EXISTS switchyard.subscribers ("));
         assert!(text.contains("PRIMARY KEY ((realm), username)\n);\n\nCREATE TABLE IF NOT EXISTS switchyard.nonce_uses ("));
+        assert!(text.contains(
+            "'compaction_window_size': '1'};\n\nCREATE TABLE IF NOT EXISTS switchyard.shared_counters ("
+        ));
         assert!(
-            text.ends_with("'compaction_window_size': '1'};\n"),
+            text.contains(
+                "'tombstone_threshold': '0.2'};\n\nCREATE TABLE IF NOT EXISTS switchyard.cdrs ("
+            ) && text
+                .ends_with("'compaction_window_unit': 'DAYS', 'compaction_window_size': '1'};\n"),
             "{text}"
         );
     }

@@ -65,6 +65,8 @@ pub(super) struct Connected {
     pub(super) session: Session,
     pub(super) subscribers: super::subscribers::Prepared,
     pub(super) nonces: super::nonces::Prepared,
+    pub(super) counters: super::counters::Prepared,
+    pub(super) cdrs: super::cdrs::Prepared,
     select: PreparedStatement,
     insert: PreparedStatement,
     delete: PreparedStatement,
@@ -267,6 +269,8 @@ impl Connected {
                 schema::table_cql(&config.keyspace),
                 super::subscribers::table_cql(&config.keyspace),
                 super::nonces::table_cql(&config.keyspace),
+                super::counters::table_cql(&config.keyspace),
+                super::cdrs::table_cql(&config.keyspace),
             ] {
                 session.query_unpaged(cql, &[]).await.map_err(store_error)?;
             }
@@ -288,9 +292,13 @@ impl Connected {
         aors.set_execution_profile_handle(Some(read_profile.clone()));
         aors.set_page_size(1000);
         let subscribers =
-            super::subscribers::Prepared::new(&session, &config.keyspace, read_profile).await?;
+            super::subscribers::Prepared::new(&session, &config.keyspace, read_profile.clone())
+                .await?;
         let write = config.write_consistency.to_driver();
         let nonces = super::nonces::Prepared::new(&session, &config.keyspace, write).await?;
+        let counters =
+            super::counters::Prepared::new(&session, &config.keyspace, write, read_profile).await?;
+        let cdrs = super::cdrs::Prepared::new(&session, &config.keyspace, write).await?;
         let mut insert = prepare(statements.insert.clone()).await?;
         let mut delete = prepare(statements.delete.clone()).await?;
         let mut bump_version = prepare(statements.bump_version.clone()).await?;
@@ -311,6 +319,8 @@ impl Connected {
             session,
             subscribers,
             nonces,
+            counters,
+            cdrs,
             select,
             insert,
             delete,

@@ -237,6 +237,72 @@ mod cluster {
         async { cluster_store().await }
     );
 
+    /// The shared counters (`shared_counters` table) conform too.
+    mod counters {
+        use super::cluster_store;
+
+        switchyard_location::shared_counters_conformance!(
+            attrs [#[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]]
+            async { cluster_store().await }
+        );
+    }
+
+    /// Two nodes, each with its own session and read cache: an AOR
+    /// registered through one is seen by the other's `cached` after a
+    /// prefetch round (what a policy's `location.lookup` reads).
+    #[tokio::test]
+    #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
+    async fn the_read_cache_sees_other_nodes_registrations() {
+        use switchyard_location::{AorFilter, ReadCache, ReadCacheConfig};
+        let node = |store: CassandraStore| {
+            Arc::new(ReadCache::new(Arc::new(store), ReadCacheConfig::default()))
+        };
+        let (a, b) = (node(cluster_store().await), node(cluster_store().await));
+        let aor = switchyard_location::conformance::unique_aor("cache");
+        let now = switchyard_location::conformance::base_time();
+        b.register(&aor, &update("c", 1, vec![contact("sip:a@h", 60)]), now)
+            .await
+            .unwrap();
+        assert_eq!(a.cached(&aor, now), None);
+        let filter = AorFilter {
+            domains: vec![aor.domain().to_owned()],
+            user: aor.user().map(str::to_owned),
+            ..AorFilter::default()
+        };
+        assert_eq!(a.prefetch(&[filter], now).await, 1);
+        assert_eq!(a.cached(&aor, now).map(|b| b.len()), Some(1));
+    }
+
+    /// A CDR written is read back from its tenant's day partition.
+    #[tokio::test]
+    #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
+    async fn a_cdr_is_stored_in_its_tenants_day() {
+        let store = cluster_store().await;
+        let tenant = format!("t{:08x}", rand::random::<u32>());
+        let cdr = switchyard_proto::dialog::CallRecord {
+            id: "n1-1".into(),
+            tenant: tenant.clone(),
+            call_id: "c1".into(),
+            caller: "a@acme.test".into(),
+            callee: "b@acme.test".into(),
+            start_ms: 1_796_601_000_000,
+            answer_ms: Some(1_796_601_001_000),
+            end_ms: Some(1_796_601_061_000),
+            duration_ms: 60_000,
+            status: 200,
+            end_reason: Some(switchyard_proto::dialog::EndReason::CalleeBye),
+            session_expires: None,
+        };
+        store.insert_cdr(&cdr, 1).await.unwrap();
+        let rows = store.cdrs_of_day(&tenant, "2026-12-07", 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].call_id.as_str(), rows[0].duration_ms),
+            ("c1", 60_000)
+        );
+        assert_eq!(rows[0].end_reason.as_deref(), Some("callee-bye"));
+    }
+
     #[tokio::test]
     #[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
     async fn subscribers_conform_on_a_real_cluster() {

@@ -175,6 +175,29 @@ impl TenantsConfig {
             .is_some_and(|nets| nets.iter().any(|n| n.contains(&source)))
     }
 
+    /// Which AORs are `tenant`'s: those of its domains, or for the default
+    /// tenant every domain no other tenant claims.
+    pub fn aor_filter(&self, tenant: &str) -> switchyard_location::AorFilter {
+        let others = |mine: bool| {
+            self.domains
+                .iter()
+                .filter(|(_, t)| (t.as_str() == tenant) == mine)
+                .map(|(d, _)| d.clone())
+                .collect()
+        };
+        if tenant == self.default {
+            switchyard_location::AorFilter {
+                excluded: others(false),
+                ..Default::default()
+            }
+        } else {
+            switchyard_location::AorFilter {
+                domains: others(true),
+                ..Default::default()
+            }
+        }
+    }
+
     /// The tenant a domain belongs to.
     pub fn tenant_of<'a>(&'a self, domain: &str) -> &'a str {
         self.domains
@@ -188,3 +211,23 @@ impl TenantsConfig {
 /// them (tenants, the policies' location view) and swapped whole by a
 /// configuration reload.
 pub type SharedTenantsConfig = std::sync::Arc<arc_swap::ArcSwap<TenantsConfig>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenants_aors_are_those_of_its_domains() {
+        let mut config = TenantsConfig::default();
+        config.domains.insert("acme.test".into(), "acme".into());
+        config.domains.insert("acme.example".into(), "acme".into());
+        config.domains.insert("globex.test".into(), "globex".into());
+        let acme = config.aor_filter("acme");
+        assert_eq!(acme.domains, ["acme.example", "acme.test"]);
+        assert!(acme.excluded.is_empty());
+        // The default tenant: every domain no other tenant claims.
+        let default = config.aor_filter("default");
+        assert!(default.domains.is_empty());
+        assert_eq!(default.excluded.len(), 3);
+    }
+}

@@ -251,6 +251,28 @@ impl Tenants {
         active
     }
 
+    /// Tenants running a WebAssembly policy (alone or in a chain), whose
+    /// AORs a remote store's read cache keeps warm for `location.lookup`:
+    /// one filter per tenant. A tenant whose filter can match nothing (no
+    /// domain of its own) is left out.
+    pub fn prefetch_filters(&self) -> Vec<switchyard_location::AorFilter> {
+        let config = self.config.load();
+        let running: std::collections::BTreeSet<String> = self
+            .slots
+            .load()
+            .iter()
+            .filter(|(_, slot)| slot.current.load().version.is_some())
+            .map(|(name, _)| name.split('/').next().unwrap_or(name).to_owned())
+            .collect();
+        running
+            .iter()
+            .filter(|tenant| {
+                **tenant == config.default || config.domains.values().any(|t| t == *tenant)
+            })
+            .map(|tenant| config.aor_filter(tenant))
+            .collect()
+    }
+
     /// Every tenant that has a slot, plus the default tenant.
     pub fn list(&self) -> Vec<TenantStatus> {
         let slots = self.slots.load();
@@ -443,5 +465,32 @@ mod tests {
         let removed = tenants.reconfigure(TenantsConfig::default()).await.unwrap();
         assert_eq!(removed, ["acme/limits", "acme/plan"]);
         assert!(tenants.policy_for("acme").is_default());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tenants_running_a_policy_are_prefetched() {
+        let mut config = TenantsConfig::default();
+        config.domains.insert("acme.test".into(), "acme".into());
+        config.domains.insert("globex.test".into(), "globex".into());
+        config
+            .chains
+            .insert("acme".into(), vec![link("plan", "builtin:default")]);
+        // A policy for a tenant with no domain of its own: nothing to warm.
+        config.policies.insert(
+            "nowhere".into(),
+            TenantPolicyConfig {
+                module: "builtin:default".into(),
+                failure: FailureMode::FailClosed,
+                config: toml::Table::new(),
+            },
+        );
+        let shared = Arc::new(ArcSwap::from_pointee(config));
+        let engine = Arc::new(testing::engine_with(testing::config()));
+        let tenants = Tenants::start(shared, engine).await.unwrap();
+        let filters = tenants.prefetch_filters();
+        assert_eq!(filters.len(), 1, "{filters:?}");
+        assert_eq!(filters[0].domains, ["acme.test"]);
+        tenants.reconfigure(TenantsConfig::default()).await.unwrap();
+        assert!(tenants.prefetch_filters().is_empty());
     }
 }

@@ -117,8 +117,10 @@ pub mod clock {
     }
 }
 
-/// A small key/value store per tenant, in memory on this node: not shared
-/// across the cluster, lost on restart. Keys up to 256 bytes, values up to
+/// A small key/value store per tenant, in this node's memory, lost on
+/// restart. On a Cassandra cluster counters (`incr`) are summed over the
+/// nodes, each node's share synced every `[policy] kv_sync_ms`; other
+/// values stay on their node. Keys up to 256 bytes, values up to
 /// 4 KiB, 10 000 keys per tenant (a set beyond them is ignored).
 pub mod kv {
     /// The value at `key`, unless missing or expired.
@@ -164,8 +166,10 @@ pub mod location {
     use crate::Binding;
 
     /// Bindings of an address-of-record (`sip:user@domain`) as the node's
-    /// store currently knows them. With the Cassandra store this is the
-    /// node's read cache: an AOR this node has not seen returns nothing.
+    /// store knows them without waiting. With the Cassandra store this is
+    /// the node's read cache, at most `[store.cassandra.cache] max_age_ms`
+    /// old: an AOR the node has not read recently returns nothing once and
+    /// is fetched for the next call.
     /// The Request-URI's own bindings are already in
     /// [`crate::Request::bindings`]; use this for other AORs (ring groups).
     pub fn lookup(aor: &str) -> Vec<Binding> {

@@ -114,3 +114,29 @@ fn sum_live<'a>(
     }
     sums
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::shared_counters_conformance!(async { LocalCounters::default() });
+
+    /// In-process shares expire by the `now` argument, exactly.
+    #[tokio::test]
+    async fn local_shares_expire_at_now_plus_ttl() {
+        let counters = LocalCounters::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let ttl = Duration::from_secs(3);
+        let share = [("x".to_owned(), 2)];
+        counters.publish("s", "a", &share, ttl, t0).await.unwrap();
+        let at = |s| t0 + Duration::from_millis(s);
+        assert_eq!(counters.others("s", "b", at(2_999)).await.unwrap()["x"], 2);
+        assert!(
+            counters
+                .others("s", "b", at(3_000))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -5,15 +5,21 @@
 //! Phones are bare UAs where the test asserts what reaches them (which
 //! phone, which Request-URI, which CANCEL); SIPp plays real callees where a
 //! complete call is the point (busy → voicemail).
+//!
+//! The ring group runs on both stores: the embedded one here, and a
+//! Cassandra cluster (`SWITCHYARD_CASSANDRA=host:port`, reported as ignored
+//! otherwise) with the members registered through another node, so the
+//! policy's `location.lookup` reads what the node's read cache fetched.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use switchyard::NodeHandle;
+use switchyard::cassandra::{CassandraConfig, CassandraStore};
 use switchyard::location::Aor;
 use switchyard::policy::tenants::ModuleSource;
 use switchyard::policy::wasm::FailureMode;
-use switchyard_tests::policy::{add_tenant, admin_get, policy, status};
+use switchyard::{Config, NodeHandle};
+use switchyard_tests::policy::{add_tenant, admin_get, eventually, policy, status};
 use switchyard_tests::sipp::{Sipp, UAC_CALL, UAC_REGISTER, UAS_ANSWER, UAS_BUSY};
 use switchyard_tests::ua::{UdpUa, ack, first_line, invite, register, reply};
 use switchyard_tests::{finish, ip, start_node_with, stop, udp_addr};
@@ -45,12 +51,18 @@ const GLOBEX: &str = r#"
 /// A node on 127.0.`net`.1 serving acme.test and globex.test, each tenant
 /// running the built-in hosted-pbx with its own plan.
 async fn start_pbx(net: u8, voicemail: &str) -> NodeHandle {
+    start_pbx_with(net, voicemail, |_| {}).await
+}
+
+/// [`start_pbx`] with `tweak` applied last (the store, the cluster).
+async fn start_pbx_with(net: u8, voicemail: &str, tweak: impl FnOnce(&mut Config)) -> NodeHandle {
     start_node_with(&format!("127.0.{net}.1"), |c| {
         c.admin.listen = Some(format!("127.0.{net}.1:0").parse().unwrap());
         let acme = ACME.replace("VOICEMAIL", voicemail);
         let pbx = |plan: &str| policy("builtin:hosted-pbx", FailureMode::FailClosed, plan);
         add_tenant(c, "acme", "acme.test", Some(pbx(&acme)));
         add_tenant(c, "globex", "globex.test", Some(pbx(GLOBEX)));
+        tweak(c);
     })
     .await
 }
@@ -141,7 +153,92 @@ async fn parallel_ring_group_rings_every_member_and_the_first_200_wins() {
     let caller = UdpUa::bind("127.0.51.4").await;
     register_phone(proxy, &alice, "alice", "acme.test").await;
     register_phone(proxy, &bob, "bob", "acme.test").await;
+    ring_group_600(proxy, &alice, &bob, &caller).await;
+    node.shutdown().await;
+}
 
+/// The same ring group on a Cassandra cluster of two nodes: the members
+/// register through node B, the call arrives at node A, whose policy finds
+/// them in A's read cache (filled by a refresh or the prefetch, not by any
+/// REGISTER through A). The INVITEs reach the phones through B, their edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Cassandra cluster: set SWITCHYARD_CASSANDRA=host:port"]
+async fn parallel_ring_group_on_cassandra_finds_members_registered_through_another_node() {
+    let cassandra = cassandra_keyspace().await;
+    let on_cassandra = |node: &'static str| {
+        let cassandra = cassandra.clone();
+        move |c: &mut Config| {
+            c.node_id = node.into();
+            c.cluster.secret = Some("policy_pbx cassandra test secret".into());
+            c.store.backend = "cassandra".into();
+            c.store.cassandra = cassandra;
+        }
+    };
+    let node_b = start_pbx_with(57, "127.0.57.9:5070", on_cassandra("b")).await;
+    let node_a = start_pbx_with(56, "127.0.56.9:5070", on_cassandra("a")).await;
+    let alice = UdpUa::bind("127.0.56.2").await;
+    let bob = UdpUa::bind("127.0.56.3").await;
+    let caller = UdpUa::bind("127.0.56.4").await;
+    register_phone(udp_addr(&node_b), &alice, "alice", "acme.test").await;
+    register_phone(udp_addr(&node_b), &bob, "bob", "acme.test").await;
+
+    // What the policy on A will read: nothing until A's cache has it.
+    let store = node_a.store();
+    for user in ["alice", "bob"] {
+        let aor = Aor::parse(&format!("{user}@acme.test")).unwrap();
+        eventually(
+            &format!("{aor} in node a's read cache"),
+            Duration::from_secs(10),
+            || {
+                store
+                    .cached(&aor, SystemTime::now())
+                    .filter(|bindings| bindings.len() == 1)
+            },
+        )
+        .await;
+    }
+    ring_group_600(udp_addr(&node_a), &alice, &bob, &caller).await;
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
+
+/// `[store.cassandra]` for `SWITCHYARD_CASSANDRA`, in a keyspace created
+/// for this run.
+async fn cassandra_keyspace() -> CassandraConfig {
+    let points = std::env::var("SWITCHYARD_CASSANDRA")
+        .expect("SWITCHYARD_CASSANDRA=host:port[,host:port] must be set for this test");
+    let dc = std::env::var("SWITCHYARD_CASSANDRA_DC").unwrap_or_else(|_| "datacenter1".into());
+    let config = CassandraConfig {
+        contact_points: points.split(',').map(|p| p.trim().to_owned()).collect(),
+        local_dc: Some(dc.clone()),
+        keyspace: format!("switchyard_e2e_{:012x}", rand_suffix()),
+        replication: [(dc, 1)].into_iter().collect(),
+        request_timeout_ms: 10_000,
+        connect_timeout_ms: 60_000,
+        create_schema: true,
+        ..CassandraConfig::default()
+    };
+    // Created once here, so the two nodes do not race to create it.
+    CassandraStore::connect(config.clone())
+        .await
+        .expect("connect to the cluster and create the schema");
+    CassandraConfig {
+        create_schema: false,
+        ..config
+    }
+}
+
+fn rand_suffix() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        >> 16
+}
+
+/// Calls ring group 600 (alice and bob, in parallel) through `proxy`:
+/// both ring, alice answers, bob's branch is cancelled.
+async fn ring_group_600(proxy: SocketAddr, alice: &UdpUa, bob: &UdpUa, caller: &UdpUa) {
     let call = invite("sip:600@acme.test", "carol@acme.test", caller.addr, "group");
     caller.send(proxy, &call).await;
     // Both members ring before anyone answers.
@@ -182,7 +279,6 @@ async fn parallel_ring_group_rings_every_member_and_the_first_200_wins() {
     )
     .await;
     bob.recv_request("ACK", "the proxy's ACK of the 487").await;
-    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

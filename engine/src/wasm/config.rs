@@ -51,6 +51,11 @@ pub struct EngineConfig {
     /// What `clock.utc-offset-minutes` reports, in minutes east of UTC
     /// (default 0). The node does not read the OS time zone.
     pub utc_offset_minutes: i32,
+    /// How often `kv` counters are shared with the other nodes, in ms
+    /// (default 1000), when the store is cluster-wide (Cassandra): each
+    /// node publishes its shares and reads the others' this often. 0 keeps
+    /// every counter per node. See `kv_sync.rs`.
+    pub kv_sync_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +73,7 @@ impl Default for EngineConfig {
             retry_after_secs: 5,
             cache_dir: None,
             utc_offset_minutes: 0,
+            kv_sync_ms: 1000,
         }
     }
 }

@@ -159,6 +159,16 @@ impl PolicyEngine {
         self.inner.tenant(tenant).kv
     }
 
+    /// Every tenant's key/value store that exists on this node (created by
+    /// the tenant's first hook call), for the kv sync.
+    pub fn kv_stores(&self) -> Vec<(String, Arc<TenantKv>)> {
+        let tenants = self.inner.tenants.lock();
+        tenants
+            .iter()
+            .map(|(tenant, state)| (tenant.clone(), state.kv.clone()))
+            .collect()
+    }
+
     /// The tenant's guest-defined metrics.
     pub fn metrics(&self, tenant: &str) -> Arc<TenantMetrics> {
         self.inner.tenant(tenant).metrics
@@ -286,3 +296,7 @@ impl Drop for EpochTicker {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "location_tests.rs"]
+mod location_tests;

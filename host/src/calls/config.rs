@@ -78,6 +78,10 @@ pub struct CdrConfig {
     pub keep: u32,
     /// The latest CDRs kept in memory for `GET /cdrs`.
     pub recent: usize,
+    /// With the Cassandra store, also write every CDR to its `cdrs` table.
+    pub cassandra: bool,
+    /// How long the `cdrs` table keeps a CDR, in days.
+    pub cassandra_ttl_days: u32,
 }
 
 impl Default for CdrConfig {
@@ -87,6 +91,8 @@ impl Default for CdrConfig {
             rotate_bytes: 64 << 20,
             keep: 10,
             recent: 1000,
+            cassandra: true,
+            cassandra_ttl_days: 90,
         }
     }
 }
@@ -146,6 +152,9 @@ impl DialogsConfig {
                     "key `{key}`: a limit's status must be a final error (400..=699), not {status}"
                 ));
             }
+        }
+        if self.cdr.cassandra_ttl_days == 0 || self.cdr.cassandra_ttl_days > 7300 {
+            return Err("key `dialogs.cdr.cassandra_ttl_days`: must be 1..=7300".into());
         }
         if self.cdr.rotate_bytes < 4096 {
             return Err("key `dialogs.cdr.rotate_bytes`: must be at least 4096".into());

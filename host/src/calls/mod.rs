@@ -4,6 +4,7 @@
 //! ```text
 //! endpoint shards ─ CallEvent ─▶ bounded queue ─▶ writer task ─▶ dialog hooks (policy)
 //!                                                            ├─▶ CDR file (JSON lines, rotated)
+//!                                                            ├─▶ Cassandra `cdrs` table (a cluster)
 //!                                                            └─▶ recent CDRs (GET /cdrs)
 //! sync task, every [dialogs] sync_ms ─▶ Calls::expire (max duration, session timers)
 //!                                   ├─▶ publish this node's counts  ─▶ SharedCounters (store)
@@ -24,6 +25,8 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use switchyard_location::SharedCounters;
 use switchyard_proto::dialog::{CallEvent, CallEventKind, Calls};
+
+use crate::cassandra::CassandraStore;
 use switchyard_proto::endpoint::{Counter, Now};
 use switchyard_proto::policy::PolicyCtx;
 use tokio::sync::mpsc;
@@ -84,6 +87,7 @@ impl CallService {
         config: &DialogsConfig,
         configured_tenants: BTreeSet<String>,
         counters: Arc<dyn SharedCounters>,
+        cassandra: Option<Arc<CassandraStore>>,
     ) -> std::io::Result<(Arc<CallService>, impl Future<Output = ()> + Send + 'static)> {
         let file = match &config.cdr.file {
             Some(path) => Some(CdrFile::open(
@@ -110,7 +114,13 @@ impl CallService {
             }),
             stats: CallStats::default(),
         });
-        let writer = write_events(Arc::downgrade(&service), rx, file);
+        let sinks = Sinks {
+            file,
+            cassandra: cassandra
+                .filter(|_| config.cdr.cassandra)
+                .map(|store| (store, config.cdr.cassandra_ttl_days)),
+        };
+        let writer = write_events(Arc::downgrade(&service), rx, sinks);
         Ok((service, writer))
     }
 
@@ -264,31 +274,61 @@ fn scope(tenant: &str) -> String {
     format!("calls/{tenant}")
 }
 
-/// The writer task: dialog hooks, the CDR file, the recent list; the file
-/// is flushed after each batch.
+/// Where CDRs go besides the recent list.
+struct Sinks {
+    file: Option<CdrFile>,
+    /// The `cdrs` table and its TTL in days.
+    cassandra: Option<(Arc<CassandraStore>, u32)>,
+}
+
+/// The writer task: dialog hooks, the CDR file, the Cassandra table, the
+/// recent list. The file is flushed after each batch; the batch's table
+/// writes go out together.
 async fn write_events(
     service: std::sync::Weak<CallService>,
     mut rx: mpsc::Receiver<CallEvent>,
-    mut file: Option<CdrFile>,
+    mut sinks: Sinks,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let Some(service) = service.upgrade() else {
             return;
         };
-        for event in batch.drain(..) {
-            handle(&service, event, file.as_mut());
-        }
-        if let Some(f) = file.as_mut()
+        let ended: Vec<CallRecord> = batch
+            .drain(..)
+            .filter_map(|event| handle(&service, event, sinks.file.as_mut()))
+            .collect();
+        if let Some(f) = sinks.file.as_mut()
             && let Err(e) = f.flush()
         {
             service.stats.cdr_errors.inc();
             warn!(error = %e, "cannot write the CDR file");
         }
+        if let Some((store, ttl_days)) = &sinks.cassandra {
+            let writes = ended.iter().map(|cdr| store.insert_cdr(cdr, *ttl_days));
+            for result in futures_util::future::join_all(writes).await {
+                match result {
+                    Ok(()) => service.stats.cdrs_written.inc(),
+                    Err(e) => {
+                        service.stats.cdr_errors.inc();
+                        warn!(error = %e, "cannot write a CDR to Cassandra");
+                    }
+                }
+            }
+        }
+        for cdr in ended {
+            service.record(cdr);
+        }
     }
 }
 
-fn handle(service: &CallService, event: CallEvent, file: Option<&mut CdrFile>) {
+/// Runs the event's dialog hook and writes its CDR to the file; returns
+/// the CDR of an ended call.
+fn handle(
+    service: &CallService,
+    event: CallEvent,
+    file: Option<&mut CdrFile>,
+) -> Option<CallRecord> {
     let CallEvent {
         kind,
         record,
@@ -303,7 +343,7 @@ fn handle(service: &CallService, event: CallEvent, file: Option<&mut CdrFile>) {
         });
     }
     if kind != CallEventKind::Ended {
-        return;
+        return None;
     }
     if let Some(file) = file {
         match file.write(&record) {
@@ -314,5 +354,5 @@ fn handle(service: &CallService, event: CallEvent, file: Option<&mut CdrFile>) {
             }
         }
     }
-    service.record(record);
+    Some(record)
 }

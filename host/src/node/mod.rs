@@ -6,6 +6,7 @@ mod auth;
 mod control;
 pub(crate) mod core;
 mod handle;
+mod shared;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -80,9 +81,18 @@ impl Node {
             _ => None,
         };
         let (mut persisted, mut embedded_store) = (None, None);
+        let read_cache = match (&parts.store, &cassandra) {
+            (None, Some(cassandra)) if wants_engine(&config) => {
+                shared::read_cache(&config, cassandra)
+            }
+            _ => None,
+        };
         let store: Arc<dyn LocationStore> = match (parts.store, &cassandra) {
             (Some(store), _) => store,
-            (None, Some(cassandra)) => cassandra.clone(),
+            (None, Some(cassandra)) => match &read_cache {
+                Some(cache) => cache.clone(),
+                None => cassandra.clone(),
+            },
             (None, None) => {
                 let embedded = Arc::new(EmbeddedStore::with_shards(config.store.shards));
                 if let Some(path) = &config.store.persist {
@@ -98,14 +108,19 @@ impl Node {
                 embedded
             }
         };
-        let counters = parts
-            .counters
-            .unwrap_or_else(|| Arc::new(LocalCounters::default()));
+        // Where the nodes add up their call counts: Cassandra's
+        // shared_counters table, else this process only.
+        let counters: Arc<dyn SharedCounters> = match (parts.counters, &cassandra) {
+            (Some(counters), _) => counters,
+            (None, Some(cassandra)) => cassandra.clone(),
+            (None, None) => Arc::new(LocalCounters::default()),
+        };
         let (calls, cdr_writer) = crate::calls::CallService::new(
             &config.node_id,
             &config.dialogs,
             configured_tenants(&config),
             counters,
+            cassandra.clone(),
         )
         .context("opening the CDR file ([dialogs.cdr] file)")?;
         let (policies, tenants) = match parts.policies {
@@ -209,6 +224,12 @@ impl Node {
         // Returns at once for stores that expire bindings themselves (Cassandra TTL).
         let every = Duration::from_millis(config.store.purge_interval_ms.max(10));
         tasks.push(tokio::spawn(purge_periodically(store.clone(), every)));
+        tasks.extend(shared::spawn(
+            &config,
+            read_cache.as_ref(),
+            cassandra.as_ref(),
+            tenants.as_ref(),
+        ));
         if let Some(p) = &persisted {
             let every = Duration::from_millis(config.store.persist_interval_ms);
             tasks.push(tokio::spawn(persist::save_periodically(
@@ -413,6 +434,15 @@ fn wildcard_interfaces(bound: &[SocketAddr]) -> Vec<std::net::IpAddr> {
     }
 }
 
+/// Whether any policy can be loaded: configured policies or chains, a
+/// watched directory, or the admin endpoint.
+fn wants_engine(config: &Config) -> bool {
+    !config.tenants.policies.is_empty()
+        || !config.tenants.chains.is_empty()
+        || config.tenants.watch_dir.is_some()
+        || config.admin.listen.is_some()
+}
+
 /// The tenants and, when any policy can be loaded (configured policies, a
 /// watched directory or the admin endpoint), the WebAssembly engine.
 async fn start_tenants(
@@ -420,11 +450,7 @@ async fn start_tenants(
     store: &Arc<dyn LocationStore>,
     calls: &Arc<crate::calls::CallService>,
 ) -> anyhow::Result<Tenants> {
-    let wants_engine = !config.tenants.policies.is_empty()
-        || !config.tenants.chains.is_empty()
-        || config.tenants.watch_dir.is_some()
-        || config.admin.listen.is_some();
-    if !wants_engine {
+    if !wants_engine(config) {
         return Ok(Tenants::native(config.tenants.clone()));
     }
     let shared = Arc::new(arc_swap::ArcSwap::from_pointee(config.tenants.clone()));
