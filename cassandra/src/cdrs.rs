@@ -116,31 +116,27 @@ impl CassandraStore {
         let ttl = (i64::from(ttl_days) * 86_400).clamp(1, 630_720_000) as i32;
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let values = (
-            (
-                cdr.tenant.as_str(),
-                day_of(end_ms),
-                as_i64(end_ms),
-                cdr.id.as_str(),
-                cdr.call_id.as_str(),
-                cdr.caller.as_str(),
-                cdr.callee.as_str(),
-            ),
-            (
-                as_i64(cdr.start_ms),
-                cdr.answer_ms.map(as_i64),
-                as_i64(cdr.duration_ms),
-                i32::from(cdr.status),
-                cdr.end_reason.map(|r| r.as_str()),
-                cdr.session_expires
-                    .map(|s| i32::try_from(s).unwrap_or(i32::MAX)),
-                ttl,
-            ),
+            cdr.tenant.as_str(),
+            day_of(end_ms),
+            as_i64(end_ms),
+            cdr.id.as_str(),
+            cdr.call_id.as_str(),
+            cdr.caller.as_str(),
+            cdr.callee.as_str(),
+            as_i64(cdr.start_ms),
+            cdr.answer_ms.map(as_i64),
+            as_i64(cdr.duration_ms),
+            i32::from(cdr.status),
+            cdr.end_reason.map(|r| r.as_str()),
+            cdr.session_expires
+                .map(|s| i32::try_from(s).unwrap_or(i32::MAX)),
+            ttl,
         );
         self.guarded(|| async {
             let c = self.connection().await?;
             self.count_round_trip();
             c.session
-                .execute_unpaged(&c.cdrs.insert, flatten(values))
+                .execute_unpaged(&c.cdrs.insert, &values)
                 .await
                 .map_err(store_error)?;
             Ok(())
@@ -195,42 +191,6 @@ impl CassandraStore {
         })
         .await
     }
-}
-
-type Head<'a> = (&'a str, String, i64, &'a str, &'a str, &'a str, &'a str);
-type Tail<'a> = (
-    i64,
-    Option<i64>,
-    i64,
-    i32,
-    Option<&'a str>,
-    Option<i32>,
-    i32,
-);
-
-/// The bind values in column order (the driver takes tuples of up to 16).
-#[allow(clippy::type_complexity)]
-fn flatten<'a>(
-    (h, t): (Head<'a>, Tail<'a>),
-) -> (
-    &'a str,
-    String,
-    i64,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    i64,
-    Option<i64>,
-    i64,
-    i32,
-    Option<&'a str>,
-    Option<i32>,
-    i32,
-) {
-    (
-        h.0, h.1, h.2, h.3, h.4, h.5, h.6, t.0, t.1, t.2, t.3, t.4, t.5, t.6,
-    )
 }
 
 #[cfg(test)]
