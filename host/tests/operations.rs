@@ -318,8 +318,11 @@ listen = "{NODE}:0"
 token_file = "{}"
 [lifecycle]
 drain_ms = 15000
+[dialogs.cdr]
+file = "{}"
 "#,
-            token.display()
+            token.display(),
+            dir.join("cdr.jsonl").display()
         ),
     )
     .unwrap();
@@ -405,6 +408,16 @@ drain_ms = 15000
     );
     // Every call answered and talking: then the node is told to stop.
     await_status(&admin, &token, |s| s["dialogs"] == calls);
+    let counted = json(&["calls"], &admin, &token);
+    assert_eq!(counted[0]["node"], calls, "{counted}");
+    // An operator follows the CDRs while the calls hang up.
+    let tail = Command::new(BIN)
+        .args(["cdr", "tail", "--follow", "--admin", &admin, "--token-file"])
+        .arg(&token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = node.0.id().to_string();
     let signalled = Instant::now();
     signal(&pid, "TERM");
@@ -426,6 +439,38 @@ drain_ms = 15000
     assert!(
         stopped_after > Duration::from_secs(1),
         "the node waited for the calls to hang up: {stopped_after:?}"
+    );
+    // One CDR per call in the file, written before the node exited; `cdr
+    // tail -f` printed them as they came (those of its last half-second
+    // poll may have come after it: it exits when the node is gone).
+    let file = std::fs::read_to_string(dir.join("cdr.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = file
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), calls as usize, "{file}");
+    for r in &records {
+        assert_eq!(r["end_reason"], "caller-bye", "{r}");
+        assert!(r["duration_ms"].as_u64().unwrap() >= 3000, "{r}");
+    }
+    let followed = tail.wait_with_output().unwrap();
+    let followed = String::from_utf8_lossy(&followed.stdout);
+    let ids = |text: &str| {
+        let mut ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (followed, written) = (ids(&followed), ids(&file));
+    assert!(
+        !followed.is_empty(),
+        "cdr tail -f printed the CDRs as they came"
+    );
+    assert!(
+        followed.iter().all(|id| written.contains(id)),
+        "{followed:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

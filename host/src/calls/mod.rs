@@ -20,6 +20,7 @@ pub mod config;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -48,6 +49,8 @@ pub struct CallService {
     node_id: String,
     counters: Arc<dyn SharedCounters>,
     events: mpsc::Sender<CallEvent>,
+    /// Events queued and not yet fully handled by the writer.
+    pending: std::sync::atomic::AtomicUsize,
     recent: Mutex<Recent>,
     /// Tenants this node published shares for in the last round (so it
     /// withdraws them once they are at zero) and the tenants it reads.
@@ -104,6 +107,7 @@ impl CallService {
             node_id: node_id.to_owned(),
             counters,
             events: tx,
+            pending: Default::default(),
             recent: Mutex::new(Recent {
                 cap: config.cdr.recent,
                 ..Recent::default()
@@ -139,8 +143,40 @@ impl CallService {
     /// Hands endpoint events to the writer (never waits).
     pub fn dispatch(&self, events: impl IntoIterator<Item = CallEvent>) {
         for event in events {
+            self.pending.fetch_add(1, Ordering::Relaxed);
             if self.events.try_send(event).is_err() {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
                 self.stats.cdr_dropped.inc();
+            }
+        }
+    }
+
+    /// At shutdown: waits (up to `limit`) until the writer has handled
+    /// every queued event, so the last CDRs reach the file and the table,
+    /// then withdraws this node's call counts from the store (the other
+    /// nodes need not wait for their TTL).
+    pub async fn finish(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            // The writer signals nothing: look again shortly.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let published: Vec<String> = std::mem::take(&mut self.sync.lock().published)
+            .into_iter()
+            .collect();
+        for tenant in published {
+            let withdrawn = self
+                .counters
+                .publish(
+                    &scope(&tenant),
+                    &self.node_id,
+                    &[],
+                    Duration::ZERO,
+                    SystemTime::now(),
+                )
+                .await;
+            if let Err(e) = withdrawn {
+                warn!(tenant, error = %e, "cannot withdraw the call counts");
             }
         }
     }
@@ -294,6 +330,7 @@ async fn write_events(
         let Some(service) = service.upgrade() else {
             return;
         };
+        let handled = batch.len();
         let ended: Vec<CallRecord> = batch
             .drain(..)
             .filter_map(|event| handle(&service, event, sinks.file.as_mut()))
@@ -319,6 +356,7 @@ async fn write_events(
         for cdr in ended {
             service.record(cdr);
         }
+        service.pending.fetch_sub(handled, Ordering::Relaxed);
     }
 }
 
@@ -355,4 +393,43 @@ fn handle(
         }
     }
     Some(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_location::LocalCounters;
+
+    /// A node that dies leaves its shares in the store; they expire with
+    /// their TTL and its calls stop counting towards the limits.
+    #[tokio::test]
+    async fn a_dead_nodes_calls_stop_counting_when_its_shares_expire() {
+        let counters = Arc::new(LocalCounters::default());
+        let config = DialogsConfig::default();
+        let tenants: BTreeSet<String> = ["acme".to_string()].into();
+        let (a, _writer) = CallService::new("a", &config, tenants, counters.clone(), None).unwrap();
+        // Node b published 3 calls of acme, then died (no more rounds).
+        let ttl = Duration::from_millis(200);
+        let shares = [
+            ("calls".to_string(), 3),
+            ("user:bob@acme.test".to_string(), 1),
+        ];
+        counters
+            .publish("calls/acme", "b", &shares, ttl, SystemTime::now())
+            .await
+            .unwrap();
+        a.sync_once(ttl).await;
+        assert_eq!(a.active("acme", None), 3);
+        assert_eq!(a.active("acme", Some("bob@acme.test")), 1);
+        // The TTL is the store's clock: nothing to await but time.
+        tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+        a.sync_once(ttl).await;
+        assert_eq!(
+            (
+                a.active("acme", None),
+                a.active("acme", Some("bob@acme.test"))
+            ),
+            (0, 0)
+        );
+    }
 }

@@ -147,6 +147,8 @@ impl NodeHandle {
 
     pub async fn shutdown(self) {
         self.transports.shutdown().await;
+        // The last CDRs out, this node's call counts withdrawn.
+        self.control.calls.finish(Duration::from_secs(5)).await;
         for t in self.tasks {
             t.abort();
         }
