@@ -199,7 +199,7 @@ register_step() {
     res=$(run_uac "reg-$TARGET-$MODE-$rate" "$PROXY_ADDR" "${REG_ARGS[0]}" "$rate" "$calls" \
         "${REG_ARGS[@]:1}" -inf "$WORK/users.csv" -key domain "$DOMAIN" \
         -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080)
-    read -r ok failed elapsed <<<"$res"
+    read -r ok failed elapsed drops <<<"$res"
     cpu_note "reg-$TARGET-$MODE" "$rate" "$REG_START" "$cpu0" "$ok"
     stop_proxy
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
@@ -235,7 +235,7 @@ call_step() {
     cpu0=$(cpu_ticks "$PROXY_PID")
     res=$(run_uac "call-$TARGET-$MODE-$rate" "$PROXY_ADDR" "${scen[0]}" "$rate" "$calls" \
         "${scen[@]:1}" -inf "$WORK/calls.csv" -key domain "$DOMAIN" -d "$CALL_HOLD_MS" -p 5081)
-    read -r ok failed elapsed <<<"$res"
+    read -r ok failed elapsed drops <<<"$res"
     cpu_note "call-$TARGET-$MODE" "$rate" "$CALL_START" "$cpu0" "$ok"
     stop_pid "$UAS_PID"
     stop_proxy

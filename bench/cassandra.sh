@@ -213,7 +213,7 @@ register_step() {
         -inf "$WORK/users-reg.csv" -key domain "$DOMAIN" -key uas "$UAS_IP:$UAS_PORT" \
         -key expires "$BIND_EXPIRES" -p 5080)
     stop_pid "$PROXY_PID"
-    read -r ok failed elapsed <<<"$res"
+    read -r ok failed elapsed drops <<<"$res"
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
         log "  REGISTER $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
         REG_DETAIL[$BACKEND]="$ok ok / $failed failed in ${elapsed}s at $rate/s"
@@ -245,13 +245,13 @@ lookup_phase() {
     res=$(run_uac "bind-$BACKEND" "$SCEN/uac_register.xml" "$BIND_RATE" "$USERS" \
         -inf "$WORK/users-call.csv" -key domain "$DOMAIN" -key uas "$UAS_IP:$UAS_PORT" \
         -key expires "$BIND_EXPIRES" -p 5081)
-    read -r ok failed _ <<<"$res"
+    read -r ok failed _ _ <<<"$res"
     log "  $ok bound, $failed failed"
     res=$(run_uac "call-$BACKEND" "$SCEN/uac_call.xml" "$LOOKUP_RATE" "$LOOKUP_CALLS" \
         -inf "$WORK/users-call.csv" -key domain "$DOMAIN" -p 5082 -trace_rtt -rtt_freq 1)
     stop_pid "$UAS_PID"
     stop_pid "$PROXY_PID"
-    read -r ok failed elapsed <<<"$res"
+    read -r ok failed elapsed drops <<<"$res"
     LOOKUP_OK[$BACKEND]="$ok ok / $failed failed in ${elapsed}s"
     LOOKUP_RTT[$BACKEND]=$(rtt_percentiles "$WORK/call-$BACKEND")
     log "  calls: ${LOOKUP_OK[$BACKEND]}; INVITE->200 ms p50 p90 p99 max n: ${LOOKUP_RTT[$BACKEND]}"

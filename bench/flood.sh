@@ -150,7 +150,7 @@ flood_run() {
         >/dev/null 2>"$WORK/flood-$kind.stderr" || true
     t1=$(date +%s.%N)
     wait "$legit" || true
-    read -r ok failed elapsed <"$WORK/legit-$kind.res"
+    read -r ok failed elapsed _ <"$WORK/legit-$kind.res"
     touch "$rssfile.stop"
     wait "$sampler" 2>/dev/null || true
 

@@ -102,10 +102,18 @@ SIPP_COMMON=(-nostdin -bind_local -buff_size 4194304 -recv_timeout 4000
 # -> prints "successful failed elapsed_seconds". Uses the caller's WORK
 # (stat and error files), PORT (the proxy's), UAC_IP, and LOAD_PIN if set
 # (a command prefix such as `taskset -c 1`).
+# UDP datagrams the kernel dropped for a full receive buffer, machine-wide
+# (/proc/net/snmp `Udp: RcvbufErrors`): a proxy (or SIPp) reading too slowly.
+udp_rcvbuf_errors() {
+    awk '/^Udp:/ { if (!n++) { for (i = 1; i <= NF; i++) col[$i] = i } else { print $col["RcvbufErrors"]; exit } }' /proc/net/snmp
+}
+
+# run_uac NAME PROXY SCENARIO RATE CALLS [sipp args] -> "OK FAILED ELAPSED RCVBUF_DROPS"
 run_uac() {
     local name=$1 proxy=$2 scenario=$3 rate=$4 calls=$5
     shift 5
-    local stf="$WORK/$name.stat" t0 t1
+    local stf="$WORK/$name.stat" t0 t1 drops0
+    drops0=$(udp_rcvbuf_errors)
     rm -f "$stf"
     # Wall clock, not SIPp's ElapsedTime: the stat file only has whole seconds.
     t0=$(date +%s.%N)
@@ -116,11 +124,12 @@ run_uac() {
         -stf "$stf" -error_file "$WORK/$name.err" "${SIPP_COMMON[@]}" "$@" \
         >/dev/null 2>"$WORK/$name.stderr" || true
     t1=$(date +%s.%N)
+    local drops=$(($(udp_rcvbuf_errors) - drops0))
     if [[ ! -s $stf ]]; then
-        echo "0 $calls 1"
+        echo "0 $calls 1 $drops"
         return
     fi
-    echo "$(stat "$stf" 'SuccessfulCall(C)') $(stat "$stf" 'FailedCall(C)') $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+    echo "$(stat "$stf" 'SuccessfulCall(C)') $(stat "$stf" 'FailedCall(C)') $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $drops"
 }
 
 # write_users: users user0..user(USERS-1) and CALLEE of DOMAIN, password

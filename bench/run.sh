@@ -193,24 +193,24 @@ proxy_mem() {
 register_step() {
     # (Two statements: in one `local`, $((rate * ...)) would be expanded
     # before rate is assigned, and see the caller's rate.)
-    local rate=$1 calls res ok failed elapsed
+    local rate=$1 calls res ok failed elapsed drops
     calls=$((rate * STEP_SECS))
     start_proxy "$TARGET" || return 1
     res=$(run_uac "reg-$TARGET-$rate" "$PROXY_ADDR" "$SCEN/uac_register.xml" "$rate" "$calls" \
         -inf "$WORK/users.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5080)
     stop_pid "$PROXY_PID"
-    read -r ok failed elapsed <<<"$res"
+    read -r ok failed elapsed drops <<<"$res"
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
-        log "  REGISTER $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
-        REG_DETAIL[$TARGET]="$ok ok / $failed failed in ${elapsed}s"
+        log "  REGISTER $rate/s: $ok ok, $failed failed in ${elapsed}s, $drops UDP rcvbuf drops: pass"
+        REG_DETAIL[$TARGET]="$ok ok / $failed failed in ${elapsed}s, $drops rcvbuf drops"
         return 0
     fi
-    log "  REGISTER $rate/s: $ok ok, $failed failed in ${elapsed}s: FAIL"
+    log "  REGISTER $rate/s: $ok ok, $failed failed in ${elapsed}s, $drops UDP rcvbuf drops: FAIL"
     return 1
 }
 
 call_step() {
-    local rate=$1 calls res ok failed elapsed
+    local rate=$1 calls res ok failed elapsed drops
     calls=$((rate * STEP_SECS))
     start_proxy "$TARGET" || return 1
     start_uas || { stop_pid "$PROXY_PID"; return 1; }
@@ -221,13 +221,13 @@ call_step() {
         -inf "$WORK/users.csv" -key domain "$DOMAIN" -d "$CALL_HOLD_MS" -p 5081)
     stop_pid "$UAS_PID"
     stop_pid "$PROXY_PID"
-    read -r ok failed elapsed <<<"$res"
+    read -r ok failed elapsed drops <<<"$res"
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
-        log "  calls $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
-        CALL_DETAIL[$TARGET]="$ok ok / $failed failed in ${elapsed}s"
+        log "  calls $rate/s: $ok ok, $failed failed in ${elapsed}s, $drops UDP rcvbuf drops: pass"
+        CALL_DETAIL[$TARGET]="$ok ok / $failed failed in ${elapsed}s, $drops rcvbuf drops"
         return 0
     fi
-    log "  calls $rate/s: $ok ok, $failed failed in ${elapsed}s: FAIL"
+    log "  calls $rate/s: $ok ok, $failed failed in ${elapsed}s, $drops UDP rcvbuf drops: FAIL"
     return 1
 }
 
@@ -256,7 +256,7 @@ cpu_step() {
     fi
     cpu1=$(cpu_ticks "$PROXY_PID")
     stop_pid "$PROXY_PID"
-    read -r ok failed elapsed <<<"$res"
+    read -r ok failed elapsed drops <<<"$res"
     local us
     us=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }')
     log "  cpu $kind at $rate/s: $ok ok, $failed failed in ${elapsed}s: ${us:-?} µs per $kind"
@@ -300,7 +300,7 @@ bench_target() {
     before=$(proxy_mem "$TARGET" "$PROXY_PID")
     res=$(run_uac "mem-$TARGET" "$PROXY_ADDR" "$SCEN/uac_register.xml" "$MEM_RATE" "$MEM_USERS" \
         -inf "$WORK/users-mem.csv" -key domain "$DOMAIN" -key uas "${UAS_IP[$TARGET]}:$UAS_PORT" -key expires 3600 -p 5082 -t "$tflag")
-    read -r ok failed _ <<<"$res"
+    read -r ok failed _ _ <<<"$res"
     log "  $ok registered, $failed failed; settling ${MEM_SETTLE}s"
     sleep "$MEM_SETTLE"
     after=$(proxy_mem "$TARGET" "$PROXY_PID")

@@ -186,7 +186,7 @@ call_step() {
     [[ -n $TUNNEL_PID ]] && stop_pid "$TUNNEL_PID"
     stop_pid "$UAS_PID"
     stop_pid "$PROXY_PID"
-    read -r ok failed elapsed <<<"$res"
+    read -r ok failed elapsed drops <<<"$res"
     if verdict "$rate" "$calls" "$ok" "$failed" "$elapsed"; then
         log "  $TRANSPORT calls $rate/s: $ok ok, $failed failed in ${elapsed}s: pass"
         return 0
