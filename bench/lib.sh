@@ -11,9 +11,14 @@ forget_pid() { # drop a stopped pid from the cleanup list
 }
 
 stop_pid() {
+    # Its children too (Kamailio's workers): once the parent is killed
+    # they are reparented and would keep the listening socket.
+    local children
+    children=$(pgrep -P "$1" 2>/dev/null || true)
     kill -TERM "$1" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    kill -KILL "$1" $children 2>/dev/null || true
     wait "$1" 2>/dev/null || true
     forget_pid "$1"
 }
