@@ -4,7 +4,7 @@
 #   bench/run.sh                   # build switchyard (release), run everything
 #   SKIP_BUILD=1 bench/run.sh      # use the existing target/release/switchyard
 #   TARGETS=kamailio bench/run.sh  # some of: switchyard switchyard-pbx kamailio
-#                                  # switchyard-cdr switchyard-nodialogs
+#                                  # switchyard-cdr switchyard-nodialogs switchyard-wasm
 #   PHASES=memory bench/run.sh     # some of: register calls memory cpu
 #   SY_LOG=info bench/run.sh       # switchyard's log level (default warn)
 #   BASELINE=/path/to/old/switchyard TARGETS="baseline switchyard" bench/run.sh
@@ -16,6 +16,9 @@
 #             REGISTERs fail and SIPp achieves >= 95% of the rate; users are
 #             drawn in turn from 10k distinct AORs (each step registers
 #             STEP_SECS seconds' worth).
+#   switchyard-wasm runs the bundled `default` WebAssembly policy for the
+#   bench tenant (every initial request and REGISTER through the sandbox,
+#   issue 18's comparison).
 #   switchyard-cdr is switchyard writing a CDR file (dialog tracking is on
 #   in every switchyard target); switchyard-nodialogs has [dialogs]
 #   enabled = false: together, the cost of the dialog layer and its CDRs.
@@ -79,7 +82,7 @@ KAM_ADDR=127.0.0.20  # kamailio
 PORT=5060
 UAC_IP=127.0.0.40
 # One UAS per proxy so that a straggler from one run never meets the other.
-declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31 [switchyard-pbx]=127.0.0.32 [baseline]=127.0.0.33 [baseline-pbx]=127.0.0.34 [switchyard-cdr]=127.0.0.35 [switchyard-nodialogs]=127.0.0.36)
+declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31 [switchyard-pbx]=127.0.0.32 [baseline]=127.0.0.33 [baseline-pbx]=127.0.0.34 [switchyard-cdr]=127.0.0.35 [switchyard-nodialogs]=127.0.0.36 [switchyard-wasm]=127.0.0.37)
 UAS_PORT=5070
 # Kamailio's shared memory (-m, MiB): transactions and the location table.
 # 256 MiB runs out in the call ramp (every step above ~1600 calls/s then
@@ -168,6 +171,9 @@ start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
         switchyard-nodialogs)
             printf '[dialogs]\nenabled = false\n' >"$WORK/nodialogs.toml"
             start_switchyard "$ROOT/target/release/switchyard" --config "$WORK/nodialogs.toml" ;;
+        switchyard-wasm)
+            printf '[tenants]\ndefault = "bench"\n[tenants.policies.bench]\nmodule = "builtin:default"\n' >"$WORK/wasm.toml"
+            start_switchyard "$ROOT/target/release/switchyard" --config "$WORK/wasm.toml" ;;
         baseline) start_switchyard "${BASELINE:-}" ;;
         baseline-pbx) start_switchyard "${BASELINE:-}" --config "$WORK/pbx.toml" ;;
         kamailio) start_kamailio ;;
@@ -371,6 +377,9 @@ printf '%-34s %14s %14s %9s\n' "memory after" \
     "$([[ -n ${MEM_AFTER[kamailio]:-} ]] && fmt_bytes "${MEM_AFTER[kamailio]}" || echo pending)" ""
 printf '%-34s %14s %14s %9s\n' "bytes per binding" "${sy_pb:-pending}" "${kam_pb:-pending}" "$(ratio "$sy_pb" "$kam_pb")"
 echo "(memory: switchyard VmRSS; kamailio PSS summed over its processes. Ratio > 1 is better for rates, worse for memory.)"
+if [[ " $TARGETS " == *" switchyard-wasm "* ]]; then
+    echo "default WASM policy vs Kamailio: REGISTER/s $(ratio "${REG[switchyard-wasm]:-}" "${REG[kamailio]:-}"), calls/s $(ratio "${CALLS[switchyard-wasm]:-}" "${CALLS[kamailio]:-}") (issue 18 target >= 1.5x)"
+fi
 if [[ " $TARGETS " == *" switchyard-cdr "* && " $TARGETS " == *" switchyard-nodialogs "* ]]; then
     echo "dialogs + CDR file vs dialogs off: calls/s $(ratio "${CALLS[switchyard-cdr]:-}" "${CALLS[switchyard-nodialogs]:-}") (target >= 0.90x)"
 fi
