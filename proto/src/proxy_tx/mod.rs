@@ -29,6 +29,21 @@ use crate::transaction::{
     ServerState, ServerTransaction, TimerConfig,
 };
 
+/// What a transaction holds instead of its request once it has let go of
+/// it ([`ProxyTx::release_request`]): one message shared by all.
+fn released_request() -> Arc<SipMessage> {
+    static RELEASED: std::sync::OnceLock<Arc<SipMessage>> = std::sync::OnceLock::new();
+    RELEASED
+        .get_or_init(|| {
+            let text =
+                "OPTIONS sip:released.invalid SIP/2.0\r\nCall-ID: -\r\nCSeq: 1 OPTIONS\r\n\r\n";
+            Arc::new(
+                SipMessage::parse(Bytes::from_static(text.as_bytes())).expect("a valid message"),
+            )
+        })
+        .clone()
+}
+
 /// Which client transaction of a [`ProxyTx`] a response belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -204,6 +219,24 @@ impl ProxyTx {
             hook_running: false,
             hooks_waiting: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Lets go of the request once a non-INVITE answered locally has
+    /// nothing left to do but absorb retransmissions (its server
+    /// transaction keeps the response it re-sends): most of what a
+    /// completed REGISTER would otherwise hold for Timer J (32 s over UDP).
+    /// A transaction that forked, or that has a policy, keeps it.
+    pub fn release_request(&mut self) {
+        if self.invite
+            || self.fork.is_some()
+            || self.policy.is_some()
+            || self.final_status.is_none()
+        {
+            return;
+        }
+        self.request = released_request();
+        self.targets_tried = Vec::new();
+        self.pctx = PolicyCtx::default();
     }
 
     /// Where the request came from (its responses go back there).

@@ -98,6 +98,8 @@ impl Endpoint {
     fn respond_bytes(&mut self, tx: u64, code: u16, data: bytes::Bytes, now: Now) {
         if let Some(entry) = self.txs.get_mut(&tx) {
             let out = entry.tx.respond_bytes(code, data, now.instant);
+            // Registered: the REGISTER only absorbs retransmissions now.
+            entry.tx.release_request();
             self.apply(tx, out, now);
         }
     }

@@ -61,6 +61,16 @@ fn register_is_stored_with_our_path_and_answered_with_its_bindings() {
     );
     // Without `Supported: path` the UA is not shown the Path (§5.1).
     assert!(headers(&ok, "Path").is_empty(), "{ok}");
+    // Answered, the transaction let go of the REGISTER (it only absorbs
+    // retransmissions now) and still answers one with the same bytes.
+    let released =
+        h.ep.txs
+            .values()
+            .all(|e| e.tx.request.call_id().ok() == Some("-"));
+    assert!(released, "the request is released");
+    h.recv(phone(5080), REGISTER_BOB);
+    assert_eq!(h.sent_one(), ok, "a retransmission gets the same 200 OK");
+    assert!(h.ios.is_empty(), "and is not registered again");
 }
 
 #[test]
