@@ -466,11 +466,11 @@ impl Policy for PolicyVersion {
 
     /// Fire-and-forget, like `on-complete`.
     fn on_dialog_start(&self, call: &CallRecord, ctx: &mut PolicyCtx) {
-        self.dialog_hook("on-dialog-start", call, ctx);
+        self.dialog_hook(true, call, ctx);
     }
 
     fn on_dialog_end(&self, call: &CallRecord, ctx: &mut PolicyCtx) {
-        self.dialog_hook("on-dialog-end", call, ctx);
+        self.dialog_hook(false, call, ctx);
     }
 
     /// Fire-and-forget; shed (counted) when no idle instance is free, so
@@ -496,18 +496,22 @@ fn replace_ctx(ctx: &mut PolicyCtx, new: Option<Vec<u8>>) {
 }
 
 impl PolicyVersion {
-    fn dialog_hook(&self, hook: &'static str, call: &CallRecord, ctx: &PolicyCtx) {
+    /// `on-dialog-start` (`start`) or `on-dialog-end`, fire-and-forget.
+    fn dialog_hook(&self, start: bool, call: &CallRecord, ctx: &PolicyCtx) {
         if !self.wants_dialog_hooks() {
             return;
         }
         let dialog = super::dialog::wit_dialog(call, &ctx.data);
+        let hook = if start {
+            "on-dialog-start"
+        } else {
+            "on-dialog-end"
+        };
         self.run(
             hook,
             Checkout::IdleOnly,
             |instance| match &instance.dialog {
-                Some(guest) if hook == "on-dialog-start" => {
-                    guest.call_on_dialog_start(&mut instance.store, &dialog)
-                }
+                Some(guest) if start => guest.call_on_dialog_start(&mut instance.store, &dialog),
                 Some(guest) => guest.call_on_dialog_end(&mut instance.store, &dialog),
                 None => Ok(()),
             },

@@ -140,9 +140,13 @@ impl CallService {
         self.sync.lock().configured = configured_tenants;
     }
 
-    /// Hands endpoint events to the writer (never waits).
+    /// Hands endpoint events to the writer (never waits). A start without
+    /// dialog hooks to call has nothing to write: it is not queued.
     pub fn dispatch(&self, events: impl IntoIterator<Item = CallEvent>) {
-        for event in events {
+        let work = events
+            .into_iter()
+            .filter(|e| e.kind == CallEventKind::Ended || e.policy.is_some());
+        for event in work {
             self.pending.fetch_add(1, Ordering::Relaxed);
             if self.events.try_send(event).is_err() {
                 self.pending.fetch_sub(1, Ordering::Relaxed);

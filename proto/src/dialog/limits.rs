@@ -73,7 +73,8 @@ impl LimitHit {
     }
 }
 
-/// Whether `current` calls leave room for one more under `cap` (0: no cap).
-pub(super) fn room(current: i64, cap: u32) -> bool {
-    cap == 0 || current < i64::from(cap)
+/// Whether the calls counted by `current` leave room for one more under
+/// `cap` (0: no cap, and nothing is counted).
+pub(super) fn room(cap: u32, current: impl FnOnce() -> i64) -> bool {
+    cap == 0 || current() < i64::from(cap)
 }

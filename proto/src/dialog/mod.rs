@@ -201,13 +201,12 @@ impl Calls {
         let users = [start.caller, start.callee];
         let hit = if start.transit {
             None
-        } else if !limits::room(self.tenant_calls(start.tenant), limits.max_calls) {
+        } else if !limits::room(limits.max_calls, || self.tenant_calls(start.tenant)) {
             Some(LimitHit::tenant(&limits))
         } else if users.iter().any(|&(aor, ours)| {
-            ours && !limits::room(
-                self.user_calls(start.tenant, aor),
-                limits.max_calls_per_user,
-            )
+            ours && !limits::room(limits.max_calls_per_user, || {
+                self.user_calls(start.tenant, aor)
+            })
         }) {
             Some(LimitHit::user(&limits))
         } else {
@@ -289,13 +288,10 @@ impl Calls {
     /// re-INVITE or UPDATE refreshes the session timer (RFC 4028 §7.4;
     /// the refresh is taken when the request passes, not at its 2xx).
     pub fn in_dialog(&mut self, msg: &SipMessage, now: Now) -> Option<CallEvent> {
-        let method = msg.method()?.clone();
-        if !matches!(
-            method,
-            Method::Ack | Method::Bye | Method::Invite | Method::Update
-        ) {
+        if !may_change_a_call(msg) {
             return None;
         }
+        let method = msg.method()?.clone();
         let call_id = msg.call_id().ok()?;
         let from_tag = msg.from().ok()?.tag()?;
         let to_tag = msg.to().ok()?.tag()?;
@@ -412,6 +408,17 @@ impl Calls {
     pub fn live(&self) -> usize {
         self.calls.len()
     }
+}
+
+/// Whether `msg` is a request [`Calls::in_dialog`] may act on (ACK, BYE,
+/// re-INVITE or UPDATE with a To tag): the cheap test a caller makes
+/// before taking the table's lock for every request.
+pub fn may_change_a_call(msg: &SipMessage) -> bool {
+    let method = matches!(
+        msg.method(),
+        Some(Method::Ack | Method::Bye | Method::Invite | Method::Update)
+    );
+    method && msg.to().is_ok_and(|t| t.tag().is_some())
 }
 
 fn unix_ms(now: Now) -> u64 {

@@ -46,8 +46,10 @@ impl Endpoint {
         );
         let _entered = span.enter();
         // In-dialog ACK, BYE, re-INVITE, UPDATE of a call we track.
-        let event = self.calls().in_dialog(&msg, now);
-        self.call_events.extend(event);
+        if crate::dialog::may_change_a_call(&msg) {
+            let event = self.calls().in_dialog(&msg, now);
+            self.call_events.extend(event);
+        }
         match msg.method() {
             Some(Method::Ack) => self.on_ack(now, source, msg, key),
             Some(Method::Cancel) => self.on_cancel(now, source, msg, key),
