@@ -104,6 +104,26 @@ async fn call_flow_as(ip: &str, transport: Transport, outbound: bool, auth: bool
     bob.ensure(param(&bye) == "Connection reset by peer", || {
         format!("closed for another reason than alice's BYE: {bye}")
     });
+    // The node tracked the call and wrote its CDR: answered, alice's BYE.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let cdr = loop {
+        if let Some((_, cdr)) = node.calls().cdrs(None, 10).pop() {
+            break cdr;
+        }
+        assert!(std::time::Instant::now() < deadline, "no CDR for the call");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        cdr.end_reason,
+        Some(switchyard::calls::EndReason::CallerBye),
+        "{cdr:?}"
+    );
+    assert_eq!(cdr.status, 200, "{cdr:?}");
+    assert!(
+        cdr.answer_ms.is_some() && cdr.caller.starts_with("alice@"),
+        "{cdr:?}"
+    );
+    assert!(cdr.callee.starts_with("bob@"), "{cdr:?}");
 
     for (phone, acc) in [(&mut alice, &alice_acc), (&mut bob, &bob_acc)] {
         phone.unregister(acc).await;
