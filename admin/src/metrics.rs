@@ -161,6 +161,12 @@ impl Collector for NodeCollector {
         )?;
         gauge(
             &mut e,
+            "switchyard_transactions_completed",
+            "Completed server transactions kept compact until Timer J (part of kind=server).",
+            t.completed as i64,
+        )?;
+        gauge(
+            &mut e,
             "switchyard_transactions_unanswered",
             "Server transactions without a final response.",
             t.unanswered as i64,

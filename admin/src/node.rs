@@ -105,6 +105,9 @@ pub struct TransactionStats {
     /// Live server transactions (completed ones absorbing retransmissions
     /// included).
     pub server: u64,
+    /// Of `server`, the completed non-INVITEs kept compact for Timer J.
+    #[serde(default)]
+    pub completed: u64,
     pub client: u64,
     /// Server transactions without a final response yet.
     pub unanswered: u64,

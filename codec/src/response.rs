@@ -17,6 +17,8 @@ pub struct ResponseBuilder<'a> {
     code: u16,
     reason: &'a str,
     to_tag: Option<String>,
+    /// RFC 3581 §4 / RFC 3261 §18.2.1 for the top Via: `received`, `rport`.
+    received: (Option<&'a str>, Option<u16>),
     extra: Vec<(String, String)>,
 }
 
@@ -29,6 +31,7 @@ pub fn response_to<'a>(req: &'a SipMessage, code: u16, reason: &'a str) -> Respo
         code,
         reason,
         to_tag: None,
+        received: (None, None),
         extra: Vec::new(),
     }
 }
@@ -38,6 +41,16 @@ impl<'a> ResponseBuilder<'a> {
     /// (RFC 3261 §8.2.6.2: in-dialog requests keep their tag).
     pub fn to_tag(mut self, tag: &str) -> Self {
         self.to_tag = Some(tag.to_owned());
+        self
+    }
+
+    /// RFC 3261 §18.2.1 and RFC 3581 §4: the server transport stamps the
+    /// request's top Via with the address it came from (`received`) and,
+    /// when the client asked with an empty `rport`, the port; the response
+    /// carries that Via back, so a client behind a NAT learns its public
+    /// address (RFC 5626 §4.4.1 keepalives rely on it).
+    pub fn received(mut self, received: Option<&'a str>, rport: Option<u16>) -> Self {
+        self.received = (received, rport);
         self
     }
 
@@ -58,7 +71,28 @@ impl<'a> ResponseBuilder<'a> {
             .filter(|c| *c != '\r' && *c != '\n')
             .collect();
         _ = write!(out, "SIP/2.0 {} {}\r\n", self.code, reason);
-        copy_lines(&mut out, req, HeaderName::Via);
+        match self.received {
+            (None, None) => copy_lines(&mut out, req, HeaderName::Via),
+            (received, rport) => {
+                let mut vias = req.header_all(HeaderName::Via);
+                if let Some(line) = vias.next() {
+                    // The top Via is the line's first value (§7.3.1).
+                    let first = CommaSplit::new(line).next().unwrap_or(line);
+                    let start = first.as_ptr() as usize - line.as_ptr() as usize;
+                    let end = start + first.len();
+                    out.extend_from_slice(b"Via: ");
+                    out.extend_from_slice(&line.as_bytes()[..start]);
+                    stamp_via(&mut out, first, received, rport);
+                    out.extend_from_slice(&line.as_bytes()[end..]);
+                    out.extend_from_slice(b"\r\n");
+                }
+                for v in vias {
+                    out.extend_from_slice(b"Via: ");
+                    out.extend_from_slice(v.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
         copy_lines(&mut out, req, HeaderName::From);
         if let Some(to) = req.header(HeaderName::To) {
             out.extend_from_slice(b"To: ");
@@ -78,6 +112,29 @@ impl<'a> ResponseBuilder<'a> {
         }
         out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
         Bytes::from(out)
+    }
+}
+
+/// `via` with `received=` set (an existing one replaced) and an empty
+/// `rport` filled in; a Via without `rport` keeps none.
+fn stamp_via(out: &mut Vec<u8>, via: &str, received: Option<&str>, rport: Option<u16>) {
+    let mut params = via.split(';');
+    out.extend_from_slice(params.next().unwrap_or_default().as_bytes());
+    for param in params {
+        let name = param.split('=').next().unwrap_or_default().trim();
+        if received.is_some() && name.eq_ignore_ascii_case("received") {
+            continue;
+        }
+        out.push(b';');
+        match rport {
+            Some(port) if param.trim().eq_ignore_ascii_case("rport") => {
+                _ = write!(out, "rport={port}");
+            }
+            _ => out.extend_from_slice(param.as_bytes()),
+        }
+    }
+    if let Some(received) = received {
+        _ = write!(out, ";received={received}");
     }
 }
 

@@ -177,6 +177,39 @@ fn response_to_copies_dialog_headers() {
 }
 
 #[test]
+fn response_to_stamps_the_top_via_with_received_and_rport() {
+    // RFC 3581 §4: `rport` filled with the source port, `received` added.
+    let m = invite();
+    let r = response_to(&m, 200, "OK")
+        .received(Some("127.0.0.9"), Some(5999))
+        .build();
+    let text = String::from_utf8_lossy(&r).into_owned();
+    assert!(
+        text.contains("Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds;rport=5999;received=127.0.0.9\r\n"),
+        "{text}"
+    );
+    let r = SipMessage::parse(r).unwrap();
+    let top = r.top_via().unwrap();
+    assert_eq!(top.rport(), Some(Some(5999)));
+    assert_eq!(r.vias().count(), 3, "the other Vias untouched");
+    // The top Via shares its line with another: only the first is stamped,
+    // and a received already there is replaced, not repeated.
+    let two = INVITE.replace(
+        "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds;rport\r\n",
+        "Via: SIP/2.0/UDP h;received=1.1.1.1;branch=z9hG4bKa, SIP/2.0/UDP g;branch=z9hG4bKb\r\n",
+    );
+    let m = SipMessage::parse(Bytes::from(two)).unwrap();
+    let r = response_to(&m, 200, "OK")
+        .received(Some("127.0.0.9"), None)
+        .build();
+    let text = String::from_utf8_lossy(&r).into_owned();
+    assert!(
+        text.contains("Via: SIP/2.0/UDP h;branch=z9hG4bKa;received=127.0.0.9, SIP/2.0/UDP g;branch=z9hG4bKb\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn cancel_and_ack_per_rfc3261() {
     let m = invite();
     let c = SipMessage::parse(build_cancel(&m)).unwrap();

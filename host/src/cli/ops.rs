@@ -167,7 +167,7 @@ pub async fn transactions(
     }
     let t: TransactionStats = serde_json::from_slice(&body)?;
     println!(
-        "server transactions   {} ({} unanswered)\n\
+        "server transactions   {} ({} unanswered, {} completed)\n\
          client transactions   {}\n\
          timers                {}\n\
          limit                 {}\n\
@@ -177,6 +177,7 @@ pub async fn transactions(
          refused at the limit  {}",
         t.server,
         t.unanswered,
+        t.completed,
         t.client,
         t.timers,
         t.max,

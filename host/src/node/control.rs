@@ -106,9 +106,17 @@ impl Control {
             (server, client, timers) = (server + s, client + c, timers + t);
         }
         let unanswered = self.unanswered();
+        let completed: usize = self
+            .core
+            .wiring()
+            .shards
+            .iter()
+            .map(|s| s.completed())
+            .sum();
         let stats = &self.core.stats;
         TransactionStats {
             server: server as u64,
+            completed: completed as u64,
             client: client as u64,
             unanswered: unanswered as u64,
             timers: timers as u64,

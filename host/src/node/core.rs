@@ -56,6 +56,11 @@ impl Shard {
         self.endpoint.lock().counts()
     }
 
+    /// Completed server transactions kept compact.
+    pub fn completed(&self) -> usize {
+        self.endpoint.lock().completed()
+    }
+
     /// Server transactions without a final response yet.
     pub fn unanswered(&self) -> usize {
         self.endpoint.lock().unanswered()

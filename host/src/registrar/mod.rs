@@ -83,10 +83,12 @@ pub async fn handle_in(
             tracing::warn!(%aor, %error, backend = store.backend(), "location store failed");
         }
     }
+    let (received, rport) = switchyard_proto::proxy::request::rfc3581(msg, &ctx.source);
     let extras = OkExtras {
         echo_path: supports(msg, "path") || !ctx.own_path,
         outbound,
         gruu: cluster.filter(|_| supports(msg, "gruu")),
+        received: (received.as_deref(), rport),
     };
     final_response(msg, &bindings, now, &extras).1
 }

@@ -14,7 +14,7 @@ use switchyard_codec::{self as codec, HeaderName, Method, SipMessage};
 use super::{Endpoint, Entry, Now};
 use crate::net::Source;
 use crate::proxy_tx::ProxyTx;
-use crate::transaction::{ClientKey, ServerKey, is_rfc3261_branch};
+use crate::transaction::{ClientKey, Completed, ServerKey, is_rfc3261_branch, response_delta};
 
 impl Endpoint {
     pub(super) fn on_request(&mut self, now: Now, source: Source, msg: SipMessage) {
@@ -23,14 +23,14 @@ impl Endpoint {
         if let Err(rej) = codec::validate_request(&msg) {
             self.stats.rejected.inc();
             if !is_ack {
-                let resp = codec::response_to(&msg, rej.code, &rej.reason).build();
+                let resp = local_response(&msg, &source, rej.code, &rej.reason, &[]);
                 self.reply(source, resp);
             }
             return;
         }
         let Some(key) = server_key(&msg) else {
             if !is_ack {
-                let resp = codec::response_to(&msg, 400, "Bad Via or Method").build();
+                let resp = local_response(&msg, &source, 400, "Bad Via or Method", &[]);
                 self.reply(source, resp);
             }
             return;
@@ -74,14 +74,37 @@ impl Endpoint {
             }
             return;
         }
+        match self.completed.get(&key, &source) {
+            Some(Completed::Answer(delta)) => {
+                // Its transaction completed and was kept compact: rebuild
+                // the response from this copy of the request.
+                self.stats.retransmissions_absorbed.inc();
+                let response = response_delta::decode(delta, msg.as_bytes());
+                if let Some(data) = response {
+                    self.reply(source, data);
+                }
+                return;
+            }
+            Some(Completed::Absorb) => {
+                // The key of a completed transaction from another source:
+                // the full transaction would have answered its own source.
+                self.stats.retransmissions_absorbed.inc();
+                return;
+            }
+            None => {}
+        }
         if self.config.live.load(Ordering::Relaxed) >= self.config.max_transactions {
             // Overloaded: answered once, statelessly (RFC 3261 §21.5.4,
             // RFC 6357); a retransmission is answered again, maybe by
             // then with a transaction.
             self.stats.overloaded.inc();
-            let resp = codec::response_to(&msg, 503, "Service Unavailable")
-                .header("Retry-After", "5")
-                .build();
+            let resp = local_response(
+                &msg,
+                &source,
+                503,
+                "Service Unavailable",
+                &[("Retry-After", "5")],
+            );
             self.reply(source, resp);
             return;
         }
@@ -89,9 +112,13 @@ impl Endpoint {
             // Shutting down: no new calls here, the caller (or its
             // outbound proxy) tries another node (RFC 3261 §21.5.4).
             self.stats.refused_draining.inc();
-            let resp = codec::response_to(&msg, 503, "Service Unavailable")
-                .header("Retry-After", "30")
-                .build();
+            let resp = local_response(
+                &msg,
+                &source,
+                503,
+                "Service Unavailable",
+                &[("Retry-After", "30")],
+            );
             self.reply(source, resp);
             return;
         }
@@ -145,14 +172,15 @@ impl Endpoint {
                 .request_uri()
                 .is_ok_and(|u| self.edge.identity.is_our_aor(&u));
             if ours && msg.header(HeaderName::Route).is_none() {
-                let resp = codec::response_to(&msg, 481, "Call/Transaction Does Not Exist").build();
+                let resp =
+                    local_response(&msg, &source, 481, "Call/Transaction Does Not Exist", &[]);
                 self.reply(source, resp);
             } else {
                 self.forward_request(now, source, msg);
             }
             return;
         };
-        let resp = codec::response_to(&msg, 200, "OK").build();
+        let resp = local_response(&msg, &source, 200, "OK", &[]);
         self.reply(source, resp);
         if let Some(entry) = self.txs.get_mut(&id) {
             let out = entry.tx.cancel(now.instant);
@@ -183,6 +211,23 @@ impl Endpoint {
             _ => self.forward_response(now, source, msg),
         }
     }
+}
+
+/// A response we answer statelessly, its top Via stamped with where the
+/// request came from (RFC 3261 §18.2.1, RFC 3581 §4).
+fn local_response(
+    msg: &SipMessage,
+    source: &Source,
+    code: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+) -> bytes::Bytes {
+    let (received, rport) = crate::proxy::request::rfc3581(msg, source);
+    let mut b = codec::response_to(msg, code, reason).received(received.as_deref(), rport);
+    for (name, value) in headers {
+        b = b.header(name, value);
+    }
+    b.build()
 }
 
 /// §17.2.3: the server transaction key from the top Via (ACK and CANCEL

@@ -56,7 +56,9 @@ use crate::policy::PolicyResolver;
 use crate::proxy::fork::{BranchId, Target};
 use crate::proxy::request::{BRANCH_PREFIX, LocalAnswer};
 use crate::proxy_tx::{Output, ProxyTx, Role};
-use crate::transaction::{ClientKey, ServerKey, TimerId, TimerQueue};
+use crate::transaction::{
+    ClientKey, CompletedTable, ServerKey, TimerId, TimerQueue, response_delta,
+};
 
 /// One shard of a node's SIP logic. See the module documentation.
 pub struct Endpoint {
@@ -70,6 +72,9 @@ pub struct Endpoint {
     /// wire (transaction keys) keep the standard, randomly seeded one.
     txs: FxHashMap<u64, Entry>,
     servers: HashMap<ServerKey, u64>,
+    /// Non-INVITE server transactions past their final response, kept
+    /// compact until Timer J ([`CompletedTable`]).
+    completed: CompletedTable,
     clients: HashMap<ClientKey, (u64, Role)>,
     timers: TimerQueue<u64>,
     next_tx: u64,
@@ -136,14 +141,17 @@ impl Endpoint {
         stats: Arc<Stats>,
         seed: u64,
     ) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let completed = CompletedTable::new((rng.next_u64(), rng.next_u64()));
         Endpoint {
             config,
             edge,
             policies,
             stats,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             txs: FxHashMap::default(),
             servers: HashMap::new(),
+            completed,
             clients: HashMap::new(),
             timers: TimerQueue::new(),
             next_tx: 0,
@@ -191,6 +199,10 @@ impl Endpoint {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Now) {
+        let expired = self.completed.expire(now.instant);
+        if expired > 0 {
+            self.config.live.fetch_sub(expired, Ordering::Relaxed);
+        }
         while let Some(id) = self.timers.pop_expired(now.instant) {
             let Some(entry) = self.txs.get_mut(&id) else {
                 continue;
@@ -268,12 +280,23 @@ impl Endpoint {
 
     /// When [`Self::handle_timeout`] next has work.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.timers.next_deadline()
+        let timers = self.timers.next_deadline();
+        match (timers, self.completed.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Live (server, client) transactions and armed timers.
+    /// Live (server, client) transactions and armed timers. Server
+    /// transactions include the completed ones ([`Self::completed`]).
     pub fn counts(&self) -> (usize, usize, usize) {
-        (self.servers.len(), self.clients.len(), self.timers.len())
+        let servers = self.servers.len() + self.completed.len();
+        (servers, self.clients.len(), self.timers.len())
+    }
+
+    /// Completed non-INVITE server transactions kept compact for Timer J.
+    pub fn completed(&self) -> usize {
+        self.completed.len()
     }
 
     /// Calls this node tracks (from their INVITE to their BYE or the end
@@ -359,10 +382,41 @@ impl Endpoint {
                 }
             }
         }
+        if self.retire(tx) {
+            return;
+        }
         if let Some(entry) = self.txs.get_mut(&tx) {
             let deadline = entry.tx.next_deadline();
             self.timers.set_deadline(&mut entry.timer, tx, deadline);
         }
+    }
+
+    /// Moves a transaction that has nothing left to do but absorb
+    /// retransmissions of its request into the [`CompletedTable`]: its
+    /// response kept as a delta from the request, its `ProxyTx` dropped.
+    /// It still counts as live for `max_transactions` until it expires.
+    fn retire(&mut self, tx: u64) -> bool {
+        let Some(entry) = self.txs.get(&tx) else {
+            return false;
+        };
+        let Some((response, deadline)) = entry.tx.absorbing_only() else {
+            return false;
+        };
+        let Some(delta) = response_delta::encode(entry.tx.request.as_bytes(), response) else {
+            return false;
+        };
+        if !self
+            .completed
+            .insert(entry.tx.key(), &entry.tx.source(), deadline, &delta)
+        {
+            return false;
+        }
+        let entry = self.txs.remove(&tx).expect("looked up above");
+        if let Some(timer) = entry.timer {
+            self.timers.cancel(timer);
+        }
+        self.servers.remove(entry.tx.key());
+        true
     }
 
     /// A new branch: our own leading routes taken off (a binding's Path

@@ -29,21 +29,6 @@ use crate::transaction::{
     ServerState, ServerTransaction, TimerConfig,
 };
 
-/// What a transaction holds instead of its request once it has let go of
-/// it ([`ProxyTx::release_request`]): one message shared by all.
-fn released_request() -> Arc<SipMessage> {
-    static RELEASED: std::sync::OnceLock<Arc<SipMessage>> = std::sync::OnceLock::new();
-    RELEASED
-        .get_or_init(|| {
-            let text =
-                "OPTIONS sip:released.invalid SIP/2.0\r\nCall-ID: -\r\nCSeq: 1 OPTIONS\r\n\r\n";
-            Arc::new(
-                SipMessage::parse(Bytes::from_static(text.as_bytes())).expect("a valid message"),
-            )
-        })
-        .clone()
-}
-
 /// Which client transaction of a [`ProxyTx`] a response belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -221,22 +206,32 @@ impl ProxyTx {
         }
     }
 
-    /// Lets go of the request once a non-INVITE answered locally has
-    /// nothing left to do but absorb retransmissions (its server
-    /// transaction keeps the response it re-sends): most of what a
-    /// completed REGISTER would otherwise hold for Timer J (32 s over UDP).
-    /// A transaction that forked, or that has a policy, keeps it.
-    pub fn release_request(&mut self) {
+    /// A non-INVITE whose final response went upstream and that has
+    /// nothing left to do but absorb retransmissions until Timer J: no
+    /// branch, CANCEL, hook or policy (`on-complete`) still to come. Its
+    /// response and that deadline, for the endpoint's compact table.
+    pub fn absorbing_only(&self) -> Option<(&Bytes, Instant)> {
         if self.invite
-            || self.fork.is_some()
             || self.policy.is_some()
-            || self.final_status.is_none()
+            || self.hook_running
+            || !self.hooks_waiting.is_empty()
+            || self.server.state() != ServerState::Completed
         {
-            return;
+            return None;
         }
-        self.request = released_request();
-        self.targets_tried = Vec::new();
-        self.pctx = PolicyCtx::default();
+        let branches_done = self.branches.iter().all(|s| {
+            !s.resolving
+                && s.client.as_ref().is_none_or(|c| c.is_terminated())
+                && s.cancel.as_ref().is_none_or(|(_, c)| c.is_terminated())
+        });
+        if !branches_done {
+            return None;
+        }
+        Some((self.server.last_response()?, self.server.poll_timeout()?))
+    }
+
+    pub fn key(&self) -> &ServerKey {
+        &self.key
     }
 
     /// Where the request came from (its responses go back there).
@@ -285,7 +280,9 @@ impl ProxyTx {
     }
 
     fn local_response(&self, code: u16, reason: &str, headers: &[(String, String)]) -> Bytes {
-        let mut b = codec::response_to(&self.request, code, reason);
+        let (received, rport) = crate::proxy::request::rfc3581(&self.request, &self.source);
+        let mut b =
+            codec::response_to(&self.request, code, reason).received(received.as_deref(), rport);
         if code > 100 {
             b = b.to_tag(&self.to_tag);
         }

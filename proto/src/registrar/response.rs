@@ -22,6 +22,9 @@ pub struct OkExtras<'a> {
     /// Mint `pub-gruu` and `temp-gruu` for every contact with an instance
     /// (RFC 5627 §5.2: the UA listed `gruu` in Supported).
     pub gruu: Option<&'a Cluster>,
+    /// RFC 3581 §4: `received` and `rport` for the top Via of every
+    /// response (what [`crate::proxy::request::rfc3581`] found).
+    pub received: (Option<&'a str>, Option<u16>),
 }
 
 /// The 200 OK listing every current binding of the AOR with the seconds it
@@ -70,7 +73,7 @@ pub fn ok_response_with(
         })
         .collect();
 
-    let mut response = response_to(msg, 200, "OK").to_tag(&to_tag());
+    let mut response = start(msg, 200, "OK", extras);
     for contact in &contacts {
         response = response.header("Contact", contact);
     }
@@ -177,8 +180,25 @@ impl Reject {
 /// aborted and "the request fails"; 500 is what RFC 3261 implementations
 /// answer, and it tells the UA nothing was changed).
 pub fn rule_error_response(msg: &SipMessage, error: &RuleError) -> Bytes {
+    rule_error_with(msg, error, &OkExtras::default())
+}
+
+fn rule_error_with(msg: &SipMessage, error: &RuleError, extras: &OkExtras<'_>) -> Bytes {
     let (code, reason) = rule_error_status(error);
-    response_to(msg, code, reason).to_tag(&to_tag()).build()
+    start(msg, code, reason, extras).build()
+}
+
+/// A response we originate, with our To tag and the request's Via stamped.
+fn start<'a>(
+    msg: &'a SipMessage,
+    code: u16,
+    reason: &'a str,
+    extras: &OkExtras<'a>,
+) -> switchyard_codec::ResponseBuilder<'a> {
+    let (received, rport) = extras.received;
+    response_to(msg, code, reason)
+        .to_tag(&to_tag())
+        .received(received, rport)
 }
 
 fn rule_error_status(error: &RuleError) -> (u16, &'static str) {
@@ -201,18 +221,22 @@ pub fn final_response(
 ) -> (u16, Bytes) {
     match result {
         Ok(bindings) => (200, ok_response_with(msg, bindings, now, extras)),
-        Err(RegisterError::Rejected(error)) => {
-            (rule_error_status(error).0, rule_error_response(msg, error))
-        }
-        Err(RegisterError::Store(error)) => (503, store_error_response(msg, error)),
+        Err(RegisterError::Rejected(error)) => (
+            rule_error_status(error).0,
+            rule_error_with(msg, error, extras),
+        ),
+        Err(RegisterError::Store(error)) => (503, store_error_with(msg, error, extras)),
     }
 }
 
 /// 503 with Retry-After for a store failure (RFC 3261 §21.5.4): the UA keeps
 /// its registration state and retries instead of treating it as final.
 pub fn store_error_response(msg: &SipMessage, error: &StoreError) -> Bytes {
-    response_to(msg, 503, "Service Unavailable")
-        .to_tag(&to_tag())
+    store_error_with(msg, error, &OkExtras::default())
+}
+
+fn store_error_with(msg: &SipMessage, error: &StoreError, extras: &OkExtras<'_>) -> Bytes {
+    start(msg, 503, "Service Unavailable", extras)
         .header("Retry-After", &error.retry_after_secs().to_string())
         .build()
 }

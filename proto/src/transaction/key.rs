@@ -65,6 +65,11 @@ impl ServerKey {
     pub fn method(&self) -> &str {
         &self.text[self.branch_len + self.sent_by_len..]
     }
+
+    /// Branch, sent-by and method as one normalised string.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
 }
 
 impl fmt::Debug for ServerKey {

@@ -32,7 +32,9 @@
 //! task can drive 100k+ of them.
 
 mod client;
+mod completed;
 mod key;
+pub mod response_delta;
 mod server;
 mod timer_queue;
 mod timers;
@@ -43,6 +45,7 @@ mod tests;
 use std::fmt;
 
 pub use client::{ClientEvent, ClientState, ClientTransaction};
+pub use completed::{Completed, CompletedTable};
 pub use key::{ClientKey, MAGIC_COOKIE, ServerKey, is_rfc3261_branch};
 pub use server::{ServerEvent, ServerState, ServerTransaction};
 pub use timer_queue::{TimerId, TimerQueue};

@@ -204,6 +204,11 @@ impl ServerTransaction {
         self.events.pop_front()
     }
 
+    /// The response re-sent to retransmissions.
+    pub fn last_response(&self) -> Option<&Bytes> {
+        self.last_response.as_ref()
+    }
+
     pub fn state(&self) -> ServerState {
         self.state
     }

@@ -91,8 +91,6 @@ impl Endpoint {
             let out = entry
                 .tx
                 .respond(rej.code, rej.reason_phrase(), &rej.headers, now.instant);
-            // Routing is over: a non-INVITE only absorbs retransmissions now.
-            entry.tx.release_request();
             self.apply(tx, out, now);
         }
     }

@@ -86,10 +86,15 @@ impl Endpoint {
             }
             Err(RegisterError::Store(error)) => tracing::warn!(%error, "location store failed"),
         }
+        let Some(source) = self.txs.get(&tx).map(|e| e.tx.source()) else {
+            return;
+        };
+        let (received, rport) = crate::proxy::request::rfc3581(register, &source);
         let extras = OkExtras {
             echo_path: registrar::supports(register, "path") || !own_path,
             outbound,
             gruu: registrar::supports(register, "gruu").then_some(&*self.edge.cluster),
+            received: (received.as_deref(), rport),
         };
         let (code, data) = registrar::final_response(register, &result, at, &extras);
         self.respond_bytes(tx, code, data, now);
@@ -98,8 +103,6 @@ impl Endpoint {
     fn respond_bytes(&mut self, tx: u64, code: u16, data: bytes::Bytes, now: Now) {
         if let Some(entry) = self.txs.get_mut(&tx) {
             let out = entry.tx.respond_bytes(code, data, now.instant);
-            // Registered: the REGISTER only absorbs retransmissions now.
-            entry.tx.release_request();
             self.apply(tx, out, now);
         }
     }

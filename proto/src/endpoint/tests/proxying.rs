@@ -61,16 +61,95 @@ fn register_is_stored_with_our_path_and_answered_with_its_bindings() {
     );
     // Without `Supported: path` the UA is not shown the Path (§5.1).
     assert!(headers(&ok, "Path").is_empty(), "{ok}");
-    // Answered, the transaction let go of the REGISTER (it only absorbs
-    // retransmissions now) and still answers one with the same bytes.
-    let released =
-        h.ep.txs
-            .values()
-            .all(|e| e.tx.request.call_id().ok() == Some("-"));
-    assert!(released, "the request is released");
+    // Answered, the transaction only absorbs retransmissions now: it left
+    // the transaction table for the compact one, and still answers one
+    // with the same bytes.
+    assert!(h.ep.txs.is_empty() && h.ep.servers.is_empty());
+    assert_eq!(h.ep.completed(), 1);
+    assert_eq!(h.ep.counts().0, 1, "still counted as a server transaction");
     h.recv(phone(5080), REGISTER_BOB);
     assert_eq!(h.sent_one(), ok, "a retransmission gets the same 200 OK");
     assert!(h.ios.is_empty(), "and is not registered again");
+}
+
+/// Registers bob once over UDP and returns the 200 OK.
+fn register_bob(h: &mut Harness) -> String {
+    h.recv(phone(5080), REGISTER_BOB);
+    let io = h.take_io();
+    let IoKind::Register { update, at, .. } = io.kind else {
+        panic!("a store write expected: {io:?}");
+    };
+    let bindings = crate::registrar::apply(Vec::new(), &update, at)
+        .unwrap()
+        .bindings;
+    h.answer(io.id, IoResult::Registered(Ok(bindings)));
+    h.sent_one()
+}
+
+#[test]
+fn a_completed_register_is_kept_for_timer_j_then_forgotten() {
+    let mut h = Harness::new();
+    let register = REGISTER_BOB.replace("branch=z9hG4bKreg1", "branch=z9hG4bKreg1;rport");
+    h.recv(phone(5080), &register);
+    let io = h.take_io();
+    let IoKind::Register { update, at, .. } = io.kind else {
+        panic!("a store write expected: {io:?}");
+    };
+    let bindings = crate::registrar::apply(Vec::new(), &update, at)
+        .unwrap()
+        .bindings;
+    h.answer(io.id, IoResult::Registered(Ok(bindings)));
+    let ok = h.sent_one();
+    assert_eq!(status(&ok), 200, "{ok}");
+    // RFC 3581 §4: the response's Via tells the phone where we saw it.
+    assert_eq!(
+        header(&ok, "Via").unwrap(),
+        "SIP/2.0/UDP 127.0.0.2:5080;branch=z9hG4bKreg1;rport=5080;received=127.0.0.2"
+    );
+    h.advance(Duration::from_secs(31));
+    h.recv(phone(5080), &register);
+    assert_eq!(h.sent_one(), ok, "still absorbed just before Timer J");
+    let live = h.ep.config.live.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(live, 1, "it counts for max_transactions until it expires");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.ep.completed(), 0);
+    let live = h.ep.config.live.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(live, 0);
+    // After Timer J the same key is a new transaction (§17.2.2).
+    h.recv(phone(5080), &register);
+    assert!(matches!(h.take_io().kind, IoKind::Register { .. }));
+}
+
+#[test]
+fn a_completed_register_answers_only_its_source() {
+    let mut h = Harness::new();
+    let ok = register_bob(&mut h);
+    assert_eq!(status(&ok), 200, "{ok}");
+    // Someone else sending the same branch and sent-by learns nothing:
+    // absorbed, neither answered nor registered.
+    h.recv(phone(5099), REGISTER_BOB);
+    assert!(h.sent().is_empty());
+    assert!(h.ios.is_empty());
+    h.recv(phone(5080), REGISTER_BOB);
+    assert_eq!(h.sent_one(), ok);
+}
+
+#[test]
+fn a_register_over_tcp_keeps_nothing_once_answered() {
+    let mut h = Harness::new();
+    h.recv(tcp_phone(5080), REGISTER_BOB);
+    let io = h.take_io();
+    let IoKind::Register { update, at, .. } = io.kind else {
+        panic!("a store write expected: {io:?}");
+    };
+    let bindings = crate::registrar::apply(Vec::new(), &update, at)
+        .unwrap()
+        .bindings;
+    h.answer(io.id, IoResult::Registered(Ok(bindings)));
+    assert_eq!(status(&h.sent_one()), 200);
+    // §17.2.2: Timer J is zero over a reliable transport.
+    assert_eq!(h.ep.counts(), (0, 0, 0));
+    assert_eq!(h.ep.completed(), 0);
 }
 
 #[test]
