@@ -16,6 +16,7 @@
 //! | `COPY` | offset `u16`, length `u16` | those bytes of the request |
 //! | `LIT8` / `LIT16` | length `u8` / `u16`, bytes | the bytes |
 //! | `DATE` | seconds since the epoch, `u32` | `Date: <IMF-fixdate>\r\n` (RFC 3261 §20.17) |
+//! | `STATUS` | index `u8` | a common status line, e.g. `SIP/2.0 200 OK\r\n` |
 //!
 //! Like the rest of this layer it never parses SIP: it matches lines. A
 //! response line that begins with a whole request line becomes a `COPY` of
@@ -29,6 +30,24 @@ const COPY: u8 = 1;
 const LIT8: u8 = 2;
 const LIT16: u8 = 3;
 const DATE: u8 = 4;
+const STATUS: u8 = 5;
+
+/// The status lines a proxy and registrar send most, with RFC 3261's
+/// reason phrases: one byte each in a delta.
+const STATUS_LINES: [&[u8]; 12] = [
+    b"SIP/2.0 200 OK\r\n",
+    b"SIP/2.0 202 Accepted\r\n",
+    b"SIP/2.0 400 Bad Request\r\n",
+    b"SIP/2.0 401 Unauthorized\r\n",
+    b"SIP/2.0 403 Forbidden\r\n",
+    b"SIP/2.0 404 Not Found\r\n",
+    b"SIP/2.0 407 Proxy Authentication Required\r\n",
+    b"SIP/2.0 408 Request Timeout\r\n",
+    b"SIP/2.0 480 Temporarily Unavailable\r\n",
+    b"SIP/2.0 481 Call/Transaction Does Not Exist\r\n",
+    b"SIP/2.0 500 Server Internal Error\r\n",
+    b"SIP/2.0 503 Service Unavailable\r\n",
+];
 
 /// Request lines shorter than this are not worth a `COPY` (5 bytes).
 const MIN_COPY: usize = 8;
@@ -47,7 +66,13 @@ pub fn encode(request: &[u8], response: &[u8]) -> Option<Vec<u8>> {
     for (start, end) in lines_of(response) {
         let line = &response[start..end];
         if let Some(secs) = date_line(line) {
-            enc.date(secs);
+            enc.fixed(DATE, &secs.to_le_bytes());
+            continue;
+        }
+        if start == 0
+            && let Some(i) = STATUS_LINES.iter().position(|l| *l == line)
+        {
+            enc.fixed(STATUS, &[i as u8]);
             continue;
         }
         // The longest request line this response line begins with.
@@ -101,6 +126,10 @@ pub fn decode(delta: &[u8], request: &[u8]) -> Option<Bytes> {
                 out.extend_from_slice(b"Date: ");
                 out.extend_from_slice(httpdate::fmt_http_date(at).as_bytes());
                 out.extend_from_slice(b"\r\n");
+            }
+            STATUS => {
+                let i = usize::from(*take(&mut ops, 1)?.first()?);
+                out.extend_from_slice(STATUS_LINES.get(i)?);
             }
             _ => return None,
         }
@@ -176,11 +205,12 @@ impl Encoder {
         }
     }
 
-    fn date(&mut self, secs: u32) {
+    /// An operation with fixed operands (`DATE`, `STATUS`).
+    fn fixed(&mut self, op: u8, operands: &[u8]) {
         self.copy = None;
         self.lit = None;
-        self.out.push(DATE);
-        self.out.extend_from_slice(&secs.to_le_bytes());
+        self.out.push(op);
+        self.out.extend_from_slice(operands);
     }
 
     fn finish(self) -> Vec<u8> {
