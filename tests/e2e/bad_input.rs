@@ -287,28 +287,61 @@ async fn cassandra_backend_pointed_at_nothing_answers_503_fast() {
 }
 
 /// `limits.max_transactions`: past the cap a new request gets 503 with
-/// Retry-After, sent statelessly and counted, while the live transaction
-/// still absorbs its retransmissions.
+/// Retry-After, sent statelessly and counted. Completed transactions (a
+/// UDP non-INVITE answered, absorbing retransmissions for Timer J) have
+/// their own cap and leave room: only unanswered ones count.
 #[tokio::test]
 async fn past_the_transaction_cap_new_requests_get_503_retry_after() {
-    let node = start_node_with("127.0.41.95", |c| c.limits.max_transactions = 1).await;
+    let node = start_node_with("127.0.41.95", |c| {
+        c.limits.max_transactions = 1;
+        // Timer K: how long the answered BYE's branch absorbs retransmitted
+        // responses before its transaction is done.
+        c.timers.t4_ms = 100;
+    })
+    .await;
     let proxy = udp_addr(&node);
     let ua = UdpUa::bind("127.0.41.96").await;
     let me = ua.addr.to_string();
     let target = proxy.to_string();
-    // A UDP non-INVITE transaction lives on for Timer J after its 200.
     let first = options(&me, &target, "cap1");
     assert_eq!(ua.request(proxy, &first, "200").await.status(), Some(200));
+    // Completed: it still answers its retransmission, and takes no room.
+    assert_eq!(
+        ua.request(proxy, &first, "200 again").await.status(),
+        Some(200)
+    );
+    // An in-dialog BYE towards a peer that has not answered yet: live.
+    let peer = UdpUa::bind("127.0.41.97").await;
+    let bye = format!(
+        "BYE sip:alice@{peer} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-capbye\r\nRoute: <sip:{proxy};lr>\r\nMax-Forwards: 70\r\nFrom: <sip:bob@{DOMAIN}>;tag=b1\r\nTo: <sip:alice@{DOMAIN}>;tag=a1\r\nCall-ID: capbye@test\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        peer = peer.addr
+    );
+    ua.send(proxy, &bye).await;
+    let forwarded = peer.recv_request("BYE", "the BYE").await;
     let second = ua
         .request(proxy, &options(&me, &target, "cap2"), "503")
         .await;
     assert_eq!(second.status(), Some(503), "{second:?}");
     assert_eq!(second.header(HeaderName::RetryAfter), Some("5"));
     assert_eq!(node.stats().overloaded.get(), 1);
-    // The live one still answers its retransmission.
-    assert_eq!(
-        ua.request(proxy, &first, "200 again").await.status(),
-        Some(200)
-    );
+    // The BYE answered, there is room again.
+    let ok = switchyard_codec::response_to(&forwarded, 200, "OK").build();
+    peer.send_bytes(proxy, &ok).await;
+    let answered = ua
+        .recv_matching("the BYE's 200", |m| m.status() == Some(200))
+        .await;
+    assert_eq!(answered.call_id().ok(), Some("capbye@test"));
+    // Once its branch is done too (Timer K), the BYE is only completed
+    // and a new request fits again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for n in 3.. {
+        let next = options(&me, &target, &format!("cap{n}"));
+        let resp = ua.request(proxy, &next, "200 or 503").await;
+        if resp.status() == Some(200) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still 503: {resp:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     node.shutdown().await;
 }

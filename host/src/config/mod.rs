@@ -191,6 +191,10 @@ pub struct LimitsConfig {
     /// with Retry-After, statelessly, once (counted as
     /// `switchyard_overloaded_total`).
     pub max_transactions: usize,
+    /// Completed non-INVITE transactions kept (compactly, ~150 B each) to
+    /// absorb retransmissions until Timer J; past it the oldest are
+    /// forgotten early (`switchyard_completed_evicted_total`).
+    pub max_completed_transactions: usize,
     /// Messages per second one source (IPv4 address, IPv6 /64) may send on
     /// average, checked before parsing; over it, dropped unanswered. 0 = off.
     pub per_source_rate: u32,
@@ -227,6 +231,7 @@ impl Default for LimitsConfig {
             tcp_message_timeout_ms: 32_000,
             udp_sockets: 0,
             max_transactions: 1_000_000,
+            max_completed_transactions: 4_000_000,
             per_source_rate: SourceLimitConfig::default().rate,
             per_source_burst: SourceLimitConfig::default().burst,
             rate_limit_exempt: SourceLimitConfig::default_exempt(),

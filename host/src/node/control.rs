@@ -344,6 +344,11 @@ fn node_counters(stats: &super::Stats, transport: &crate::transport::TransportSt
             stats.overloaded.get(),
         ),
         count(
+            "switchyard_completed_evicted_total",
+            "Completed transactions forgotten before Timer J at the completed-transaction cap.",
+            stats.completed_evicted.get(),
+        ),
+        count(
             "switchyard_refused_draining_total",
             "New calls refused with 503 while draining.",
             stats.refused_draining.get(),

@@ -195,6 +195,7 @@ impl Node {
                 let config = EndpointConfig {
                     // At most 256 shards (`shard_count`): a byte of every branch id.
                     shard: i as u8,
+                    max_completed: settings.max_completed.div_ceil(shards),
                     ..settings.clone()
                 };
                 let endpoint = Endpoint::new(
@@ -366,6 +367,7 @@ fn endpoint_config(config: &Config) -> EndpointConfig {
             timer_c: config.timers.timer_c(),
         },
         max_transactions: config.limits.max_transactions,
+        max_completed: config.limits.max_completed_transactions,
         live: Default::default(),
         draining: Default::default(),
         calls: Default::default(),

@@ -20,6 +20,10 @@ pub struct EndpointConfig {
     /// New server transactions beyond this many live ones (all shards
     /// together, counted in [`EndpointConfig::live`]) get 503 statelessly.
     pub max_transactions: usize,
+    /// Completed non-INVITEs this shard keeps for Timer J at most (the
+    /// node's `limits.max_completed_transactions` over its shards); past
+    /// it the oldest is forgotten early.
+    pub max_completed: usize,
     /// The live server transactions of the node (shared by its shards).
     pub live: Arc<AtomicUsize>,
     /// Set while the node drains before it stops: new dialog-forming

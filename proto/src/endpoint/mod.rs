@@ -199,10 +199,7 @@ impl Endpoint {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Now) {
-        let expired = self.completed.expire(now.instant);
-        if expired > 0 {
-            self.config.live.fetch_sub(expired, Ordering::Relaxed);
-        }
+        self.completed.expire(now.instant);
         while let Some(id) = self.timers.pop_expired(now.instant) {
             let Some(entry) = self.txs.get_mut(&id) else {
                 continue;
@@ -394,7 +391,8 @@ impl Endpoint {
     /// Moves a transaction that has nothing left to do but absorb
     /// retransmissions of its request into the [`CompletedTable`]: its
     /// response kept as a delta from the request, its `ProxyTx` dropped.
-    /// It still counts as live for `max_transactions` until it expires.
+    /// It no longer counts for `max_transactions`: the completed ones
+    /// have their own cap, `max_completed`.
     fn retire(&mut self, tx: u64) -> bool {
         let Some(entry) = self.txs.get(&tx) else {
             return false;
@@ -405,6 +403,10 @@ impl Endpoint {
         let Some(delta) = response_delta::encode(entry.tx.request.as_bytes(), response) else {
             return false;
         };
+        if self.completed.len() >= self.config.max_completed {
+            self.completed.evict_oldest();
+            self.stats.completed_evicted.inc();
+        }
         if !self
             .completed
             .insert(entry.tx.key(), &entry.tx.source(), deadline, &delta)
@@ -415,7 +417,9 @@ impl Endpoint {
         if let Some(timer) = entry.timer {
             self.timers.cancel(timer);
         }
-        self.servers.remove(entry.tx.key());
+        if self.servers.remove(entry.tx.key()).is_some() {
+            self.config.live.fetch_sub(1, Ordering::Relaxed);
+        }
         true
     }
 

@@ -37,6 +37,9 @@ pub struct Stats {
     pub auth_throttled: Counter,
     /// New requests answered 503 because `limits.max_transactions` were live.
     pub overloaded: Counter,
+    /// Completed transactions forgotten before Timer J because
+    /// `limits.max_completed_transactions` were kept.
+    pub completed_evicted: Counter,
     /// New dialog-forming requests answered 503 while the node drained.
     pub refused_draining: Counter,
     /// Initial requests from a stranger to a foreign domain (403).

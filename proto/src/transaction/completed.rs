@@ -154,18 +154,35 @@ impl CompletedTable {
     pub fn expire(&mut self, now: Instant) -> usize {
         let Some(epoch) = self.epoch else { return 0 };
         let before = self.len;
-        while let Some((offset, rec)) = self.peek() {
+        while let Some((_, rec)) = self.peek() {
             if epoch + Duration::from_millis(rec.at) > now {
                 break;
             }
-            let (key, size) = (rec.key, HEADER + rec.delta.len());
-            if let Ok(e) = self.index.find_entry(key as u64, |o| *o == offset) {
-                e.remove();
-                self.len -= 1;
-            }
-            self.head += size;
+            self.pop();
         }
         before - self.len
+    }
+
+    /// Forgets the oldest transaction before its deadline (at a cap).
+    pub fn evict_oldest(&mut self) {
+        let before = self.len;
+        // Records replaced by a newer one for their key count for nothing.
+        while self.len == before && self.peek().is_some() {
+            self.pop();
+        }
+    }
+
+    /// Drops the oldest record.
+    fn pop(&mut self) {
+        let Some((offset, rec)) = self.peek() else {
+            return;
+        };
+        let (key, size) = (rec.key, HEADER + rec.delta.len());
+        if let Ok(e) = self.index.find_entry(key as u64, |o| *o == offset) {
+            e.remove();
+            self.len -= 1;
+        }
+        self.head += size;
     }
 
     /// The earliest deadline kept.
@@ -293,6 +310,19 @@ mod tests {
         assert_eq!(table.len(), 2, "expiry goes in insertion order");
         table.expire(t0 + Duration::from_secs(10));
         assert!(table.is_empty());
+    }
+
+    #[test]
+    fn eviction_forgets_the_oldest_first() {
+        let t0 = Instant::now();
+        let mut table = CompletedTable::new((11, 12));
+        for i in 0..3 {
+            assert!(table.insert(&key(i), &i, t0 + Duration::from_secs(32), b"x"));
+        }
+        table.evict_oldest();
+        assert_eq!(table.len(), 2);
+        assert!(table.get(&key(0), &0).is_none());
+        assert!(table.get(&key(1), &1).is_some());
     }
 
     #[test]

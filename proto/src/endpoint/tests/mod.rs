@@ -75,6 +75,7 @@ pub(super) fn config() -> EndpointConfig {
             timer_c: Duration::from_secs(180),
         },
         max_transactions: 1000,
+        max_completed: 1000,
         live: Default::default(),
         draining: Default::default(),
         calls: Default::default(),

@@ -110,13 +110,40 @@ fn a_completed_register_is_kept_for_timer_j_then_forgotten() {
     h.recv(phone(5080), &register);
     assert_eq!(h.sent_one(), ok, "still absorbed just before Timer J");
     let live = h.ep.config.live.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(live, 1, "it counts for max_transactions until it expires");
+    assert_eq!(live, 0, "completed ones have their own cap");
     h.advance(Duration::from_secs(2));
     assert_eq!(h.ep.completed(), 0);
-    let live = h.ep.config.live.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(live, 0);
     // After Timer J the same key is a new transaction (§17.2.2).
     h.recv(phone(5080), &register);
+    assert!(matches!(h.take_io().kind, IoKind::Register { .. }));
+}
+
+#[test]
+fn past_the_completed_cap_the_oldest_is_forgotten_early_and_counted() {
+    let mut h = Harness::with(
+        EndpointConfig {
+            max_completed: 2,
+            ..config()
+        },
+        edge("n1"),
+    );
+    for i in 1..=3 {
+        let register = REGISTER_BOB.replace("z9hG4bKreg1", &format!("z9hG4bKreg{i}"));
+        h.recv(phone(5080), &register);
+        let io = h.take_io();
+        let IoKind::Register { update, at, .. } = io.kind else {
+            panic!("a store write expected: {io:?}");
+        };
+        let bindings = crate::registrar::apply(Vec::new(), &update, at)
+            .unwrap()
+            .bindings;
+        h.answer(io.id, IoResult::Registered(Ok(bindings)));
+        assert_eq!(status(&h.sent_one()), 200);
+    }
+    assert_eq!(h.ep.completed(), 2);
+    assert_eq!(h.ep.stats.completed_evicted.get(), 1);
+    // The first is forgotten: its retransmission is a new REGISTER.
+    h.recv(phone(5080), REGISTER_BOB);
     assert!(matches!(h.take_io().kind, IoKind::Register { .. }));
 }
 
