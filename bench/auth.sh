@@ -65,6 +65,7 @@ REG_MAX=${REG_MAX:-64000}
 CALL_START=${CALL_START:-400}      # first calls/s step
 CALL_MAX=${CALL_MAX:-16000}
 USERS=${USERS:-10000}
+KAM_SHM_MB=${KAM_SHM_MB:-1024}     # Kamailio shared memory (MiB), as bench/run.sh
 CALL_HOLD_MS=${CALL_HOLD_MS:-20}   # between ACK and BYE (see run.sh)
 QUIET_WAIT=${QUIET_WAIT:-0}        # seconds to wait for no rustc/cargo first
 SY_MODES=${SY_MODES:-"off on"}
@@ -129,13 +130,13 @@ start_proxy() {
                 --domain "$DOMAIN" --log warn >"$log" 2>&1 &
             ;;
         kamailio-off)
-            "${PROXY_PIN[@]}" kamailio -f "$ROOT/bench/kamailio.cfg" -DD -E -m 256 -M 16 -n 2 \
+            "${PROXY_PIN[@]}" kamailio -f "$ROOT/bench/kamailio.cfg" -DD -E -m "$KAM_SHM_MB" -M 16 -n 2 \
                 -A "LISTEN_IP=$KAM_ADDR" -A "LISTEN_PORT=$PORT" >"$log" 2>&1 &
             ;;
         kamailio-on | kamailio-on-htable)
             local htable=()
             [[ $mode == on-htable ]] && htable=(-A WITH_HTABLE)
-            "${PROXY_PIN[@]}" kamailio -f "$ROOT/bench/kamailio-auth.cfg" -DD -E -m 256 -M 16 -n 2 \
+            "${PROXY_PIN[@]}" kamailio -f "$ROOT/bench/kamailio-auth.cfg" -DD -E -m "$KAM_SHM_MB" -M 16 -n 2 \
                 -A "LISTEN_IP=$KAM_ADDR" -A "LISTEN_PORT=$PORT" -A "AUTH_DOMAIN=$DOMAIN" \
                 -A "DBURL=\"text://$WORK/kamdb\"" "${htable[@]}" >"$log" 2>&1 &
             ;;

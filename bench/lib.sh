@@ -201,7 +201,7 @@ median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR) 
 # start_uas: the SIPp callee answering every call, on UAS_IP[TARGET]:UAS_PORT
 # (the caller's SCEN, WORK, TARGET, PIDS); sets UAS_PID.
 start_uas() {
-    sipp -sf "$SCEN/uas_answer.xml" -i "${UAS_IP[$TARGET]}" -p "$UAS_PORT" \
+    "${LOAD_PIN[@]+"${LOAD_PIN[@]}"}" sipp -sf "$SCEN/uas_answer.xml" -i "${UAS_IP[$TARGET]}" -p "$UAS_PORT" \
         -nostdin -bind_local -buff_size 4194304 -max_recv_loops 10000 -max_sched_loops 10000 \
         -trace_err -error_file "$WORK/uas-$TARGET.err" >/dev/null 2>"$WORK/uas-$TARGET.stderr" &
     UAS_PID=$!

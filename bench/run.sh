@@ -89,6 +89,13 @@ UAS_PORT=5070
 # completes the same ~8400 calls and fails the rest); its operators size
 # it for the load.
 KAM_SHM_MB=${KAM_SHM_MB:-1024}
+# PROXY_CPUS=0 LOAD_CPUS=1: the proxy (and Kamailio's workers) on core 0,
+# every SIPp on core 1 (taskset), so a rate is the proxy's own capacity on
+# one core rather than a share of two it fights SIPp for.
+PROXY_PIN=()
+[[ -n ${PROXY_CPUS:-} ]] && PROXY_PIN=(taskset -c "$PROXY_CPUS")
+LOAD_PIN=()
+[[ -n ${LOAD_CPUS:-} ]] && LOAD_PIN=(taskset -c "$LOAD_CPUS")
 
 WORK=$(mktemp -d /tmp/switchyard-bench.XXXXXX)
 PIDS=()
@@ -129,7 +136,7 @@ start_switchyard() { # start_switchyard BINARY [extra args]
     local bin=$1
     shift
     [[ -x $bin ]] || return 1
-    "$bin" run --no-auth "$@" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log "$SY_LOG" \
+    "${PROXY_PIN[@]+"${PROXY_PIN[@]}"}" "$bin" run --no-auth "$@" --listen "udp:$SY_ADDR:$PORT" --listen "tcp:$SY_ADDR:$PORT" --domain "$DOMAIN" --log "$SY_LOG" \
         >"$WORK/switchyard.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
@@ -143,7 +150,7 @@ start_switchyard() { # start_switchyard BINARY [extra args]
 # two SIPp processes. -m KAM_SHM_MB: shared memory (transactions + 100k
 # bindings), -M 16: per-process private memory.
 start_kamailio() {
-    kamailio -f "$ROOT/bench/kamailio.cfg" -DD -E -m "$KAM_SHM_MB" -M 16 -n 2 \
+    "${PROXY_PIN[@]+"${PROXY_PIN[@]}"}" kamailio -f "$ROOT/bench/kamailio.cfg" -DD -E -m "$KAM_SHM_MB" -M 16 -n 2 \
         -A "LISTEN_IP=$KAM_ADDR" -A "LISTEN_PORT=$PORT" >"$WORK/kamailio.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")

@@ -29,7 +29,12 @@ async fn assert_bound(node: &NodeHandle, phone: &Linphone, account: &Account, ip
         ";transport={}",
         account.transport.as_str().to_ascii_lowercase()
     );
-    let own = binding.contact.contains(&format!("@{ip}:")) && binding.contact.contains(&tp);
+    // Its own address, or (RFC 3581) the one our responses' Via told it
+    // we saw: linphone rewrites its Contact to `received`/`rport`.
+    let seen = format!("@{}", binding.source.remote);
+    let at_own = binding.contact.contains(&format!("@{ip}:"));
+    let at_seen = binding.contact.contains(&seen);
+    let own = (at_own || at_seen) && binding.contact.contains(&tp);
     let outbound = binding.reg_id == account.outbound.then_some(1);
     if !own || binding.instance.is_none() || !outbound {
         phone.fail(&format!("unexpected binding: {binding:?}"));

@@ -50,8 +50,12 @@ impl UdpUa {
             .await
             .ok()?
             .ok()?;
-        let msg = SipMessage::parse(Bytes::copy_from_slice(&buf[..n]))
-            .unwrap_or_else(|e| panic!("unparseable message from {from}: {e}"));
+        let msg = SipMessage::parse(Bytes::copy_from_slice(&buf[..n])).unwrap_or_else(|e| {
+            panic!(
+                "unparseable message from {from}: {e}\n{}",
+                String::from_utf8_lossy(&buf[..n])
+            )
+        });
         Some((msg, from))
     }
 

@@ -187,8 +187,9 @@ pub struct LimitsConfig {
     pub tcp_message_timeout_ms: u64,
     /// UDP sockets per UDP listener (SO_REUSEPORT); 0 = one per core.
     pub udp_sockets: usize,
-    /// Live server transactions at most; a new request beyond it gets 503
-    /// with Retry-After, statelessly, once (counted as
+    /// Server transactions still at work (not the completed ones kept
+    /// compact) at most; a new request beyond it gets 503 with
+    /// Retry-After, statelessly, once (counted as
     /// `switchyard_overloaded_total`).
     pub max_transactions: usize,
     /// Completed non-INVITE transactions kept (compactly, ~150 B each) to

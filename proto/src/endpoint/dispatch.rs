@@ -14,7 +14,7 @@ use switchyard_codec::{self as codec, HeaderName, Method, SipMessage};
 use super::{Endpoint, Entry, Now};
 use crate::net::Source;
 use crate::proxy_tx::ProxyTx;
-use crate::transaction::{ClientKey, Completed, ServerKey, is_rfc3261_branch, response_delta};
+use crate::transaction::{ClientKey, ServerKey, is_rfc3261_branch, response_delta};
 
 impl Endpoint {
     pub(super) fn on_request(&mut self, now: Now, source: Source, msg: SipMessage) {
@@ -74,24 +74,15 @@ impl Endpoint {
             }
             return;
         }
-        match self.completed.get(&key, &source) {
-            Some(Completed::Answer(delta)) => {
-                // Its transaction completed and was kept compact: rebuild
-                // the response from this copy of the request.
-                self.stats.retransmissions_absorbed.inc();
-                let response = response_delta::decode(delta, msg.as_bytes());
-                if let Some(data) = response {
-                    self.reply(source, data);
-                }
-                return;
+        let origin = super::origin(&source, msg.as_bytes());
+        if let Some(delta) = self.completed.get(&key, &origin) {
+            // Its transaction completed and was kept compact: rebuild the
+            // response from this copy of the request.
+            self.stats.retransmissions_absorbed.inc();
+            if let Some(data) = response_delta::decode(delta, msg.as_bytes()) {
+                self.reply(source, data);
             }
-            Some(Completed::Absorb) => {
-                // The key of a completed transaction from another source:
-                // the full transaction would have answered its own source.
-                self.stats.retransmissions_absorbed.inc();
-                return;
-            }
-            None => {}
+            return;
         }
         if self.config.live.load(Ordering::Relaxed) >= self.config.max_transactions {
             // Overloaded: answered once, statelessly (RFC 3261 §21.5.4,

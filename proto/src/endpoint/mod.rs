@@ -400,17 +400,20 @@ impl Endpoint {
         let Some((response, deadline)) = entry.tx.absorbing_only() else {
             return false;
         };
-        let Some(delta) = response_delta::encode(entry.tx.request.as_bytes(), response) else {
+        let request = entry.tx.request.as_bytes();
+        let Some(delta) = response_delta::encode(request, response) else {
             return false;
         };
         if self.completed.len() >= self.config.max_completed {
             self.completed.evict_oldest();
             self.stats.completed_evicted.inc();
         }
-        if !self
-            .completed
-            .insert(entry.tx.key(), &entry.tx.source(), deadline, &delta)
-        {
+        if !self.completed.insert(
+            entry.tx.key(),
+            &origin(&entry.tx.source(), request),
+            deadline,
+            &delta,
+        ) {
             return false;
         }
         let entry = self.txs.remove(&tx).expect("looked up above");
@@ -457,6 +460,16 @@ impl Endpoint {
             },
         );
     }
+}
+
+/// What a retransmission must have in common with the request of a
+/// completed transaction to be answered: where it came from and its bytes
+/// (a retransmission is the same message again, §17.1.2.1).
+fn origin<'a>(
+    source: &'a crate::net::Source,
+    request: &'a [u8],
+) -> (&'a crate::net::Source, &'a [u8]) {
+    (source, request)
 }
 
 /// RFC 3261 §26.2.2, RFC 5630 §3.1.3: a request for a SIPS URI is

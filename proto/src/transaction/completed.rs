@@ -8,9 +8,12 @@
 //!
 //! - a 128-bit keyed hash of its [`ServerKey`] (SipHash-1-3, keys from the
 //!   endpoint's RNG, so nobody can make two keys collide on purpose);
-//! - a 32-bit keyed hash of where the request came from: a
-//!   "retransmission" from elsewhere is absorbed but not answered, as the
-//!   full transaction would have answered it to the original source only;
+//! - a 32-bit keyed hash of the request's origin (the endpoint hashes its
+//!   source and its bytes): only a retransmission, the same message from
+//!   the same place, is answered from here (the response is rebuilt from
+//!   it). Anything else with the key (a spoofed copy from elsewhere, a
+//!   broken client reusing a branch) is not matched: it is a new request,
+//!   and never gets another's response;
 //! - its deadline;
 //! - the response as a [`response_delta`](super::response_delta) against
 //!   the request, which the retransmission supplies again.
@@ -52,16 +55,6 @@ pub struct CompletedTable {
     head: usize,
     spare: Option<Vec<u8>>,
     len: usize,
-}
-
-/// What a lookup found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Completed<'a> {
-    /// A retransmission from the request's source: re-send the response
-    /// this delta rebuilds.
-    Answer(&'a [u8]),
-    /// The key of a completed transaction from another source: absorb it.
-    Absorb,
 }
 
 impl CompletedTable {
@@ -131,9 +124,10 @@ impl CompletedTable {
         true
     }
 
-    /// A request whose key matched no live transaction: is it the
-    /// retransmission of a completed one?
-    pub fn get<S: Hash>(&self, key: &ServerKey, source: &S) -> Option<Completed<'_>> {
+    /// A request whose key matched no live transaction: if it is the
+    /// retransmission of a completed one (same key, same origin), the
+    /// delta of the response to re-send.
+    pub fn get<S: Hash>(&self, key: &ServerKey, origin: &S) -> Option<&[u8]> {
         if self.len == 0 {
             return None;
         }
@@ -143,11 +137,7 @@ impl CompletedTable {
             record(chunks, first_seq, *off).key == hash
         })?;
         let rec = record(chunks, first_seq, *off);
-        Some(if rec.source == self.source_hash(source) {
-            Completed::Answer(rec.delta)
-        } else {
-            Completed::Absorb
-        })
+        (rec.source == self.source_hash(origin)).then_some(rec.delta)
     }
 
     /// Forgets every transaction whose deadline passed; how many.
@@ -262,15 +252,12 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_transaction_answers_its_source_and_only_absorbs_for_others() {
+    fn a_kept_transaction_answers_its_own_origin_only() {
         let t0 = Instant::now();
         let mut table = CompletedTable::new((1, 2));
         assert!(table.insert(&key(1), &"alice", t0 + Duration::from_secs(32), b"delta"));
-        assert_eq!(
-            table.get(&key(1), &"alice"),
-            Some(Completed::Answer(b"delta"))
-        );
-        assert_eq!(table.get(&key(1), &"mallory"), Some(Completed::Absorb));
+        assert_eq!(table.get(&key(1), &"alice"), Some(&b"delta"[..]));
+        assert_eq!(table.get(&key(1), &"mallory"), None);
         assert_eq!(table.get(&key(2), &"alice"), None);
         assert_eq!(table.len(), 1);
     }
@@ -297,7 +284,7 @@ mod tests {
         assert_eq!(table.next_deadline(), None);
         // The index no longer points into the dropped chunks.
         assert!(table.insert(&key(1), &1, t0 + Duration::from_secs(90), &delta));
-        assert_eq!(table.get(&key(1), &1), Some(Completed::Answer(&delta[..])));
+        assert_eq!(table.get(&key(1), &1), Some(&delta[..]));
     }
 
     #[test]
@@ -321,8 +308,8 @@ mod tests {
         }
         table.evict_oldest();
         assert_eq!(table.len(), 2);
-        assert!(table.get(&key(0), &0).is_none());
-        assert!(table.get(&key(1), &1).is_some());
+        assert!(table.get(&key(0), &0usize).is_none());
+        assert!(table.get(&key(1), &1usize).is_some());
     }
 
     #[test]
@@ -340,10 +327,10 @@ mod tests {
         assert!(table.insert(&key(1), &1, t0, b"old"));
         assert!(table.insert(&key(1), &1, t0 + Duration::from_secs(1), b"new"));
         assert_eq!(table.len(), 1);
-        assert_eq!(table.get(&key(1), &1), Some(Completed::Answer(&b"new"[..])));
+        assert_eq!(table.get(&key(1), &1), Some(&b"new"[..]));
         // The older record's expiry leaves the newer one in place.
         table.expire(t0);
-        assert_eq!(table.get(&key(1), &1), Some(Completed::Answer(&b"new"[..])));
+        assert_eq!(table.get(&key(1), &1), Some(&b"new"[..]));
         table.expire(t0 + Duration::from_secs(1));
         assert!(table.is_empty());
     }

@@ -45,7 +45,7 @@ mod tests;
 use std::fmt;
 
 pub use client::{ClientEvent, ClientState, ClientTransaction};
-pub use completed::{Completed, CompletedTable};
+pub use completed::CompletedTable;
 pub use key::{ClientKey, MAGIC_COOKIE, ServerKey, is_rfc3261_branch};
 pub use server::{ServerEvent, ServerState, ServerTransaction};
 pub use timer_queue::{TimerId, TimerQueue};

@@ -148,17 +148,25 @@ fn past_the_completed_cap_the_oldest_is_forgotten_early_and_counted() {
 }
 
 #[test]
-fn a_completed_register_answers_only_its_source() {
+fn a_completed_register_answers_only_a_true_retransmission() {
     let mut h = Harness::new();
     let ok = register_bob(&mut h);
     assert_eq!(status(&ok), 200, "{ok}");
-    // Someone else sending the same branch and sent-by learns nothing:
-    // absorbed, neither answered nor registered.
+    // Someone else sending the same branch and sent-by never gets bob's
+    // response: it is a request of its own.
     h.recv(phone(5099), REGISTER_BOB);
     assert!(h.sent().is_empty());
-    assert!(h.ios.is_empty());
+    assert!(matches!(h.take_io().kind, IoKind::Register { .. }));
+    // The same bytes from the same place are a retransmission...
+    let mut h = Harness::new();
+    let ok = register_bob(&mut h);
     h.recv(phone(5080), REGISTER_BOB);
     assert_eq!(h.sent_one(), ok);
+    // ...another message reusing the key from bob's address is not.
+    let other = REGISTER_BOB.replace("Expires: 600", "Expires: 60");
+    h.recv(phone(5080), &other);
+    assert!(h.sent().is_empty());
+    assert!(matches!(h.take_io().kind, IoKind::Register { .. }));
 }
 
 #[test]
