@@ -274,10 +274,14 @@ pub fn rfc3581(msg: &SipMessage, source: &crate::net::Source) -> (Option<String>
     let Ok(via) = msg.top_via() else {
         return (None, None);
     };
-    let ip = source.remote.ip().to_string();
+    let ip = source.remote.ip();
     let wants_rport = matches!(via.rport(), Some(None));
-    let host_matches = via.host.to_string().trim_matches(|c| c == '[' || c == ']') == ip;
-    let received = (!host_matches || wants_rport).then_some(ip);
+    let host_matches = match via.host {
+        switchyard_codec::Host::V4(a) => ip == std::net::IpAddr::V4(a),
+        switchyard_codec::Host::V6(a) => ip == std::net::IpAddr::V6(a),
+        switchyard_codec::Host::Domain(_) => false,
+    };
+    let received = (!host_matches || wants_rport).then(|| ip.to_string());
     let rport = wants_rport.then_some(source.remote.port());
     (received, rport)
 }

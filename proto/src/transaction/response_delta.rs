@@ -60,28 +60,53 @@ pub fn encode(request: &[u8], response: &[u8]) -> Option<Vec<u8>> {
     if request.len() > usize::from(u16::MAX) {
         return None;
     }
-    let head_end = header_end(request);
-    let lines: Vec<(usize, usize)> = lines(&request[..head_end]).collect();
+    // The request's header lines (without CRLF) worth a COPY: a dozen or
+    // two, kept on the stack.
+    let mut lines = [(0u16, 0u16); 48];
+    let mut count = 0;
+    for (s, e) in lines_of(&request[..header_end(request)]) {
+        let e = if request[..e].ends_with(b"\r\n") {
+            e - 2
+        } else {
+            e
+        };
+        if e - s >= MIN_COPY && count < lines.len() {
+            lines[count] = (s as u16, e as u16);
+            count += 1;
+        }
+    }
+    let lines = &lines[..count];
     let mut enc = Encoder::default();
+    enc.out.reserve(response.len() / 2);
     for (start, end) in lines_of(response) {
         let line = &response[start..end];
-        if let Some(secs) = date_line(line) {
-            enc.fixed(DATE, &secs.to_le_bytes());
-            continue;
-        }
         if start == 0
             && let Some(i) = STATUS_LINES.iter().position(|l| *l == line)
         {
             enc.fixed(STATUS, &[i as u8]);
             continue;
         }
+        if line.starts_with(b"Date: ")
+            && let Some(secs) = date_line(line)
+        {
+            enc.fixed(DATE, &secs.to_le_bytes());
+            continue;
+        }
         // The longest request line this response line begins with.
-        let copied = lines
-            .iter()
-            .filter(|&&(s, e)| e - s >= MIN_COPY && line.starts_with(&request[s..e]))
-            .max_by_key(|&&(s, e)| e - s);
-        match copied {
-            Some(&(s, e)) => {
+        let mut best: Option<(usize, usize)> = None;
+        for &(s, e) in lines {
+            let (s, e) = (usize::from(s), usize::from(e));
+            let candidate = &request[s..e];
+            if candidate.len() <= line.len()
+                && candidate[0] == line[0]
+                && best.is_none_or(|(bs, be)| e - s > be - bs)
+                && line.starts_with(candidate)
+            {
+                best = Some((s, e));
+            }
+        }
+        match best {
+            Some((s, e)) => {
                 // Past the request line's end while the bytes still agree:
                 // its CRLF, usually.
                 let mut n = e - s;
@@ -221,25 +246,43 @@ impl Encoder {
 /// The seconds of a `Date:` line that [`decode`] writes back byte for byte.
 fn date_line(line: &[u8]) -> Option<u32> {
     let value = line.strip_prefix(b"Date: ")?.strip_suffix(b"\r\n")?;
+    // IMF-fixdate is 29 bytes, e.g. `Mon, 07 Dec 2026 16:51:06 GMT`.
+    if value.len() != 29 {
+        return None;
+    }
     let value = std::str::from_utf8(value).ok()?;
     let at: SystemTime = httpdate::parse_http_date(value).ok()?;
     let secs = u32::try_from(at.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()?;
-    (httpdate::fmt_http_date(at) == value).then_some(secs)
+    // Only a date httpdate writes back the same way (it also accepts the
+    // obsolete RFC 850 and asctime forms, which are not 29 bytes long, and
+    // a wrong weekday, which it would correct).
+    let mut again = Fixed29::default();
+    std::fmt::write(&mut again, format_args!("{}", httpdate::HttpDate::from(at))).ok()?;
+    (again.len == 29 && again.buf == value.as_bytes()).then_some(secs)
+}
+
+/// A 29-byte buffer to format a date into without allocating.
+#[derive(Default)]
+struct Fixed29 {
+    buf: [u8; 29],
+    len: usize,
+}
+
+impl std::fmt::Write for Fixed29 {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Where the header section ends (after its blank line), or the end.
 fn header_end(msg: &[u8]) -> usize {
-    msg.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(msg.len(), |p| p + 4)
-}
-
-/// The lines of `bytes` without their CRLF, as ranges.
-fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    lines_of(bytes).map(move |(s, e)| {
-        let line = &bytes[s..e];
-        (s, s + line.strip_suffix(b"\r\n").unwrap_or(line).len())
-    })
+    memchr::memmem::find(msg, b"\r\n\r\n").map_or(msg.len(), |p| p + 4)
 }
 
 /// The lines of `bytes` with their CRLF (the last one may have none).
@@ -249,15 +292,19 @@ fn lines_of(bytes: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
         if start >= bytes.len() {
             return None;
         }
-        let end = memchr_crlf(&bytes[start..]).map_or(bytes.len(), |p| start + p + 2);
+        // A bare LF inside a line is not its end: look for LF preceded by CR.
+        let mut from = start;
+        let end = loop {
+            match memchr::memchr(b'\n', &bytes[from..]) {
+                Some(p) if from + p > start && bytes[from + p - 1] == b'\r' => break from + p + 1,
+                Some(p) => from += p + 1,
+                None => break bytes.len(),
+            }
+        };
         let range = (start, end);
         start = end;
         Some(range)
     })
-}
-
-fn memchr_crlf(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(2).position(|w| w == b"\r\n")
 }
 
 fn take<'a>(ops: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
