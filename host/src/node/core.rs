@@ -120,24 +120,15 @@ fn now() -> Now {
 
 impl InboundHandler for Core {
     fn on_inbound(&self, ev: InboundEvent) {
+        // The handler runs on the socket's receive task: hand the message to
+        // its own task so a slow store lookup never stalls the socket.
         let Some(core) = self.me.upgrade() else {
             return;
         };
         if let (Some(hep), InboundEvent::Message(m)) = (&self.hep, &ev) {
             hep.received(&m.source, &m.data);
         }
-        // The handler runs on the socket's receive task. Most messages are
-        // handled without waiting for anything (the embedded store, the
-        // policy, a UDP send): they finish in this first poll, with no task
-        // spawned and no wake-up. One that waits (Cassandra, DNS, a TCP
-        // connect) goes on in a task of its own, so the socket never
-        // stalls behind it. The first poll's waker is a no-op: the task's
-        // own first poll registers its real one.
-        let mut handling = Box::pin(core.handle(ev));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if handling.as_mut().poll(&mut cx).is_pending() {
-            tokio::spawn(handling);
-        }
+        tokio::spawn(async move { core.handle(ev).await });
     }
 }
 
