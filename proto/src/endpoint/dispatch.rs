@@ -79,7 +79,10 @@ impl Endpoint {
             // Its transaction completed and was kept compact: rebuild the
             // response from this copy of the request.
             self.stats.retransmissions_absorbed.inc();
-            if let Some(data) = response_delta::decode(delta, msg.as_bytes()) {
+            // (An empty delta: an INVITE answered 2xx, which only absorbs.)
+            if !delta.is_empty()
+                && let Some(data) = response_delta::decode(delta, msg.as_bytes())
+            {
                 self.reply(source, data);
             }
             return;
@@ -158,6 +161,13 @@ impl Endpoint {
     /// when it was for our own domain (we could only guess its targets).
     fn on_cancel(&mut self, now: Now, source: Source, msg: SipMessage, key: ServerKey) {
         let invite = ServerKey::new(key.branch(), key.sent_by(), "INVITE");
+        if self.completed.contains(&invite) {
+            // Answered 2xx already (and kept compact): nothing to cancel,
+            // but the INVITE is known (§9.2, §16.10).
+            let resp = local_response(&msg, &source, 200, "OK", &[]);
+            self.reply(source, resp);
+            return;
+        }
         let Some(&id) = self.servers.get(&invite) else {
             let ours = msg
                 .request_uri()

@@ -379,7 +379,7 @@ impl Endpoint {
                 }
             }
         }
-        if self.retire(tx) {
+        if self.retire(tx, now) {
             return;
         }
         if let Some(entry) = self.txs.get_mut(&tx) {
@@ -393,7 +393,7 @@ impl Endpoint {
     /// response kept as a delta from the request, its `ProxyTx` dropped.
     /// It no longer counts for `max_transactions`: the completed ones
     /// have their own cap, `max_completed`.
-    fn retire(&mut self, tx: u64) -> bool {
+    fn retire(&mut self, tx: u64, now: Now) -> bool {
         let Some(entry) = self.txs.get(&tx) else {
             return false;
         };
@@ -401,8 +401,13 @@ impl Endpoint {
             return false;
         };
         let request = entry.tx.request.as_bytes();
-        let Some(delta) = response_delta::encode(request, response) else {
-            return false;
+        let delta = match response.is_empty() {
+            // An INVITE answered 2xx only absorbs: nothing to re-send.
+            true => Vec::new(),
+            false => match response_delta::encode(request, &response) {
+                Some(delta) => delta,
+                None => return false,
+            },
         };
         if self.completed.len() >= self.config.max_completed {
             self.completed.evict_oldest();
@@ -416,12 +421,22 @@ impl Endpoint {
         ) {
             return false;
         }
-        let entry = self.txs.remove(&tx).expect("looked up above");
+        let mut entry = self.txs.remove(&tx).expect("looked up above");
         if let Some(timer) = entry.timer {
             self.timers.cancel(timer);
         }
         if self.servers.remove(entry.tx.key()).is_some() {
             self.config.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        for out in entry.tx.retire(now.instant) {
+            match out {
+                Output::Unregister { key } => {
+                    self.clients.remove(&key);
+                }
+                // `on-complete`: its answer finds no transaction, as wanted.
+                Output::Hook(hook) => self.ask(IoKind::Hook(hook), Waiter::Hook { tx }),
+                _ => {}
+            }
         }
         true
     }

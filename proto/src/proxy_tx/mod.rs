@@ -25,8 +25,8 @@ use crate::policy::{Policy, PolicyCtx, Reply};
 use crate::proxy::fork::{BranchId, ResponseContext, Target};
 use crate::proxy::request::LocalAnswer;
 use crate::transaction::{
-    ClientEvent, ClientKey, ClientTransaction, Disposition, Kind, ServerEvent, ServerKey,
-    ServerState, ServerTransaction, TimerConfig,
+    ClientEvent, ClientKey, ClientState, ClientTransaction, Disposition, Kind, ServerEvent,
+    ServerKey, ServerState, ServerTransaction, TimerConfig,
 };
 
 /// Which client transaction of a [`ProxyTx`] a response belongs to.
@@ -206,28 +206,59 @@ impl ProxyTx {
         }
     }
 
-    /// A non-INVITE whose final response went upstream and that has
-    /// nothing left to do but absorb retransmissions until Timer J: no
-    /// branch, CANCEL, hook or policy (`on-complete`) still to come. Its
-    /// response and that deadline, for the endpoint's compact table.
-    pub fn absorbing_only(&self) -> Option<(&Bytes, Instant)> {
-        if self.invite
-            || self.policy.is_some()
-            || self.hook_running
-            || !self.hooks_waiting.is_empty()
-            || self.server.state() != ServerState::Completed
-        {
+    /// A transaction whose final response went upstream and that has
+    /// nothing left to do but absorb retransmissions of its request, with
+    /// no branch, CANCEL or hook still at work:
+    ///
+    /// - a non-INVITE in Completed until Timer J (§17.2.2), re-sending its
+    ///   response: that response and the deadline;
+    /// - an INVITE answered 2xx, in Accepted until Timer L (RFC 6026
+    ///   §8.7), whose branches are done or in Accepted themselves: a
+    ///   retransmitted INVITE is only absorbed (an empty response), a 2xx
+    ///   the UAS retransmits is forwarded statelessly (§16.7 step 9 as
+    ///   updated by RFC 6026 §8.10) and its ACK is end-to-end anyway.
+    ///
+    /// A non-2xx INVITE keeps its transaction: its ACK is hop-by-hop and
+    /// must be absorbed, which only it can tell apart (Timer I, 5 s).
+    pub fn absorbing_only(&self) -> Option<(Bytes, Instant)> {
+        if self.hook_running || !self.hooks_waiting.is_empty() {
             return None;
         }
+        let response = match (self.invite, self.server.state()) {
+            (false, ServerState::Completed) => self.server.last_response()?.clone(),
+            (true, ServerState::Accepted) => Bytes::new(),
+            _ => return None,
+        };
         let branches_done = self.branches.iter().all(|s| {
+            let accepted = |c: &ClientTransaction| c.state() == ClientState::Accepted;
             !s.resolving
-                && s.client.as_ref().is_none_or(|c| c.is_terminated())
+                && s.client
+                    .as_ref()
+                    .is_none_or(|c| c.is_terminated() || accepted(c))
                 && s.cancel.as_ref().is_none_or(|(_, c)| c.is_terminated())
         });
         if !branches_done {
             return None;
         }
-        Some((self.server.last_response()?, self.server.poll_timeout()?))
+        Some((response, self.server.poll_timeout()?))
+    }
+
+    /// The transaction leaves for the endpoint's compact table
+    /// ([`Self::absorbing_only`]): its client keys are let go, and a
+    /// policy gets its `on-complete` now.
+    pub fn retire(&mut self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.finished = true;
+        self.complete(now, &mut out);
+        for slot in &mut self.branches {
+            if let Some(k) = slot.key.take() {
+                out.push(Output::Unregister { key: k });
+            }
+            if let Some((k, _)) = slot.cancel.take() {
+                out.push(Output::Unregister { key: k });
+            }
+        }
+        out
     }
 
     pub fn key(&self) -> &ServerKey {

@@ -140,6 +140,20 @@ impl CompletedTable {
         (rec.source == self.source_hash(origin)).then_some(rec.delta)
     }
 
+    /// Whether a transaction with this key is kept (whatever its origin).
+    pub fn contains(&self, key: &ServerKey) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        let hash = self.key_hash(key);
+        let (chunks, first_seq) = (&self.chunks, self.first_seq);
+        self.index
+            .find(hash as u64, |off| {
+                record(chunks, first_seq, *off).key == hash
+            })
+            .is_some()
+    }
+
     /// Forgets every transaction whose deadline passed; how many.
     pub fn expire(&mut self, now: Instant) -> usize {
         let Some(epoch) = self.epoch else { return 0 };

@@ -302,6 +302,39 @@ fn after_a_strict_router_the_last_route_becomes_the_request_uri() {
 }
 
 #[test]
+fn an_answered_invite_is_kept_compact_absorbing_its_retransmissions() {
+    let mut h = Harness::new();
+    let fwd = invite_bob(&mut h, phone(5070), "inv9");
+    let ok = response_to(&fwd, 200, "OK");
+    h.recv(phone(5080), &ok);
+    assert_eq!(status(&h.sent_one()), 200);
+    // RFC 6026 Accepted, with nothing left but absorbing: out of the
+    // transaction table, its branch's client key let go.
+    assert!(h.ep.txs.is_empty(), "retired");
+    assert_eq!(h.ep.completed(), 1);
+    assert!(h.ep.clients.is_empty());
+    // A retransmitted INVITE is absorbed: nothing sent, nothing routed.
+    h.recv(phone(5070), &invite("sip:bob@sip.test", "inv9", ""));
+    assert!(h.sent().is_empty() && h.ios.is_empty());
+    // The UAS's retransmitted 2xx still reaches the caller (statelessly,
+    // by its Via).
+    h.recv(phone(5080), &ok);
+    assert_eq!(h.answer_resolve("127.0.0.2:5070"), "sip:127.0.0.2:5070");
+    let sent = h.sent();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(status(&sent[0].1), 200);
+    // A CANCEL that crossed the 2xx is answered 200 (§9.2).
+    let cancel = invite("sip:bob@sip.test", "inv9", "")
+        .replace("INVITE sip:bob@sip.test", "CANCEL sip:bob@sip.test")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    h.recv(phone(5070), &cancel);
+    assert_eq!(status(&h.sent_one()), 200);
+    // Timer L (64*T1) later it is forgotten.
+    h.advance(Duration::from_secs(33));
+    assert_eq!(h.ep.completed(), 0);
+}
+
+#[test]
 fn cancel_is_answered_then_sent_down_and_the_487_goes_up_with_an_ack_down() {
     let mut h = Harness::new();
     let fwd = invite_bob(&mut h, phone(5070), "inv5");
