@@ -192,9 +192,10 @@ pub struct LimitsConfig {
     /// Retry-After, statelessly, once (counted as
     /// `switchyard_overloaded_total`).
     pub max_transactions: usize,
-    /// Completed non-INVITE transactions kept (compactly, ~150 B each) to
-    /// absorb retransmissions until Timer J; past it the oldest are
-    /// forgotten early (`switchyard_completed_evicted_total`).
+    /// Completed transactions kept (compactly, ~150 B each) to absorb
+    /// retransmissions until Timer J (non-INVITE) or L (INVITE answered
+    /// 2xx); past it the oldest are forgotten early
+    /// (`switchyard_completed_evicted_total`).
     pub max_completed_transactions: usize,
     /// Messages per second one source (IPv4 address, IPv6 /64) may send on
     /// average, checked before parsing; over it, dropped unanswered. 0 = off.

@@ -72,8 +72,9 @@ pub struct Endpoint {
     /// wire (transaction keys) keep the standard, randomly seeded one.
     txs: FxHashMap<u64, Entry>,
     servers: HashMap<ServerKey, u64>,
-    /// Non-INVITE server transactions past their final response, kept
-    /// compact until Timer J ([`CompletedTable`]).
+    /// Server transactions past their final response with nothing left
+    /// but absorbing retransmissions (a non-INVITE until Timer J, an
+    /// INVITE answered 2xx until Timer L), kept compact ([`CompletedTable`]).
     completed: CompletedTable,
     clients: HashMap<ClientKey, (u64, Role)>,
     timers: TimerQueue<u64>,
@@ -291,7 +292,7 @@ impl Endpoint {
         (servers, self.clients.len(), self.timers.len())
     }
 
-    /// Completed non-INVITE server transactions kept compact for Timer J.
+    /// Completed server transactions kept compact ([`CompletedTable`]).
     pub fn completed(&self) -> usize {
         self.completed.len()
     }

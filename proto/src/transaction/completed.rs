@@ -4,7 +4,10 @@
 //! retransmissions of its request, re-sending the response, until Timer J
 //! (64·T1, 32 s over UDP; RFC 3261 §17.2.2). At 30 000 REGISTERs a second
 //! that is a million transactions doing nothing else, so they leave the
-//! transaction table for this one, which keeps per transaction:
+//! transaction table for this one. So does an INVITE answered 2xx once its
+//! branch is answered: in RFC 6026's Accepted state (Timer L) it only
+//! absorbs retransmitted INVITEs, with an empty response. Per transaction
+//! the table keeps:
 //!
 //! - a 128-bit keyed hash of its [`ServerKey`] (SipHash-1-3, keys from the
 //!   endpoint's RNG, so nobody can make two keys collide on purpose);
