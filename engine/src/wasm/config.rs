@@ -12,16 +12,17 @@ use super::EngineError;
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Wall-clock budget of one hook call, in milliseconds (default 5). A
-    /// guest still running when it passes is interrupted (counted `timeout`).
+    /// Budget of one hook call in its thread's CPU time, in milliseconds
+    /// (default 5; at most 4 × this of wall clock). A guest past it is
+    /// interrupted (counted `timeout`).
     pub hook_deadline_ms: u64,
-    /// Wall-clock budget of instantiating an instance and running its
-    /// `init`, in milliseconds (default 100): a policy may build tables from
+    /// Budget of instantiating an instance and running its `init`, in
+    /// milliseconds of CPU time (default 100): a policy may build tables from
     /// its config there, once per instance.
     pub init_deadline_ms: u64,
     /// Period of the epoch ticker that enforces the deadline, in milliseconds
-    /// (default 1). A call is cut off between `hook_deadline_ms - epoch_tick_ms`
-    /// and `hook_deadline_ms` (+ scheduling delay) after it started.
+    /// (default 1). Once a call's deadline in ticks has passed, its CPU
+    /// time is checked at every tick (`cpu_deadline`).
     pub epoch_tick_ms: u64,
     /// Linear memory cap of one policy instance, in MiB (default 16). A guest
     /// growing past it gets an allocation failure (counted `out-of-memory`).

@@ -112,14 +112,20 @@ pub(crate) struct HostState {
     /// The origin of the request whose `on-request` / `on-register` call
     /// is running; `None` in other hooks.
     pub origin: Option<crate::Origin>,
+    /// The running call's budget, checked at each epoch deadline.
+    pub deadline: super::cpu_deadline::CpuDeadline,
+    /// The engine's epoch tick: a budget of N ticks is N of these.
+    pub tick: std::time::Duration,
 }
 
 impl HostState {
-    pub fn new(ctx: Arc<GuestContext>, cap_bytes: usize) -> Self {
+    pub fn new(ctx: Arc<GuestContext>, cap_bytes: usize, tick: std::time::Duration) -> Self {
         HostState {
             ctx,
             memory: MemoryCap::new(cap_bytes),
             origin: None,
+            deadline: super::cpu_deadline::CpuDeadline::start(tick),
+            tick,
         }
     }
 }

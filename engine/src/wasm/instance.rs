@@ -54,11 +54,23 @@ impl Instance {
     ) -> Result<Instance, InstantiateError> {
         let mut store = Store::new(
             pre.engine(),
-            HostState::new(ctx.clone(), config.memory_cap_bytes()),
+            HostState::new(ctx.clone(), config.memory_cap_bytes(), config.tick()),
         );
         store.limiter(|state| &mut state.memory);
+        // At each epoch deadline the call goes on, one tick at a time, while
+        // its thread has CPU budget left (`cpu_deadline`); else it traps.
+        store.epoch_deadline_callback(|ctx| {
+            if ctx.data().deadline.may_continue() {
+                Ok(wasmtime::UpdateDeadline::Continue(1))
+            } else {
+                Err(wasmtime::Trap::Interrupt.into())
+            }
+        });
         // A new store's deadline is 0 ticks: it would trap on first entry.
-        store.set_epoch_deadline(config.init_deadline_ticks());
+        let ticks = config.init_deadline_ticks();
+        store.data_mut().deadline =
+            super::cpu_deadline::CpuDeadline::start(config.tick() * ticks as u32);
+        store.set_epoch_deadline(ticks);
         let failed = |store: &Store<HostState>, error: wasmtime::Error| {
             if error.is::<wasmtime::PoolConcurrencyLimitError>() {
                 return InstantiateError::PoolExhausted;
@@ -100,7 +112,9 @@ impl Instance {
     /// full budget) and a cleared out-of-memory flag.
     pub fn prepare(&mut self, deadline_ticks: u64) {
         self.store.set_epoch_deadline(deadline_ticks);
-        self.store.data_mut().memory.hit = false;
+        let data = self.store.data_mut();
+        data.memory.hit = false;
+        data.deadline = super::cpu_deadline::CpuDeadline::start(data.tick * deadline_ticks as u32);
     }
 }
 

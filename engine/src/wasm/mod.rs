@@ -12,7 +12,7 @@
 //! | concern      | bound                                                                  |
 //! |--------------|------------------------------------------------------------------------|
 //! | capabilities | only our imports: `log`, `metrics`, `clock`, per-tenant `kv`, cached `location`. No files, sockets, env or other clocks: std's `wasi:cli/io/clocks/filesystem` imports are linked to traps, anything else is refused at load. `wasi:random` is real randomness (std's `HashMap` needs it). |
-//! | CPU          | a deadline per hook call (`hook_deadline_ms`, default 5 ms; instantiation plus `init` get `init_deadline_ms`, default 100 ms) enforced by epoch interruption: a ticker thread advances the engine's epoch every `epoch_tick_ms` and the guest traps when its budget of ticks is spent |
+//! | CPU          | a deadline per hook call (`hook_deadline_ms`, default 5 ms; instantiation plus `init` get `init_deadline_ms`, default 100 ms) of the thread's CPU time, checked by epoch interruption: a ticker thread advances the engine's epoch every `epoch_tick_ms`; once a call's ticks have passed, `cpu_deadline` lets it go on while its thread's CPU time is under budget, and never past 4 × the budget of wall clock |
 //! | memory       | a cap per instance (`max_memory_mib`, default 16 MiB) from a store limiter and the pooling allocator's slot size; growth past it fails and the guest's abort is counted as out-of-memory |
 //! | instances    | a pooling allocator sized for `max_instances` node-wide, `max_instances_per_version` per version; a call that finds none free gets the fallback at once, never waits |
 //! | decisions    | validated (`convert.rs`): reply codes 300..=699, no CR/LF in header values, SIP URIs that parse, caps on edit size, targets and ctx; edits of proxy-owned fields are dropped |
@@ -59,6 +59,7 @@ mod bindings;
 mod compile;
 mod config;
 mod convert;
+mod cpu_deadline;
 mod dialog;
 mod engine;
 mod failure;
