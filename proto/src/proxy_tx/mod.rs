@@ -248,8 +248,14 @@ impl ProxyTx {
     /// policy gets its `on-complete` now.
     pub fn retire(&mut self, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
+        self.finish(now, &mut out);
+        out
+    }
+
+    /// Done: `on-complete` for a policy, and every client key let go.
+    fn finish(&mut self, now: Instant, out: &mut Vec<Output>) {
         self.finished = true;
-        self.complete(now, &mut out);
+        self.complete(now, out);
         for slot in &mut self.branches {
             if let Some(k) = slot.key.take() {
                 out.push(Output::Unregister { key: k });
@@ -258,7 +264,6 @@ impl ProxyTx {
                 out.push(Output::Unregister { key: k });
             }
         }
-        out
     }
 
     pub fn key(&self) -> &ServerKey {
@@ -563,16 +568,7 @@ impl ProxyTx {
             }
         }
         if !self.finished && self.is_done() {
-            self.finished = true;
-            self.complete(now, &mut out);
-            for slot in &mut self.branches {
-                if let Some(k) = slot.key.take() {
-                    out.push(Output::Unregister { key: k });
-                }
-                if let Some((k, _)) = slot.cancel.take() {
-                    out.push(Output::Unregister { key: k });
-                }
-            }
+            self.finish(now, &mut out);
             out.push(Output::Finished {
                 key: self.key.clone(),
             });

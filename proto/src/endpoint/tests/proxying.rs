@@ -74,7 +74,13 @@ fn register_is_stored_with_our_path_and_answered_with_its_bindings() {
 
 /// Registers bob once over UDP and returns the 200 OK.
 fn register_bob(h: &mut Harness) -> String {
-    h.recv(phone(5080), REGISTER_BOB);
+    register_as(h, phone(5080), REGISTER_BOB)
+}
+
+/// Feeds `text` (a REGISTER) from `from`, stores what it asks and returns
+/// the one response.
+fn register_as(h: &mut Harness, from: Source, text: &str) -> String {
+    h.recv(from, text);
     let io = h.take_io();
     let IoKind::Register { update, at, .. } = io.kind else {
         panic!("a store write expected: {io:?}");
@@ -90,16 +96,7 @@ fn register_bob(h: &mut Harness) -> String {
 fn a_completed_register_is_kept_for_timer_j_then_forgotten() {
     let mut h = Harness::new();
     let register = REGISTER_BOB.replace("branch=z9hG4bKreg1", "branch=z9hG4bKreg1;rport");
-    h.recv(phone(5080), &register);
-    let io = h.take_io();
-    let IoKind::Register { update, at, .. } = io.kind else {
-        panic!("a store write expected: {io:?}");
-    };
-    let bindings = crate::registrar::apply(Vec::new(), &update, at)
-        .unwrap()
-        .bindings;
-    h.answer(io.id, IoResult::Registered(Ok(bindings)));
-    let ok = h.sent_one();
+    let ok = register_as(&mut h, phone(5080), &register);
     assert_eq!(status(&ok), 200, "{ok}");
     // RFC 3581 §4: the response's Via tells the phone where we saw it.
     assert_eq!(
@@ -129,16 +126,7 @@ fn past_the_completed_cap_the_oldest_is_forgotten_early_and_counted() {
     );
     for i in 1..=3 {
         let register = REGISTER_BOB.replace("z9hG4bKreg1", &format!("z9hG4bKreg{i}"));
-        h.recv(phone(5080), &register);
-        let io = h.take_io();
-        let IoKind::Register { update, at, .. } = io.kind else {
-            panic!("a store write expected: {io:?}");
-        };
-        let bindings = crate::registrar::apply(Vec::new(), &update, at)
-            .unwrap()
-            .bindings;
-        h.answer(io.id, IoResult::Registered(Ok(bindings)));
-        assert_eq!(status(&h.sent_one()), 200);
+        assert_eq!(status(&register_as(&mut h, phone(5080), &register)), 200);
     }
     assert_eq!(h.ep.completed(), 2);
     assert_eq!(h.ep.stats.completed_evicted.get(), 1);
@@ -172,16 +160,10 @@ fn a_completed_register_answers_only_a_true_retransmission() {
 #[test]
 fn a_register_over_tcp_keeps_nothing_once_answered() {
     let mut h = Harness::new();
-    h.recv(tcp_phone(5080), REGISTER_BOB);
-    let io = h.take_io();
-    let IoKind::Register { update, at, .. } = io.kind else {
-        panic!("a store write expected: {io:?}");
-    };
-    let bindings = crate::registrar::apply(Vec::new(), &update, at)
-        .unwrap()
-        .bindings;
-    h.answer(io.id, IoResult::Registered(Ok(bindings)));
-    assert_eq!(status(&h.sent_one()), 200);
+    assert_eq!(
+        status(&register_as(&mut h, tcp_phone(5080), REGISTER_BOB)),
+        200
+    );
     // §17.2.2: Timer J is zero over a reliable transport.
     assert_eq!(h.ep.counts(), (0, 0, 0));
     assert_eq!(h.ep.completed(), 0);
