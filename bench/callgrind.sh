@@ -6,6 +6,7 @@
 #   bash bench/callgrind.sh              # build (release), then both kinds
 #   SKIP_BUILD=1 KINDS=register bash bench/callgrind.sh
 #   KEEP=1 ...                           # keep the callgrind.out files (callgrind_annotate them)
+#   POLICY=builtin:default ...           # with a tenant policy on every request (the switchyard-wasm target)
 #
 # Each kind runs the node under callgrind twice, with N1 and N2 operations
 # (SIPp at a rate valgrind's one-core serialisation keeps up with), and
@@ -42,9 +43,13 @@ command -v valgrind >/dev/null || { echo "valgrind not found: apt-get install va
 
 # One node under callgrind; OPS operations of KIND; prints the node's Ir.
 measure() {
-    local kind=$1 ops=$2 out="$WORK/callgrind.$1.$2.out" node
+    local kind=$1 ops=$2 out="$WORK/callgrind.$1.$2.out" node policy_args=()
+    if [[ -n ${POLICY:-} ]]; then
+        printf '[tenants]\ndefault = "bench"\n[tenants.policies.bench]\nmodule = "%s"\n' "$POLICY" >"$WORK/policy.toml"
+        policy_args=(--config "$WORK/policy.toml")
+    fi
     valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no \
-        "$BIN" run --no-auth --listen "udp:$IP:$PORT" --domain "$DOMAIN" --log warn \
+        "$BIN" run --no-auth "${policy_args[@]+"${policy_args[@]}"}" --listen "udp:$IP:$PORT" --domain "$DOMAIN" --log warn \
         >"$WORK/node.$kind.$ops.log" 2>&1 &
     node=$!
     PIDS+=("$node")
@@ -65,7 +70,10 @@ measure() {
             -d 20 >/dev/null 2>&1 || { log "call run failed"; exit 1; }
         stop_pid "$uas"
     fi
-    # SIGTERM: the node drains and exits, and callgrind writes its file.
+    # SIGTERM: the node drains and exits, and callgrind writes its file;
+    # under valgrind that can take longer than stop_pid's 5 s.
+    kill -TERM "$node" 2>/dev/null || true
+    for _ in $(seq 600); do kill -0 "$node" 2>/dev/null || break; sleep 0.1; done
     stop_pid "$node"
     awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }

@@ -24,6 +24,7 @@ mod params;
 mod parse;
 mod response;
 mod scan;
+pub mod text;
 mod uri;
 mod validate;
 mod via;

@@ -29,6 +29,28 @@ pub enum Host<'a> {
 }
 
 impl<'a> Host<'a> {
+    /// Appends the host as it is written in a URI (an IPv6 address in
+    /// brackets): `Display` without `core::fmt` for the common cases.
+    pub fn push_to(&self, out: &mut String) {
+        match self {
+            Host::Domain(d) => out.push_str(d),
+            Host::V4(a) => crate::text::push_ipv4(out, *a),
+            Host::V6(a) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "[{a}]");
+            }
+        }
+    }
+
+    /// Whether this host is the address `ip` (never for a name).
+    pub fn is_ip(&self, ip: std::net::IpAddr) -> bool {
+        match (self, ip) {
+            (Host::V4(a), std::net::IpAddr::V4(b)) => *a == b,
+            (Host::V6(a), std::net::IpAddr::V6(b)) => *a == b,
+            _ => false,
+        }
+    }
+
     /// Parse `hostname / IPv4address / IPv6reference` (RFC 3261 §25.1).
     /// An IPv6 address must be bracketed (RFC 5118 §4.2).
     pub fn parse(s: &'a str) -> Result<Host<'a>, ParseError> {
@@ -89,7 +111,11 @@ impl fmt::Display for Host<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Domain(d) => f.write_str(d),
-            Host::V4(a) => write!(f, "{a}"),
+            Host::V4(_) => {
+                let mut text = String::with_capacity(15);
+                self.push_to(&mut text);
+                f.write_str(&text)
+            }
             Host::V6(a) => write!(f, "[{a}]"),
         }
     }

@@ -21,8 +21,8 @@ pub struct EngineConfig {
     /// its config there, once per instance.
     pub init_deadline_ms: u64,
     /// Period of the epoch ticker that enforces the deadline, in milliseconds
-    /// (default 1). Once a call's deadline in ticks has passed, its CPU
-    /// time is checked at every tick (`cpu_deadline`).
+    /// (default 1). From a call's first tick on, its thread's CPU time is
+    /// checked at every tick (`cpu_deadline`).
     pub epoch_tick_ms: u64,
     /// Linear memory cap of one policy instance, in MiB (default 16). A guest
     /// growing past it gets an allocation failure (counted `out-of-memory`).

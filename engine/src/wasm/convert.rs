@@ -12,6 +12,7 @@ use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use switchyard_codec::text::socket_addr_string;
 use switchyard_codec::{Scheme, Uri};
 
 use super::bindings::{hooks, types};
@@ -163,8 +164,8 @@ fn wit_transport(transport: Transport) -> types::Transport {
 pub(crate) fn wit_source(src: &Source) -> types::Source {
     types::Source {
         transport: wit_transport(src.transport),
-        remote: src.remote.to_string(),
-        local: src.local.to_string(),
+        remote: socket_addr_string(src.remote),
+        local: socket_addr_string(src.local),
     }
 }
 

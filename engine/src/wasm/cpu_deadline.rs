@@ -1,14 +1,20 @@
 //! A hook's time budget counted in its thread's CPU time.
 //!
-//! The ticker advances the engine's epoch every `epoch_tick_ms`; when a
-//! call's deadline in ticks comes, wasmtime asks [`CpuDeadline`] whether it
-//! may go on. It may while the thread has used less CPU than the budget
-//! since the call began: on a busy machine the thread can be descheduled
-//! for longer than a 5 ms budget while the guest has run for microseconds,
-//! and a wall-clock deadline would fail that call for nothing. A guest
-//! that loops uses CPU and is cut off as before. A wall-clock cap of
-//! [`WALL_FACTOR`] times the budget still bounds a call whatever the CPU
-//! accounting says.
+//! The ticker advances the engine's epoch every `epoch_tick_ms`. A call's
+//! store has its epoch deadline at the next tick, and at every tick from
+//! then on wasmtime asks [`CpuDeadline`] whether the call may go on. It may
+//! while the thread has used less CPU than the budget: on a busy machine
+//! the thread can be descheduled for longer than a 5 ms budget while the
+//! guest has run for microseconds, and a wall-clock deadline would fail
+//! that call for nothing. A guest that loops uses CPU and is cut off. A
+//! wall-clock cap of [`WALL_FACTOR`] times the budget still bounds a call
+//! whatever the CPU accounting says.
+//!
+//! The thread's CPU clock is a system call (no vDSO serves
+//! `CLOCK_THREAD_CPUTIME_ID`), so it is first read at the call's first
+//! tick, not when the call begins: the hooks that end within the tick they
+//! started in, nearly all of them, never read it. What ran before that
+//! first reading, less than one tick, goes uncounted.
 
 use std::time::{Duration, Instant};
 
@@ -17,24 +23,27 @@ pub(crate) const WALL_FACTOR: u32 = 4;
 
 /// The budget of the call running in a store.
 pub(crate) struct CpuDeadline {
-    cpu_start: Duration,
+    /// The thread's CPU time at the call's first tick; `None` before it.
+    cpu_start: Option<Duration>,
     wall_start: Instant,
     budget: Duration,
 }
 
 impl CpuDeadline {
-    /// A call begins now on this thread with `budget`.
+    /// A call begins now with `budget`; arm the store's epoch deadline
+    /// at the next tick.
     pub fn start(budget: Duration) -> Self {
         CpuDeadline {
-            cpu_start: thread_cpu_time(),
+            cpu_start: None,
             wall_start: Instant::now(),
             budget,
         }
     }
 
-    /// At an epoch deadline: whether the call may run on (one more tick).
-    pub fn may_continue(&self) -> bool {
-        let cpu = thread_cpu_time().saturating_sub(self.cpu_start);
+    /// At a tick: whether the call may run on (until the next tick).
+    pub fn may_continue(&mut self) -> bool {
+        let cpu_now = thread_cpu_time();
+        let cpu = cpu_now.saturating_sub(*self.cpu_start.get_or_insert(cpu_now));
         cpu < self.budget && self.wall_start.elapsed() < self.budget * WALL_FACTOR
     }
 }
@@ -58,13 +67,15 @@ mod tests {
 
     #[test]
     fn a_busy_thread_spends_its_budget_and_a_sleeping_one_only_the_wall_cap() {
-        let busy = CpuDeadline::start(Duration::from_millis(5));
+        let mut busy = CpuDeadline::start(Duration::from_millis(5));
+        assert!(busy.may_continue(), "the first tick reads the clock");
         let until = Instant::now() + Duration::from_millis(8);
         while Instant::now() < until {
             std::hint::black_box(0u64);
         }
         assert!(!busy.may_continue(), "8 ms of CPU is past a 5 ms budget");
-        let idle = CpuDeadline::start(Duration::from_millis(5));
+        let mut idle = CpuDeadline::start(Duration::from_millis(5));
+        assert!(idle.may_continue());
         std::thread::sleep(Duration::from_millis(8));
         assert!(idle.may_continue(), "8 ms asleep used no CPU");
         std::thread::sleep(Duration::from_millis(15));

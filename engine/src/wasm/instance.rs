@@ -57,10 +57,10 @@ impl Instance {
             HostState::new(ctx.clone(), config.memory_cap_bytes(), config.tick()),
         );
         store.limiter(|state| &mut state.memory);
-        // At each epoch deadline the call goes on, one tick at a time, while
-        // its thread has CPU budget left (`cpu_deadline`); else it traps.
-        store.epoch_deadline_callback(|ctx| {
-            if ctx.data().deadline.may_continue() {
+        // At each tick the call goes on, one tick at a time, while its
+        // thread has CPU budget left (`cpu_deadline`); else it traps.
+        store.epoch_deadline_callback(|mut ctx| {
+            if ctx.data_mut().deadline.may_continue() {
                 Ok(wasmtime::UpdateDeadline::Continue(1))
             } else {
                 Err(wasmtime::Trap::Interrupt.into())
@@ -70,7 +70,7 @@ impl Instance {
         let ticks = config.init_deadline_ticks();
         store.data_mut().deadline =
             super::cpu_deadline::CpuDeadline::start(config.tick() * ticks as u32);
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(1);
         let failed = |store: &Store<HostState>, error: wasmtime::Error| {
             if error.is::<wasmtime::PoolConcurrencyLimitError>() {
                 return InstantiateError::PoolExhausted;
@@ -109,9 +109,10 @@ impl Instance {
     }
 
     /// Arms the store for one hook call: a fresh deadline (each call gets the
-    /// full budget) and a cleared out-of-memory flag.
+    /// full budget, checked from the next tick on) and a cleared
+    /// out-of-memory flag.
     pub fn prepare(&mut self, deadline_ticks: u64) {
-        self.store.set_epoch_deadline(deadline_ticks);
+        self.store.set_epoch_deadline(1);
         let data = self.store.data_mut();
         data.memory.hit = false;
         data.deadline = super::cpu_deadline::CpuDeadline::start(data.tick * deadline_ticks as u32);

@@ -54,9 +54,7 @@ pub(super) fn via_behind_nat(msg: &SipMessage, source: Source) -> bool {
     let Ok(via) = msg.top_via() else {
         return true;
     };
-    let host = via.host.to_string();
-    let host = host.trim_matches(|c| c == '[' || c == ']');
-    host.parse::<std::net::IpAddr>().ok() != Some(source.remote.ip())
+    !via.host.is_ip(source.remote.ip())
         || (source.transport == Transport::Udp && via.port.unwrap_or(5060) != source.remote.port())
 }
 
@@ -65,10 +63,8 @@ pub(super) fn via_behind_nat(msg: &SipMessage, source: Source) -> bool {
 /// only the address counts: the connection's port is ephemeral, never the
 /// one a UA listens on and puts in its Contact.
 pub(super) fn behind_nat(contact: &Uri<'_>, flow: Source) -> bool {
-    let host = contact.host.to_string();
-    let host = host.trim_matches(|c| c == '[' || c == ']');
     let default_port = 5060;
-    host.parse::<std::net::IpAddr>().ok() != Some(flow.remote.ip())
+    !contact.host.is_ip(flow.remote.ip())
         || (flow.transport == Transport::Udp
             && contact.port.unwrap_or(default_port) != flow.remote.port())
 }

@@ -236,10 +236,12 @@ fn local_response(
 pub(super) fn server_key(msg: &SipMessage) -> Option<ServerKey> {
     let via = msg.top_via().ok()?;
     let method = msg.method()?;
-    let sent_by = match via.port {
-        Some(p) => format!("{}:{p}", via.host),
-        None => via.host.to_string(),
-    };
+    let mut sent_by = String::with_capacity(32);
+    via.host.push_to(&mut sent_by);
+    if let Some(port) = via.port {
+        sent_by.push(':');
+        switchyard_codec::text::push_u16(&mut sent_by, port);
+    }
     match via.branch() {
         Some(branch) if is_rfc3261_branch(branch) => {
             Some(ServerKey::new(branch, &sent_by, method.as_str()))

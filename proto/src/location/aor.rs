@@ -37,11 +37,15 @@ impl Aor {
         if host.is_empty() {
             return Err(AorError::MissingHost);
         }
-        let host = host.to_ascii_lowercase();
-        let text = match user {
-            Some(user) if !user.is_empty() => format!("{}@{host}", percent_decode(user)),
-            _ => host,
-        };
+        let user = user.filter(|u| !u.is_empty()).map(percent_decode);
+        let mut text = String::with_capacity(user.as_ref().map_or(0, |u| u.len() + 1) + host.len());
+        if let Some(user) = user {
+            text.push_str(&user);
+            text.push('@');
+        }
+        let start = text.len();
+        text.push_str(host);
+        text[start..].make_ascii_lowercase();
         Ok(Aor(text.into()))
     }
 

@@ -226,7 +226,7 @@ fn default_port(uri: &Uri<'_>) -> u16 {
 fn host_text(host: &Host<'_>) -> String {
     match host {
         Host::Domain(d) => d.to_ascii_lowercase(),
-        Host::V4(ip) => IpAddr::V4(*ip).to_string(),
+        Host::V4(ip) => switchyard_codec::text::ip_string(IpAddr::V4(*ip)),
         Host::V6(ip) => IpAddr::V6(*ip).to_string(),
     }
 }

@@ -66,22 +66,27 @@ pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), LocalAnswer
         return Err(LocalAnswer::new(483, "Too Many Hops"));
     }
     // Step 4: loop detection, by recomputing the loop hash we put in our branches.
+    // Our branch with this request's hash, in a Via that is ours.
     let hash = loop_hash(msg);
+    let mut sent_by = String::new();
     for via in msg.vias().flatten() {
-        let ours = identity.addresses().iter().any(|a| {
-            let sent_by = match via.port {
-                Some(p) => format!("{}:{p}", via.host),
-                None => format!("{}:5060", via.host),
-            };
-            sent_by.eq_ignore_ascii_case(&a.advertised)
-                || (via.port.is_none() && via.host.to_string().eq_ignore_ascii_case(&a.advertised))
-        });
-        if ours
-            && let Some(b) = via.branch()
-            && b.strip_prefix(BRANCH_PREFIX)
-                .and_then(|rest| rest.split('.').next())
-                == Some(hash.as_str())
+        let Some(b) = via.branch() else { continue };
+        if b.strip_prefix(BRANCH_PREFIX)
+            .and_then(|rest| rest.split('.').next())
+            != Some(hash.as_str())
         {
+            continue;
+        }
+        sent_by.clear();
+        via.host.push_to(&mut sent_by);
+        let host_len = sent_by.len();
+        sent_by.push(':');
+        switchyard_codec::text::push_u16(&mut sent_by, via.port.unwrap_or(5060));
+        let ours = identity.addresses().iter().any(|a| {
+            sent_by.eq_ignore_ascii_case(&a.advertised)
+                || (via.port.is_none() && sent_by[..host_len].eq_ignore_ascii_case(&a.advertised))
+        });
+        if ours {
             return Err(LocalAnswer::new(482, "Loop Detected"));
         }
     }
@@ -276,12 +281,8 @@ pub fn rfc3581(msg: &SipMessage, source: &crate::net::Source) -> (Option<String>
     };
     let ip = source.remote.ip();
     let wants_rport = matches!(via.rport(), Some(None));
-    let host_matches = match via.host {
-        switchyard_codec::Host::V4(a) => ip == std::net::IpAddr::V4(a),
-        switchyard_codec::Host::V6(a) => ip == std::net::IpAddr::V6(a),
-        switchyard_codec::Host::Domain(_) => false,
-    };
-    let received = (!host_matches || wants_rport).then(|| ip.to_string());
+    let host_matches = via.host.is_ip(ip);
+    let received = (!host_matches || wants_rport).then(|| switchyard_codec::text::ip_string(ip));
     let rport = wants_rport.then_some(source.remote.port());
     (received, rport)
 }

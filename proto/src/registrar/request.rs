@@ -2,7 +2,6 @@
 //! from the request alone, before the location store is touched.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use switchyard_codec::{Contacts, HeaderName, Method, NameAddr, Scheme, SipMessage, Uri};
 
@@ -299,9 +298,12 @@ pub fn contact_key(uri: &Uri<'_>) -> String {
         }
         key.push('@');
     }
-    key.push_str(&uri.host.to_string().to_ascii_lowercase());
+    let host = key.len();
+    uri.host.push_to(&mut key);
+    key[host..].make_ascii_lowercase();
     if let Some(port) = uri.port {
-        let _ = write!(key, ":{port}");
+        key.push(':');
+        switchyard_codec::text::push_u16(&mut key, port);
     }
     let mut params: Vec<(String, Option<String>)> = uri
         .params

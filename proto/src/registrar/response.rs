@@ -114,19 +114,24 @@ pub fn millis(t: SystemTime) -> u64 {
 /// parameters the UA needs to recognise its own binding (RFC 5626 §6
 /// echoes `+sip.instance` and `reg-id`).
 fn contact_value(binding: &Binding, now: SystemTime) -> String {
-    let mut value = format!(
-        "<{}>;expires={}",
-        binding.contact,
-        binding.remaining_secs(now)
-    );
+    use switchyard_codec::text::push_u64;
+    let mut value = String::with_capacity(binding.contact.len() + 64);
+    value.push('<');
+    value.push_str(&binding.contact);
+    value.push_str(">;expires=");
+    push_u64(&mut value, binding.remaining_secs(now).into());
     if let Some(q) = binding.q {
-        let _ = write!(value, ";q={}", q_to_string(q));
+        value.push_str(";q=");
+        value.push_str(&q_to_string(q));
     }
     if let Some(instance) = &binding.instance {
-        let _ = write!(value, ";+sip.instance=\"{instance}\"");
+        value.push_str(";+sip.instance=\"");
+        value.push_str(instance);
+        value.push('"');
     }
     if let Some(reg_id) = binding.reg_id {
-        let _ = write!(value, ";reg-id={reg_id}");
+        value.push_str(";reg-id=");
+        push_u64(&mut value, reg_id.into());
     }
     value
 }
@@ -244,20 +249,40 @@ fn store_error_with(msg: &SipMessage, error: &StoreError, extras: &OkExtras<'_>)
 /// A To tag for a response we originate (§8.2.6.2); REGISTER creates no
 /// dialog, so it only has to be present and random.
 fn to_tag() -> String {
-    format!("{:016x}", rand::random::<u64>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u64>();
+    (0..16)
+        .map(|i| char::from(HEX[(n >> (60 - 4 * i)) as usize & 0xf]))
+        .collect()
 }
 
 /// RFC 1123 date in GMT as SIP's Date header wants it (RFC 3261 §20.17),
 /// e.g. `Sat, 13 Nov 2010 23:29:00 GMT`.
+///
+/// Every answer a registrar sends carries one, and it changes once a
+/// second: each thread keeps the last one it wrote.
 pub fn http_date(time: SystemTime) -> String {
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let secs = time
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *text = format_http_date(secs);
+            *at = secs;
+        }
+        text.clone()
+    })
+}
+
+fn format_http_date(secs: u64) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
     format!(
