@@ -230,6 +230,23 @@ impl SipMessage {
         self.name_addr(HeaderName::To)
     }
 
+    /// The From tag, without parsing the From URI (see
+    /// [`NameAddr::params_only`]): for a message already validated.
+    pub fn from_tag(&self) -> Result<Option<&str>, ParseError> {
+        self.header_tag(HeaderName::From)
+    }
+
+    /// The To tag, without parsing the To URI (see
+    /// [`NameAddr::params_only`]): for a message already validated.
+    pub fn to_tag(&self) -> Result<Option<&str>, ParseError> {
+        self.header_tag(HeaderName::To)
+    }
+
+    fn header_tag(&self, name: HeaderName) -> Result<Option<&str>, ParseError> {
+        let params = NameAddr::params_only(self.required(name)?).map_err(|e| e.in_header(name))?;
+        Ok(params.get("tag").flatten())
+    }
+
     fn name_addr(&self, name: HeaderName) -> Result<NameAddr<'_>, ParseError> {
         NameAddr::parse(self.required(name)?).map_err(|e| e.in_header(name))
     }

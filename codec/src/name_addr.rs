@@ -26,6 +26,29 @@ impl<'a> NameAddr<'a> {
     /// and the URI may not contain `?` or `,` (RFC 3261 §20.10; RFC 4475
     /// §3.1.2.13).
     pub fn parse(value: &'a str) -> Result<NameAddr<'a>, ParseError> {
+        let (display, uri_str, params_str, raw) = Self::split(value)?;
+        let uri = Uri::parse(uri_str)?;
+        let params = Params::parse(params_str)?;
+        Ok(NameAddr {
+            display,
+            uri,
+            params,
+            raw,
+        })
+    }
+
+    /// The header parameters of `value` alone: [`NameAddr::parse`] without
+    /// parsing the URI, for the many places that want only a `tag`. A value
+    /// whose URI is malformed still yields its parameters, so use this on
+    /// a message that passed `validate_request`/`validate_response`.
+    pub fn params_only(value: &'a str) -> Result<Params<'a>, ParseError> {
+        let (_, _, params_str, _) = Self::split(value)?;
+        Params::parse(params_str)
+    }
+
+    /// Display name, URI text, parameter text and the trimmed value.
+    #[allow(clippy::type_complexity)]
+    fn split(value: &'a str) -> Result<(Option<&'a str>, &'a str, &'a str, &'a str), ParseError> {
         let v = trim_lws(value);
         if v.is_empty() {
             return Err(ParseError::Address("empty address"));
@@ -78,14 +101,7 @@ impl<'a> NameAddr<'a> {
             }
             (u, p)
         };
-        let uri = Uri::parse(uri_str)?;
-        let params = Params::parse(params_str)?;
-        Ok(NameAddr {
-            display,
-            uri,
-            params,
-            raw: v,
-        })
+        Ok((display, uri_str, params_str, v))
     }
 
     /// `tag` parameter (RFC 3261 §19.3).
@@ -141,6 +157,28 @@ pub enum Contacts<'a> {
 mod tests {
     use super::*;
     use crate::uri::{Host, Scheme};
+
+    #[test]
+    fn params_only_agrees_with_parse_on_every_valid_shape() {
+        let values = [
+            "<sip:a@example.test>;tag=abc",
+            "\"Alice; <x>\" <sip:a@example.test;transport=tcp>;tag=1;x",
+            "Bob <sip:b@example.test;tag=uri-param>",
+            "sip:c@example.test;tag=header-param",
+            "sip:c@example.test",
+            "  <sips:d@[2001:db8::1]:5061> ; TAG = spaced ",
+            "tel:+15551234;tag=t",
+        ];
+        for value in values {
+            let parsed = NameAddr::parse(value).unwrap();
+            let params = NameAddr::params_only(value).unwrap();
+            assert_eq!(params.get("tag"), parsed.params.get("tag"), "{value}");
+            assert_eq!(params, parsed.params, "{value}");
+        }
+        for bad in ["", "\"unterminated <sip:a@b>", "<sip:a@b", "<sip:a@b> junk"] {
+            assert!(NameAddr::params_only(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn gruu_contact_with_sip_instance() {

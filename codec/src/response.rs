@@ -98,7 +98,7 @@ impl<'a> ResponseBuilder<'a> {
             out.extend_from_slice(b"To: ");
             out.extend_from_slice(to.as_bytes());
             if let Some(tag) = &self.to_tag {
-                let has_tag = req.to().map(|t| t.tag().is_some()).unwrap_or(false);
+                let has_tag = req.to_tag().ok().flatten().is_some();
                 if !has_tag {
                     _ = write!(out, ";tag={tag}");
                 }

@@ -418,7 +418,7 @@ pub fn may_change_a_call(msg: &SipMessage) -> bool {
         msg.method(),
         Some(Method::Ack | Method::Bye | Method::Invite | Method::Update)
     );
-    method && msg.to().is_ok_and(|t| t.tag().is_some())
+    method && msg.to_tag().is_ok_and(|t| t.is_some())
 }
 
 fn unix_ms(now: Now) -> u64 {

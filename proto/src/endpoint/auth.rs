@@ -97,7 +97,7 @@ impl Endpoint {
         if matches!(msg.method(), Some(Method::Ack | Method::Cancel)) {
             return proceed;
         }
-        let initial = msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
+        let initial = msg.to_tag().map_or(true, |t| t.is_none());
         if !initial {
             if trusted || self.edge.came_through_us(popped, ruri, now_secs) {
                 return proceed;

@@ -279,5 +279,5 @@ fn starts_a_dialog(msg: &SipMessage) -> bool {
         msg.method(),
         Some(Method::Invite | Method::Subscribe | Method::Refer)
     );
-    creates && msg.to().map(|t| t.tag().is_none()).unwrap_or(true)
+    creates && msg.to_tag().map_or(true, |t| t.is_none())
 }

@@ -106,10 +106,7 @@ pub fn validate(msg: &SipMessage, identity: &Identity) -> Result<(), LocalAnswer
 /// loop detection and RFC 2543 transaction matching, which each add theirs.
 pub fn hash_request_identity(msg: &SipMessage, h: &mut impl Hasher) {
     msg.request_uri_str().hash(h);
-    msg.from()
-        .ok()
-        .and_then(|f| f.tag().map(str::to_owned))
-        .hash(h);
+    msg.from_tag().ok().flatten().hash(h);
     msg.call_id().ok().hash(h);
     msg.cseq().ok().map(|c| c.seq).hash(h);
 }
@@ -120,10 +117,7 @@ pub fn hash_request_identity(msg: &SipMessage, h: &mut impl Hasher) {
 pub fn loop_hash(msg: &SipMessage) -> String {
     let mut h = std::hash::DefaultHasher::new();
     hash_request_identity(msg, &mut h);
-    msg.to()
-        .ok()
-        .and_then(|t| t.tag().map(str::to_owned))
-        .hash(&mut h);
+    msg.to_tag().ok().flatten().hash(&mut h);
     for v in msg.header_values(HeaderName::ProxyRequire) {
         v.hash(&mut h);
     }

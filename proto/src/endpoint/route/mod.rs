@@ -138,7 +138,7 @@ impl Endpoint {
         };
         let method = msg.method().cloned().unwrap_or(Method::Options);
         let to_us = routes.routes.is_empty();
-        let initial = msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
+        let initial = msg.to_tag().map_or(true, |t| t.is_none());
         let our_domain = identity.is_our_aor(&ruri);
         let zero_hops = msg.max_forwards().ok().flatten() == Some(0);
         // Requests for the proxy itself.
