@@ -7,6 +7,7 @@
 #   SKIP_BUILD=1 KINDS=register bash bench/callgrind.sh
 #   KEEP=1 ...                           # keep the callgrind.out files (callgrind_annotate them)
 #   POLICY=builtin:default ...           # with a tenant policy on every request (the switchyard-wasm target)
+#   TARGET=kamailio ...                  # Kamailio with bench/kamailio.cfg instead (all its processes summed)
 #
 # Each kind runs the node under callgrind twice, with N1 and N2 operations
 # (SIPp at a rate valgrind's one-core serialisation keeps up with), and
@@ -39,18 +40,27 @@ cleanup() {
 trap cleanup EXIT
 
 command -v valgrind >/dev/null || { echo "valgrind not found: apt-get install valgrind" >&2; exit 1; }
-[[ -n ${SKIP_BUILD:-} ]] || cargo build --release -p switchyard -q
+[[ -n ${SKIP_BUILD:-} || ${TARGET:-} == kamailio ]] || cargo build --release -p switchyard -q
+[[ ${TARGET:-} != kamailio ]] || command -v kamailio >/dev/null || { echo "kamailio not found: apt-get install kamailio" >&2; exit 1; }
 
 # One node under callgrind; OPS operations of KIND; prints the node's Ir.
 measure() {
-    local kind=$1 ops=$2 out="$WORK/callgrind.$1.$2.out" node policy_args=()
+    local kind=$1 ops=$2 out="$WORK/callgrind.$1.$2" node policy_args=()
     if [[ -n ${POLICY:-} ]]; then
         printf '[tenants]\ndefault = "bench"\n[tenants.policies.bench]\nmodule = "%s"\n' "$POLICY" >"$WORK/policy.toml"
         policy_args=(--config "$WORK/policy.toml")
     fi
-    valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no \
-        "$BIN" run --no-auth "${policy_args[@]+"${policy_args[@]}"}" --listen "udp:$IP:$PORT" --domain "$DOMAIN" --log warn \
-        >"$WORK/node.$kind.$ops.log" 2>&1 &
+    if [[ ${TARGET:-switchyard} == kamailio ]]; then
+        # As bench/run.sh runs it (two UDP workers); callgrind follows the
+        # forked workers and writes a file per process.
+        valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$out.%p.out" --dump-instr=no \
+            kamailio -f bench/kamailio.cfg -DD -E -m 256 -M 16 -n 2 -A "LISTEN_IP=$IP" -A "LISTEN_PORT=$PORT" \
+            >"$WORK/node.$kind.$ops.log" 2>&1 &
+    else
+        valgrind --tool=callgrind --callgrind-out-file="$out.out" --dump-instr=no \
+            "$BIN" run --no-auth "${policy_args[@]+"${policy_args[@]}"}" --listen "udp:$IP:$PORT" --domain "$DOMAIN" --log warn \
+            >"$WORK/node.$kind.$ops.log" 2>&1 &
+    fi
     node=$!
     PIDS+=("$node")
     wait_udp_bound "$IP" "$PORT" 6000 || { log "node did not start under valgrind"; tail -5 "$WORK/node.$kind.$ops.log" >&2; exit 1; }
@@ -75,7 +85,9 @@ measure() {
     kill -TERM "$node" 2>/dev/null || true
     for _ in $(seq 600); do kill -0 "$node" 2>/dev/null || break; sleep 0.1; done
     stop_pid "$node"
-    awk '/^(summary|totals):/ { print $2; exit }' "$out"
+    # Kamailio's workers may outlive their parent by a moment.
+    for _ in $(seq 300); do pgrep -f "callgrind-out-file=$out" >/dev/null || break; sleep 0.2; done
+    awk '/^summary:/ { s += $2 } END { print s }' "$out".*out
 }
 
 declare -A PER
