@@ -23,12 +23,23 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
 
 /// Appends a dotted-quad IPv4 address.
 pub fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    out.push_str(ipv4_str(ip, &mut [0; 15]));
+}
+
+/// A dotted-quad IPv4 address written into `buf` (15 bytes is the longest).
+pub fn ipv4_str(ip: Ipv4Addr, buf: &mut [u8; 15]) -> &str {
+    let mut len = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            buf[len] = b'.';
+            len += 1;
         }
-        push_u16(out, u16::from(octet));
+        let mut scratch = [0; 20];
+        let digits = decimal(u64::from(octet), &mut scratch).as_bytes();
+        buf[len..len + digits.len()].copy_from_slice(digits);
+        len += digits.len();
     }
+    std::str::from_utf8(&buf[..len]).expect("ASCII digits and dots")
 }
 
 /// Appends `addr` as `ip:port`, an IPv6 address in brackets (RFC 3986's
@@ -64,20 +75,22 @@ pub fn push_u16(out: &mut String, n: u16) {
 }
 
 /// Appends a decimal number.
-pub fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
+pub fn push_u64(out: &mut String, n: u64) {
+    out.push_str(decimal(n, &mut [0; 20]));
+}
+
+/// `n` in decimal, written at the end of `buf` (20 digits is the longest).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut start = buf.len();
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
+        buf[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    for &d in &digits[start..] {
-        out.push(char::from(d));
-    }
+    std::str::from_utf8(&buf[start..]).expect("ASCII digits")
 }
 
 #[cfg(test)]

@@ -111,11 +111,7 @@ impl fmt::Display for Host<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Domain(d) => f.write_str(d),
-            Host::V4(_) => {
-                let mut text = String::with_capacity(15);
-                self.push_to(&mut text);
-                f.write_str(&text)
-            }
+            Host::V4(a) => f.write_str(crate::text::ipv4_str(*a, &mut [0; 15])),
             Host::V6(a) => write!(f, "[{a}]"),
         }
     }

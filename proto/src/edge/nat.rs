@@ -1,6 +1,6 @@
 //! The NAT and flow tests of the edge (RFC 3581, RFC 5626 §5).
 
-use switchyard_codec::{HeaderName, NameAddr, SipMessage, Uri};
+use switchyard_codec::{HeaderName, Host, NameAddr, SipMessage, Uri};
 
 use crate::net::{Source, Transport};
 
@@ -54,8 +54,7 @@ pub(super) fn via_behind_nat(msg: &SipMessage, source: Source) -> bool {
     let Ok(via) = msg.top_via() else {
         return true;
     };
-    !via.host.is_ip(source.remote.ip())
-        || (source.transport == Transport::Udp && via.port.unwrap_or(5060) != source.remote.port())
+    not_where_packets_come_from(&via.host, via.port, source)
 }
 
 /// A Contact whose host:port is not where the UA's packets come from:
@@ -63,10 +62,14 @@ pub(super) fn via_behind_nat(msg: &SipMessage, source: Source) -> bool {
 /// only the address counts: the connection's port is ephemeral, never the
 /// one a UA listens on and puts in its Contact.
 pub(super) fn behind_nat(contact: &Uri<'_>, flow: Source) -> bool {
-    let default_port = 5060;
-    !contact.host.is_ip(flow.remote.ip())
-        || (flow.transport == Transport::Udp
-            && contact.port.unwrap_or(default_port) != flow.remote.port())
+    not_where_packets_come_from(&contact.host, contact.port, flow)
+}
+
+/// The test both share: `host` is not the flow's address, or (over UDP)
+/// `port` (5060 when absent) is not its port.
+fn not_where_packets_come_from(host: &Host<'_>, port: Option<u16>, flow: Source) -> bool {
+    !host.is_ip(flow.remote.ip())
+        || (flow.transport == Transport::Udp && port.unwrap_or(5060) != flow.remote.port())
 }
 
 /// The same flow: transport and remote address (the local side of a UDP
