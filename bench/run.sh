@@ -8,8 +8,9 @@
 #   PHASES=memory bench/run.sh     # some of: register calls memory cpu
 #   SY_LOG=info bench/run.sh       # switchyard's log level (default warn)
 #   BASELINE=/path/to/old/switchyard TARGETS="baseline switchyard" bench/run.sh
-#                                  # before/after: targets baseline and
-#                                  # baseline-pbx run that binary instead
+#                                  # before/after: targets baseline,
+#                                  # baseline-pbx and baseline-wasm run that
+#                                  # binary instead
 #
 # Measures, per proxy:
 #   register  the highest REGISTER rate (SIPp -r) at which < 0.1% of the
@@ -82,7 +83,7 @@ KAM_ADDR=127.0.0.20  # kamailio
 PORT=5060
 UAC_IP=127.0.0.40
 # One UAS per proxy so that a straggler from one run never meets the other.
-declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31 [switchyard-pbx]=127.0.0.32 [baseline]=127.0.0.33 [baseline-pbx]=127.0.0.34 [switchyard-cdr]=127.0.0.35 [switchyard-nodialogs]=127.0.0.36 [switchyard-wasm]=127.0.0.37)
+declare -A UAS_IP=([switchyard]=127.0.0.30 [kamailio]=127.0.0.31 [switchyard-pbx]=127.0.0.32 [baseline]=127.0.0.33 [baseline-pbx]=127.0.0.34 [switchyard-cdr]=127.0.0.35 [switchyard-nodialogs]=127.0.0.36 [switchyard-wasm]=127.0.0.37 [baseline-wasm]=127.0.0.38)
 UAS_PORT=5070
 # Kamailio's shared memory (-m, MiB): transactions and the location table.
 # 256 MiB runs out in the call ramp (every step above ~1600 calls/s then
@@ -157,9 +158,15 @@ start_kamailio() {
     wait_udp_bound "$KAM_ADDR" "$PORT" || { log "kamailio did not bind $KAM_ADDR:$PORT"; tail -5 "$WORK/kamailio.log" >&2; stop_pid "$PROXY_PID"; return 1; }
 }
 
+# The switchyard-wasm targets' config: the bundled `default` policy for the
+# bench tenant.
+wasm_config() {
+    printf '[tenants]\ndefault = "bench"\n[tenants.policies.bench]\nmodule = "builtin:default"\n' >"$WORK/wasm.toml"
+}
+
 start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
     case $1 in
-        switchyard | switchyard-* | baseline | baseline-pbx) PROXY_ADDR=$SY_ADDR ;;
+        switchyard | switchyard-* | baseline | baseline-*) PROXY_ADDR=$SY_ADDR ;;
         kamailio) PROXY_ADDR=$KAM_ADDR ;;
     esac
     # Never measure a stale instance that still holds the address.
@@ -179,10 +186,13 @@ start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
             printf '[dialogs]\nenabled = false\n' >"$WORK/nodialogs.toml"
             start_switchyard "$ROOT/target/release/switchyard" --config "$WORK/nodialogs.toml" ;;
         switchyard-wasm)
-            printf '[tenants]\ndefault = "bench"\n[tenants.policies.bench]\nmodule = "builtin:default"\n' >"$WORK/wasm.toml"
+            wasm_config
             start_switchyard "$ROOT/target/release/switchyard" --config "$WORK/wasm.toml" ;;
         baseline) start_switchyard "${BASELINE:-}" ;;
         baseline-pbx) start_switchyard "${BASELINE:-}" --config "$WORK/pbx.toml" ;;
+        baseline-wasm)
+            wasm_config
+            start_switchyard "${BASELINE:-}" --config "$WORK/wasm.toml" ;;
         kamailio) start_kamailio ;;
     esac
 }
@@ -191,7 +201,7 @@ start_proxy() { # start_proxy TARGET -> sets PROXY_PID, PROXY_ADDR
 # the main process and all its children (shared memory counted once).
 proxy_mem() {
     local target=$1 pid=$2
-    if [[ $target == switchyard* ]]; then
+    if [[ $target == switchyard* || $target == baseline* ]]; then
         awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$pid/status"
     else
         local p total=0 pss
@@ -393,7 +403,7 @@ fi
 echo "hosted-pbx vs no policy: REGISTER/s $(ratio "${REG[switchyard-pbx]:-}" "${REG[switchyard]:-}"), calls/s $(ratio "${CALLS[switchyard-pbx]:-}" "${CALLS[switchyard]:-}") (target >= 0.90x)"
 if [[ -n ${BASELINE:-} ]]; then
     echo "after vs before (BASELINE=$BASELINE):"
-    for pair in "switchyard baseline" "switchyard-pbx baseline-pbx"; do
+    for pair in "switchyard baseline" "switchyard-pbx baseline-pbx" "switchyard-wasm baseline-wasm"; do
         read -r after before <<<"$pair"
         printf '  %-16s REGISTER/s %s -> %s (%s), calls/s %s -> %s (%s)\n' "$after" \
             "${REG[$before]:-pending}" "${REG[$after]:-pending}" "$(ratio "${REG[$after]:-}" "${REG[$before]:-}")" \

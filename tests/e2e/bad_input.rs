@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use switchyard::location::{Aor, Binding, LocationStore, RegisterError, StoreError};
+use switchyard::location::{Aor, Binding, EmbeddedStore, LocationStore, RegisterError, StoreError};
 use switchyard::registrar::{RegisterOutcome, RegisterUpdate};
 use switchyard::{Config, Node, NodeParts};
 use switchyard_codec::{HeaderName, Method};
@@ -212,6 +212,81 @@ async fn store_outage_is_503_with_retry_after() {
     let (resp, _) = ua.recv("503 to OPTIONS for a user").await;
     assert_eq!(resp.status(), Some(503));
     assert!(resp.header(HeaderName::RetryAfter).is_some());
+    node.shutdown().await;
+}
+
+/// The embedded store behind a gate: a REGISTER waits in the store until
+/// the test lets it through, as on a slow Cassandra cluster.
+struct GatedStore {
+    inner: EmbeddedStore,
+    entered: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl LocationStore for GatedStore {
+    async fn register(
+        &self,
+        aor: &Aor,
+        update: &RegisterUpdate,
+        now: SystemTime,
+    ) -> Result<RegisterOutcome, RegisterError> {
+        self.entered.notify_one();
+        let _pass = self.gate.acquire().await.expect("gate open");
+        self.inner.register(aor, update, now).await
+    }
+    async fn lookup(&self, aor: &Aor, now: SystemTime) -> Result<Vec<Binding>, StoreError> {
+        self.inner.lookup(aor, now).await
+    }
+    async fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError> {
+        self.inner.purge_expired(now).await
+    }
+    fn backend(&self) -> &'static str {
+        "gated"
+    }
+}
+
+/// A datagram is handled on the task that read it only as far as it goes
+/// without waiting: a REGISTER held in a slow store goes on elsewhere, and
+/// the next datagram from the same phone, on the same (single) socket and
+/// reader, is answered meanwhile.
+#[tokio::test]
+async fn a_register_waiting_on_the_store_holds_up_nothing_else() {
+    let mut config = Config::for_tests(&["udp:127.0.41.75:0"], &[DOMAIN]);
+    config.limits.udp_sockets = 1;
+    let store = Arc::new(GatedStore {
+        inner: EmbeddedStore::new(),
+        entered: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let parts = NodeParts {
+        store: Some(store.clone()),
+        policies: None,
+        counters: None,
+    };
+    let node = Node::start_with(config, parts).await.unwrap();
+    let proxy = udp_addr(&node);
+    let ua = UdpUa::bind("127.0.41.76").await;
+    let me = ua.addr.to_string();
+    let register = options(&me, DOMAIN, "12")
+        .replace("OPTIONS", "REGISTER")
+        .replace("To: <sip:switchyard.test>", "To: <sip:bob@switchyard.test>")
+        .replace(
+            "Content-Length: 0",
+            &format!("Contact: <sip:bob@{me}>\r\nContent-Length: 0"),
+        );
+    ua.send(proxy, &register).await;
+    tokio::time::timeout(Duration::from_secs(5), store.entered.notified())
+        .await
+        .expect("the REGISTER reached the store");
+    ua.send(proxy, &options(&me, DOMAIN, "13")).await;
+    let (resp, _) = ua.recv("200 to OPTIONS while the REGISTER waits").await;
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(resp.cseq().unwrap().method, Method::Options);
+    store.gate.add_permits(1);
+    let (resp, _) = ua.recv("200 to the REGISTER once the store answers").await;
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(resp.cseq().unwrap().method, Method::Register);
     node.shutdown().await;
 }
 

@@ -69,15 +69,22 @@ mod tests {
     fn a_busy_thread_spends_its_budget_and_a_sleeping_one_only_the_wall_cap() {
         let mut busy = CpuDeadline::start(Duration::from_millis(5));
         assert!(busy.may_continue(), "the first tick reads the clock");
-        let until = Instant::now() + Duration::from_millis(8);
-        while Instant::now() < until {
+        // 8 ms of this thread's CPU, however long a busy machine takes to
+        // give it that much.
+        let until = thread_cpu_time() + Duration::from_millis(8);
+        while thread_cpu_time() < until {
             std::hint::black_box(0u64);
         }
         assert!(!busy.may_continue(), "8 ms of CPU is past a 5 ms budget");
+        let began = Instant::now();
         let mut idle = CpuDeadline::start(Duration::from_millis(5));
         assert!(idle.may_continue());
         std::thread::sleep(Duration::from_millis(8));
-        assert!(idle.may_continue(), "8 ms asleep used no CPU");
+        let goes_on = idle.may_continue();
+        // Unless a busy machine overslept the sleep into the wall cap.
+        if began.elapsed() < Duration::from_millis(20) {
+            assert!(goes_on, "8 ms asleep used no CPU");
+        }
         std::thread::sleep(Duration::from_millis(15));
         assert!(!idle.may_continue(), "past 4 budgets of wall clock");
     }

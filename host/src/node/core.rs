@@ -8,6 +8,11 @@
 //!   store / DNS / auth / policy ◀─ Io ─▶ result ─▶ lock shard ─▶ Endpoint::on_io_done ─┘
 //! ```
 //!
+//! A UDP datagram is handled on the receive task that read it, as far as
+//! it goes without waiting (most do: the embedded store, a policy, a UDP
+//! send); a stream message, or a datagram whose handling must wait, goes
+//! on in a task of its own ([`InboundHandler::on_inbound`] below).
+//!
 //! Every SIP decision is the endpoint's (`switchyard_proto::endpoint`);
 //! nothing here parses beyond picking the shard, and no I/O, hook or
 //! await happens while a shard is locked.
@@ -30,7 +35,7 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::egress::{Destination, EgressError, NextHop};
 use crate::location::LocationStore;
-use crate::net::Source;
+use crate::net::{Source, Transport};
 use crate::proxy::request::LocalAnswer;
 use crate::transport::{InboundEvent, InboundHandler, TransportError, Transports};
 
@@ -120,15 +125,31 @@ fn now() -> Now {
 
 impl InboundHandler for Core {
     fn on_inbound(&self, ev: InboundEvent) {
-        // The handler runs on the socket's receive task: hand the message to
-        // its own task so a slow store lookup never stalls the socket.
         let Some(core) = self.me.upgrade() else {
             return;
         };
         if let (Some(hep), InboundEvent::Message(m)) = (&self.hep, &ev) {
             hep.received(&m.source, &m.data);
         }
-        tokio::spawn(async move { core.handle(ev).await });
+        if ev.source().transport != Transport::Udp {
+            // A stream has one reader, its connection's: handled in place,
+            // one busy connection (a trunk) would be held to one core.
+            tokio::spawn(async move { core.handle(ev).await });
+            return;
+        }
+        // A datagram is handled on the receive task that read it: most
+        // (the embedded store, a policy, a UDP send) finish in this first
+        // poll, with no task spawned and no other thread woken. One that
+        // waits (Cassandra, DNS, a TCP connect) goes on in a task of its
+        // own, so its reader goes back to the socket; the task's first
+        // poll registers the real waker in place of this no-op one. The
+        // socket has a reader per worker (`transport/udp.rs`), so one
+        // source's datagrams still spread over every core.
+        let mut handling = Box::pin(core.handle(ev));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if handling.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(handling);
+        }
     }
 }
 

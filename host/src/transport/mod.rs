@@ -73,8 +73,21 @@ pub enum InboundEvent {
     },
 }
 
+impl InboundEvent {
+    /// The flow it arrived on.
+    pub fn source(&self) -> &Source {
+        match self {
+            InboundEvent::Message(m) => &m.source,
+            InboundEvent::FramingError { source, .. } => source,
+        }
+    }
+}
+
 /// Receives everything the transports read. Called on the receiving task, so
-/// it must not block: spawn for anything asynchronous.
+/// it must not block: anything that waits goes on in a task of its own. A
+/// UDP socket has a receive task per runtime worker, so handling a datagram
+/// in place delays only that reader; a stream's messages have one reader,
+/// their connection's.
 pub trait InboundHandler: Send + Sync + 'static {
     fn on_inbound(&self, event: InboundEvent);
 }
@@ -195,9 +208,11 @@ impl Transports {
         });
         let (stop, stop_rx) = watch::channel(false);
         let token = ShutdownToken::new(stop_rx);
+        // One reader per worker on every socket (see `udp.rs`).
+        let readers = tokio::runtime::Handle::current().metrics().num_workers();
         for listener in &udp {
-            listener.spawn_receivers(&shared, &token);
-            info!(local = %listener.local, sockets = shared.cfg.udp_sockets_per_listener, "listening on UDP");
+            listener.spawn_receivers(&shared, &token, readers);
+            info!(local = %listener.local, sockets = shared.cfg.udp_sockets_per_listener, readers, "listening on UDP");
         }
         let mut streams = Vec::new();
         for (listener, local) in stream_listeners {

@@ -1,5 +1,12 @@
 //! UDP listeners: N sockets per address sharing the port with SO_REUSEPORT,
-//! one receive task each, so datagram parsing spreads over every core.
+//! and on each socket one receive task per runtime worker.
+//!
+//! The handler may handle a datagram on the receive task itself (the node
+//! does, when nothing has to be waited for), so every socket has as many
+//! readers as the runtime has workers: the kernel hashes one source (a
+//! trunk, an SBC, SIPp) to one SO_REUSEPORT socket, and with a single
+//! reader its datagrams would be handled on one core. Like Kamailio's UDP
+//! workers sharing one socket, whichever reader is free takes the next one.
 
 use std::io;
 use std::net::SocketAddr;
@@ -68,17 +75,20 @@ impl UdpListener {
         })
     }
 
-    pub fn spawn_receivers(&self, shared: &Arc<Shared>, token: &ShutdownToken) {
+    /// Spawns `readers` receive tasks on every socket.
+    pub fn spawn_receivers(&self, shared: &Arc<Shared>, token: &ShutdownToken, readers: usize) {
         for (index, (sock, rx_count)) in self.sockets.iter().enumerate() {
-            let span = tracing::debug_span!("udp", local = %self.local, socket = index);
-            let task = recv_loop(
-                shared.clone(),
-                sock.clone(),
-                self.local,
-                rx_count.clone(),
-                token.clone(),
-            );
-            tokio::spawn(task.instrument(span));
+            for reader in 0..readers.max(1) {
+                let span = tracing::debug_span!("udp", local = %self.local, socket = index, reader);
+                let task = recv_loop(
+                    shared.clone(),
+                    sock.clone(),
+                    self.local,
+                    rx_count.clone(),
+                    token.clone(),
+                );
+                tokio::spawn(task.instrument(span));
+            }
         }
     }
 

@@ -192,3 +192,50 @@ async fn ipv6_loopback_round_trip_udp_and_tcp() {
         .unwrap();
     assert_eq!(read_n(&mut tcp, 6).await, b"v6 tcp");
 }
+
+/// A reader busy with one datagram (a handler at work in place, as the
+/// node's is) leaves the socket's next datagram to another reader: one
+/// socket, two workers, two datagrams from one source. With a single
+/// reader per socket, the second would wait until the first was done,
+/// and the first waits here for the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_busy_reader_leaves_the_next_datagram_to_another() {
+    use std::sync::mpsc;
+    let cfg = TransportConfig {
+        udp_sockets_per_listener: 1,
+        ..config()
+    };
+    let (second_tx, second_rx) = mpsc::channel::<()>();
+    let second_rx = std::sync::Mutex::new(second_rx);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let handler = move |ev: InboundEvent| {
+        let InboundEvent::Message(m) = ev else { return };
+        if m.data.windows(5).any(|w| w == b"first") {
+            // Blocks its reader, as a long policy hook run in place would.
+            let waited = second_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(4));
+            let _ = done_tx.send(waited.is_ok());
+        } else {
+            let _ = second_tx.send(());
+        }
+    };
+    let spec = ListenerSpec::new(Transport::Udp, "127.0.0.1:0".parse().unwrap());
+    let transports = Transports::bind(&[spec], cfg, Arc::new(handler))
+        .await
+        .unwrap();
+    let proxy = transports.local_addrs()[0].1;
+    let ua = client().await;
+    for call_id in ["first", "second"] {
+        ua.send_to(request(call_id, "").as_bytes(), proxy)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        within(done_rx.recv()).await,
+        Some(true),
+        "the second datagram waited for the first's reader"
+    );
+    transports.shutdown().await;
+}
