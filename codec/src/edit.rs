@@ -351,6 +351,71 @@ impl<'m> Editor<'m> {
     }
 }
 
+impl SipMessage {
+    /// This message with `Name: value` pushed above the first line of that
+    /// header (above the first header when it has none): the message
+    /// `SipMessage::parse(self.edit().push_header(name, value).finish())`
+    /// gives, without parsing it again. The header index is the old one,
+    /// shifted past the new line. A value with a line break, or a name
+    /// with no spelling ([`HeaderName::Other`]), is left to the editor and
+    /// the parser, which refuse what they must.
+    pub fn with_header_pushed(&self, name: HeaderName, value: &str) -> Option<SipMessage> {
+        if name == HeaderName::Other || value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            let mut e = self.edit();
+            e.push_header(name, value);
+            return SipMessage::parse(e.finish()).ok();
+        }
+        let index = self.headers.iter().position(|h| h.name == name);
+        let at = index.map_or(self.headers_start, |i| self.headers[i].line.start);
+        let raw_name = name.as_str();
+        let mut buf = Vec::with_capacity(self.buf.len() + raw_name.len() + value.len() + 4);
+        buf.extend_from_slice(&self.buf[..at as usize]);
+        line(&mut buf, raw_name, value);
+        let added = (buf.len() - at as usize) as u32;
+        buf.extend_from_slice(&self.buf[at as usize..]);
+        let shift = |s: Span| Span {
+            start: s.start + added,
+            end: s.end + added,
+        };
+        let value_start = at + raw_name.len() as u32 + 2;
+        let trimmed = value.trim_matches([' ', '\t']);
+        let lead = (value.len() - value.trim_start_matches([' ', '\t']).len()) as u32;
+        let new = HeaderSpan {
+            name,
+            raw_name: Span::new(at as usize, (at as usize) + raw_name.len()),
+            value: Span {
+                start: value_start + lead,
+                end: value_start + lead + trimmed.len() as u32,
+            },
+            line: Span {
+                start: at,
+                end: at + added,
+            },
+        };
+        let split = index.unwrap_or(0);
+        let mut headers = Vec::with_capacity(self.headers.len() + 1);
+        headers.extend_from_slice(&self.headers[..split]);
+        headers.push(new);
+        headers.extend(self.headers[split..].iter().map(|h| HeaderSpan {
+            raw_name: shift(h.raw_name),
+            value: shift(h.value),
+            line: shift(h.line),
+            ..*h
+        }));
+        Some(SipMessage {
+            buf: Bytes::from(buf),
+            start: self.start.clone(),
+            version: self.version,
+            start_line: self.start_line,
+            start_line_strict: self.start_line_strict,
+            headers,
+            headers_start: self.headers_start,
+            headers_end: self.headers_end + added,
+            body_start: self.body_start + added,
+        })
+    }
+}
+
 fn removal(span: Span) -> Splice {
     Splice {
         start: span.start,
@@ -365,4 +430,56 @@ fn line(a: &mut Vec<u8>, name: &str, value: &str) {
     a.extend_from_slice(b": ");
     a.extend_from_slice(value.as_bytes());
     a.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything a parse records, to compare two messages by.
+    fn index(m: &SipMessage) -> String {
+        format!(
+            "{:?} {:?} {:?} {:?} {} {:?} {} {} {}",
+            m.buf,
+            m.start,
+            m.version,
+            m.start_line,
+            m.start_line_strict,
+            m.headers,
+            m.headers_start,
+            m.headers_end,
+            m.body_start
+        )
+    }
+
+    #[test]
+    fn a_pushed_header_indexes_as_a_parse_of_the_edited_bytes_would() {
+        let request = "REGISTER sip:example.test SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK1\r\n\
+            Path: <sip:other.test;lr>\r\n\
+            To: <sip:a@example.test>\r\nFrom: <sip:a@example.test>;tag=1\r\n\
+            Call-ID: c\r\nCSeq: 1 REGISTER\r\nContent-Length: 4\r\n\r\nbody";
+        let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK2\r\n\
+            Content-Length: 0\r\n\r\n";
+        for text in [request, response] {
+            let m = SipMessage::parse(Bytes::copy_from_slice(text.as_bytes())).unwrap();
+            for (name, value) in [
+                (HeaderName::Path, "<sip:edge.test;lr>"),
+                (HeaderName::Via, "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK3"),
+                (HeaderName::RecordRoute, "  <sip:rr.test;lr> "),
+                (HeaderName::Other, "x"),
+                (HeaderName::Path, "bad\r\nInjected: yes"),
+            ] {
+                let mut e = m.edit();
+                e.push_header(name, value);
+                let parsed = SipMessage::parse(e.finish()).ok();
+                let pushed = m.with_header_pushed(name, value);
+                assert_eq!(
+                    pushed.as_ref().map(index),
+                    parsed.as_ref().map(index),
+                    "{name:?}: {value:?}"
+                );
+            }
+        }
+    }
 }

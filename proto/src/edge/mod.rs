@@ -102,10 +102,8 @@ impl Edge {
         source: Source,
         now_secs: u64,
     ) -> Option<SipMessage> {
-        let mut e = msg.edit();
         let path = self.edge_path(msg, source, &self.config.registrar, now_secs);
-        e.push_header(HeaderName::Path, &path);
-        SipMessage::parse(e.finish()).ok()
+        msg.with_header_pushed(HeaderName::Path, &path)
     }
 
     /// Our Path entry for a REGISTER that came straight from a UA, its
