@@ -124,13 +124,15 @@ impl Identity {
     }
 
     fn is_local(&self, host: &str, port: u16) -> bool {
-        let host = host
-            .trim_matches(|c| c == '[' || c == ']')
-            .to_ascii_lowercase();
+        // Host names and IPv6 addresses compare without regard to case.
+        let host = host.trim_matches(|c| c == '[' || c == ']');
         self.addresses
             .iter()
-            .any(|a| a.port == port && a.host == host)
-            || self.bound.iter().any(|(h, p)| *p == port && *h == host)
+            .any(|a| a.port == port && a.host.eq_ignore_ascii_case(host))
+            || self
+                .bound
+                .iter()
+                .any(|(h, p)| *p == port && h.eq_ignore_ascii_case(host))
             || (self.wildcard_v4_ports.contains(&port)
                 && host
                     .parse::<std::net::Ipv4Addr>()
