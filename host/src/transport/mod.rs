@@ -208,8 +208,9 @@ impl Transports {
         });
         let (stop, stop_rx) = watch::channel(false);
         let token = ShutdownToken::new(stop_rx);
-        // One reader per worker on every socket (see `udp.rs`).
-        let readers = tokio::runtime::Handle::current().metrics().num_workers();
+        // One reader per worker on every socket, up to a few (see `udp.rs`).
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let readers = workers.min(udp::MAX_READERS_PER_SOCKET);
         for listener in &udp {
             listener.spawn_receivers(&shared, &token, readers);
             info!(local = %listener.local, sockets = shared.cfg.udp_sockets_per_listener, readers, "listening on UDP");

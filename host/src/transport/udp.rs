@@ -7,6 +7,10 @@
 //! trunk, an SBC, SIPp) to one SO_REUSEPORT socket, and with a single
 //! reader its datagrams would be handled on one core. Like Kamailio's UDP
 //! workers sharing one socket, whichever reader is free takes the next one.
+//! A datagram wakes every reader waiting on its socket, and all but one
+//! find nothing to read, so on a machine with many cores a socket gets
+//! [`MAX_READERS_PER_SOCKET`]: one source is then handled on up to that
+//! many cores, and the other sockets serve the other sources.
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +27,9 @@ use super::signal::ShutdownToken;
 use super::stats::{add, bump};
 use super::{Inbound, InboundEvent, Shared, TransportError};
 use crate::net::{Source, Transport};
+
+/// The most receive tasks one socket gets, whatever the number of workers.
+pub(super) const MAX_READERS_PER_SOCKET: usize = 4;
 
 /// One UDP listener address and the sockets bound to it.
 #[derive(Debug)]
