@@ -36,6 +36,17 @@ fn options(me: &str, target: &str, tag: &str) -> String {
     )
 }
 
+/// A REGISTER of bob@switchyard.test with one Contact at `me`.
+fn register_bob(me: &str, tag: &str) -> String {
+    options(me, DOMAIN, tag)
+        .replace("OPTIONS", "REGISTER")
+        .replace("To: <sip:switchyard.test>", "To: <sip:bob@switchyard.test>")
+        .replace(
+            "Content-Length: 0",
+            &format!("Contact: <sip:bob@{me}>\r\nContent-Length: 0"),
+        )
+}
+
 #[tokio::test]
 async fn garbage_is_dropped_and_the_node_keeps_serving() {
     let node = start_node("127.0.41.1").await;
@@ -196,13 +207,7 @@ async fn store_outage_is_503_with_retry_after() {
     let proxy = udp_addr(&node);
     let ua = UdpUa::bind("127.0.41.72").await;
     let me = ua.addr.to_string();
-    let register = options(&me, DOMAIN, "8")
-        .replace("OPTIONS", "REGISTER")
-        .replace("To: <sip:switchyard.test>", "To: <sip:bob@switchyard.test>")
-        .replace(
-            "Content-Length: 0",
-            &format!("Contact: <sip:bob@{me}>\r\nContent-Length: 0"),
-        );
+    let register = register_bob(&me, "8");
     ua.send(proxy, &register).await;
     let (resp, _) = ua.recv("503 to REGISTER").await;
     assert_eq!(resp.status(), Some(503));
@@ -268,13 +273,7 @@ async fn a_register_waiting_on_the_store_holds_up_nothing_else() {
     let proxy = udp_addr(&node);
     let ua = UdpUa::bind("127.0.41.76").await;
     let me = ua.addr.to_string();
-    let register = options(&me, DOMAIN, "12")
-        .replace("OPTIONS", "REGISTER")
-        .replace("To: <sip:switchyard.test>", "To: <sip:bob@switchyard.test>")
-        .replace(
-            "Content-Length: 0",
-            &format!("Contact: <sip:bob@{me}>\r\nContent-Length: 0"),
-        );
+    let register = register_bob(&me, "12");
     ua.send(proxy, &register).await;
     tokio::time::timeout(Duration::from_secs(5), store.entered.notified())
         .await
@@ -331,13 +330,7 @@ async fn cassandra_backend_pointed_at_nothing_answers_503_fast() {
     let proxy = udp_addr(&node);
     let ua = UdpUa::bind("127.0.41.92").await;
     let me = ua.addr.to_string();
-    let register = options(&me, DOMAIN, "11")
-        .replace("OPTIONS", "REGISTER")
-        .replace("To: <sip:switchyard.test>", "To: <sip:bob@switchyard.test>")
-        .replace(
-            "Content-Length: 0",
-            &format!("Contact: <sip:bob@{me}>\r\nContent-Length: 0"),
-        );
+    let register = register_bob(&me, "11");
     let started = std::time::Instant::now();
     ua.send(proxy, &register).await;
     let (resp, _) = ua.recv("503 to REGISTER").await;
